@@ -1,0 +1,92 @@
+"""The `stack-environment` block: everything stackshift needs to know about one deployed stack."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from pydantic import BaseModel, Field, SecretStr
+
+
+class HttpCheck(BaseModel):
+    """One HTTP check that must pass after an upgrade (and after a rollback)."""
+
+    name: str = Field(description="Name shown in the verification report.")
+    url: str = Field(description="URL to GET, on 127.0.0.1 or another address stackshift can reach.")
+    expect_status: int = Field(default=200, description="HTTP status the check expects.")
+    expect_version_field: str | None = Field(
+        default=None,
+        description="JSON field that must equal the target's app version, if set (for example `version`).",
+    )
+
+
+class StackEnvironment(Block):
+    """A docker-compose stack deployed from a git checkout, with an Alembic-migrated PostgreSQL database.
+
+    One block per environment (for example `stack-environment/staging` and `stack-environment/prod`).
+    Secrets are `SecretStr` and are unwrapped only where a connection is made; they reach `pg_dump` through
+    its environment, never its argv.
+
+    Example:
+        ```python
+        from blocks.stack_environment import StackEnvironment
+
+        staging = StackEnvironment.load("staging")
+        print(staging.compose_dir, staging.project_name)
+        ```
+    """
+
+    _block_type_name = "Stack Environment"
+    _block_type_slug = "stack-environment"
+    _logo_url = "https://raw.githubusercontent.com/docker-library/docs/master/docker/logo.png"
+    _documentation_url = "https://github.com/stackshift/stackshift#blocks"
+    _description = "One docker-compose stack with an Alembic-migrated PostgreSQL database, upgraded by stackshift."
+
+    compose_dir: Path = Field(description="Git checkout holding the compose files and `.env` of the stack.")
+    project_name: str = Field(description="Compose project name (`docker compose -p`).")
+    compose_files: list[str] = Field(
+        default_factory=lambda: ["docker-compose.yaml"], description="Compose files, relative to `compose_dir`."
+    )
+    env_file: str = Field(default=".env", description="The operator's env file, relative to `compose_dir`.")
+    env_template: str = Field(
+        default=".env.example", description="The env template tracked in git, relative to `compose_dir`."
+    )
+    docker_host: str | None = Field(
+        default=None, description="Docker engine to talk to (`DOCKER_HOST`); the local engine if unset."
+    )
+    db_host: str = Field(default="127.0.0.1", description="Host where stackshift reaches PostgreSQL.")
+    db_port: int = Field(default=5432, description="Port where stackshift reaches PostgreSQL.")
+    db_name: str = Field(description="The app's database, migrated by Alembic.")
+    extra_databases: list[str] = Field(
+        default_factory=list, description="Other databases on the same server to back up and restore (e.g. a plugin DB)."
+    )
+    db_user: str = Field(description="PostgreSQL role with CREATEDB (for the rollback point).")
+    db_password: SecretStr = Field(description="Password of `db_user`.")
+    db_services: list[str] = Field(
+        default_factory=lambda: ["db", "db_postgres"],
+        description="Compose services that run the database, in any release (a rename is expected).",
+    )
+    writer_services: list[str] = Field(
+        default_factory=lambda: ["api", "worker"],
+        description="Services that write to the database; they are stopped before the rollback point.",
+    )
+    migrate_service: str = Field(default="api", description="Service whose image runs the migration, once.")
+    migrate_command: list[str] = Field(
+        default_factory=lambda: ["python3", "-m", "alembic", "upgrade", "head"], description="The migration command in that image."
+    )
+    heads_command: list[str] = Field(
+        default_factory=lambda: ["python3", "/app/heads.py"],
+        description="Command in the target image that prints `{\"heads\": [...]}` as JSON, with no database.",
+    )
+    migration_switch: str = Field(
+        default="MIGRATION_ENABLED",
+        description="Variable that turns entrypoint migrations off for long-running services.",
+    )
+    http_checks: list[HttpCheck] = Field(default_factory=list, description="HTTP checks run after an upgrade.")
+    health_timeout_seconds: int = Field(default=120, description="How long services may take to turn healthy.")
+    registry_username: str | None = Field(default=None, description="Registry user, if the registry needs a login.")
+    registry_password: SecretStr | None = Field(default=None, description="Registry password, if needed.")
+    backup_dir: Path = Field(description="Where backups go (one folder per run, files 0600).")
+    backup_retention: int = Field(default=5, description="How many backups of this project to keep.")
+    secret_env_keys: list[str] = Field(
+        default_factory=list, description="More env keys whose values are secret, beyond the built-in patterns."
+    )

@@ -1,0 +1,75 @@
+"""The per-run backup folder: saved config, state record, sha256 manifest, retention."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_run_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=False)
+    return path
+
+
+def save_config(compose_dir: Path, names: list[str], into: Path) -> list[str]:
+    """Copies the named files of the compose directory into `into` (0600); returns the names copied."""
+    into.mkdir(mode=0o700, exist_ok=True)
+    copied = []
+    for name in names:
+        src = compose_dir / name
+        if src.exists():
+            dest = into / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            os.chmod(dest, 0o600)
+            copied.append(name)
+    return copied
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.chmod(path, 0o600)
+
+
+def write_manifest(run_dir: Path) -> dict:
+    """sha256 and size of every file in the run folder; every file and folder made private (0600/0700)."""
+    files = {}
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_dir():
+            os.chmod(p, 0o700)
+            continue
+        if p.name == MANIFEST:
+            continue
+        os.chmod(p, 0o600)
+        files[str(p.relative_to(run_dir))] = {"sha256": sha256(p), "bytes": p.stat().st_size}
+    manifest = {"run_dir": str(run_dir), "files": files}
+    write_json(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+def verify_manifest(run_dir: Path) -> list[str]:
+    """Names of files whose checksum no longer matches (empty when the backup is intact)."""
+    manifest = json.loads((run_dir / MANIFEST).read_text())
+    return [name for name, meta in manifest["files"].items()
+            if not (run_dir / name).exists() or sha256(run_dir / name) != meta["sha256"]]
+
+
+def prune(project_dir: Path, keep: int) -> list[Path]:
+    """Removes all but the newest `keep` run folders of a project; returns what it removed."""
+    runs = sorted((p for p in project_dir.iterdir() if p.is_dir() and (p / MANIFEST).exists()), key=lambda p: p.name)
+    doomed = runs[:-keep] if keep > 0 else runs
+    for p in doomed:
+        shutil.rmtree(p)
+    return doomed

@@ -1,0 +1,141 @@
+"""Every docker, compose, git, tar and pg command stackshift runs, built as data (argv lists).
+
+Nothing here runs anything: `core.executor.run` does. Secrets never appear in argv: pg tools read the
+password from PGPASSWORD in their environment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ComposeProject:
+    """How to address one compose project: directory, files, env file and name."""
+
+    project_dir: Path
+    files: tuple[Path, ...]
+    env_file: Path
+    name: str
+
+    def base(self) -> list[str]:
+        argv = ["docker", "compose", "--project-directory", str(self.project_dir), "--project-name", self.name]
+        argv += ["--env-file", str(self.env_file)]
+        for f in self.files:
+            argv += ["--file", str(f)]
+        return argv
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: argv plus environment overrides (values here may be secret; they are never logged)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    stdout_path: Path | None = None
+    timeout: float | None = None
+    stdin: bytes | None = None
+    ok_codes: tuple[int, ...] = (0,)
+
+    def describe(self) -> str:
+        keys = f" (env: {', '.join(sorted(self.env))})" if self.env else ""
+        return " ".join(self.argv) + keys
+
+
+def compose_config_json(p: ComposeProject) -> list[str]:
+    return p.base() + ["config", "--format", "json"]
+
+
+def compose_ps_json(p: ComposeProject) -> list[str]:
+    return p.base() + ["ps", "--all", "--format", "json"]
+
+
+def compose_pull(p: ComposeProject, services: list[str] | None = None) -> list[str]:
+    return p.base() + ["pull", "--quiet", *(services or [])]
+
+
+def compose_stop(p: ComposeProject, services: list[str]) -> list[str]:
+    return p.base() + ["stop", *services]
+
+
+def compose_rm(p: ComposeProject, services: list[str]) -> list[str]:
+    return p.base() + ["rm", "--stop", "--force", *services]
+
+
+def compose_up(
+    p: ComposeProject, services: list[str] | None = None, *, wait_timeout: int = 120, no_deps: bool = False,
+    remove_orphans: bool = False,
+) -> list[str]:
+    argv = p.base() + ["up", "--detach", "--wait", "--wait-timeout", str(wait_timeout)]
+    if no_deps:
+        argv.append("--no-deps")
+    if remove_orphans:
+        argv.append("--remove-orphans")
+    return argv + list(services or [])
+
+
+def compose_down(p: ComposeProject) -> list[str]:
+    return p.base() + ["down", "--remove-orphans"]
+
+
+def compose_run_once(p: ComposeProject, service: str, command: list[str], env: dict[str, str] | None = None) -> list[str]:
+    """A one-off container of `service` (its image and env), no dependencies started, removed afterwards."""
+    argv = p.base() + ["run", "--rm", "--no-deps", "--no-TTY"]
+    for key, value in sorted((env or {}).items()):
+        argv += ["--env", f"{key}={value}"]
+    return argv + [service, *command]
+
+
+def git_rev_parse(repo: Path, ref: str) -> list[str]:
+    return ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]
+
+
+def git_status_tracked(repo: Path) -> list[str]:
+    return ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"]
+
+
+def git_show(repo: Path, commit: str, path: str) -> list[str]:
+    return ["git", "-C", str(repo), "show", f"{commit}:{path}"]
+
+
+def git_archive(repo: Path, commit: str, out: Path) -> list[str]:
+    return ["git", "-C", str(repo), "archive", "--format=tar", f"--output={out}", commit]
+
+
+def git_checkout(repo: Path, commit: str) -> list[str]:
+    return ["git", "-C", str(repo), "checkout", "--quiet", "--detach", commit]
+
+
+def tar_extract(archive: Path, into: Path) -> list[str]:
+    return ["tar", "--extract", "--file", str(archive), "--directory", str(into)]
+
+
+def tar_create(out: Path, root: Path, excludes: list[str]) -> list[str]:
+    """A gzip archive of `root`'s contents, leaving out `excludes` (paths relative to root, as ./x/y)."""
+    argv = ["tar", "--create", "--gzip", "--file", str(out), "--directory", str(root)]
+    for ex in excludes:
+        argv += ["--exclude", ex]
+    return argv + ["."]
+
+
+def pg_dump(host: str, port: int, user: str, database: str, out: Path) -> list[str]:
+    return ["pg_dump", "--host", host, "--port", str(port), "--username", user, "--no-password",
+            "--format", "custom", "--file", str(out), database]
+
+
+def pg_restore_list(dump: Path) -> list[str]:
+    return ["pg_restore", "--list", str(dump)]
+
+
+def docker_pull(image: str) -> list[str]:
+    return ["docker", "pull", "--quiet", image]
+
+
+def docker_login(registry: str, username: str) -> list[str]:
+    """The password goes to stdin (`--password-stdin`), never argv."""
+    return ["docker", "login", "--username", username, "--password-stdin", registry]
+
+
+def docker_run_offline(image: str, command: list[str]) -> list[str]:
+    """A throw-away container of `image` with no network, running `command` instead of the entrypoint."""
+    return ["docker", "run", "--rm", "--network", "none", "--entrypoint", command[0], image, *command[1:]]

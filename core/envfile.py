@@ -1,0 +1,54 @@
+"""Writing an env file safely: backup first, atomic replace, mode and owner kept, symlinks written through."""
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+
+def backup(path: Path) -> Path:
+    """Copies `path` to `env-backup/<name>.<UTC time>.<random>` next to it (0600, never overwriting one)."""
+    real = path.resolve()
+    folder = real.parent / "env-backup"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    data = real.read_bytes()
+    while True:
+        name = f"{real.name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return folder / name
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replaces the file at `path` (through a symlink, if it is one) by `text`, atomically, keeping mode and owner."""
+    real = path.resolve()
+    st = real.stat() if real.exists() else None
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", dir=real.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if st is not None:
+            os.chmod(tmp, st.st_mode & 0o7777)
+            os.chown(tmp, st.st_uid, st.st_gid)
+        else:
+            os.chmod(tmp, 0o600)
+        os.replace(tmp, real)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(real.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

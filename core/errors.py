@@ -1,0 +1,103 @@
+"""Errors stackshift reports to an operator, named after the condition, each saying what to do next."""
+from __future__ import annotations
+
+
+class UpgradeError(Exception):
+    """Base of every error stackshift reports to an operator."""
+
+
+class PreflightError(UpgradeError):
+    """Raised before anything was changed."""
+
+
+class UnknownEnvironment(PreflightError):
+    def __init__(self, name: str):
+        super().__init__(
+            f"No stack-environment block named {name!r}. List them with `prefect block ls` and create one "
+            f"as the README's 'Pointing stackshift at a deployment' shows."
+        )
+
+
+class UnknownRef(PreflightError):
+    def __init__(self, ref: str, compose_dir: str):
+        super().__init__(
+            f"{ref!r} is not a commit, tag or branch of the git checkout {compose_dir}. "
+            f"Run `git -C {compose_dir} fetch --tags` and check the name with `git -C {compose_dir} tag`."
+        )
+
+
+class ComposeDirDirty(PreflightError):
+    def __init__(self, compose_dir: str, files: list[str]):
+        super().__init__(
+            f"Tracked files in {compose_dir} have local changes ({', '.join(files)}); a checkout would carry or "
+            f"lose them. Commit them on a branch, or move the change to an override file listed in the block."
+        )
+
+
+class InvalidComposeFile(PreflightError):
+    def __init__(self, ref: str, detail: str):
+        super().__init__(f"The compose configuration of {ref!r} is invalid: {detail}. Fix it in the release, not here.")
+
+
+class DatabaseUnreachable(PreflightError):
+    def __init__(self, where: str, detail: str):
+        super().__init__(
+            f"Cannot connect to PostgreSQL at {where}: {detail}. Check the block's db_host/db_port/db_user/"
+            f"db_password and that the database service is running."
+        )
+
+
+class ImageMissing(PreflightError):
+    def __init__(self, images: list[str]):
+        super().__init__(
+            f"Image(s) not found in their registry: {', '.join(images)}. Push them, or fix the tag in the release."
+        )
+
+
+class NotDeployed(PreflightError):
+    def __init__(self, project: str):
+        super().__init__(
+            f"Compose project {project!r} has no running containers. stackshift upgrades a running stack; "
+            f"start it with `docker compose up -d --wait` first."
+        )
+
+
+class MultipleHeads(PreflightError):
+    def __init__(self, heads: list[str]):
+        super().__init__(
+            f"The target's migrations have {len(heads)} heads ({', '.join(heads)}); the release must merge them "
+            f"(`alembic merge`) before it can be deployed."
+        )
+
+
+class CommandFailed(UpgradeError):
+    """A command exited non-zero. The message carries the argv (never a secret) and the end of stderr."""
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str):
+        self.argv, self.returncode, self.stderr = argv, returncode, stderr
+        tail = stderr.strip().splitlines()[-6:]
+        super().__init__(f"`{' '.join(argv)}` exited {returncode}" + (": " + " | ".join(tail) if tail else ""))
+
+
+class MigrationFailed(UpgradeError):
+    pass
+
+
+class HealthCheckFailed(UpgradeError):
+    pass
+
+
+class MigrationNotAtHead(UpgradeError):
+    pass
+
+
+class BackupFailed(UpgradeError):
+    pass
+
+
+class RollbackFailed(UpgradeError):
+    """The rollback itself failed: the operator must act. The message says what state things are in."""
+
+
+class EnvSyncError(PreflightError):
+    pass

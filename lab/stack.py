@@ -1,0 +1,115 @@
+"""Deployments of the demo stack for the demo, the tests and the benchmark.
+
+A deployment is a clone of the demo repository checked out at a release, with an operator's `.env`
+(custom ports and password, a stale default, a user-only key) and real data seeded in PostgreSQL.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
+DEMO_REPO = LAB_HOME / "demo-stack.git"
+SEEDED_TABLES = {"accounts": "id, name, created_at", "events": "id, account_id, total_tokens, payload"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Deployment:
+    name: str
+    compose_dir: Path
+    backup_dir: Path
+    api_port: int
+    db_port: int
+    db_password: str
+
+    def compose(self, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "compose", "--project-directory", str(self.compose_dir), "-p", self.name, *args],
+                              check=check, capture_output=True, text=True, env=os.environ | (env or {}))
+
+    def connect(self, dbname: str = "app") -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=self.db_port, user="app", password=self.db_password,
+                               dbname=dbname, connect_timeout=5)
+
+    def block_fields(self) -> dict:
+        """Fields of a StackEnvironment block for this deployment."""
+        return dict(
+            compose_dir=self.compose_dir, project_name=self.name, db_host="127.0.0.1", db_port=self.db_port,
+            db_name="app", db_user="app", db_password=self.db_password, backup_dir=self.backup_dir,
+            health_timeout_seconds=60,
+            http_checks=[{"name": "api health", "url": f"http://127.0.0.1:{self.api_port}/health",
+                          "expect_status": 200, "expect_version_field": "version"}],
+        )
+
+    def api_health(self) -> dict | None:
+        import json
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/health", timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def down(self) -> None:
+        self.compose("down", "--remove-orphans", "--timeout", "5", check=False)
+
+
+def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000) -> Deployment:
+    """Clones the demo stack at `release`, writes an operator's .env, starts it, seeds `rows` events."""
+    compose_dir = root / name
+    subprocess.run(["git", "clone", "-q", str(DEMO_REPO), str(compose_dir)], check=True)
+    subprocess.run(["git", "-C", str(compose_dir), "checkout", "-q", release], check=True)
+    dep = Deployment(name, compose_dir, root / f"{name}-backups", free_port(), free_port(), "pw-" + secrets.token_hex(8))
+    env = (compose_dir / ".env.example").read_text()
+    env = env.replace("API_PORT=5001", f"API_PORT={dep.api_port}")
+    env = env.replace("EXPOSE_DB_PORT=15432", f"EXPOSE_DB_PORT={dep.db_port}")
+    env = env.replace("DB_PASSWORD=app-password", f"DB_PASSWORD={dep.db_password}")
+    env = env.replace("LOG_LEVEL=INFO", "LOG_LEVEL = INFO")
+    env += "\n# Mine: where support tickets go.\nSUPPORT_EMAIL=ops@example.com\n"
+    (compose_dir / ".env").write_text(env)
+    os.chmod(compose_dir / ".env", 0o600)
+    dep.compose("up", "--detach", "--wait", "--wait-timeout", "90")
+    seed(dep, rows)
+    return dep
+
+
+def seed(dep: Deployment, rows: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            conn = dep.connect()
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    with conn:
+        conn.execute("INSERT INTO accounts (name) SELECT 'account ' || g FROM generate_series(1, 1000) g")
+        conn.execute(
+            "INSERT INTO events (account_id, total_tokens, payload) "
+            "SELECT 1 + g %% 1000, g, md5(g::text) || repeat('x', 96) FROM generate_series(1, %s) g", (rows,))
+    with dep.connect() as conn:
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+
+
+def checksums(dep: Deployment) -> dict[str, tuple[int, str]]:
+    """Row count and md5 over the seeded columns of each seeded table (unchanged by the v2 migration)."""
+    out = {}
+    with dep.connect() as conn:
+        for table, cols in SEEDED_TABLES.items():
+            out[table] = conn.execute(
+                f"SELECT count(*), md5(string_agg(row({cols})::text, ',' ORDER BY id)) FROM {table}").fetchone()
+    return out

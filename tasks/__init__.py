@@ -1,0 +1,1 @@
+"""Prefect tasks of stackshift: thin wrappers that call `core` and publish artifacts."""
