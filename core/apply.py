@@ -14,7 +14,7 @@ from core import commands as c
 from core import db as dbops
 from core import envfile, envsync
 from core.compose import image_tag, parse_ps
-from core.errors import CommandFailed, HealthCheckFailed, MigrationFailed, UpgradeError
+from core.errors import CommandFailed, HealthCheckFailed, MigrationFailed, UpgradeError, error_line
 from core.executor import run
 from core.plan import Plan, Step, old_project, target_project
 from core.verify import CheckResult, Verification, http_probe, poll, revision_check, services_check
@@ -64,10 +64,14 @@ class Runner:
             detail = getattr(self, "_" + step.kind.replace("-", "_"))(step) or ""
         except Exception as exc:
             self.timeline.append(Event(step.id, step.phase, step.title, wall, time.monotonic() - t0, False, str(exc)))
+            f = self.plan.facts
             if step.id == "migrate" and isinstance(exc, CommandFailed):
-                raise MigrationFailed(f"The migration failed and was not retried: {exc}") from None
+                raise MigrationFailed(
+                    f"The migration (`{' '.join(f.migrate_command)}` in a one-off {f.migrate_service} container, "
+                    f"run once) failed: {error_line(exc.stderr)}") from None
             if isinstance(exc, CommandFailed) and step.id in ("start-target", "start-db", "start-previous"):
-                raise HealthCheckFailed(f"Services did not turn healthy: {exc}") from None
+                raise HealthCheckFailed(
+                    f"Services did not turn healthy within {f.health_timeout} s: {error_line(exc.stderr)}") from None
             raise
         self.timeline.append(Event(step.id, step.phase, step.title, wall, time.monotonic() - t0, True, detail))
         log.info("%s: %s (%.2f s)", step.id, step.title, time.monotonic() - t0)

@@ -1,6 +1,8 @@
 """Errors stackshift reports to an operator, named after the condition, each saying what to do next."""
 from __future__ import annotations
 
+import re
+
 
 class UpgradeError(Exception):
     """Base of every error stackshift reports to an operator."""
@@ -101,3 +103,16 @@ class RollbackFailed(UpgradeError):
 
 class EnvSyncError(PreflightError):
     pass
+
+
+def error_line(stderr: str) -> str:
+    """The line of a command's stderr a person needs: the last exception line (`pkg.SomeError: …`), else the last
+    line mentioning an error or an unhealthy container, else the last line."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Violation)\b.*:", ln):
+            return ln
+    for ln in reversed(lines):
+        if re.search(r"\berror\b|unhealthy", ln, re.I) and not ln.startswith(("File ", "(Background")):
+            return ln
+    return lines[-1] if lines else "no output"

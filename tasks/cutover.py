@@ -29,6 +29,7 @@ def rollback(runner: Runner, reason: str) -> None:
     """Brings the previous version back: compose files, .env, images by digest, database at the rollback point."""
     try:
         runner.walk(runner.plan.rollback)
+        runner.drop_rollback_points()
     except UpgradeError as exc:
         raise RollbackFailed(
             f"Rollback failed ({exc}) after the upgrade failed ({reason}). The backup in "

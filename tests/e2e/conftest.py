@@ -1,0 +1,67 @@
+"""End-to-end fixtures: the real lab (Docker engine, registry, PostgreSQL in containers, Prefect server).
+
+A missing lab is a test failure, never a skip: run `lab/setup` (the README's test command does).
+"""
+import secrets
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+from lab import stack
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_ready():
+    problems = []
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        problems.append("no Docker engine")
+    if not _reachable("http://127.0.0.1:5000/v2/"):
+        problems.append("no registry on 127.0.0.1:5000")
+    if not _reachable("http://127.0.0.1:4200/api/health"):
+        problems.append("no Prefect server on 127.0.0.1:4200")
+    if not stack.DEMO_REPO.exists():
+        problems.append(f"no demo repository at {stack.DEMO_REPO}")
+    if problems:
+        pytest.fail("The lab is not up (" + ", ".join(problems) + "): run lab/setup", pytrace=False)
+
+
+@pytest.fixture
+def make_deployment(tmp_path_factory):
+    """Creates demo-stack deployments (with a saved stack-environment block of the same name); removes them after."""
+    from blocks.stack_environment import StackEnvironment
+
+    made = []
+
+    def make(release: str = "v1.0.0", rows: int = 200_000, **block_overrides):
+        name = "e2e-" + secrets.token_hex(4)
+        root = tmp_path_factory.mktemp(name)
+        dep = stack.create(root, name, release, rows)
+        made.append((dep, root))
+        StackEnvironment(**(dep.block_fields() | block_overrides)).save(name, overwrite=True)
+        return dep
+
+    yield make
+    for dep, root in made:
+        dep.down()
+        shutil.rmtree(root, ignore_errors=True)
+        _delete_block(dep.name)
+
+
+def _delete_block(name: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.delete_block_document(client.read_block_document_by_name(name, "stack-environment").id)
+        except Exception:
+            pass

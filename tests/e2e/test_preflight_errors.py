@@ -1,0 +1,101 @@
+"""Bad input is refused before anything changes: one test per pre-flight error, each comparing a full snapshot."""
+import subprocess
+
+import pytest
+
+from blocks.stack_environment import StackEnvironment
+from core.errors import (ComposeDirDirty, DatabaseUnreachable, ImageMissing, InvalidComposeFile, UnknownEnvironment,
+                         UnknownRef)
+from flows.upgrade import upgrade
+from tests.e2e.helpers import snapshot
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """One v1 deployment shared by the tests here: none of them may change it."""
+    import secrets
+    import shutil
+
+    from lab import stack
+    from tests.e2e.conftest import _delete_block
+
+    name = "e2e-pf-" + secrets.token_hex(3)
+    root = tmp_path_factory.mktemp(name)
+    dep = stack.create(root, name, "v1.0.0", rows=5_000)
+    StackEnvironment(**dep.block_fields()).save(name, overwrite=True)
+    _publish_bad_releases(dep)
+    yield dep
+    dep.down()
+    shutil.rmtree(root, ignore_errors=True)
+    _delete_block(name)
+
+
+def _publish_bad_releases(dep) -> None:
+    """Tags in the deployment's repository: a compose file that does not parse, and one naming a missing image."""
+    work = dep.compose_dir.parent / "release-work"
+    subprocess.run(["git", "clone", "-q", str(dep.compose_dir), str(work)], check=True)
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    for tag, edit in (
+        ("bad-compose", lambda s: s.replace("services:", "services:\n  broken: [unclosed", 1)),
+        ("missing-image", lambda s: s.replace("/demo/app:1.0.0", "/demo/app:9.9.9")),
+    ):
+        subprocess.run(["git", "-C", str(work), "checkout", "-q", "v1.0.0"], check=True)
+        path = work / "docker-compose.yaml"
+        path.write_text(edit(path.read_text()))
+        subprocess.run(["git", *ident, "-C", str(work), "commit", "-qam", tag], check=True)
+        subprocess.run(["git", "-C", str(work), "tag", tag], check=True)
+        subprocess.run(["git", "-C", str(work), "push", "-q", "origin", f"refs/tags/{tag}"], check=True)
+
+
+def _refused(dep, error, environment=None, target="v2.0.0", needle=None):
+    before = snapshot(dep)
+    with pytest.raises(error) as raised:
+        upgrade(environment=environment or dep.name, target=target)
+    assert snapshot(dep) == before, "a refused upgrade must change nothing"
+    assert dep.db_password not in str(raised.value)
+    if needle:
+        assert needle in str(raised.value)
+    return raised.value
+
+
+def test_unknown_environment(deployment):
+    _refused(deployment, UnknownEnvironment, environment="no-such-env", needle="prefect block ls")
+
+
+def test_unknown_ref(deployment):
+    _refused(deployment, UnknownRef, target="v7.7.7", needle="fetch --tags")
+
+
+def test_invalid_compose_file(deployment):
+    _refused(deployment, InvalidComposeFile, target="bad-compose")
+
+
+def test_missing_image_in_registry(deployment):
+    _refused(deployment, ImageMissing, target="missing-image", needle="demo/app:9.9.9")
+
+
+@pytest.mark.parametrize("override, needle", [({"db_port": 1}, "127.0.0.1:1"), ({"db_password": "wrong-pw"}, "password")])
+def test_unreachable_database(deployment, override, needle):
+    name = deployment.name + "-bad-db"
+    StackEnvironment(**(deployment.block_fields() | override)).save(name, overwrite=True)
+    try:
+        err = _refused(deployment, DatabaseUnreachable, environment=name, needle=needle)
+        assert "wrong-pw" not in str(err)
+    finally:
+        from tests.e2e.conftest import _delete_block
+        _delete_block(name)
+
+
+def test_local_changes_to_tracked_files(deployment):
+    compose = deployment.compose_dir / "docker-compose.yaml"
+    original = compose.read_text()
+    compose.write_text(original + "\n# local edit\n")
+    try:
+        before = snapshot(deployment)
+        with pytest.raises(ComposeDirDirty, match="docker-compose.yaml"):
+            upgrade(environment=deployment.name, target="v2.0.0")
+        assert snapshot(deployment) == before
+    finally:
+        compose.write_text(original)
