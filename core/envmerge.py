@@ -33,8 +33,8 @@ KEPT_HEADER = (
     "# ------------------------------------------------------------------\n"
 )
 _COMMENTED_KEY = re.compile(r"^\s*#\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
-_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|KEY|TOKEN|CREDENTIAL|PRIVATE|DSN|AUTH|SALT|CERT", re.I)
-_URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|KEY|TOKEN|CREDENTIAL|PRIVATE|DSN|AUTH|SALT|CERT|PEM", re.I)
+_SECRET_VALUE = re.compile(r"://[^/\s:@]+:[^/\s@]+@|-----BEGIN ")  # a URL with a password, a PEM block
 CATEGORIES = ("added", "default_moved", "customized", "conflict", "dropped", "removed_kept", "user_only", "commented")
 
 
@@ -93,7 +93,7 @@ def render(doc: EnvDoc) -> str:
 
 def is_secret(key: str, *values: str | None, extra_keys: frozenset[str] = frozenset()) -> bool:
     """True for keys whose values must never be shown (name patterns, DSNs with a password, marked keys)."""
-    return key in extra_keys or bool(_SECRET_KEY.search(key)) or any(v and _URL_WITH_PASSWORD.search(v) for v in values)
+    return key in extra_keys or bool(_SECRET_KEY.search(key)) or any(v and _SECRET_VALUE.search(v) for v in values)
 
 
 @dataclass
@@ -128,8 +128,8 @@ def _comments_above(doc: EnvDoc, index: int) -> list[str]:
     while i >= 0 and doc.lines[i].key is None and doc.lines[i].commented_key is None and doc.lines[i].text.lstrip().startswith("#"):
         out.insert(0, doc.lines[i].text)
         i -= 1
-    header = KEPT_HEADER.splitlines(keepends=True)
-    return [ln for ln in out if ln not in header]
+    header = {h.strip() for h in KEPT_HEADER.splitlines()}
+    return [ln for ln in out if ln.strip() not in header]  # the parser folds blank lines into the next line
 
 
 def merge(user: EnvDoc, old: EnvDoc, new: EnvDoc) -> MergeResult:
@@ -137,7 +137,8 @@ def merge(user: EnvDoc, old: EnvDoc, new: EnvDoc) -> MergeResult:
     out: list[str] = []
     changes: list[Change] = []
     unchanged = 0
-    user_commented = user.commented()
+    # Keys the user commented out; a commented key that a template comments too is the template's comment.
+    user_commented = user.commented() - old.commented() - new.commented()
     user_commented_line = {ln.commented_key: ln.text for ln in user.lines if ln.commented_key in user_commented}
     placed: set[str] = set()
     for ln in new.lines:

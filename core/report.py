@@ -7,8 +7,8 @@ from core.plan import Plan, Step
 
 def _cmd(step: Step) -> str:
     if step.argv:
-        env = f" (env: {', '.join(sorted(step.env))}{', PGPASSWORD' if step.needs_db_password else ''})" \
-            if step.env or step.needs_db_password else ""
+        keys = sorted(step.env) + (["PGPASSWORD"] if step.needs_db_password else [])
+        env = f" (env: {', '.join(keys)})" if keys else ""
         return f"`{' '.join(step.argv)}`{env}"
     return f"_{step.kind}_"
 

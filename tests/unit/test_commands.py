@@ -1,0 +1,46 @@
+from pathlib import Path
+
+from core import commands as c
+
+P = c.ComposeProject(Path("/srv/app"), (Path("/srv/app/docker-compose.yaml"),), Path("/srv/app/.env"), "app")
+BASE = ["docker", "compose", "--project-directory", "/srv/app", "--project-name", "app", "--env-file", "/srv/app/.env",
+        "--file", "/srv/app/docker-compose.yaml"]
+
+
+def test_compose_commands_are_exact_argv_lists():
+    assert c.compose_config_json(P) == BASE + ["config", "--format", "json"]
+    assert c.compose_ps_json(P) == BASE + ["ps", "--all", "--format", "json"]
+    assert c.compose_stop(P, ["api", "worker"]) == BASE + ["stop", "api", "worker"]
+    assert c.compose_rm(P, ["db"]) == BASE + ["rm", "--stop", "--force", "db"]
+    assert c.compose_up(P, ["db_postgres"], wait_timeout=30, no_deps=True) == BASE + [
+        "up", "--detach", "--wait", "--wait-timeout", "30", "--no-deps", "db_postgres"]
+    assert c.compose_up(P, remove_orphans=True) == BASE + ["up", "--detach", "--wait", "--wait-timeout", "120",
+                                                         "--remove-orphans"]
+    assert c.compose_down(P) == BASE + ["down", "--remove-orphans"]
+
+
+def test_one_off_migration_container_turns_entrypoint_migrations_off():
+    argv = c.compose_run_once(P, "api", ["flask", "upgrade-db"], {"MIGRATION_ENABLED": "false"})
+    assert argv == BASE + ["run", "--rm", "--no-deps", "--no-TTY", "--env", "MIGRATION_ENABLED=false", "api",
+                           "flask", "upgrade-db"]
+
+
+def test_pg_and_registry_commands_never_carry_a_password():
+    dump = c.pg_dump("127.0.0.1", 5432, "app", "app", Path("/b/app.dump"))
+    assert dump == ["pg_dump", "--host", "127.0.0.1", "--port", "5432", "--username", "app", "--no-password",
+                    "--format", "custom", "--file", "/b/app.dump", "app"]
+    assert c.docker_login("reg:5000", "bot") == ["docker", "login", "--username", "bot", "--password-stdin", "reg:5000"]
+
+
+def test_git_and_tar_commands():
+    assert c.git_rev_parse(Path("/r"), "v2") == ["git", "-C", "/r", "rev-parse", "--verify", "--quiet", "v2^{commit}"]
+    assert c.git_checkout(Path("/r"), "abc") == ["git", "-C", "/r", "checkout", "--quiet", "--detach", "abc"]
+    assert c.tar_create(Path("/b/v.tgz"), Path("/r/volumes"), ["./db/data"]) == [
+        "tar", "--create", "--gzip", "--file", "/b/v.tgz", "--directory", "/r/volumes", "--exclude", "./db/data", "."]
+    assert c.docker_run_offline("img:1", ["python3", "/app/heads.py"]) == [
+        "docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", "img:1", "/app/heads.py"]
+
+
+def test_command_description_names_env_keys_but_not_values():
+    cmd = c.Command(["pg_dump", "x"], env={"PGPASSWORD": "s3cret"})
+    assert cmd.describe() == "pg_dump x (env: PGPASSWORD)"

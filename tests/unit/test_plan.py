@@ -1,0 +1,67 @@
+import json
+from pathlib import Path
+
+from core.plan import Facts, build_plan
+from core.report import plan_markdown
+
+
+def facts(**over) -> Facts:
+    base = dict(
+        environment="staging", project="dify", compose_dir=Path("/srv/dify"), compose_files=["docker-compose.yaml"],
+        env_file=".env", env_template=".env.example", current_commit="a" * 40, target_ref="v2", target_commit="b" * 40,
+        current_services=["api", "db", "worker"], running_services=["api", "db", "worker"],
+        target_services=["api", "db_postgres", "worker"],
+        current_images={"api": {"image": "r/app:1", "id": "sha256:1", "repo_digest": "r/app@sha256:1"}},
+        target_images={"api": "r/app:2", "worker": "r/app:2", "db_postgres": "r/pg:15"},
+        db_name="app", databases=["app", "plugin"], db_host="127.0.0.1", db_port=5432, db_user="app",
+        db_revision=["r1"], target_heads=["r2"], db_services=["db", "db_postgres"], writer_services=["api", "worker"],
+        migrate_service="api", migrate_command=["alembic", "upgrade", "head"], migration_switch="MIGRATION_ENABLED",
+        health_timeout=60, run_dir=Path("/b/dify/run1"), volume_excludes=["./db/data"], env_report=[], env_counts={},
+    )
+    return Facts(**(base | over))
+
+
+def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
+    plan = build_plan(facts(), "run1")
+    ids = [s.id for s in plan.cutover]
+    assert ids == ["stop-writers", "rollback-point", "checkout-target", "write-env", "remove-retired", "start-db",
+                   "migrate", "start-target", "verify"]
+    assert ids.count("migrate") == 1
+    retired = plan.cutover[4]
+    assert retired.argv[-4:] == ["rm", "--stop", "--force", "db"], "the renamed db must stop before db_postgres starts"
+    assert plan.cutover[5].argv[-1] == "db_postgres"
+    for step in ("start-db", "start-target"):
+        assert next(s for s in plan.cutover if s.id == step).env == {"MIGRATION_ENABLED": "false"}
+    assert plan.cutover[1].params["databases"] == {"app": "app__ss_rb_run1", "plugin": "plugin__ss_rb_run1"}
+
+
+def test_backup_covers_every_database_and_leaves_out_the_live_data_dir():
+    plan = build_plan(facts(), "run1")
+    ids = [s.id for s in plan.backup]
+    assert ids == ["save-config", "resolved-config", "pg-dump-app", "verify-dump-app", "pg-dump-plugin",
+                   "verify-dump-plugin", "archive-volumes", "write-state", "manifest"]
+    tar = next(s for s in plan.backup if s.id == "archive-volumes")
+    assert ["--exclude", "./db/data"] == tar.argv[tar.argv.index("--exclude"):tar.argv.index("--exclude") + 2]
+    assert all(s.needs_db_password for s in plan.backup if s.id.startswith("pg-dump"))
+
+
+def test_rollback_restores_files_digests_and_database_then_verifies_previous_revision():
+    plan = build_plan(facts(), "run1")
+    assert [s.id for s in plan.rollback] == ["stop-target", "checkout-previous", "restore-env", "pin-images",
+                                             "start-previous-db", "restore-db", "start-previous", "verify-previous"]
+    start = next(s for s in plan.rollback if s.id == "start-previous")
+    assert "/b/dify/run1/rollback-pins.yaml" in start.argv and "/b/dify/run1/compose/docker-compose.yaml" in start.argv
+    assert plan.rollback[-1].params["heads"] == ["r1"]
+
+
+def test_no_service_rename_means_no_removal_step():
+    plan = build_plan(facts(target_services=["api", "db", "worker"]), "run1")
+    assert "remove-retired" not in [s.id for s in plan.cutover]
+
+
+def test_plan_is_pure_and_carries_no_secret():
+    a, b = build_plan(facts(), "run1"), build_plan(facts(), "run1")
+    assert a.to_dict() == b.to_dict()
+    assert "PGPASSWORD" not in json.dumps(a.to_dict()), "the password is added by the executor, never planned"
+    assert "pg_dump --host 127.0.0.1" in plan_markdown(a) and "(env: PGPASSWORD)" in plan_markdown(a)
+    assert not any("password" in name for name in Facts.__dataclass_fields__), "facts hold no secret by construction"

@@ -1,0 +1,61 @@
+import sys
+
+import pytest
+
+from core.commands import Command
+from core.compose import image_tag, parse_ps
+from core.errors import CommandFailed, error_line
+from core.executor import run
+from core.verify import CheckResult, poll, revision_check, services_check
+
+PS_NDJSON = ('{"Service":"api","Name":"p-api-1","State":"running","Health":"healthy","Image":"r/app:2"}\n'
+             '{"Service":"worker","Name":"p-worker-1","State":"running","Health":"","Image":"r/app:2"}\n')
+
+
+def test_parse_ps_reads_ndjson_and_arrays():
+    rows = parse_ps(PS_NDJSON)
+    assert [(r.service, r.ok) for r in rows] == [("api", True), ("worker", True)]
+    assert parse_ps("[" + PS_NDJSON.strip().replace("\n", ",") + "]") == rows
+    assert parse_ps("") == []
+
+
+def test_services_check_flags_unhealthy_wrong_image_and_orphans():
+    rows = parse_ps(PS_NDJSON + '{"Service":"db","Name":"p-db-1","State":"running","Health":"unhealthy","Image":"pg"}')
+    result = services_check(rows, ["api", "worker", "db_postgres"], {"api": "r/app:3"})
+    assert not result.ok
+    assert "db_postgres has no container" in result.detail and "api runs r/app:2, expected r/app:3" in result.detail
+    assert "orphans" in result.detail
+
+
+def test_poll_retries_until_the_probe_passes_or_the_deadline():
+    now = [0.0]
+    answers = iter([False, False, True])
+    result = poll(lambda: CheckResult("x", next(answers), ""), 10, interval=1,
+                  clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert result.ok and now[0] == 2
+    now[0] = 0.0
+    result = poll(lambda: CheckResult("x", False, "down"), 3, interval=1,
+                  clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert not result.ok and now[0] == 3
+
+
+def test_revision_check_and_image_tag():
+    assert revision_check(["b"], ["b"]).ok and not revision_check(["a"], ["b"]).ok and not revision_check([], ["b"]).ok
+    assert image_tag("127.0.0.1:5000/demo/app:2.0.0") == "2.0.0"
+    assert image_tag("127.0.0.1:5000/demo/app@sha256:ab") == "" and image_tag("nginx") == ""
+
+
+def test_error_line_picks_the_exception_not_the_noise():
+    stderr = ("Traceback\n  File \"x.py\", line 1\nsqlalchemy.exc.IntegrityError: (CheckViolation) violated\n"
+              "[SQL: ALTER]\n(Background on this error at: https://sqlalche.me/e/14/gkpj)\n")
+    assert error_line(stderr) == "sqlalchemy.exc.IntegrityError: (CheckViolation) violated"
+    assert error_line(" Container a Waiting\ncontainer p-api-1 is unhealthy\n") == "container p-api-1 is unhealthy"
+
+
+def test_executor_passes_secrets_by_env_and_scrubs_them_from_errors():
+    code = "import os, sys; sys.stderr.write('auth failed for ' + os.environ['PGPASSWORD']); sys.exit(3)"
+    with pytest.raises(CommandFailed) as raised:
+        run(Command([sys.executable, "-c", code], env={"PGPASSWORD": "hunter2-secret"}))
+    assert raised.value.returncode == 3
+    assert "hunter2-secret" not in str(raised.value) and "auth failed for ***" in str(raised.value)
+    assert run(Command([sys.executable, "-c", "import sys; sys.exit(1)"], ok_codes=(0, 1))).returncode == 1
