@@ -27,6 +27,53 @@ def _plan(args: argparse.Namespace) -> int:
     return _upgrade(args)
 
 
+def _env_sync(args: argparse.Namespace) -> int:
+    """Three-way merge of an env file onto a new template (no Prefect import: this command stays fast)."""
+    from pathlib import Path
+
+    from core import envfile, envmerge
+    from core.errors import UpgradeError
+
+    try:
+        texts = {}
+        for label, path in (("env file", args.env_file), ("old template", args.old_template),
+                            ("new template", args.new_template)):
+            p = Path(path)
+            if not p.is_file():
+                raise envmerge.EnvParseError(str(p), 0, f"the {label} does not exist")
+            try:
+                texts[label] = p.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise envmerge.EnvParseError(str(p), p.read_bytes()[:exc.start].count(b"\n") + 1,
+                                             "the file is not UTF-8 text") from None
+        result = envmerge.merge(envmerge.parse(texts["env file"], args.env_file),
+                                envmerge.parse(texts["old template"], args.old_template),
+                                envmerge.parse(texts["new template"], args.new_template))
+        if args.compose_file:
+            envmerge.check_compose(result.text, Path(args.compose_file))
+        changed = result.text != texts["env file"]
+        backup = None
+        if changed and not args.dry_run:
+            backup = envfile.backup(Path(args.env_file))
+            envfile.write_atomic(Path(args.env_file), result.text)
+    except UpgradeError as exc:
+        print(f"stackshift env-sync: {exc}", file=sys.stderr)
+        return 2
+    counts = {k: len(v) for k, v in result.by_category.items()} | {"unchanged": result.unchanged}
+    if args.json:
+        print(json.dumps({"changed": changed, "written": bool(changed and not args.dry_run),
+                          "backup": str(backup) if backup else None, "counts": counts,
+                          "keys": {k: v for k, v in result.by_category.items() if v}}, indent=2))
+    else:
+        rows = envmerge.masked_changes(result, frozenset(args.secret_key or []))
+        for r in rows:
+            print(f"{r['category']:13s} {r['key']}: {r['before']} -> {r['after']}")
+        verb = "would write" if args.dry_run else "wrote"
+        print(f"{verb if changed else 'no change to'} {args.env_file}" + (f" (backup {backup})" if backup else "")
+              + ": " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="stackshift",
@@ -43,6 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--environment", "-e", required=True, help="stack-environment block name, e.g. staging")
         p.add_argument("--target", "-t", required=True, help="release to deploy: tag, branch or commit, e.g. v2.0.0")
         p.set_defaults(fn=fn, dry_run=False)
+    p = sub.add_parser("env-sync", help="three-way merge of an env file onto a new template",
+                       description="Merge PATH (made from --old-template) onto --new-template: stale defaults move, "
+                                   "customizations and your own keys stay. A backup goes to env-backup/ first; the "
+                                   "write is atomic and keeps mode, owner and symlinks. Secret values are never shown.")
+    p.add_argument("--env-file", required=True, metavar="PATH", help="the operator's .env")
+    p.add_argument("--old-template", required=True, metavar="PATH", help=".env.example the .env was made from")
+    p.add_argument("--new-template", required=True, metavar="PATH", help=".env.example of the target release")
+    p.add_argument("--compose-file", metavar="PATH", help="check the result with `docker compose config` first")
+    p.add_argument("--secret-key", action="append", metavar="KEY", help="another key whose value is secret")
+    p.add_argument("--dry-run", action="store_true", help="report only; write nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable report (key names only)")
+    p.set_defaults(fn=_env_sync)
     args = parser.parse_args(argv)
     return args.fn(args)
 

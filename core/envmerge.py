@@ -217,3 +217,28 @@ def masked_changes(result: MergeResult, extra_secret_keys: frozenset[str] = froz
         rows.append({"key": c.key, "category": c.category, "before": show(c.before), "after": show(c.after),
                      "new_default": show(c.template_new), "secret": secret})
     return rows
+
+
+class ComposeRejectsEnv(EnvSyncError):
+    pass
+
+
+def check_compose(env_text: str, compose_file) -> None:
+    """Runs `docker compose config` of `compose_file` with the merged env; raises if compose rejects it
+    (e.g. a `${VAR:?}` left empty). Compose's message names variables, never their values."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from core.envfile import write_atomic
+
+    with tempfile.TemporaryDirectory(prefix="stackshift-env-") as tmp:
+        env = Path(tmp) / ".env"
+        write_atomic(env, env_text)
+        done = subprocess.run(["docker", "compose", "--project-directory", str(Path(compose_file).parent),
+                               "--file", str(compose_file), "--env-file", str(env), "config", "--quiet"],
+                              capture_output=True, text=True)
+    if done.returncode != 0:
+        detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        raise ComposeRejectsEnv(f"`docker compose config` of {compose_file} rejects the merged env: {detail}. "
+                                f"Set the variable in your .env; nothing was written.")
