@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import os
-import secrets
-import tempfile
 import time
 from pathlib import Path
 
 
 def backup(path: Path) -> Path:
     """Copies `path` to `env-backup/<name>.<UTC time>.<random>` next to it (0600, never overwriting one)."""
+    import secrets
+
     real = path.resolve()
     folder = real.parent / "env-backup"
     folder.mkdir(mode=0o700, exist_ok=True)
@@ -29,6 +29,8 @@ def backup(path: Path) -> Path:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replaces the file at `path` (through a symlink, if it is one) by `text`, atomically, keeping mode and owner."""
+    import tempfile
+
     real = path.resolve()
     st = real.stat() if real.exists() else None
     fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", dir=real.parent)

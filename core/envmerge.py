@@ -23,7 +23,7 @@ import io
 import re
 from dataclasses import dataclass, field
 
-from dotenv.parser import parse_stream
+from core._dotenv_parser import parser as _dotenv
 
 from core.errors import EnvSyncError
 
@@ -60,9 +60,47 @@ class EnvDoc:
     lines: list[Line]
     values: dict[str, str | None]
     line_of: dict[str, int]
+    index: dict[str, int] = field(default_factory=dict)  # key -> position in `lines`
 
     def commented(self) -> set[str]:
         return {ln.commented_key for ln in self.lines if ln.commented_key} - set(self.values)
+
+
+# Fast path for the lines most files are made of: blank lines then a comment, or `KEY=value` with an unquoted
+# value holding no `#` and no surrounding space. It yields exactly what python-dotenv's `parse_binding` yields
+# for them (checked by tests/unit/test_envmerge_properties.py); anything else goes to `parse_binding` itself.
+_SIMPLE = re.compile(
+    r"(?P<ws>\s*)(?:(?P<comment>#[^\n]*\n?)"
+    r"|(?:export[^\S\n]+)?(?P<key>[A-Za-z_][A-Za-z0-9_.]*)=(?P<value>[^\s'\"#][^\n#]*)?\n?)"
+)
+
+
+class _Position(_dotenv.Position):
+    def advance(self, string: str) -> None:
+        self.chars += len(string)
+        self.line += string.count("\n")
+
+
+def _bindings(text: str):
+    """python-dotenv's bindings of `text`, in order."""
+    if "\r" in text:  # rare: let python-dotenv handle every line-ending subtlety
+        yield from _dotenv.parse_stream(io.StringIO(text))
+        return
+    reader = _dotenv.Reader(io.StringIO(text))
+    reader.position, reader.mark = _Position.start(), _Position.start()
+    end = len(text)
+    while reader.position.chars < end:
+        pos = reader.position.chars
+        m = _SIMPLE.match(text, pos)
+        if m and (m.group("comment") is not None or m.group("key")) and (m.end() == end or text[m.end() - 1] == "\n"):
+            original = _dotenv.Original(m.group(0), reader.position.line)
+            reader.position.advance(m.group(0))
+            if m.group("comment") is not None:
+                yield _dotenv.Binding(None, None, original, False)
+            else:
+                yield _dotenv.Binding(m.group("key"), (m.group("value") or "").rstrip(), original, False)
+            continue
+        yield _dotenv.parse_binding(reader)
 
 
 def parse(text: str, path: str = "<env>") -> EnvDoc:
@@ -72,7 +110,8 @@ def parse(text: str, path: str = "<env>") -> EnvDoc:
     lines: list[Line] = []
     values: dict[str, str | None] = {}
     line_of: dict[str, int] = {}
-    for b in parse_stream(io.StringIO(text)):
+    index: dict[str, int] = {}
+    for b in _bindings(text):
         if b.error:
             raise EnvParseError(path, b.original.line, "not a KEY=value line, comment or blank line")
         if b.key is None:
@@ -83,8 +122,9 @@ def parse(text: str, path: str = "<env>") -> EnvDoc:
             raise EnvParseError(path, b.original.line, f"duplicate key {b.key} (first on line {line_of[b.key]})")
         values[b.key] = b.value
         line_of[b.key] = b.original.line
+        index[b.key] = len(lines)
         lines.append(Line(b.original.string, key=b.key, value=b.value))
-    return EnvDoc(path, lines, values, line_of)
+    return EnvDoc(path, lines, values, line_of, index)
 
 
 def render(doc: EnvDoc) -> str:
@@ -197,10 +237,7 @@ def merge(user: EnvDoc, old: EnvDoc, new: EnvDoc) -> MergeResult:
 
 
 def _index(doc: EnvDoc, key: str) -> int:
-    for i, ln in enumerate(doc.lines):
-        if ln.key == key:
-            return i
-    raise KeyError(key)
+    return doc.index[key]
 
 
 def masked_changes(result: MergeResult, extra_secret_keys: frozenset[str] = frozenset()) -> list[dict]:

@@ -74,3 +74,22 @@ def test_no_value_is_ever_lost(files):
             assert merged[key] == value or (key in o and value == o[key]), key
         else:
             assert key in result.by_category["dropped"] and o.get(key) == value, key
+
+
+RAW_LINES = st.lists(st.one_of(
+    st.sampled_from(["", "   ", "# c", "  # indented", "A=1", "export B=2", "C = 3", "D=x # note", "E=a#b",
+                     "F='q v'", 'G="m\nn"', "H=", "I=  lead", "J", "bad line", "K=v\t", "L.M=1", "N=it's"]),
+    st.text(alphabet="AB=#'\" x\\e\t", max_size=10),
+), max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(RAW_LINES, st.booleans())
+def test_fast_path_yields_exactly_python_dotenv_bindings(lines, trailing_newline):
+    import io
+
+    from dotenv.parser import parse_stream
+
+    from core.envmerge import _bindings
+    text = "\n".join(lines) + ("\n" if trailing_newline else "")
+    assert list(_bindings(text)) == list(parse_stream(io.StringIO(text)))
