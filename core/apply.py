@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from core import backup as bk
 from core import commands as c
@@ -89,7 +87,7 @@ class Runner:
 
     def _copy_config(self, step: Step) -> str:
         f = self.plan.facts
-        bk.make_run_dir(f.run_dir) if not f.run_dir.exists() else None
+        f.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a retried backup writes every file again
         copied = bk.save_config(f.compose_dir, [*f.compose_files, f.env_file, f.env_template], f.run_dir / "compose")
         return ", ".join(copied)
 
@@ -185,11 +183,3 @@ class Runner:
         last = ev.get("start-target") or self.timeline[-1]
         parts["total"] = round(last.started + last.seconds - ev["stop-writers"].started, 3)
         return parts
-
-
-def load_run_dir(backup_root: Path, project: str, stamp: str, run_id: str) -> Path:
-    return backup_root / project / f"{stamp}-{run_id}"
-
-
-def remove_run_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -18,11 +18,6 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def make_run_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=False)
-    return path
-
-
 def save_config(compose_dir: Path, names: list[str], into: Path) -> list[str]:
     """Copies the named files of the compose directory into `into` (0600); returns the names copied."""
     into.mkdir(mode=0o700, exist_ok=True)

@@ -97,3 +97,23 @@ def test_masked_report_never_shows_a_secret(result):
 def test_unchanged_file_renders_byte_for_byte():
     assert render(parse(operator_env())) == operator_env()
     assert render(parse(NEW)) == NEW
+
+
+def test_every_stale_default_moved(result):
+    user, old, new = parse(operator_env()).values, parse(OLD).values, parse(NEW).values
+    merged = parse(result.text).values
+    stale = [k for k in user if k in old and k in new and user[k] == old[k] and new[k] != old[k]]
+    assert len(stale) >= 10 and all(merged[k] == new[k] for k in stale)
+    assert sorted(stale) == sorted(result.by_category["default_moved"])
+
+
+def test_conflict_removed_customized_and_user_comments():
+    old = parse("A=1\nB=2\nC=3\nD=4\n")
+    new = parse("A=10\nB=20\nD=4\nE=5\n")
+    user = parse("A=1\nB=custom\nC=mine\n# D=4\n")
+    r = merge(user, old, new)
+    assert r.by_category["default_moved"] == ["A"]
+    assert r.by_category["conflict"] == ["B"], "customized while the default changed too"
+    assert r.by_category["removed_kept"] == ["C"] and r.by_category["commented"] == ["D"]
+    assert r.by_category["added"] == ["E"]
+    assert r.text == "A=10\nB=custom\n# D=4\nE=5\n\n" + envmerge.KEPT_HEADER + "C=mine\n"
