@@ -25,7 +25,7 @@ class Event:
     step: str
     phase: str
     title: str
-    started: float
+    started: float  # time.monotonic() at the step's start
     seconds: float
     ok: bool
     detail: str = ""
@@ -57,11 +57,11 @@ class Runner:
     def apply(self, step: Step) -> None:
         if step.phase == "cutover":
             self.cutover_started = True
-        t0, wall = time.monotonic(), time.time()
+        t0 = time.monotonic()
         try:
             detail = getattr(self, "_" + step.kind.replace("-", "_"))(step) or ""
         except Exception as exc:
-            self.timeline.append(Event(step.id, step.phase, step.title, wall, time.monotonic() - t0, False, str(exc)))
+            self.timeline.append(Event(step.id, step.phase, step.title, t0, time.monotonic() - t0, False, str(exc)))
             f = self.plan.facts
             if step.id == "migrate" and isinstance(exc, CommandFailed):
                 raise MigrationFailed(
@@ -71,7 +71,7 @@ class Runner:
                 raise HealthCheckFailed(
                     f"Services did not turn healthy within {f.health_timeout} s: {error_line(exc.stderr)}") from None
             raise
-        self.timeline.append(Event(step.id, step.phase, step.title, wall, time.monotonic() - t0, True, detail))
+        self.timeline.append(Event(step.id, step.phase, step.title, t0, time.monotonic() - t0, True, detail))
         log.info("%s: %s (%.2f s)", step.id, step.title, time.monotonic() - t0)
 
     # --- step kinds -------------------------------------------------------------------------------

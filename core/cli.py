@@ -35,17 +35,8 @@ def _env_sync(args: argparse.Namespace) -> int:
     from core.errors import UpgradeError
 
     try:
-        texts = {}
-        for label, path in (("env file", args.env_file), ("old template", args.old_template),
-                            ("new template", args.new_template)):
-            p = Path(path)
-            if not p.is_file():
-                raise envmerge.EnvParseError(str(p), 0, f"the {label} does not exist")
-            try:
-                texts[label] = p.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                raise envmerge.EnvParseError(str(p), p.read_bytes()[:exc.start].count(b"\n") + 1,
-                                             "the file is not UTF-8 text") from None
+        texts = {label: envmerge.read_env_file(path, label) for label, path in (
+            ("env file", args.env_file), ("old template", args.old_template), ("new template", args.new_template))}
         result = envmerge.merge(envmerge.parse(texts["env file"], args.env_file),
                                 envmerge.parse(texts["old template"], args.old_template),
                                 envmerge.parse(texts["new template"], args.new_template))
@@ -59,7 +50,7 @@ def _env_sync(args: argparse.Namespace) -> int:
     except UpgradeError as exc:
         print(f"stackshift env-sync: {exc}", file=sys.stderr)
         return 2
-    counts = {k: len(v) for k, v in result.by_category.items()} | {"unchanged": result.unchanged}
+    counts = result.counts()
     if args.json:
         print(json.dumps({"changed": changed, "written": bool(changed and not args.dry_run),
                           "backup": str(backup) if backup else None, "counts": counts,

@@ -56,6 +56,13 @@ class ResolvedConfig:
         return [Path(v["source"]) for v in self.raw["services"][service].get("volumes", []) if v.get("type") == "bind"]
 
 
+def image_repo(image: str) -> str:
+    """`registry:5000/demo/app:2.0.0` (or `…@sha256:…`) -> `registry:5000/demo/app`."""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return (head + "/" if head else "") + last.split(":", 1)[0]
+
+
 def image_tag(image: str) -> str:
     """`registry:5000/demo/app:2.0.0` -> `2.0.0`; '' when untagged or pinned by digest."""
     name = image.split("@", 1)[0]

@@ -127,6 +127,20 @@ def parse(text: str, path: str = "<env>") -> EnvDoc:
     return EnvDoc(path, lines, values, line_of, index)
 
 
+def read_env_file(path, label: str = "env file") -> str:
+    """The text of an env file or template; EnvParseError (naming the file) if it is missing or not UTF-8."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise EnvParseError(str(p), 0, f"the {label} does not exist")
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvParseError(str(p), data[:exc.start].count(b"\n") + 1, "the file is not UTF-8 text") from None
+
+
 def render(doc: EnvDoc) -> str:
     return "".join(ln.text for ln in doc.lines)
 
@@ -156,9 +170,8 @@ class MergeResult:
     def __post_init__(self):
         self.by_category = {c: [ch.key for ch in self.changes if ch.category == c] for c in CATEGORIES}
 
-    @property
-    def changed(self) -> bool:
-        return any(c.category in ("added", "default_moved", "dropped") for c in self.changes)
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.by_category.items()} | {"unchanged": self.unchanged}
 
 
 def _comments_above(doc: EnvDoc, index: int) -> list[str]:

@@ -13,11 +13,8 @@ def template_at(compose_dir: Path, commit: str, template: str) -> str:
 
 
 def merge_for(user_env: Path, old_template: str, new_template: str) -> envmerge.MergeResult:
-    user = envmerge.parse(user_env.read_text(), str(user_env))
+    user = envmerge.parse(envmerge.read_env_file(user_env), str(user_env))
     old = envmerge.parse(old_template, "old template")
     new = envmerge.parse(new_template, "new template")
     return envmerge.merge(user, old, new)
 
-
-def counts(result: envmerge.MergeResult) -> dict[str, int]:
-    return {k: len(v) for k, v in result.by_category.items()} | {"unchanged": result.unchanged}

@@ -14,7 +14,7 @@ import docker
 from core import commands as c
 from core import db as dbops
 from core import envfile, envmerge, envsync
-from core.compose import ResolvedConfig, parse_ps
+from core.compose import ResolvedConfig, image_repo, parse_ps
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InvalidComposeFile, MultipleHeads,
                          NotDeployed, UnknownRef)
 from core.executor import run
@@ -42,7 +42,7 @@ def current_images(client: docker.DockerClient, project: str) -> dict[str, dict]
             continue
         ref = ctr.attrs["Config"]["Image"]
         image = client.images.get(ctr.attrs["Image"])
-        repo = ref.split("@", 1)[0].rsplit(":", 1)[0] if ":" in ref.split("/")[-1] else ref.split("@", 1)[0]
+        repo = image_repo(ref)
         digests = [d for d in image.attrs.get("RepoDigests") or [] if d.startswith(repo + "@")]
         out[service] = {"image": ref, "id": image.id, "repo_digest": digests[0] if digests else None}
     return out
@@ -138,5 +138,5 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         writer_services=list(cfg.writer_services), migrate_service=cfg.migrate_service,
         migrate_command=list(cfg.migrate_command), migration_switch=cfg.migration_switch,
         health_timeout=cfg.health_timeout_seconds, run_dir=run_dir, volume_excludes=sorted(set(excludes)),
-        env_report=envmerge.masked_changes(merged, secret_keys), env_counts=envsync.counts(merged),
+        env_report=envmerge.masked_changes(merged, secret_keys), env_counts=merged.counts(),
     )

@@ -6,6 +6,7 @@ import secrets
 import shutil
 import subprocess
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
@@ -35,9 +36,10 @@ def lab_ready():
         pytest.fail("The lab is not up (" + ", ".join(problems) + "): run lab/setup", pytrace=False)
 
 
-@pytest.fixture
-def make_deployment(tmp_path_factory):
-    """Creates demo-stack deployments (with a saved stack-environment block of the same name); removes them after."""
+@contextmanager
+def _deployments(tmp_path_factory):
+    """A factory of demo-stack deployments (each with a saved stack-environment block of the same name); on exit
+    every one is stopped and removed with its folder and block."""
     from blocks.stack_environment import StackEnvironment
 
     made = []
@@ -50,11 +52,26 @@ def make_deployment(tmp_path_factory):
         StackEnvironment(**(dep.block_fields() | block_overrides)).save(name, overwrite=True)
         return dep
 
-    yield make
-    for dep, root in made:
-        dep.down()
-        shutil.rmtree(root, ignore_errors=True)
-        _delete_block(dep.name)
+    try:
+        yield make
+    finally:
+        for dep, root in made:
+            dep.down()
+            shutil.rmtree(root, ignore_errors=True)
+            _delete_block(dep.name)
+
+
+@pytest.fixture
+def make_deployment(tmp_path_factory):
+    with _deployments(tmp_path_factory) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_deployment(tmp_path_factory):
+    """Like make_deployment, for deployments shared by a module's tests."""
+    with _deployments(tmp_path_factory) as make:
+        yield make
 
 
 def _delete_block(name: str) -> None:

@@ -13,23 +13,11 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
+def deployment(make_module_deployment):
     """One v1 deployment shared by the tests here: none of them may change it."""
-    import secrets
-    import shutil
-
-    from lab import stack
-    from tests.e2e.conftest import _delete_block
-
-    name = "e2e-pf-" + secrets.token_hex(3)
-    root = tmp_path_factory.mktemp(name)
-    dep = stack.create(root, name, "v1.0.0", rows=5_000)
-    StackEnvironment(**dep.block_fields()).save(name, overwrite=True)
+    dep = make_module_deployment(rows=5_000)
     _publish_bad_releases(dep)
-    yield dep
-    dep.down()
-    shutil.rmtree(root, ignore_errors=True)
-    _delete_block(name)
+    return dep
 
 
 def _publish_bad_releases(dep) -> None:

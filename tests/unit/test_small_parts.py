@@ -3,7 +3,7 @@ import sys
 import pytest
 
 from core.commands import Command
-from core.compose import image_tag, parse_ps
+from core.compose import image_repo, image_tag, parse_ps
 from core.errors import CommandFailed, error_line
 from core.executor import run
 from core.verify import CheckResult, poll, revision_check, services_check
@@ -43,6 +43,9 @@ def test_revision_check_and_image_tag():
     assert revision_check(["b"], ["b"]).ok and not revision_check(["a"], ["b"]).ok and not revision_check([], ["b"]).ok
     assert image_tag("127.0.0.1:5000/demo/app:2.0.0") == "2.0.0"
     assert image_tag("127.0.0.1:5000/demo/app@sha256:ab") == "" and image_tag("nginx") == ""
+    assert image_repo("127.0.0.1:5000/demo/app:2.0.0") == "127.0.0.1:5000/demo/app"
+    assert image_repo("127.0.0.1:5000/demo/app@sha256:ab") == "127.0.0.1:5000/demo/app"
+    assert image_repo("nginx:latest") == "nginx" and image_repo("ubuntu/squid") == "ubuntu/squid"
 
 
 def test_error_line_picks_the_exception_not_the_noise():
