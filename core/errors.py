@@ -72,6 +72,61 @@ class MultipleHeads(PreflightError):
         )
 
 
+class UnknownDatabaseRevision(PreflightError):
+    def __init__(self, revisions: list[str], head: str):
+        super().__init__(
+            f"The database is at revision(s) {', '.join(revisions)}, which the target's migrations (head {head}) do not "
+            f"contain: the database is ahead of this release or on a diverged branch. Deploy the release that "
+            f"created that revision, or restore the matching backup; an upgrade from here would fail or corrupt it."
+        )
+
+
+class SeveralDatabaseRevisions(PreflightError):
+    def __init__(self, revisions: list[str], head: str):
+        super().__init__(
+            f"The database has {len(revisions)} alembic_version rows ({', '.join(revisions)}): its branches are not "
+            f"merged, and their SQL cannot be rendered as one range to {head} for review. Upgrade it to a merge "
+            f"revision by hand first (`alembic upgrade <merge>`), then plan again."
+        )
+
+
+class MigrationFileUnreadable(PreflightError):
+    def __init__(self, filename: str, detail: str):
+        super().__init__(f"Cannot read the revision identifiers of migration file {filename}: {detail}. "
+                         f"Fix the file in the release.")
+
+
+class SqlFileUnreadable(PreflightError):
+    def __init__(self, path: str, detail: str):
+        super().__init__(f"Cannot read migration SQL {path}: {detail}. Give a UTF-8 file of SQL, e.g. the output "
+                         f"of `alembic upgrade FROM:TO --sql`.")
+
+
+class InvalidDsn(PreflightError):
+    def __init__(self, detail: str):
+        super().__init__(f"The --dsn is not a valid PostgreSQL connection string: {detail}. Use "
+                         f"`postgresql://user@host:port/dbname` and pass the password in PGPASSWORD or ~/.pgpass.")
+
+
+class ProbeFailed(PreflightError):
+    def __init__(self, detail: str):
+        super().__init__(f"The calibration probe failed on the server ({detail}); its scratch schema was dropped. "
+                         f"The role needs CREATE on the database; or run without durations (`--no-probe`).")
+
+
+class MigrationRiskTooHigh(PreflightError):
+    """The migration gate: a forecast lock-hold over the environment's threshold, or a data-loss statement."""
+
+    def __init__(self, reasons: list[str]):
+        self.reasons = reasons
+        super().__init__(
+            "The pending migrations were stopped before any change: " + "; ".join(reasons) + ". Read the "
+            "migration report artifact; split or rewrite the migration (each finding names a safer alternative), "
+            "schedule a window and raise the environment's max_lock_seconds, or rerun with "
+            "accept_migration_risk=true once you have reviewed it."
+        )
+
+
 class CommandFailed(UpgradeError):
     """A command exited non-zero. The message carries the argv (never a secret) and the end of stderr."""
 

@@ -77,3 +77,56 @@ def manifest_markdown(manifest: dict) -> str:
              "| file | bytes | sha256 |", "|---|---|---|"]
     lines += [f"| {n} | {m['bytes']} | `{m['sha256']}` |" for n, m in manifest["files"].items()]
     return "\n".join(lines)
+
+
+def _secs(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s < 60:
+        return f"{s:.1f} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min" if s >= 3600 else f"{s / 60:.1f} min"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
+    """The migration pre-flight for a person: verdict, lock-hold per table, risky statements, sizes."""
+    lines = [f"# {title}", ""]
+    if gate_reasons:
+        lines += ["**Stopped before any change:**", ""] + [f"- {r}" for r in gate_reasons] + [""]
+    else:
+        lines += ["**No finding over the environment's limits.**", ""]
+    if report.revisions is not None:
+        r = report.revisions
+        lines += [f"Database at `{', '.join(r.db_revisions) or '(empty)'}` → head `{r.head}`: "
+                  f"{len(r.pending)} pending revision(s)"
+                  + (f", {len(r.noop_downgrades)} without a real downgrade" if r.noop_downgrades else "") + ".", ""]
+    if report.server:
+        probe = report.server.get("probe")
+        lines.append(f"Server PostgreSQL {report.server['version']}."
+                     + (f" Probe ({probe['probe_rows']:,} rows, {_mb(probe['probe_heap_bytes'])}, "
+                        f"{probe['probe_seconds']} s): rewrite {probe['rewrite_bps'][1] / 1e6:.0f}–"
+                        f"{probe['rewrite_bps'][0] / 1e6:.0f} MB/s, scan {probe['scan_bps'][1] / 1e6:.0f}–"
+                        f"{probe['scan_bps'][0] / 1e6:.0f} MB/s." if probe else " No probe: no durations."))
+        lines.append("")
+    if report.lock_hold:
+        lines += ["## Writes blocked, per table (high estimate)", "", "| table | blocked for |", "|---|---|"]
+        lines += [f"| {t} | {_secs(s)} |" for t, s in report.lock_hold.items()]
+        lines.append("")
+    risky = [f for f in report.statements if f.rules or f.effect != "none"]
+    lines += [f"## Statements with findings ({len(risky)} of {len(report.statements)})", "",
+              "| # | line | table | lock | effect | rules | forecast | safer alternative |", "|---|---|---|---|---|---|---|---|"]
+    for f in risky:
+        fc = f.forecast_seconds
+        when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
+        lines.append(f"| {f.index} | {f.line} | {f.table or '—'} | {f.lock or '—'} | **{f.effect}** | "
+                     f"{', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} |")
+    if report.tables:
+        lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |", "|---|---|---|---|---|"]
+        lines += [f"| {t} | {_mb(v['heap_bytes'])} | {_mb(v['toast_bytes'])} | {_mb(v['index_bytes'])} "
+                  f"({v['indexes']}) | {v['rows_estimate']:,} |" for t, v in report.tables.items()]
+    if report.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in report.warnings]
+    return "\n".join(lines) + "\n"

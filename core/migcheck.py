@@ -1,0 +1,71 @@
+"""The migration pre-flight: rules, sizes and forecast put together into one report, and the gate on it.
+
+Used by `./stackshift analyze-migrations` and by the upgrade flow's `analyze-migrations` task.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core import forecast, sqlrules
+from core.pgcatalog import Rates
+from core.revgraph import RevisionState
+
+
+@dataclass
+class MigrationReport:
+    statements: list[sqlrules.Finding]
+    lock_hold: dict[str, float | None]
+    warnings: list[str]
+    server: dict | None = None            # version, probe rates
+    tables: dict[str, dict] = field(default_factory=dict)  # live sizes of the tables the SQL touches
+    revisions: RevisionState | None = None
+
+    @property
+    def data_loss(self) -> list[sqlrules.Finding]:
+        return [f for f in self.statements if f.effect == "data-loss"]
+
+    def to_dict(self) -> dict:
+        d = {"statements": [f.to_dict() for f in self.statements], "lock_hold": self.lock_hold,
+             "warnings": self.warnings}
+        if self.server is not None:
+            d["server"] = self.server
+            d["tables"] = self.tables
+        if self.revisions is not None:
+            d["revisions"] = self.revisions.to_dict()
+        return d
+
+
+def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
+            revisions: RevisionState | None = None) -> MigrationReport:
+    analysis = sqlrules.analyse(sql_text, catalog)
+    hold, more = forecast.apply(analysis, catalog, rates)
+    warnings = list(analysis.warnings) + more
+    server, tables = None, {}
+    if catalog is not None:
+        server = {"version": catalog.server_version, "version_num": catalog.server_version_num,
+                  "probe": rates.to_dict() if rates else None}
+        for name in sorted({f.table for f in analysis.findings if f.table} - analysis.created_tables):
+            info = catalog.table(name)
+            if info is not None:
+                tables[name] = {"heap_bytes": info.heap_bytes, "toast_bytes": info.toast_bytes,
+                                "index_bytes": info.index_bytes, "indexes": info.index_count,
+                                "rows_estimate": round(info.rows)}
+    else:
+        warnings.append("no database given: locks and effects only; sizes and durations need a DSN")
+    if revisions is not None and revisions.noop_downgrades:
+        warnings.append("revisions whose downgrade does nothing (they cannot be undone by `alembic downgrade`; the "
+                        "rollback point restores them): " + ", ".join(revisions.noop_downgrades))
+    return MigrationReport(analysis.findings, hold, warnings, server, tables, revisions)
+
+
+def gate(report: MigrationReport, max_lock_seconds: float | None) -> list[str]:
+    """Why the upgrade must not go ahead ([] = it may): data loss, or a lock-hold over the threshold."""
+    reasons = []
+    for f in report.data_loss:
+        reasons.append(f"statement {f.index} ({f.sql.splitlines()[0][:80]}) loses data")
+    if max_lock_seconds is not None:
+        for table, seconds in report.lock_hold.items():
+            if seconds is not None and seconds > max_lock_seconds:
+                reasons.append(f"writes to {table} would be blocked for up to {seconds:.1f} s "
+                               f"(limit {max_lock_seconds:g} s)")
+    return reasons
