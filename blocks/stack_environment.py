@@ -73,9 +73,25 @@ class StackEnvironment(Block):
     migrate_command: list[str] = Field(
         default_factory=lambda: ["python3", "-m", "alembic", "upgrade", "head"], description="The migration command in that image."
     )
-    heads_command: list[str] = Field(
-        default_factory=lambda: ["python3", "/app/heads.py"],
-        description="Command in the target image that prints `{\"heads\": [...]}` as JSON, with no database.",
+    migrations_path: str = Field(
+        default="/app/migrations/versions",
+        description="Folder of the Alembic revision files inside the migrate image (Dify: /app/api/migrations/versions); "
+                    "read without running anything.",
+    )
+    render_sql_command: list[str] = Field(
+        default_factory=lambda: ["python3", "-m", "alembic", "upgrade", "{range}", "--sql"],
+        description="Command in the target image that prints the pending SQL offline; `{range}` becomes FROM:TO "
+                    "(Dify: [\"flask\", \"db\", \"upgrade\", \"{range}\", \"--sql\"]). Runs with no network.",
+    )
+    max_lock_seconds: float = Field(
+        default=60.0,
+        description="Stop the upgrade before any change when the forecast says writes to a table would be blocked "
+                    "longer than this.",
+    )
+    migration_probe: bool = Field(
+        default=True,
+        description="Calibrate the forecast with a short probe on the server (a scratch table of about 40 MB in "
+                    "a throw-away schema, dropped afterwards). Off: effects and sizes only, no durations.",
     )
     migration_switch: str = Field(
         default="MIGRATION_ENABLED",

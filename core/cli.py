@@ -14,7 +14,8 @@ def _upgrade(args: argparse.Namespace) -> int:
     from flows.upgrade import upgrade
 
     try:
-        result = upgrade(environment=args.environment, target=args.target, dry_run=args.dry_run)
+        result = upgrade(environment=args.environment, target=args.target, dry_run=args.dry_run,
+                         accept_migration_risk=args.accept_migration_risk)
     except UpgradeError as exc:
         print(f"stackshift: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -119,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("--environment", "-e", required=True, help="stack-environment block name, e.g. staging")
         p.add_argument("--target", "-t", required=True, help="release to deploy: tag, branch or commit, e.g. v2.0.0")
-        p.set_defaults(fn=fn, dry_run=False)
+        if name == "upgrade":
+            p.add_argument("--accept-migration-risk", action="store_true",
+                           help="go ahead despite data loss or a long lock-hold in the migration report (read it "
+                                "first)")
+        p.set_defaults(fn=fn, dry_run=False, accept_migration_risk=False)
     p = sub.add_parser("env-sync", help="three-way merge of an env file onto a new template",
                        description="Merge PATH (made from --old-template) onto --new-template: stale defaults move, "
                                    "customizations and your own keys stay. A backup goes to env-backup/ first; the "

@@ -51,6 +51,9 @@ class Facts:
     db_user: str
     db_revision: list[str]
     target_heads: list[str]
+    pending_revisions: list[str]
+    noop_downgrades: list[str]
+    render_sql_command: list[str]  # renders the pending SQL offline in the target image ([] = nothing pending)
     db_services: list[str]
     writer_services: list[str]
     migrate_service: str

@@ -4,8 +4,9 @@ Every error raised here is a `PreflightError`: the deployment is exactly as it w
 """
 from __future__ import annotations
 
-import json
+import io
 import shutil
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -13,9 +14,9 @@ import docker
 
 from core import commands as c
 from core import db as dbops
-from core import envfile, envmerge, envsync
+from core import envfile, envmerge, envsync, revgraph
 from core.compose import ResolvedConfig, image_repo, parse_ps
-from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InvalidComposeFile, MultipleHeads,
+from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InvalidComposeFile, MigrationFileUnreadable,
                          NotDeployed, UnknownRef)
 from core.executor import run
 from core.plan import Facts
@@ -58,10 +59,29 @@ def missing_images(client: docker.DockerClient, images: list[str], auth: dict | 
     return missing
 
 
-def target_heads(image: str, heads_command: list[str]) -> list[str]:
-    """The target image's Alembic heads, from its own files, in a container with no network."""
-    out = run(c.docker_run_offline(image, heads_command)).stdout
-    return sorted(json.loads(out.strip().splitlines()[-1])["heads"])
+def migration_sources(client: docker.DockerClient, image: str, versions_path: str) -> dict[str, str]:
+    """The revision files of an image, copied out of a created (never started) container: nothing runs."""
+    ctr = client.containers.create(image, command=["true"], network_disabled=True)
+    try:
+        try:
+            stream, _ = ctr.get_archive(versions_path)
+        except docker.errors.NotFound:
+            raise MigrationFileUnreadable(versions_path, f"no such folder in {image}; set the block's "
+                                                         f"migrations_path") from None
+        data = b"".join(stream)
+    finally:
+        ctr.remove(force=True)
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar.getmembers():
+            parts = m.name.split("/")
+            if m.isfile() and len(parts) == 2 and revgraph.is_revision_filename(parts[1]):
+                out[parts[1]] = tar.extractfile(m).read().decode("utf-8")
+    return out
+
+
+def render_sql_command(template: list[str], sql_range: str) -> list[str]:
+    return [a.replace("{range}", sql_range) for a in template]
 
 
 def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None) -> Facts:
@@ -114,9 +134,9 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         raise ImageMissing(missing)
     migrate_image = images[cfg.migrate_service]
     run(c.docker_pull(migrate_image))
-    heads = target_heads(migrate_image, cfg.heads_command)
-    if len(heads) != 1:
-        raise MultipleHeads(heads)
+    graph = revgraph.RevisionGraph.from_sources(migration_sources(client, migrate_image, cfg.migrations_path))
+    revisions = revgraph.state(graph, revision)
+    sql_command = render_sql_command(cfg.render_sql_command, revisions.sql_range) if revisions.pending else []
 
     excludes = []
     volumes_root = compose_dir / "volumes"
@@ -134,7 +154,8 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         current_services=current_cfg.services, running_services=running, target_services=target_cfg.services,
         current_images=current_images(client, cfg.project_name), target_images=images,
         db_name=cfg.db_name, databases=databases, db_host=cfg.db_host, db_port=cfg.db_port, db_user=cfg.db_user,
-        db_revision=revision, target_heads=heads, db_services=list(cfg.db_services),
+        db_revision=revision, target_heads=[revisions.head], pending_revisions=revisions.pending,
+        noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command, db_services=list(cfg.db_services),
         writer_services=list(cfg.writer_services), migrate_service=cfg.migrate_service,
         migrate_command=list(cfg.migrate_command), migration_switch=cfg.migration_switch,
         health_timeout=cfg.health_timeout_seconds, run_dir=run_dir, volume_excludes=sorted(set(excludes)),

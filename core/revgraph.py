@@ -42,9 +42,8 @@ def _is_noop_body(body: list[ast.stmt]) -> bool:
                for s in body)
 
 
-def parse_revision_file(filename: str, source: str) -> RevisionFile | None:
-    """The revision identifiers of one file, read statically; None for a file that declares no `revision`
-    (a helper module in the versions folder)."""
+def parse_revision_file(filename: str, source: str) -> RevisionFile:
+    """The revision identifiers of one file, read statically."""
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
@@ -68,15 +67,21 @@ def parse_revision_file(filename: str, source: str) -> RevisionFile | None:
                         filename, f"`{t.id}` is not a literal (line {node.lineno}); stackshift reads it without "
                                   f"running the file") from None
     if "revision" not in values:
-        return None
+        raise MigrationFileUnreadable(filename, "it declares no `revision`, and Alembic refuses such a file in the "
+                                                "versions folder")
     return RevisionFile(filename, str(values["revision"]), _as_tuple(values.get("down_revision")),
                         _as_tuple(values.get("branch_labels")), _as_tuple(values.get("depends_on")), downgrade_noop)
 
 
+def is_revision_filename(name: str) -> bool:
+    """The names Alembic loads from a versions folder: `*.py`, except `__init__*` and editor lock files."""
+    return name.endswith(".py") and not name.startswith(("__init__", ".#"))
+
+
 def read_sources(versions_dir: Path) -> dict[str, str]:
-    """The revision files of a versions folder (recursively, as Alembic's `recursive_version_locations`)."""
-    return {str(p.relative_to(versions_dir)): p.read_text(encoding="utf-8")
-            for p in sorted(versions_dir.rglob("*.py")) if p.name != "__init__.py"}
+    """The revision files of a versions folder (top level, as Alembic reads it by default)."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(versions_dir.iterdir())
+            if p.is_file() and is_revision_filename(p.name)}
 
 
 @dataclass
@@ -88,13 +93,19 @@ class RevisionGraph:
     def from_sources(cls, sources: dict[str, str]) -> "RevisionGraph":
         files = {}
         for name, text in sorted(sources.items()):
-            rf = parse_revision_file(name, text)
-            if rf is None:
+            if not is_revision_filename(Path(name).name):
                 continue
+            rf = parse_revision_file(name, text)
             if rf.revision in files:
                 raise MigrationFileUnreadable(name, f"revision {rf.revision} is also declared in "
                                                     f"{files[rf.revision].filename}")
             files[rf.revision] = rf
+
+        for rf in files.values():
+            for parent in rf.down_revision + rf.depends_on:
+                if parent not in files and not any(parent in f.branch_labels for f in files.values()):
+                    raise MigrationFileUnreadable(rf.filename, f"revision {rf.revision} names {parent} as its parent "
+                                                               f"or dependency, and no file declares it")
 
         def generate():
             for rf in files.values():

@@ -1,4 +1,5 @@
-"""The upgrade flow: plan → backup → env diff → pull → cutover → verify, rolling back on failure."""
+"""The upgrade flow: plan → env diff → migration pre-flight → backup → pull → cutover → verify, rolling back on
+failure."""
 from __future__ import annotations
 
 import uuid
@@ -12,6 +13,7 @@ from core.errors import UnknownEnvironment, UpgradeError
 from tasks.backup import run_backup
 from tasks.cutover import cutover, finish, publish_report, rollback, verify_health
 from tasks.images import pull_images
+from tasks.migrations import analyze_migrations
 from tasks.preflight import plan_upgrade, publish_env_diff
 
 
@@ -23,21 +25,24 @@ def load_environment(name: str) -> StackEnvironment:
 
 
 @flow(name="upgrade", log_prints=False)
-def upgrade(environment: str, target: str, dry_run: bool = False) -> dict:
+def upgrade(environment: str, target: str, dry_run: bool = False, accept_migration_risk: bool = False) -> dict:
     """Upgrade one stack environment to a release (git tag, branch or commit of its compose directory).
 
     Args:
         environment: Name of the `stack-environment` block, e.g. `staging`.
         target: The release to deploy, e.g. `v2.0.0`.
-        dry_run: Only compute and publish the plan and the env diff; change nothing.
+        dry_run: Only compute and publish the plan, the env diff and the migration report; change nothing.
+        accept_migration_risk: Go ahead although the migration report found data loss or a lock-hold over the
+            environment's max_lock_seconds (set it only after reading that report).
     """
     logger = get_run_logger()
     cfg = load_environment(environment)
     run_id = (flow_run.id or uuid.uuid4().hex)[:8]
     plan = plan_upgrade(cfg, environment, target, run_id)
     publish_env_diff(plan)
+    migrations = analyze_migrations(plan, cfg, accept_risk=accept_migration_risk, dry_run=dry_run)
     if dry_run:
-        return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover]}
+        return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover], "migrations": migrations}
 
     runner = Runner(plan, cfg)
     run_backup(runner)

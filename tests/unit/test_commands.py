@@ -37,8 +37,8 @@ def test_git_and_tar_commands():
     assert c.git_checkout(Path("/r"), "abc") == ["git", "-C", "/r", "checkout", "--quiet", "--detach", "abc"]
     assert c.tar_create(Path("/b/v.tgz"), Path("/r/volumes"), ["./db/data"]) == [
         "tar", "--create", "--gzip", "--file", "/b/v.tgz", "--directory", "/r/volumes", "--exclude", "./db/data", "."]
-    assert c.docker_run_offline("img:1", ["python3", "/app/heads.py"]) == [
-        "docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", "img:1", "/app/heads.py"]
+    assert c.docker_run_offline("img:1", ["python3", "/app/tool.py"]) == [
+        "docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", "img:1", "/app/tool.py"]
 
 
 def test_command_description_names_env_keys_but_not_values():

@@ -14,7 +14,8 @@ def facts(**over) -> Facts:
         current_images={"api": {"image": "r/app:1", "id": "sha256:1", "repo_digest": "r/app@sha256:1"}},
         target_images={"api": "r/app:2", "worker": "r/app:2", "db_postgres": "r/pg:15"},
         db_name="app", databases=["app", "plugin"], db_host="127.0.0.1", db_port=5432, db_user="app",
-        db_revision=["r1"], target_heads=["r2"], db_services=["db", "db_postgres"], writer_services=["api", "worker"],
+        db_revision=["r1"], target_heads=["r2"], pending_revisions=["r2"], noop_downgrades=[],
+        render_sql_command=["alembic", "upgrade", "r1:r2", "--sql"], db_services=["db", "db_postgres"], writer_services=["api", "worker"],
         migrate_service="api", migrate_command=["alembic", "upgrade", "head"], migration_switch="MIGRATION_ENABLED",
         health_timeout=60, run_dir=Path("/b/dify/run1"), volume_excludes=["./db/data"], env_report=[], env_counts={},
     )
