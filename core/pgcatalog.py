@@ -75,6 +75,8 @@ class LiveCatalog:
         self.conn = conn
         self.server_version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
         self.server_version = conn.execute("SHOW server_version").fetchone()[0]
+        # The migration's session gets the server's default time zone unless the app sets another.
+        self.utc_session = conn.execute("SELECT now() AT TIME ZONE 'UTC' = now()::timestamp").fetchone()[0]
         self._tables: dict[str, TableInfo | None] = {}
 
     def table(self, name: str) -> TableInfo | None:

@@ -250,6 +250,9 @@ def rewrite_needed(old: ColumnType | None, new: ColumnType, using: bool,
         return True
     if (old.name, new.name) in _BINARY_COERCIBLE and (not new.mods or new.name == "text"):
         return False
+    if {old.name, new.name} == {"timestamp", "timestamptz"} and old.mods == new.mods and catalog is not None:
+        # PostgreSQL 12+ skips the rewrite when the session time zone is UTC (values are then unchanged).
+        return not (catalog.server_version_num >= 120000 and getattr(catalog, "utc_session", False))
     if catalog is not None and not new.mods:
         known = catalog.binary_coercible(old, new)
         if known is not None:

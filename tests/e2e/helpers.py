@@ -24,6 +24,11 @@ def tables(dep: stack.Deployment) -> set[str]:
         return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
+def schemas(dep: stack.Deployment) -> set[str]:
+    with dep.connect() as conn:
+        return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname !~ '^(pg_|information_schema)'")}
+
+
 def databases(dep: stack.Deployment) -> set[str]:
     with dep.connect("postgres") as conn:
         return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")}
@@ -42,6 +47,7 @@ def snapshot(dep: stack.Deployment) -> dict:
     return {
         "head": head(dep), "env": env.read_bytes(), "env_mode": env.stat().st_mode & 0o777,
         "containers": sorted(ctrs.splitlines()), "revision": revision(dep), "tables": tables(dep),
+        "schemas": schemas(dep),
         "data": stack.checksums(dep), "databases": databases(dep),
         "backups": sorted(p.name for p in dep.backup_dir.rglob("*")) if dep.backup_dir.exists() else [],
         "env_backups": sorted(p.name for p in (dep.compose_dir / "env-backup").glob("*"))

@@ -1,13 +1,14 @@
 """Bad input is refused before anything changes: one test per pre-flight error, each comparing a full snapshot."""
 import subprocess
+from contextlib import contextmanager
 
 import pytest
 
 from blocks.stack_environment import StackEnvironment
-from core.errors import (ComposeDirDirty, DatabaseUnreachable, ImageMissing, InvalidComposeFile, UnknownEnvironment,
-                         UnknownRef)
+from core.errors import (ComposeDirDirty, DatabaseUnreachable, ImageMissing, InvalidComposeFile, MigrationRiskTooHigh,
+                         UnknownDatabaseRevision, UnknownEnvironment, UnknownRef)
 from flows.upgrade import upgrade
-from tests.e2e.helpers import snapshot
+from tests.e2e.helpers import artifacts, snapshot
 
 pytestmark = pytest.mark.e2e
 
@@ -64,16 +65,45 @@ def test_missing_image_in_registry(deployment):
     _refused(deployment, ImageMissing, target="missing-image", needle="demo/app:9.9.9")
 
 
-@pytest.mark.parametrize("override, needle", [({"db_port": 1}, "127.0.0.1:1"), ({"db_password": "wrong-pw"}, "password")])
-def test_unreachable_database(deployment, override, needle):
-    name = deployment.name + "-bad-db"
+@contextmanager
+def _variant(deployment, suffix: str, **override):
+    """Another stack-environment block for the same deployment, with some fields changed."""
+    name = f"{deployment.name}-{suffix}"
     StackEnvironment(**(deployment.block_fields() | override)).save(name, overwrite=True)
     try:
-        err = _refused(deployment, DatabaseUnreachable, environment=name, needle=needle)
-        assert "wrong-pw" not in str(err)
+        yield name
     finally:
         from tests.e2e.conftest import _delete_block
         _delete_block(name)
+
+
+@pytest.mark.parametrize("override, needle", [({"db_port": 1}, "127.0.0.1:1"), ({"db_password": "wrong-pw"}, "password")])
+def test_unreachable_database(deployment, override, needle):
+    with _variant(deployment, "bad-db", **override) as name:
+        err = _refused(deployment, DatabaseUnreachable, environment=name, needle=needle)
+        assert "wrong-pw" not in str(err)
+
+
+def test_forecast_lock_hold_over_the_environments_limit(deployment):
+    """v1→v2 rewrites `events` (int→bigint) and indexes it: with a 1 ms limit the plan stops, after the probe has
+    run and dropped its scratch schema (the snapshot includes the schemas)."""
+    with _variant(deployment, "strict", max_lock_seconds=0.001) as name:
+        err = _refused(deployment, MigrationRiskTooHigh, environment=name, needle="writes to events would be blocked")
+    assert err.reasons and all("limit 0.001 s" in r for r in err.reasons)
+    md = artifacts(f"{name}-migrations")[f"{name}-migrations"]
+    assert "Stopped before any change" in md and "| events |" in md and "MS001" in md
+
+
+def test_database_revision_unknown_to_the_target(deployment):
+    with deployment.connect() as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dfeedbeef'")
+        conn.commit()
+    try:
+        _refused(deployment, UnknownDatabaseRevision, needle="f00dfeedbeef")
+    finally:
+        with deployment.connect() as conn:
+            conn.execute("UPDATE alembic_version SET version_num = 'a1b2c3d4e5f6'")
+            conn.commit()
 
 
 def test_local_changes_to_tracked_files(deployment):
