@@ -19,7 +19,9 @@ def plan_markdown(plan: Plan) -> str:
         f"# Upgrade plan: {f.environment} → {f.target_ref}",
         "",
         f"- project `{f.project}` in `{f.compose_dir}`; commit `{f.current_commit[:12]}` → `{f.target_commit[:12]}`",
-        f"- database `{f.db_name}` at `{', '.join(f.db_revision) or '(none)'}` → head `{', '.join(f.target_heads)}`",
+        f"- database `{f.db_name}` at `{', '.join(f.db_revision) or '(none)'}` → head `{', '.join(f.target_heads)}`: "
+        f"{len(f.pending_revisions)} pending revision(s)"
+        + (f", without a real downgrade: {', '.join(f.noop_downgrades)}" if f.noop_downgrades else ""),
         f"- services: {', '.join(f.current_services)} → {', '.join(f.target_services)}",
         f"- backup folder: `{f.run_dir}`",
         "",

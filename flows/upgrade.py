@@ -60,4 +60,5 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
         raise
     publish_report(runner, f"upgraded to {target}")
     finish(runner)
-    return {"target": target, "backup": str(plan.facts.run_dir), "downtime": runner.downtime()}
+    return {"target": target, "backup": str(plan.facts.run_dir), "downtime": runner.downtime(),
+            "migrations": migrations}

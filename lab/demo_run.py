@@ -47,8 +47,11 @@ def main() -> None:
         result = state.result()
         print(f"[demo] downtime: {result['downtime']['total']:.2f} s ({result['downtime']})")
         print(f"[demo] backup: {result['backup']}")
+        m = result["migrations"]
+        print(f"[demo] migration pre-flight: {m['pending']} pending revision(s); writes blocked at most "
+              + ", ".join(f"{t} {s:.1f} s" for t, s in m.get("lock_hold", {}).items() if s) + " (forecast, high)")
     api = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").removesuffix("/api")
-    print(f"[demo] artifacts (plan, env diff, backup manifest, timeline, verification): {api}/artifacts")
+    print(f"[demo] artifacts (plan, env diff, migrations, backup manifest, timeline, verification): {api}/artifacts")
     print(f"[demo] the run: {api}/runs   |   the stack: {DEMO_ROOT / NAME} (docker compose -p {NAME} ps)")
     print(f"[demo] total demo time {time.monotonic() - t0:.1f} s")
 
