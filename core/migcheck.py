@@ -44,7 +44,8 @@ def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
     if catalog is not None:
         server = {"version": catalog.server_version, "version_num": catalog.server_version_num,
                   "probe": rates.to_dict() if rates else None}
-        for name in sorted({f.table for f in analysis.findings if f.table} - analysis.created_tables - {"alembic_version"}):
+        touched = {f.table for f in analysis.findings if f.table} - analysis.created_tables - {"alembic_version"}
+        for name in sorted(touched):
             info = catalog.table(name)
             if info is not None:
                 tables[name] = {"heap_bytes": info.heap_bytes, "toast_bytes": info.toast_bytes,

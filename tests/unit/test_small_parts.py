@@ -62,3 +62,11 @@ def test_executor_passes_secrets_by_env_and_scrubs_them_from_errors():
     assert raised.value.returncode == 3
     assert "hunter2-secret" not in str(raised.value) and "auth failed for ***" in str(raised.value)
     assert run(Command([sys.executable, "-c", "import sys; sys.exit(1)"], ok_codes=(0, 1))).returncode == 1
+
+
+def test_libpq_messages_lose_every_form_of_password():
+    from core.pgcatalog import scrub
+
+    assert scrub("bad dsn postgresql://u:hunter2@h:5432/d", None) == "bad dsn postgresql://u:***@h:5432/d"
+    assert scrub("invalid: host=h password='a b\\'c' port=x", None) == "invalid: host=h password=*** port=x"
+    assert scrub("FATAL: hunter2 rejected", "hunter2") == "FATAL: *** rejected"
