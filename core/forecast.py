@@ -10,9 +10,12 @@ Each rate comes as (fast, slow) from the probe's rounds; the range widens them b
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from core.pgcatalog import Rates
 from core.sqlrules import BLOCKS_WRITES, Analysis, Finding, TableInfo, strength
+
+if TYPE_CHECKING:
+    from core.pgcatalog import Rates
 
 SPREAD = (0.8, 1.3)
 

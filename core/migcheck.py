@@ -5,10 +5,13 @@ Used by `./stackshift analyze-migrations` and by the upgrade flow's `analyze-mig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from core import forecast, sqlrules
-from core.pgcatalog import Rates
-from core.revgraph import RevisionState
+
+if TYPE_CHECKING:  # kept out of the import path: `analyze-migrations` without a DSN needs neither
+    from core.pgcatalog import Rates
+    from core.revgraph import RevisionState
 
 
 @dataclass
