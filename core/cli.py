@@ -81,12 +81,12 @@ def _analyze_migrations(args: argparse.Namespace) -> int:
             raise SqlFileUnreadable(args.sql, exc.strerror if isinstance(exc, OSError) else "not UTF-8") from None
         catalog = rates = None
         if args.dsn:
-            from core import pgcatalog
+            from core import db, pgcatalog
 
-            if pgcatalog.dsn_has_password(args.dsn):
+            if db.dsn_has_password(args.dsn):
                 print("stackshift analyze-migrations: warning: the DSN carries a password, which other users can "
                       "see in the process list; prefer PGPASSWORD or ~/.pgpass", file=sys.stderr)
-            conn = pgcatalog.connect_dsn(args.dsn)
+            conn = db.connect_dsn(args.dsn)
             catalog = pgcatalog.LiveCatalog(conn)
             if not args.no_probe:
                 rates = pgcatalog.probe(conn)

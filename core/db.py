@@ -1,7 +1,8 @@
-"""PostgreSQL operations: revision reads, the rollback point, its restore. The password is unwrapped
-only in `connect`, and no message carries it."""
+"""PostgreSQL operations: connections, revision reads, the rollback point, its restore. The password is
+unwrapped only where a connection is made, and no message carries it."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -9,7 +10,8 @@ import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
-from core.errors import DatabaseUnreachable
+from core.errors import DatabaseUnreachable, InvalidDsn
+from core.executor import scrub
 
 MAINTENANCE_DB = "postgres"
 
@@ -35,7 +37,7 @@ class DbAccess:
                 password=self.password.get_secret_value(), connect_timeout=timeout, autocommit=autocommit,
             )
         except psycopg.OperationalError as exc:
-            raise DatabaseUnreachable(self.where(dbname), _clean(str(exc), self.password)) from None
+            raise DatabaseUnreachable(self.where(dbname), clean_error(str(exc), self.password.get_secret_value())) from None
 
     def wait_until_reachable(self, dbname: str, deadline_seconds: float = 60) -> None:
         end = time.monotonic() + deadline_seconds
@@ -49,10 +51,41 @@ class DbAccess:
                 time.sleep(0.3)
 
 
-def _clean(message: str, password: SecretStr) -> str:
+def clean_error(message: str, password: str | None) -> str:
+    """The first line of a libpq message with no password in it: the known one, and whatever a conninfo string or a
+    URL in the message carries."""
     first = message.strip().splitlines()[0] if message.strip() else "connection failed"
-    secret = password.get_secret_value()
-    return first.replace(secret, "***") if secret else first
+    first = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", first)
+    first = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", first, flags=re.I)
+    return scrub(first, [password] if password else [])
+
+
+def _dsn_password(dsn: str) -> str | None:
+    try:
+        return psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        m = re.search(r"://[^:/@\s]*:([^@\s]*)@", dsn) or re.search(r"password\s*=\s*(\S+)", dsn, re.I)
+        return m.group(1) if m else None
+
+
+def dsn_has_password(dsn: str) -> bool:
+    return bool(_dsn_password(dsn))
+
+
+def connect_dsn(dsn: str, timeout: int = 5) -> psycopg.Connection:
+    """An autocommit connection from a DSN (the password from PGPASSWORD or ~/.pgpass, or, discouraged, the DSN);
+    errors name the server, never the password."""
+    password = _dsn_password(dsn)
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidDsn(clean_error(str(exc), password)) from None
+    where = f"{params.get('user', '(default user)')}@{params.get('host', '(local socket)')}:" \
+            f"{params.get('port', 5432)}/{params.get('dbname', '(default db)')}"
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=timeout)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnreachable(clean_error(where, password), clean_error(str(exc), password)) from None
 
 
 def alembic_revisions(db: DbAccess, dbname: str) -> list[str]:

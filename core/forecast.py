@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from core.sqlrules import BLOCKS_WRITES, Analysis, Finding, TableInfo, strength
+from core.sqlrules import Analysis, Finding, TableInfo, locked_tables
 
 if TYPE_CHECKING:
     from core.pgcatalog import Rates
@@ -66,15 +66,6 @@ def apply(analysis: Analysis, catalog, rates: Rates | None) -> tuple[dict[str, f
     return lock_hold(analysis, rates is not None), warnings
 
 
-def _locked_tables(f: Finding, created: set[str]) -> list[str]:
-    out = []
-    if f.table and f.table != "alembic_version" and f.table not in created and (
-            strength(f.lock) >= BLOCKS_WRITES or "MS023" in f.rules):
-        out.append(f.table)
-    out += [t for t, lock in f.other_locks.items() if strength(lock) >= BLOCKS_WRITES and t not in created]
-    return out
-
-
 def lock_hold(analysis: Analysis, forecast: bool) -> dict[str, float | None]:
     """Per table, the longest time writes to it stay blocked: locks last until the transaction ends, so a lock
     taken early in a BEGIN…COMMIT block is held through every later statement of the block (the high bound)."""
@@ -92,8 +83,8 @@ def lock_hold(analysis: Analysis, forecast: bool) -> dict[str, float | None]:
     hold: dict[str, float | None] = {}
     for group in groups:
         for i, f in enumerate(group):
-            for table in _locked_tables(f, analysis.created_tables):
-                if any(table in _locked_tables(g, analysis.created_tables) for g in group[:i]):
+            for table in locked_tables(f, analysis.created_tables):
+                if any(table in locked_tables(g, analysis.created_tables) for g in group[:i]):
                     continue
                 if not forecast:
                     hold[table] = None

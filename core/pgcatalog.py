@@ -6,7 +6,6 @@ the schema afterwards (also when it fails).
 from __future__ import annotations
 
 import math
-import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -14,7 +13,7 @@ from dataclasses import asdict, dataclass
 import psycopg
 from psycopg import sql
 
-from core.errors import DatabaseUnreachable, InvalidDsn, ProbeFailed
+from core.errors import ProbeFailed
 from core.sqlrules import ColumnType, TableInfo
 
 _TYPMOD_LENGTH = {"varchar": 4, "bpchar": 4}  # typmod = length + VARHDRSZ
@@ -29,43 +28,6 @@ def _mods(typname: str, typmod: int) -> tuple[int, ...]:
         v = typmod - 4
         return (v >> 16, v & 0xFFFF)
     return (typmod,)
-
-
-def scrub(message: str, password: str | None) -> str:
-    """A libpq message without any password: the given one, and whatever a conninfo or URL carries."""
-    out = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", message)
-    out = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", out, flags=re.I)
-    if password:
-        out = out.replace(password, "***")
-    return out
-
-
-def _dsn_password(dsn: str) -> str | None:
-    try:
-        return psycopg.conninfo.conninfo_to_dict(dsn).get("password")
-    except psycopg.ProgrammingError:
-        m = re.search(r"://[^:/@\s]*:([^@\s]*)@", dsn) or re.search(r"password\s*=\s*(\S+)", dsn, re.I)
-        return m.group(1) if m else None
-
-
-def dsn_has_password(dsn: str) -> bool:
-    return bool(_dsn_password(dsn))
-
-
-def connect_dsn(dsn: str, timeout: int = 5) -> psycopg.Connection:
-    """An autocommit connection from a DSN; errors name the server, never the password."""
-    password = _dsn_password(dsn)
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise InvalidDsn(scrub(str(exc).strip().splitlines()[0], password)) from None
-    where = f"{params.get('user', '(default user)')}@{params.get('host', '(local socket)')}:" \
-            f"{params.get('port', 5432)}/{params.get('dbname', '(default db)')}"
-    try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=timeout)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
-        raise DatabaseUnreachable(scrub(where, password), scrub(first, password)) from None
 
 
 class LiveCatalog:
@@ -179,8 +141,3 @@ def _timed(conn: psycopg.Connection, statement) -> float:
     t0 = time.perf_counter()
     conn.execute(statement)
     return time.perf_counter() - t0
-
-
-def leftover_probe_schemas(conn: psycopg.Connection) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift\\_probe\\_%' ORDER BY 1")]

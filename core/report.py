@@ -75,7 +75,7 @@ def verification_markdown(verifications) -> str:
 
 
 def manifest_markdown(manifest: dict) -> str:
-    lines = [f"# Backup manifest", "", f"Folder `{manifest['run_dir']}` (files 0600)", "",
+    lines = ["# Backup manifest", "", f"Folder `{manifest['run_dir']}` (files 0600)", "",
              "| file | bytes | sha256 |", "|---|---|---|"]
     lines += [f"| {n} | {m['bytes']} | `{m['sha256']}` |" for n, m in manifest["files"].items()]
     return "\n".join(lines)

@@ -97,6 +97,7 @@ class TableInfo:
 
 class Catalog(Protocol):
     server_version_num: int
+    utc_session: bool  # the migration's session time zone is UTC (timestamp ↔ timestamptz then keeps its values)
 
     def table(self, name: str) -> TableInfo | None: ...
 
@@ -252,7 +253,7 @@ def rewrite_needed(old: ColumnType | None, new: ColumnType, using: bool,
         return False
     if {old.name, new.name} == {"timestamp", "timestamptz"} and old.mods == new.mods and catalog is not None:
         # PostgreSQL 12+ skips the rewrite when the session time zone is UTC (values are then unchanged).
-        return not (catalog.server_version_num >= 120000 and getattr(catalog, "utc_session", False))
+        return not (catalog.server_version_num >= 120000 and catalog.utc_session)
     if catalog is not None and not new.mods:
         known = catalog.binary_coercible(old, new)
         if known is not None:
@@ -288,6 +289,7 @@ class _Run:
         self.created: set[str] = set()
         self.column_types: dict[str, dict[str, ColumnType]] = {}
         self.lock_timeout_set = False
+        self.first_queueing_seen = False
         self.warnings: list[str] = []
         self.tx: int | None = None
         self.tx_count = 0
@@ -303,6 +305,18 @@ class _Run:
             return self.column_types[table][column]
         info = self.info(table)
         return info.columns.get(column) if info else None
+
+    def lock_timeout_rule(self, f: Finding) -> None:
+        """MS024 on the first statement that waits for a write-blocking lock on an existing table, unless a
+        `SET lock_timeout` came before it."""
+        if self.first_queueing_seen or not blocks_writes(f, self.created):
+            return
+        self.first_queueing_seen = True
+        if not self.lock_timeout_set:
+            f.add("MS024")
+            self.warnings.append(f"no lock_timeout is set before statement {f.index} (line {f.line}, {f.lock} on "
+                                 f"{f.table}): while it waits for the lock, every query on the table queues "
+                                 f"behind it")
 
     # -- statements ------------------------------------------------------------------------------------------
     def visit(self, f: Finding, stmt) -> None:
@@ -608,9 +622,9 @@ def analyse(sql: str, catalog: Catalog | None = None) -> Analysis:
         stmt = stmts[0].stmt
         f.statement = type(stmt).__name__
         run.visit(f, stmt)
+        run.lock_timeout_rule(f)
         _data_loss(f, offset, markers, revisions, run)
         findings.append(f)
-    _lock_timeout_rule(findings, run)
     _accumulation_rule(findings, run)
     for f in findings:
         if f.table in run.created and f.effect not in ("data-loss", "unknown"):
@@ -635,22 +649,6 @@ def _data_loss(f: Finding, offset: int, markers: list[int], revisions: list[tupl
             return
 
 
-def _lock_timeout_rule(findings: list[Finding], run: _Run) -> None:
-    """MS024 on the first statement that waits for a write-blocking lock on an existing table, unless a
-    `SET lock_timeout` came before it."""
-    seen_timeout = False
-    for f in findings:
-        if f.statement == "VariableSetStmt" and "lock_timeout" in f.sql.lower():
-            seen_timeout = True
-        if f.table and f.table not in run.created and _STRENGTH[f.lock] >= BLOCKS_WRITES and f.table != "alembic_version":
-            if not seen_timeout:
-                f.add("MS024")
-                run.warnings.append(f"no lock_timeout is set before statement {f.index} (line {f.line}, "
-                                    f"{f.lock} on {f.table}): while it waits for the lock, every query on the "
-                                    f"table queues behind it")
-            return
-
-
 def _accumulation_rule(findings: list[Finding], run: _Run) -> None:
     """MS025: in one transaction spanning several revisions, a write-blocking lock on an existing table is held
     while later revisions do real work (a rewrite, scan, index build or backfill)."""
@@ -660,10 +658,9 @@ def _accumulation_rule(findings: list[Finding], run: _Run) -> None:
             by_tx.setdefault(f.transaction, []).append(f)
     for tx in by_tx.values():
         for i, f in enumerate(tx):
-            if not (f.table and f.table not in run.created and f.table != "alembic_version"
-                    and _STRENGTH[f.lock] >= BLOCKS_WRITES):
+            if not blocks_writes(f, run.created):
                 continue
-            if any(g.table == f.table and _STRENGTH[g.lock] >= BLOCKS_WRITES for g in tx[:i]):
+            if any(g.table == f.table and blocks_writes(g, run.created) for g in tx[:i]):
                 continue  # the lock was already held: reported on the earlier statement
             later = [g for g in tx[i + 1:] if g.revision != f.revision and g.work]
             if later:
@@ -672,5 +669,15 @@ def _accumulation_rule(findings: list[Finding], run: _Run) -> None:
                                     f"{len(later)} rewrite/scan/index statement(s)")
 
 
-def strength(lock: str | None) -> int:
-    return _STRENGTH[lock]
+def blocks_writes(f: Finding, created: set[str]) -> bool:
+    """The statement takes a lock that blocks writes (SHARE or stronger) on its own table, which existed before
+    this SQL (nobody else uses a table created in the same run) and is not Alembic's bookkeeping."""
+    return (f.table is not None and f.table != "alembic_version" and f.table not in created
+            and _STRENGTH[f.lock] >= BLOCKS_WRITES)
+
+
+def locked_tables(f: Finding, created: set[str]) -> list[str]:
+    """Every existing table whose writes the statement blocks until its transaction ends: its own table (also
+    through the row locks of an unbatched backfill, MS023) and the other side of a foreign key or partition."""
+    out = [f.table] if blocks_writes(f, created) or ("MS023" in f.rules and f.table not in created) else []
+    return out + [t for t, lock in f.other_locks.items() if _STRENGTH[lock] >= BLOCKS_WRITES and t not in created]

@@ -5,7 +5,6 @@ import argparse
 import os
 import shutil
 import time
-from pathlib import Path
 
 from blocks.stack_environment import StackEnvironment
 from lab import stack

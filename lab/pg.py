@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import secrets
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import docker
 import psycopg
+from pydantic import SecretStr
 
+from core.db import DbAccess
+from core.errors import DatabaseUnreachable
 from lab.stack import free_port
 
 IMAGE = "127.0.0.1:5000/demo/postgres:15"
@@ -21,9 +23,9 @@ class Server:
     password: str
     dbname: str
 
-    def dsn(self, password: bool = False) -> str:
-        secret = f":{self.password}" if password else ""
-        return f"postgresql://{self.user}{secret}@127.0.0.1:{self.port}/{self.dbname}"
+    def dsn(self) -> str:
+        """Without the password: give it in PGPASSWORD."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.dbname}"
 
     def connect(self, autocommit: bool = True) -> psycopg.Connection:
         return psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
@@ -44,15 +46,10 @@ def scratch_server(name_prefix: str = "stackshift-scratch-pg", shm: str = "256m"
     )
     server = Server(port, "lab", password, "app")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                server.connect().close()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("scratch PostgreSQL did not start: " + ctr.logs(tail=20).decode())
-                time.sleep(0.3)
+        try:
+            DbAccess("127.0.0.1", port, server.user, SecretStr(password)).wait_until_reachable(server.dbname, 60)
+        except DatabaseUnreachable as exc:
+            raise RuntimeError(f"scratch PostgreSQL did not start ({exc}): " + ctr.logs(tail=20).decode()) from None
         yield server
     finally:
         ctr.remove(force=True, v=True)

@@ -9,11 +9,13 @@ import os
 import secrets
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from pydantic import SecretStr
+
+from core.db import DbAccess
 
 LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
 DEMO_REPO = LAB_HOME / "demo-stack.git"
@@ -86,16 +88,8 @@ def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000) 
 
 
 def seed(dep: Deployment, rows: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            conn = dep.connect()
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    with conn:
+    DbAccess("127.0.0.1", dep.db_port, "app", SecretStr(dep.db_password)).wait_until_reachable("app", 30)
+    with dep.connect() as conn:
         conn.execute("INSERT INTO accounts (name) SELECT 'account ' || g FROM generate_series(1, 1000) g")
         conn.execute(
             "INSERT INTO events (account_id, total_tokens, payload) "

@@ -65,8 +65,8 @@ def test_executor_passes_secrets_by_env_and_scrubs_them_from_errors():
 
 
 def test_libpq_messages_lose_every_form_of_password():
-    from core.pgcatalog import scrub
+    from core.db import clean_error
 
-    assert scrub("bad dsn postgresql://u:hunter2@h:5432/d", None) == "bad dsn postgresql://u:***@h:5432/d"
-    assert scrub("invalid: host=h password='a b\\'c' port=x", None) == "invalid: host=h password=*** port=x"
-    assert scrub("FATAL: hunter2 rejected", "hunter2") == "FATAL: *** rejected"
+    assert clean_error("bad dsn postgresql://u:hunter2@h:5432/d", None) == "bad dsn postgresql://u:***@h:5432/d"
+    assert clean_error("invalid: host=h password='a b\\'c' port=x", None) == "invalid: host=h password=*** port=x"
+    assert clean_error("FATAL: hunter2 rejected\nDETAIL: more", "hunter2") == "FATAL: *** rejected"

@@ -180,6 +180,7 @@ def test_rewrite_decision(old, new, expected):
 class FixedCatalog:
     server_version_num = 150000
     server_version = "15"
+    utc_session = False
 
     def __init__(self, tables):
         self.tables = tables
