@@ -99,9 +99,20 @@ class StackEnvironment(Block):
     )
     http_checks: list[HttpCheck] = Field(default_factory=list, description="HTTP checks run after an upgrade.")
     health_timeout_seconds: int = Field(default=120, description="How long services may take to turn healthy.")
+    registry: str | None = Field(
+        default=None, description="Registry host to log in to before any pull (e.g. `registry.example.com`), if it "
+                                  "needs a login.")
     registry_username: str | None = Field(default=None, description="Registry user, if the registry needs a login.")
     registry_password: SecretStr | None = Field(default=None, description="Registry password, if needed.")
-    backup_dir: Path = Field(description="Where backups go (one folder per run, files 0600).")
+    command_timeout_seconds: int = Field(
+        default=600, description="How long any one docker, compose, git or pg command may run before it is killed.")
+    migration_timeout_seconds: int = Field(
+        default=3600, description="How long the migration (and each pg_dump or archive) may run before it is killed.")
+    keep_failed_database: bool = Field(
+        default=False, description="After a rollback, keep the failed database state as `<db>__ss_failed_<run>` for "
+                                   "inspection instead of dropping it.")
+    backup_dir: Path = Field(description="Where backups go (one folder per run, files 0600); the stack's lock and run "
+                                         "journals live there too.")
     backup_retention: int = Field(default=5, description="How many backups of this project to keep.")
     secret_env_keys: list[str] = Field(
         default_factory=list, description="More env keys whose values are secret, beyond the built-in patterns."

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+LIVE = ("journal.json",)  # written on through the run: not part of the checked backup
 
 
 def sha256(path: Path) -> str:
@@ -45,7 +46,7 @@ def write_manifest(run_dir: Path) -> dict:
         if p.is_dir():
             os.chmod(p, 0o700)
             continue
-        if p.name == MANIFEST:
+        if p.name == MANIFEST or p.name in LIVE or p.name.endswith(".tmp"):
             continue
         os.chmod(p, 0o600)
         files[str(p.relative_to(run_dir))] = {"sha256": sha256(p), "bytes": p.stat().st_size}

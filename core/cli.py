@@ -15,7 +15,8 @@ def _upgrade(args: argparse.Namespace) -> int:
 
     try:
         result = upgrade(environment=args.environment, target=args.target, dry_run=args.dry_run,
-                         accept_migration_risk=args.accept_migration_risk)
+                         accept_migration_risk=args.accept_migration_risk,
+                         accept_env_conflicts=args.accept_env_conflicts)
     except UpgradeError as exc:
         print(f"stackshift: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -28,42 +29,104 @@ def _plan(args: argparse.Namespace) -> int:
     return _upgrade(args)
 
 
+def _recover(args: argparse.Namespace) -> int:
+    """Finish or roll back an interrupted run of an environment, whichever is safe; prints what was done."""
+    from core.errors import UpgradeError
+    from flows.recover import recover
+
+    try:
+        result = recover(environment=args.environment)
+    except UpgradeError as exc:
+        print(f"stackshift: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if not result:
+        print(f"stackshift recover: no interrupted run of {args.environment!r}; nothing to do")
+    for r in result:
+        print(f"stackshift recover: run {r['run']}: {r['action']} ({r['reason']}): {r['outcome']}")
+    return 0
+
+
 def _env_sync(args: argparse.Namespace) -> int:
-    """Three-way merge of an env file onto a new template (no Prefect import: this command stays fast)."""
+    """Three-way merge of an env file onto a new template (no Prefect import: this command stays fast).
+
+    Exit 0 when merged (or nothing to do), 2 on bad input or a refused result; nothing is written then.
+    """
     from pathlib import Path
 
     from core import envfile, envmerge
     from core.errors import UpgradeError
 
+    secret_keys = frozenset(args.secret_key or [])
     try:
         texts = {label: envmerge.read_env_file(path, label) for label, path in (
             ("env file", args.env_file), ("old template", args.old_template), ("new template", args.new_template))}
-        result = envmerge.merge(envmerge.parse(texts["env file"], args.env_file),
-                                envmerge.parse(texts["old template"], args.old_template),
-                                envmerge.parse(texts["new template"], args.new_template))
-        if args.compose_file:
-            envmerge.check_compose(result.text, Path(args.compose_file))
+        user = envmerge.parse(texts["env file"], args.env_file)
+        old = envmerge.parse(texts["old template"], args.old_template)
+        new = envmerge.parse(texts["new template"], args.new_template)
+        envmerge.check_templates(user, old, new)
+        result = _env_sync_checked(args, user, old, new, secret_keys) if args.compose_file else \
+            envmerge.merge(user, old, new)
         changed = result.text != texts["env file"]
         backup = None
         if changed and not args.dry_run:
-            backup = envfile.backup(Path(args.env_file))
-            envfile.write_atomic(Path(args.env_file), result.text)
+            backup = envfile.replace_with_backup(Path(args.env_file), result.text)
     except UpgradeError as exc:
         print(f"stackshift env-sync: {exc}", file=sys.stderr)
         return 2
+    _env_sync_report(args, result, changed, backup, secret_keys)
+    return 0
+
+
+def _env_sync_checked(args: argparse.Namespace, user, old, new, secret_keys: frozenset[str]):
+    """The merge, checked against --compose-file: compose accepts it and the services the target needs start."""
+    from pathlib import Path
+
+    from core import envcheck, envmerge, envsecrets
+
+    compose = Path(args.compose_file)
+    required = envcheck.required_variables(envmerge.read_env_file(compose, "compose file"))
+    result = envmerge.merge(user, old, new, required)
+    secrets = envsecrets.secret_values(envmerge.parse(result.text).values | user.values, secret_keys)
+    model = envcheck.read_model(compose.resolve().parent, [compose], result.text, secrets)
+    envcheck.check_startable(result, args.env_file, model, args.db_service or envcheck.default_db_services(model),
+                             accept=args.accept_conflicts, override="rerun with --accept-conflicts",
+                             extra_secret_keys=secret_keys)
+    return result
+
+
+def _env_sync_report(args: argparse.Namespace, result, changed: bool, backup, secret_keys: frozenset[str]) -> None:
+    """Prints the merge: key names only with --json, else masked rows (see core.envsecrets) and notes."""
+    from core import envmerge
+
     counts = result.counts()
+    rows = envmerge.masked_changes(result, secret_keys)
+    hint = _compose_file_hint(args, result)
     if args.json:
         print(json.dumps({"changed": changed, "written": bool(changed and not args.dry_run),
                           "backup": str(backup) if backup else None, "counts": counts,
-                          "keys": {k: v for k, v in result.by_category.items() if v}}, indent=2))
-    else:
-        rows = envmerge.masked_changes(result, frozenset(args.secret_key or []))
-        for r in rows:
-            print(f"{r['category']:13s} {r['key']}: {r['before']} -> {r['after']}")
-        verb = "would write" if args.dry_run else "wrote"
-        print(f"{verb if changed else 'no change to'} {args.env_file}" + (f" (backup {backup})" if backup else "")
-              + ": " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
-    return 0
+                          "keys": {k: v for k, v in result.by_category.items() if v},
+                          "accepted_conflicts": [r["key"] for r in rows if r["note"]],
+                          "notes": result.notes + ([hint] if hint else [])}, indent=2))
+        return
+    for r in rows:
+        print(f"{r['category']:13s} {r['key']}: {r['before']} -> {r['after']}")
+        if r["note"]:
+            print(f"{'':13s}   {r['note']}")
+    for note in result.notes + ([hint] if hint else []):
+        print(f"note: {note}")
+    verb = "would write" if args.dry_run else "wrote"
+    print(f"{verb if changed else 'no change to'} {args.env_file}" + (f" (backup {backup})" if backup else "")
+          + ": " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+
+
+def _compose_file_hint(args: argparse.Namespace, result) -> str:
+    """Without --compose-file, a COMPOSE_PROFILES the operator changed cannot be checked: say so."""
+    change = result.change("COMPOSE_PROFILES")
+    if args.compose_file or change is None or change.category not in (
+            "conflict", "customized", "deleted_kept", "user_only", "removed_kept"):
+        return ""
+    return ("COMPOSE_PROFILES is yours, not the new template's: give --compose-file (the target's "
+            "docker-compose.yaml) to check that the target still starts its database with it")
 
 
 def _analyze_migrations(args: argparse.Namespace) -> int:
@@ -124,7 +187,17 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--accept-migration-risk", action="store_true",
                            help="go ahead despite data loss or a long lock-hold in the migration report (read it "
                                 "first)")
+        p.add_argument("--accept-env-conflicts", action="store_true",
+                       help="go ahead although the merged .env leaves a service the target needs outside the active "
+                            "compose profiles (read the env diff first)")
         p.set_defaults(fn=fn, dry_run=False, accept_migration_risk=False)
+    p = sub.add_parser("recover", help="finish or roll back an interrupted upgrade, whichever is safe",
+                       description="Reads the environment's run journals under its lock. A run whose runner died is "
+                                   "finished when its migration had completed (the database is at the target head), "
+                                   "otherwise rolled back; leftover one-off containers, rollback-point databases and "
+                                   "scratch folders are removed. Every upgrade does this first by itself.")
+    p.add_argument("--environment", "-e", required=True, help="stack-environment block name, e.g. staging")
+    p.set_defaults(fn=_recover)
     p = sub.add_parser("env-sync", help="three-way merge of an env file onto a new template",
                        description="Merge PATH (made from --old-template) onto --new-template: stale defaults move, "
                                    "customizations and your own keys stay. A backup goes to env-backup/ first; the "
@@ -132,7 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env-file", required=True, metavar="PATH", help="the operator's .env")
     p.add_argument("--old-template", required=True, metavar="PATH", help=".env.example the .env was made from")
     p.add_argument("--new-template", required=True, metavar="PATH", help=".env.example of the target release")
-    p.add_argument("--compose-file", metavar="PATH", help="check the result with `docker compose config` first")
+    p.add_argument("--compose-file", metavar="PATH",
+                   help="the target's compose file: check first that `docker compose config` accepts the result and "
+                        "that every service the target needs (its database, required depends_on) is in an active "
+                        "profile")
+    p.add_argument("--db-service", action="append", metavar="NAME",
+                   help="with --compose-file: the database service (repeatable; default: db and db_postgres, those "
+                        "the compose file defines)")
+    p.add_argument("--accept-conflicts", action="store_true",
+                   help="with --compose-file: write the result although it leaves a needed service outside the "
+                        "active profiles")
     p.add_argument("--secret-key", action="append", metavar="KEY", help="another key whose value is secret")
     p.add_argument("--dry-run", action="store_true", help="report only; write nothing")
     p.add_argument("--json", action="store_true", help="machine-readable report (key names only)")
@@ -153,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(fn=_analyze_migrations)
     args = parser.parse_args(argv)
+    if args.fn is _env_sync and args.db_service and not args.compose_file:
+        parser.error("--db-service needs --compose-file (the services are read from it)")
     return args.fn(args)
 
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DEFAULT_TIMEOUT = 600.0
+"""Seconds any command may run unless its step says otherwise (`Command.timeout`)."""
+
+STACK_LABEL = "io.stackshift.stack"
+RUN_LABEL = "io.stackshift.run"
+
 
 @dataclass(frozen=True)
 class ComposeProject:
@@ -78,9 +84,13 @@ def compose_down(p: ComposeProject) -> list[str]:
     return p.base() + ["down", "--remove-orphans"]
 
 
-def compose_run_once(p: ComposeProject, service: str, command: list[str], env: dict[str, str] | None = None) -> list[str]:
-    """A one-off container of `service` (its image and env), no dependencies started, removed afterwards."""
-    argv = p.base() + ["run", "--rm", "--no-deps", "--no-TTY"]
+def compose_run_once(p: ComposeProject, service: str, command: list[str], env: dict[str, str] | None = None,
+                     run_id: str = "") -> list[str]:
+    """A one-off container of `service` (its image and env), no dependencies started, removed afterwards; labelled
+    with the stack and the run so that a recovery finds it if the runner dies while it runs."""
+    argv = p.base() + ["run", "--rm", "--no-deps", "--no-TTY", "--label", f"{STACK_LABEL}={p.name}"]
+    if run_id:
+        argv += ["--label", f"{RUN_LABEL}={run_id}"]
     for key, value in sorted((env or {}).items()):
         argv += ["--env", f"{key}={value}"]
     return argv + [service, *command]
@@ -136,6 +146,22 @@ def docker_login(registry: str, username: str) -> list[str]:
     return ["docker", "login", "--username", username, "--password-stdin", registry]
 
 
-def docker_run_offline(image: str, command: list[str]) -> list[str]:
+def docker_run_offline(image: str, command: list[str], stack: str = "") -> list[str]:
     """A throw-away container of `image` with no network, running `command` instead of the entrypoint."""
-    return ["docker", "run", "--rm", "--network", "none", "--entrypoint", command[0], image, *command[1:]]
+    labels = ["--label", f"{STACK_LABEL}={stack}"] if stack else []
+    return ["docker", "run", "--rm", "--network", "none", *labels, "--entrypoint", command[0], image, *command[1:]]
+
+
+def docker_ps_labelled(label: str, value: str) -> list[str]:
+    """Ids (one per line) of every container, running or not, carrying `label=value`."""
+    return ["docker", "container", "ls", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}={value}"]
+
+
+def docker_rm_force(ids: list[str]) -> list[str]:
+    return ["docker", "container", "rm", "--force", "--volumes", *ids]
+
+
+def compose_config_every_profile_json(p: ComposeProject) -> list[str]:
+    """`config --format json` with every profile enabled (`--profile '*'`): each service with its `profiles` and
+    `depends_on`, whatever COMPOSE_PROFILES says."""
+    return p.base() + ["--profile", "*", "config", "--format", "json"]

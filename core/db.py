@@ -97,44 +97,42 @@ def alembic_revisions(db: DbAccess, dbname: str) -> list[str]:
         return sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
 
 
-def database_exists(db: DbAccess, dbname: str) -> bool:
+def database_names(db: DbAccess) -> set[str]:
     with db.connect(MAINTENANCE_DB) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
 
 
-def _terminate(conn: psycopg.Connection, dbname: str) -> None:
-    conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-        (dbname,),
-    )
+def database_exists(db: DbAccess, dbname: str) -> bool:
+    return dbname in database_names(db)
 
 
-def create_rollback_point(db: DbAccess, source: str, point: str) -> None:
-    """A file-level copy of `source` inside the same server (`CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY`).
-
-    Consistent because the writers are stopped; any straggling session on `source` is terminated first.
-    """
+def execute_maintenance(db: DbAccess, statements: list[str]) -> None:
+    """Runs statements (built as text by the steps, so the plan shows exactly them) on the maintenance database, one
+    by one, outside a transaction (CREATE/DROP/ALTER DATABASE need that)."""
     with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(point)))
-        _terminate(conn, source)
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(point), sql.Identifier(source))
-        )
+        for statement in statements:
+            conn.execute(statement.encode())
 
 
-def restore_rollback_point(db: DbAccess, target: str, point: str, failed_name: str) -> None:
-    """Puts `target` back to the rollback point; the failed state is kept as `failed_name` for inspection."""
-    with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
-        _terminate(conn, target)
-        if database_exists(db, target):
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(failed_name)))
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(target), sql.Identifier(failed_name)))
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(target), sql.Identifier(point))
-        )
+def drop_probe_schemas(db: DbAccess, dbname: str) -> list[str]:
+    """Drops schemas a killed calibration probe left behind (`stackshift_probe_*`); returns their names."""
+    with db.connect(dbname, autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift\\_probe\\_%'")]
+        for name in names:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    return names
 
 
-def drop_database(db: DbAccess, name: str) -> None:
-    with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
-        _terminate(conn, name)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+def role_privileges(db: DbAccess, databases: list[str]) -> dict:
+    """What the rollback point needs of the role: CREATEDB (or superuser), and owning each database (to rename it)."""
+    with db.connect(MAINTENANCE_DB) as conn:
+        createdb, superuser = conn.execute(
+            "SELECT rolcreatedb, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        owners = dict(conn.execute(
+            "SELECT d.datname, pg_get_userbyid(d.datdba) FROM pg_database d WHERE d.datname = ANY(%s)",
+            (databases,)).fetchall())
+        sizes = dict(conn.execute("SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname = ANY(%s)",
+                                  (databases,)).fetchall())
+        member = {name: conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (owner,)).fetchone()[0]
+                  for name, owner in owners.items()}
+    return {"createdb": createdb, "superuser": superuser, "owners": owners, "member_of_owner": member, "sizes": sizes}

@@ -54,3 +54,45 @@ def write_atomic(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _backup_dir(path: Path) -> Path:
+    return path.resolve().parent / "env-backup"
+
+
+def check_writable(path: Path) -> None:
+    """Raises EnvFileUnwritable when `path` (through a symlink) or its env-backup/ folder cannot be written.
+
+    A first look, before anything is written; `replace_with_backup` still handles a write failing later.
+    """
+    from core.errors import EnvFileUnwritable
+
+    real, folder = path.resolve(), _backup_dir(path)
+    if not os.access(real.parent, os.W_OK | os.X_OK):
+        raise EnvFileUnwritable(str(path), f"its folder {real.parent} is not writable", str(folder))
+    if folder.exists() and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise EnvFileUnwritable(str(path), f"{folder} is not a writable folder", str(folder))
+
+
+def replace_with_backup(path: Path, text: str) -> Path:
+    """Backs `path` up to env-backup/, then replaces it by `text` atomically; returns the backup's path.
+
+    Raises EnvFileUnwritable if either step fails; then the file is unchanged, and neither the backup nor an
+    env-backup/ folder made for it is left behind.
+    """
+    from core.errors import EnvFileUnwritable
+
+    check_writable(path)
+    folder = _backup_dir(path)
+    made_folder = not folder.exists()
+    saved = None
+    try:
+        saved = backup(path)
+        write_atomic(path, text)
+    except OSError as exc:
+        if saved is not None:
+            saved.unlink(missing_ok=True)
+        if made_folder and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise EnvFileUnwritable(str(path), exc.strerror or str(exc), str(folder)) from None
+    return saved

@@ -136,24 +136,116 @@ class CommandFailed(UpgradeError):
         super().__init__(f"`{' '.join(argv)}` exited {returncode}" + (": " + " | ".join(tail) if tail else ""))
 
 
-class MigrationFailed(UpgradeError):
-    pass
+class CommandTimedOut(CommandFailed):
+    """A command ran past its timeout and was killed."""
+
+    def __init__(self, argv: list[str], timeout: float, stderr: str = ""):
+        self.timeout = timeout
+        UpgradeError.__init__(self, f"`{' '.join(argv)}` did not finish within its timeout of {timeout:g} s and was "
+                                    f"killed. Find out why it hangs (is the Docker engine or the database "
+                                    f"answering?), or raise the block's timeout for it.")
+        self.argv, self.returncode, self.stderr = argv, -9, stderr or f"timed out after {timeout:g} s"
 
 
-class HealthCheckFailed(UpgradeError):
-    pass
+class StackLocked(PreflightError):
+    """Another run holds the environment's lock: nothing was read or changed."""
+
+    def __init__(self, lock_path: str, holder: dict):
+        self.holder = holder
+        who = ", ".join(f"{k} {holder[k]}" for k in ("run", "flow_run", "host", "pid", "since") if holder.get(k))
+        super().__init__(
+            f"Another stackshift run holds the lock of this environment ({who or 'holder unknown'}; lock file "
+            f"{lock_path}). Nothing was changed. Wait for it to finish (watch it in the Prefect UI), then run again; "
+            f"the lock is released the moment its process ends, so a dead holder never blocks you."
+        )
+
+
+class DockerHostUnreachable(PreflightError):
+    def __init__(self, where: str, detail: str):
+        super().__init__(f"Cannot reach the Docker engine at {where}: {detail}. Check the block's docker_host (or "
+                         f"DOCKER_HOST) and that dockerd is running there.")
+
+
+class MissingPrivilege(PreflightError):
+    def __init__(self, user: str, detail: str):
+        super().__init__(
+            f"The database role {user!r} cannot take the rollback point: {detail}. Grant it with "
+            f"`ALTER ROLE {user} CREATEDB` (and make it the owner of the app's databases), or set the block's db_user "
+            f"to a role that has it."
+        )
+
+
+class InsufficientDisk(PreflightError):
+    def __init__(self, problems: list[str]):
+        super().__init__("Not enough free disk for the backup and the rollback point: " + "; ".join(problems)
+                         + ". Free space there, or point the block's backup_dir at a larger disk.")
+
+
+class StepFailed(UpgradeError):
+    """A step of the plan failed. Each kind of step raises its own subclass, whose `advice` says what to do."""
+
+    advice = "Read the step's detail in the run's timeline artifact."
+
+    def __init__(self, step_id: str, detail: str):
+        self.step_id, self.detail = step_id, detail
+        super().__init__(f"{step_id}: {detail}. {self.advice}")
+
+
+class BackupFailed(StepFailed):
+    advice = ("Nothing was stopped or changed yet; fix the cause (disk, permissions, the database's reachability) "
+              "and run again.")
+
+
+class PullFailed(StepFailed):
+    advice = "Nothing was stopped yet; check the registry and the tags, then run again."
+
+
+class StopFailed(StepFailed):
+    advice = "The stack is being rolled back to the previous version; check the Docker engine."
+
+
+class RollbackPointFailed(StepFailed):
+    advice = ("The database was not changed; the stack is being put back. Check the role's CREATEDB privilege and "
+              "free disk on the database server.")
+
+
+class CheckoutFailed(StepFailed):
+    advice = "The stack is being rolled back; check the compose directory's git checkout (permissions, locks)."
+
+
+class EnvWriteFailed(StepFailed):
+    advice = "The stack is being rolled back; check free disk and permissions of the compose directory."
+
+
+class ServiceRemovalFailed(StepFailed):
+    advice = "The stack is being rolled back; check the Docker engine."
+
+
+class MigrationFailed(StepFailed):
+    advice = ("The database is being put back at the rollback point. Fix the migration in the release (the error is "
+              "above), or restore the schema it expects, then run again.")
+
+
+class HealthCheckFailed(StepFailed):
+    advice = ("The stack is being rolled back. Read the container logs (`docker compose logs`) of the services named "
+              "above.")
+
+
+class RestoreFailed(StepFailed):
+    advice = "Run `./stackshift recover --environment <env>` to retry; the rollback point database is kept."
 
 
 class MigrationNotAtHead(UpgradeError):
     pass
 
 
-class BackupFailed(UpgradeError):
-    pass
-
-
 class RollbackFailed(UpgradeError):
     """The rollback itself failed: the operator must act. The message says what state things are in."""
+
+
+class UpgradeInterrupted(UpgradeError):
+    """The run was stopped from outside (SIGTERM, a cancel in the UI, Prefect's cancellation) after the writers
+    stopped; the message says what was done about it."""
 
 
 class EnvSyncError(PreflightError):
@@ -171,3 +263,33 @@ def error_line(stderr: str) -> str:
         if re.search(r"\berror\b|unhealthy", ln, re.I) and not ln.startswith(("File ", "(Background")):
             return ln
     return lines[-1] if lines else "no output"
+
+
+class TemplateImplausible(EnvSyncError):
+    """An env template that cannot be the one meant: empty, or sharing almost no keys with the .env or the other
+    template. Merging onto it would drop the operator's keys or keep every stale default."""
+
+    def __init__(self, path: str, finding: str, expected: str):
+        self.path = path
+        super().__init__(f"{path}: {finding}, but {expected}. Check that you gave the right template; nothing was "
+                         f"written.")
+
+
+class NeededServiceInactive(EnvSyncError):
+    """The merged env would leave a service the target stack needs (its database, a `depends_on` target) outside
+    the active compose profiles: the stack would start without it."""
+
+    def __init__(self, env: str, key: str, finding: str, fix: str, override: str):
+        self.key = key
+        super().__init__(f"{env}: {finding}. Set {fix} in the env file, or {override} to go ahead anyway; nothing was "
+                         f"written.")
+
+
+class EnvFileUnwritable(EnvSyncError):
+    """The env file, or its backup under env-backup/, cannot be written."""
+
+    def __init__(self, path: str, detail: str, backup_dir: str):
+        self.path = path
+        super().__init__(f"Cannot write {path}: {detail}. Make {backup_dir} and the file's folder writable for this "
+                         f"user (or run as the file's owner) and run again; the file is unchanged and no backup was "
+                         f"left behind.")

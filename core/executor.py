@@ -1,15 +1,22 @@
-"""The one place stackshift runs commands: argv lists, never a shell."""
+"""The one place stackshift runs commands: argv lists, never a shell, always with a timeout.
+
+Children are tied to the runner's life (Linux `PR_SET_PDEATHSIG`): when the runner dies, even by SIGKILL, its
+running `docker compose …` gets SIGTERM instead of going on alone behind the back of the recovery.
+"""
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import subprocess
 from collections.abc import Iterable
 
-from core.commands import Command
-from core.errors import CommandFailed
+from core.commands import DEFAULT_TIMEOUT, Command
+from core.errors import CommandFailed, CommandTimedOut
 
 log = logging.getLogger("stackshift")
+_PR_SET_PDEATHSIG = 1
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -20,19 +27,32 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def run(cmd: Command | list[str], *, check: bool = True, base_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Runs one command and returns its completed process (stdout and stderr as text).
 
-    Environment overrides (which may hold secrets) are passed to the child only; the log line shows
-    their names. Output is scrubbed of those values before it reaches an exception.
+    Environment overrides (which may hold secrets) are passed to the child only; the log line shows their names.
+    Output is scrubbed of those values before it reaches an exception. A command past its timeout is killed and
+    raises `CommandTimedOut`, which names the command and the timeout.
     """
     if isinstance(cmd, list):
         cmd = Command(cmd)
     env = os.environ | (base_env or {}) | cmd.env
+    timeout = cmd.timeout or DEFAULT_TIMEOUT
     log.info("run: %s", cmd.describe())
     stdout = open(cmd.stdout_path, "wb") if cmd.stdout_path else subprocess.PIPE
     try:
-        done = subprocess.run(cmd.argv, env=env, input=cmd.stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=cmd.timeout)
+        done = subprocess.run(cmd.argv, env=env, input=cmd.stdin, stdout=stdout, stderr=subprocess.PIPE,
+                              timeout=timeout, preexec_fn=_die_with_parent)
+    except subprocess.TimeoutExpired as exc:
+        err = scrub((exc.stderr or b"").decode(errors="replace"), cmd.env.values())
+        raise CommandTimedOut(cmd.argv, timeout, err) from None
     finally:
         if cmd.stdout_path:
             stdout.close()

@@ -1,29 +1,18 @@
 """The upgrade plan: facts gathered by pre-flight, turned into ordered, typed steps by one pure function.
 
-Dry-run renders the steps, apply walks them, and rollback walks its own list built from the same facts.
-Every command step holds its argv; the plan holds no secret (steps that need the database password say
-so with `needs_db_password`, and the executor adds it to the child's environment).
+Dry-run renders the steps, apply walks them, and rollback and recovery walk their own lists built from the same
+facts. Each step is a type from `core.steps` that knows how to apply itself, how it fails and how it renders.
+The plan holds no secret (steps that need the database password say so with `needs_db_password`; the password is
+added to the child's environment at the last call).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core import commands as c
-
-
-@dataclass(frozen=True)
-class Step:
-    id: str
-    phase: str  # backup | cutover | rollback
-    title: str
-    kind: str  # command | copy-config | write-state | manifest | rollback-point | checkout | write-env | restore-env | restore-db | pin-images | verify
-    argv: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    needs_db_password: bool = False
-    stdout_file: str | None = None
-    ok_codes: tuple[int, ...] = (0,)
-    params: dict = field(default_factory=dict)
+from core import steps as st
 
 
 @dataclass
@@ -65,20 +54,59 @@ class Facts:
     env_report: list[dict]
     env_counts: dict[str, int]
     warnings: list[str] = field(default_factory=list)
+    run_id: str = ""
+    migration_timeout: int = 3600
+    keep_failed_database: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["compose_dir"], d["run_dir"] = str(self.compose_dir), str(self.run_dir)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Facts":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["compose_dir"], d["run_dir"] = Path(d["compose_dir"]), Path(d["run_dir"])
+        return cls(**d)
+
+    def save(self, path: Path) -> None:
+        from core.journal import write_atomic_json
+
+        write_atomic_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> "Facts":
+        return cls.from_dict(json.loads(path.read_text()))
 
 
 @dataclass
 class Plan:
+    """Every list an upgrade may walk: `backup` (old version serving), `cutover` (downtime), `verify`, `finish` (after
+    success), `rollback` (after a failure once the cutover began)."""
+
     facts: Facts
-    backup: list[Step]
-    cutover: list[Step]
-    rollback: list[Step]
+    backup: list[st.Step]
+    cutover: list[st.Step]
+    verify: list[st.Step]
+    finish: list[st.Step]
+    rollback: list[st.Step]
+
+    def lists(self) -> dict[str, list[st.Step]]:
+        return {"backup": self.backup, "cutover": self.cutover, "verify": self.verify, "finish": self.finish,
+                "rollback": self.rollback}
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["facts"]["compose_dir"] = str(self.facts.compose_dir)
-        d["facts"]["run_dir"] = str(self.facts.run_dir)
-        return d
+        out = {"facts": self.facts.to_dict()}
+        for name, steps in self.lists().items():
+            out[name] = [{"id": s.id, "kind": type(s).__name__, "task": s.task_name, "title": s.title,
+                          "does": s.render()} for s in steps]
+        return out
+
+    def after(self, step_id: str) -> list[st.Step]:
+        """The cutover steps after `step_id` (what is left to finish an interrupted cutover)."""
+        ids = [s.id for s in self.cutover]
+        return self.cutover[ids.index(step_id) + 1:]
 
 
 def rollback_point_name(db: str, run_id: str) -> str:
@@ -99,82 +127,112 @@ def old_project(f: Facts, pinned: bool = False) -> c.ComposeProject:
 
 
 def target_project(f: Facts) -> c.ComposeProject:
-    return c.ComposeProject(f.compose_dir, tuple(f.compose_dir / n for n in f.compose_files), f.compose_dir / f.env_file, f.project)
+    return c.ComposeProject(f.compose_dir, tuple(f.compose_dir / n for n in f.compose_files), f.compose_dir / f.env_file,
+                            f.project)
+
+
+def scratch_glob(f: Facts) -> str:
+    """Pre-flight's scratch folders of this stack (a killed pre-flight can leave one)."""
+    return str(f.run_dir.parent / ".scratch-*")
 
 
 def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
-    off = {f.migration_switch: "false"}
-    backup = [
-        Step("save-config", "backup", "Copy compose files, .env and the env template", "copy-config"),
-        Step("resolved-config", "backup", "Save the resolved compose config (JSON)", "command",
-             argv=c.compose_config_json(c.ComposeProject(f.compose_dir, tuple(f.compose_dir / n for n in f.compose_files),
-                                                         f.compose_dir / f.env_file, f.project)),
-             stdout_file="compose-config.json"),
+    off = ((f.migration_switch, "false"),)
+    backup: list[st.Step] = [
+        st.SaveConfig("save-config", "backup", "Copy compose files, .env and the env template",
+                      names=(*f.compose_files, f.env_file, f.env_template)),
+        st.BackupCommand("resolved-config", "backup", "Save the resolved compose config (JSON)",
+                         argv=tuple(c.compose_config_json(new)), stdout_file="compose-config.json"),
     ]
     for db in f.databases:
         dump = f.run_dir / f"{db}.dump"
         backup += [
-            Step(f"pg-dump-{db}", "backup", f"pg_dump -Fc of {db} (online, the old version still serving)", "command",
-                 argv=c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump), needs_db_password=True),
-            Step(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore --list)", "command",
-                 argv=c.pg_restore_list(dump), stdout_file=f"{db}.dump.list"),
+            st.BackupCommand(f"pg-dump-{db}", "backup", f"pg_dump -Fc of {db} (online, the old version still serving)",
+                             argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump)), needs_db_password=True,
+                             timeout=f.migration_timeout),
+            st.BackupCommand(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore --list)",
+                             argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"),
         ]
     backup += [
-        Step("archive-volumes", "backup", "Archive bind-mounted volumes, without the live database directory", "command",
-             argv=c.tar_create(f.run_dir / "volumes.tar.gz", f.compose_dir / "volumes", f.volume_excludes), ok_codes=(0, 1)),
-        Step("write-state", "backup", "Record image digests, git commit and Alembic revision", "write-state"),
-        Step("manifest", "backup", "Write the sha256 manifest; files 0600", "manifest"),
+        st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes, without the live database directory",
+                         argv=tuple(c.tar_create(f.run_dir / "volumes.tar.gz", f.compose_dir / "volumes",
+                                                 f.volume_excludes)), ok_codes=(0, 1), timeout=f.migration_timeout),
+        st.WriteState("write-state", "backup", "Record image digests, git commit and Alembic revision"),
+        st.WriteManifest("manifest", "backup", "Write the sha256 manifest; files 0600"),
     ]
 
     writers = [s for s in f.writer_services if s in f.running_services]
     retired = [s for s in f.current_services if s not in f.target_services and s in f.running_services]
     target_db = [s for s in f.db_services if s in f.target_services]
-    cutover = [
-        Step("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'}): downtime starts", "command",
-             argv=c.compose_stop(old, writers)),
-        Step("rollback-point", "cutover", "Take the rollback point (file-level copy of each database, same server)",
-             "rollback-point", params={"databases": {db: rollback_point_name(db, run_id) for db in f.databases}}),
-        Step("checkout-target", "cutover", f"git checkout {f.target_ref} ({f.target_commit[:12]})", "checkout",
-             argv=c.git_checkout(f.compose_dir, f.target_commit)),
-        Step("write-env", "cutover", f"Write the merged {f.env_file}", "write-env"),
+    up_timeout = f.health_timeout + 60
+    cutover: list[st.Step] = [
+        st.StopServices("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'}): downtime starts",
+                        argv=tuple(c.compose_stop(old, writers))),
+        st.TakeRollbackPoint("rollback-point", "cutover", "Take the rollback point (file-level copy of each database, "
+                             "same server)", databases=tuple((db, rollback_point_name(db, run_id)) for db in f.databases)),
+        st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} ({f.target_commit[:12]})",
+                    argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))),
+        st.InstallEnv("install-env", "cutover", f"Install the merged {f.env_file} (env-sync's result)"),
     ]
     if retired:
-        cutover.append(Step("remove-retired", "cutover", f"Remove services the target no longer has ({', '.join(retired)})",
-                            "command", argv=c.compose_rm(old, retired)))
+        cutover.append(st.RemoveServices("remove-retired", "cutover", f"Remove services the target no longer has "
+                                         f"({', '.join(retired)})", argv=tuple(c.compose_rm(old, retired))))
     if target_db:
-        cutover.append(Step("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait for health",
-                            "command", argv=c.compose_up(new, target_db, wait_timeout=f.health_timeout, no_deps=True), env=off))
+        cutover.append(st.StartServices("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
+                                        f"for health", argv=tuple(c.compose_up(new, target_db, wait_timeout=f.health_timeout,
+                                                                               no_deps=True)), env=off, timeout=up_timeout))
     cutover += [
-        Step("migrate", "cutover", f"Migrate once: {' '.join(f.migrate_command)} in a one-off {f.migrate_service} container",
-             "command", argv=c.compose_run_once(new, f.migrate_service, f.migrate_command, off)),
-        Step("start-target", "cutover", f"Start every service ({f.migration_switch}=false) and wait for health: downtime ends",
-             "command", argv=c.compose_up(new, wait_timeout=f.health_timeout, remove_orphans=True), env=off),
-        Step("verify", "cutover", f"Verify: compose health, HTTP checks, database at {', '.join(f.target_heads)}", "verify",
-             params={"heads": f.target_heads, "services": f.target_services, "images": f.target_images}),
+        st.Migrate("migrate", "cutover", f"Migrate once: {' '.join(f.migrate_command)} in a one-off {f.migrate_service} "
+                   f"container", argv=tuple(c.compose_run_once(new, f.migrate_service, f.migrate_command, dict(off), run_id)),
+                   timeout=f.migration_timeout),
+        st.StartServices("start-target", "cutover", f"Start every service ({f.migration_switch}=false) and wait for "
+                         f"health: downtime ends", argv=tuple(c.compose_up(new, wait_timeout=f.health_timeout,
+                                                                           remove_orphans=True)),
+                         env=off, timeout=up_timeout),
+    ]
+    verify: list[st.Step] = [
+        st.Verify("verify", "verify", f"Verify: compose health, HTTP checks, database at {', '.join(f.target_heads)}",
+                  project=new, heads=tuple(f.target_heads), services=tuple(f.target_services),
+                  images=tuple(sorted(f.target_images.items()))),
+    ]
+    points = tuple(rollback_point_name(db, run_id) for db in f.databases)
+    failed = tuple(failed_db_name(db, run_id) for db in f.databases)
+    finish: list[st.Step] = [
+        st.Cleanup("drop-rollback-points", "finish", "Drop the rollback points (the pg_dump stays in the backup)",
+                   drop=points, scratch=(scratch_glob(f),)),
     ]
 
     pinned = old_project(f, pinned=True)
     old_db = [s for s in f.db_services if s in f.current_services]
-    rollback = [
-        Step("stop-target", "rollback", "Stop and remove the target's containers", "command", argv=c.compose_down(new)),
-        Step("checkout-previous", "rollback", f"git checkout the previous commit {f.current_commit[:12]}", "checkout",
-             argv=c.git_checkout(f.compose_dir, f.current_commit)),
-        Step("restore-env", "rollback", f"Restore {f.env_file} from the backup", "restore-env"),
-        Step("pin-images", "rollback", "Pin every service to its previous image digest", "pin-images"),
+    rollback: list[st.Step] = [
+        st.StopServices("stop-target", "rollback", "Stop and remove the target's containers",
+                        argv=tuple(c.compose_down(new)), timeout=up_timeout),
+        st.Checkout("checkout-previous", "rollback", f"git checkout the previous commit {f.current_commit[:12]}",
+                    argv=tuple(c.git_checkout(f.compose_dir, f.current_commit))),
+        st.RestoreEnv("restore-env", "rollback", f"Restore {f.env_file} from the backup"),
+        st.PinImages("pin-images", "rollback", "Pin every service to its previous image digest"),
     ]
     if old_db:
-        rollback.append(Step("start-previous-db", "rollback", f"Start the previous database service ({', '.join(old_db)})",
-                             "command", argv=c.compose_up(pinned, old_db, wait_timeout=f.health_timeout, no_deps=True), env=off))
+        rollback.append(st.StartServices("start-previous-db", "rollback", f"Start the previous database service "
+                                         f"({', '.join(old_db)})", argv=tuple(c.compose_up(pinned, old_db,
+                                                                                          wait_timeout=f.health_timeout,
+                                                                                          no_deps=True)),
+                                         env=off, timeout=up_timeout))
     rollback += [
-        Step("restore-db", "rollback", "Put each database back at the rollback point (the failed state is kept aside)",
-             "restore-db", params={"databases": {db: [rollback_point_name(db, run_id), failed_db_name(db, run_id)]
-                                                 for db in f.databases}}),
-        Step("start-previous", "rollback", "Start the previous version by digest and wait for health", "command",
-             argv=c.compose_up(pinned, wait_timeout=f.health_timeout, remove_orphans=True), env=off),
-        Step("verify-previous", "rollback", f"Verify the previous version: database at {', '.join(f.db_revision) or '(none)'}",
-             "verify", params={"heads": f.db_revision, "services": f.current_services,
-                               "images": {s: i["image"] for s, i in f.current_images.items()}}),
+        st.RestoreDatabase("restore-db", "rollback", "Put each database back at the rollback point (by rename: no copy)",
+                           databases=tuple((db, rollback_point_name(db, run_id), failed_db_name(db, run_id))
+                                           for db in f.databases)),
+        st.StartServices("start-previous", "rollback", "Start the previous version by digest and wait for health",
+                         argv=tuple(c.compose_up(pinned, wait_timeout=f.health_timeout, remove_orphans=True)), env=off,
+                         timeout=up_timeout),
+        st.Verify("verify-previous", "rollback", f"Verify the previous version: database at "
+                  f"{', '.join(f.db_revision) or '(none)'}", project=pinned, heads=tuple(f.db_revision),
+                  services=tuple(f.current_services), images=tuple(sorted((s, i["image"]) for s, i in
+                                                                           f.current_images.items())),
+                  check_images=False),
+        st.Cleanup("cleanup", "rollback", "Drop the rollback points and the failed state; remove one-off containers "
+                   "and scratch folders", drop=points, failed=failed, scratch=(scratch_glob(f),)),
     ]
-    return Plan(f, backup, cutover, rollback)
+    return Plan(f, backup, cutover, verify, finish, rollback)

@@ -5,9 +5,9 @@ Every error raised here is a `PreflightError`: the deployment is exactly as it w
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 import docker
@@ -16,10 +16,11 @@ from core import commands as c
 from core import db as dbops
 from core import envfile, envmerge, envsync, revgraph
 from core.compose import ResolvedConfig, image_repo, parse_ps
-from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InvalidComposeFile, MigrationFileUnreadable,
-                         NotDeployed, UnknownRef)
+from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
+                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, UnknownRef)
 from core.executor import run
 from core.plan import Facts
+from core.stackio import StackIO
 
 
 def _current_project(cfg) -> c.ComposeProject:
@@ -59,9 +60,9 @@ def missing_images(client: docker.DockerClient, images: list[str], auth: dict | 
     return missing
 
 
-def migration_sources(client: docker.DockerClient, image: str, versions_path: str) -> dict[str, str]:
+def migration_sources(client: docker.DockerClient, image: str, versions_path: str, stack: str = "") -> dict[str, str]:
     """The revision files of an image, copied out of a created (never started) container: nothing runs."""
-    ctr = client.containers.create(image, command=["true"], network_disabled=True)
+    ctr = client.containers.create(image, command=["true"], network_disabled=True, labels={c.STACK_LABEL: stack})
     try:
         try:
             stream, _ = ctr.get_archive(versions_path)
@@ -84,9 +85,71 @@ def render_sql_command(template: list[str], sql_range: str) -> list[str]:
     return [a.replace("{range}", sql_range) for a in template]
 
 
-def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None) -> Facts:
-    """Reads everything the plan needs; raises a PreflightError and changes nothing if anything is off."""
-    client = client or docker.from_env()
+def check_privileges(db: dbops.DbAccess, databases: list[str]) -> dict:
+    """The rollback point creates databases, and the restore renames them: the role needs CREATEDB (or superuser)
+    and must own (or be a member of the owner of) each database. Returns the facts read, with sizes."""
+    p = dbops.role_privileges(db, databases)
+    if not (p["createdb"] or p["superuser"]):
+        raise MissingPrivilege(db.user, "it has neither CREATEDB nor superuser")
+    not_owned = [d for d in databases if not (p["superuser"] or p["member_of_owner"].get(d))]
+    if not_owned:
+        raise MissingPrivilege(db.user, f"it does not own {', '.join(not_owned)} (owner "
+                                        f"{', '.join(p['owners'][d] for d in not_owned)}), so it cannot rename them")
+    return p
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the filesystem holding `path` (its nearest existing parent); None if unknown."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            st = os.statvfs(candidate)
+            return st.f_bavail * st.f_frsize
+    return None
+
+
+def check_disk(backup_dir: Path, data_dirs: list[Path], db_bytes: int, volume_bytes: int) -> None:
+    """The backup (dump ≈ database size at worst, plus the volumes' archive) goes to `backup_dir`; the rollback
+    point copies the databases inside the server's data directory. Each must fit, with 10 % to spare."""
+    problems = []
+    need_backup = int((db_bytes + volume_bytes) * 1.1)
+    free = free_bytes(backup_dir)
+    if free is not None and free < need_backup:
+        problems.append(f"backup_dir {backup_dir} has {free / 1e9:.2f} GB free, the backup needs up to "
+                        f"{need_backup / 1e9:.2f} GB")
+    for data in data_dirs:
+        free = free_bytes(data)
+        need = int(db_bytes * 1.1)
+        if free is not None and free < need:
+            problems.append(f"the database's data directory {data} has {free / 1e9:.2f} GB free, the rollback point "
+                            f"needs {need / 1e9:.2f} GB")
+    if problems:
+        raise InsufficientDisk(problems)
+
+
+def dir_bytes(root: Path, excludes: list[Path]) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if here / d not in excludes]
+        total += sum((here / f).lstat().st_size for f in filenames if not (here / f).is_symlink())
+    return total
+
+
+def registry_login(io_: StackIO, cfg) -> None:
+    """Logs the environment's engine in to the target's registry (password on stdin), before any pull."""
+    if cfg.registry_username and cfg.registry_password and cfg.registry:
+        io_.run(c.Command(c.docker_login(cfg.registry, cfg.registry_username),
+                          stdin=cfg.registry_password.get_secret_value().encode()))
+
+
+def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
+           run_id: str = "", accept_env_conflicts: bool = False) -> Facts:
+    """Reads everything the plan needs; raises a PreflightError and changes nothing if anything is off.
+
+    Every Docker call, SDK or CLI, goes to the block's engine (`docker_host`); a silent engine is refused first.
+    """
+    io_ = StackIO(cfg, cfg.project_name)
+    client = client or io_.endpoint.client()
     compose_dir = Path(cfg.compose_dir)
     current = _current_project(cfg)
     target_commit = resolve_commit(compose_dir, target)
@@ -95,16 +158,21 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     if dirty:
         raise ComposeDirDirty(str(compose_dir), [line[3:] for line in dirty])
 
-    statuses = parse_ps(run(c.compose_ps_json(current)).stdout)
+    statuses = parse_ps(io_.run(c.Command(c.compose_ps_json(current))).stdout)
     running = sorted(s.service for s in statuses if s.state == "running")
     if not running:
         raise NotDeployed(cfg.project_name)
-    current_cfg = ResolvedConfig.parse(run(c.compose_config_json(current)).stdout)
+    current_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(current))).stdout)
 
     old_template = envsync.template_at(compose_dir, current_commit, cfg.env_template)
     new_template = envsync.template_at(compose_dir, target_commit, cfg.env_template)
-    merged = envsync.merge_for(compose_dir / cfg.env_file, old_template, new_template)
-    staging = Path(tempfile.mkdtemp(prefix="stackshift-target-"))
+    required = envsync.required_at(compose_dir, target_commit, cfg.compose_files)
+    merged = envsync.merge_for(compose_dir / cfg.env_file, old_template, new_template, required)
+    with envsync.target_tree(compose_dir, target_commit, cfg.compose_files) as target_files:
+        envsync.check_startable(target_files, merged, cfg.db_services, accept_env_conflicts,
+                                frozenset(cfg.secret_env_keys))
+    staging = run_dir.parent / f".scratch-{run_id or os.getpid()}"  # the recovery removes it if we are killed
+    staging.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
         run(c.git_archive(compose_dir, target_commit, staging / "target.tar"))
         (staging / "tree").mkdir()
@@ -113,7 +181,7 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         staged = c.ComposeProject(compose_dir, tuple(staging / "tree" / f for f in cfg.compose_files),
                                   staging / "merged.env", cfg.project_name)
         try:
-            target_cfg = ResolvedConfig.parse(run(c.compose_config_json(staged)).stdout)
+            target_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
         except CommandFailed as exc:
             raise InvalidComposeFile(target, exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else str(exc)) from None
     finally:
@@ -124,6 +192,7 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     revision = dbops.alembic_revisions(db, cfg.db_name)
     for extra in cfg.extra_databases:
         db.connect(extra).close()
+    privileges = check_privileges(db, databases)
 
     auth = None
     if cfg.registry_username and cfg.registry_password:
@@ -133,8 +202,10 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     if missing:
         raise ImageMissing(missing)
     migrate_image = images[cfg.migrate_service]
-    run(c.docker_pull(migrate_image))
-    graph = revgraph.RevisionGraph.from_sources(migration_sources(client, migrate_image, cfg.migrations_path))
+    registry_login(io_, cfg)
+    io_.run(c.Command(c.docker_pull(migrate_image)))
+    graph = revgraph.RevisionGraph.from_sources(migration_sources(client, migrate_image, cfg.migrations_path,
+                                                                  cfg.project_name))
     revisions = revgraph.state(graph, revision)
     sql_command = render_sql_command(cfg.render_sql_command, revisions.sql_range) if revisions.pending else []
 
@@ -146,6 +217,10 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
                 for src in cfg_.bind_sources(service):
                     if src.is_relative_to(volumes_root):
                         excludes.append("./" + str(src.relative_to(volumes_root)))
+    data_dirs = [src for service in cfg.db_services if service in current_cfg.services
+                 for src in current_cfg.bind_sources(service)]
+    check_disk(Path(cfg.backup_dir), data_dirs, sum(privileges["sizes"].values()),
+               dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir() else 0)
     secret_keys = frozenset(cfg.secret_env_keys)
     return Facts(
         environment=environment, project=cfg.project_name, compose_dir=compose_dir,
@@ -160,4 +235,5 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         migrate_command=list(cfg.migrate_command), migration_switch=cfg.migration_switch,
         health_timeout=cfg.health_timeout_seconds, run_dir=run_dir, volume_excludes=sorted(set(excludes)),
         env_report=envmerge.masked_changes(merged, secret_keys), env_counts=merged.counts(),
+        run_id=run_id, migration_timeout=cfg.migration_timeout_seconds, keep_failed_database=cfg.keep_failed_database,
     )

@@ -2,15 +2,7 @@
 the plan holds none, and env values come already masked."""
 from __future__ import annotations
 
-from core.plan import Plan, Step
-
-
-def _cmd(step: Step) -> str:
-    if step.argv:
-        keys = sorted(step.env) + (["PGPASSWORD"] if step.needs_db_password else [])
-        env = f" (env: {', '.join(keys)})" if keys else ""
-        return f"`{' '.join(step.argv)}`{env}"
-    return f"_{step.kind}_"
+from core.plan import Plan
 
 
 def plan_markdown(plan: Plan) -> str:
@@ -33,10 +25,11 @@ def plan_markdown(plan: Plan) -> str:
         lines.append(f"| {s} | {cur.get('repo_digest') or cur.get('image', '—')} | {f.target_images.get(s, '— (removed)')} |")
     counts = ", ".join(f"{k} {v}" for k, v in f.env_counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
-    for title, steps in (("Backup (old version serving)", plan.backup), ("Cutover", plan.cutover),
+    for title, steps in (("Backup (old version serving)", plan.backup), ("Cutover (downtime)", plan.cutover),
+                         ("Verify", plan.verify), ("After success", plan.finish),
                          ("Rollback (only on failure after cutover starts)", plan.rollback)):
-        lines += [f"## {title}", ""]
-        lines += [f"{i}. **{s.id}**: {s.title}: {_cmd(s)}" for i, s in enumerate(steps, 1)]
+        lines += [f"## {title}", "", "| # | task | step | what it does |", "|---|---|---|---|"]
+        lines += [f"| {i} | `{s.task_name}` | **{s.id}**: {s.title} | {s.render()} |" for i, s in enumerate(steps, 1)]
         lines.append("")
     if f.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in f.warnings]
@@ -53,15 +46,21 @@ def env_markdown(environment: str, rows: list[dict], counts: dict[str, int]) -> 
     return "\n".join(lines)
 
 
-def timeline_markdown(events, downtime: dict[str, float], outcome: str) -> str:
+def timeline_markdown(journal, outcome: str) -> str:
+    """The run's steps as the journal recorded them, with the measured downtime."""
+    from core.journal import downtime
+
     lines = [f"# Timeline: {outcome}", ""]
-    if downtime:
-        parts = ", ".join(f"{k} {v:.2f} s" for k, v in downtime.items() if k != "total")
-        lines += [f"**Downtime {downtime['total']:.2f} s** (writers stopped → target healthy): {parts}", ""]
-    lines += ["| phase | step | seconds | ok | detail |", "|---|---|---|---|---|"]
-    for e in events:
-        detail = e.detail.replace("|", "\\|").replace("\n", " ")[:300]
-        lines.append(f"| {e.phase} | {e.step} | {e.seconds:.2f} | {'yes' if e.ok else '**no**'} | {detail} |")
+    dt = downtime(journal)
+    if dt:
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in dt.items() if k != "total")
+        lines += [f"**Downtime {dt['total']:.2f} s** (writers stopped → target healthy): {parts}", ""]
+    lines += ["| phase | step | seconds | state | detail |", "|---|---|---|---|---|"]
+    for r in journal.steps:
+        secs = f"{r.ended - r.started:.2f}" if r.ended else "—"
+        detail = r.detail.replace("|", "\\|").replace("\n", " ")[:300]
+        lines.append(f"| {r.phase} | {r.id} | {secs} | {r.state if r.state == 'done' else '**' + r.state + '**'} | "
+                     f"{detail} |")
     return "\n".join(lines)
 
 

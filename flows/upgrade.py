@@ -1,20 +1,22 @@
-"""The upgrade flow: plan → env diff → migration pre-flight → backup → pull → cutover → verify, rolling back on
-failure."""
+"""The upgrade flow: lock → recover an interrupted run → plan → migration pre-flight → backup → env-sync → pull →
+cutover (stop, rollback point, checkout, install env, compose-up db, migrate, compose-up) → verify-health → finish,
+rolling back on any failure once the writers stop."""
 from __future__ import annotations
 
 import uuid
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.runtime import flow_run
 
 from blocks.stack_environment import StackEnvironment
-from core.apply import Runner
-from core.errors import UnknownEnvironment, UpgradeError
-from tasks.backup import run_backup
-from tasks.cutover import cutover, finish, publish_report, rollback, verify_health
-from tasks.images import pull_images
+from core.errors import UnknownEnvironment
+from core.journal import downtime
+from flows import runbook
+from tasks.backup import backup
+from tasks.images import pull
+from tasks.locking import environment_lock
 from tasks.migrations import analyze_migrations
-from tasks.preflight import plan_upgrade, publish_env_diff
+from tasks.preflight import env_sync, plan_upgrade, review_env
 
 
 def load_environment(name: str) -> StackEnvironment:
@@ -24,8 +26,13 @@ def load_environment(name: str) -> StackEnvironment:
         raise UnknownEnvironment(name) from None
 
 
+def _run_id() -> str:
+    return (flow_run.id or uuid.uuid4().hex)[:8]
+
+
 @flow(name="upgrade", log_prints=False)
-def upgrade(environment: str, target: str, dry_run: bool = False, accept_migration_risk: bool = False) -> dict:
+def upgrade(environment: str, target: str, dry_run: bool = False, accept_migration_risk: bool = False,
+            accept_env_conflicts: bool = False) -> dict:
     """Upgrade one stack environment to a release (git tag, branch or commit of its compose directory).
 
     Args:
@@ -34,31 +41,34 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
         dry_run: Only compute and publish the plan, the env diff and the migration report; change nothing.
         accept_migration_risk: Go ahead although the migration report found data loss or a lock-hold over the
             environment's max_lock_seconds (set it only after reading that report).
+        accept_env_conflicts: Go ahead although the merged .env leaves a service the target needs outside the
+            active compose profiles (set it only after reading the env diff).
     """
-    logger = get_run_logger()
     cfg = load_environment(environment)
-    run_id = (flow_run.id or uuid.uuid4().hex)[:8]
-    plan = plan_upgrade(cfg, environment, target, run_id)
-    publish_env_diff(plan)
-    migrations = analyze_migrations(plan, cfg, accept_risk=accept_migration_risk, dry_run=dry_run)
-    if dry_run:
-        return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover], "migrations": migrations}
+    run_id = _run_id()
+    with environment_lock(cfg, environment, run_id, flow_run.id):
+        recovered = runbook.recover_interrupted(cfg, environment, by=f"upgrade run {run_id}")
+        plan = plan_upgrade(cfg, environment, target, run_id, accept_env_conflicts)
+        migrations = analyze_migrations(plan, cfg, accept_risk=accept_migration_risk, dry_run=dry_run)
+        if dry_run:
+            review_env(plan)
+            return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover + plan.verify],
+                    "migrations": migrations, "recovered": recovered}
 
-    runner = Runner(plan, cfg)
-    run_backup(runner)
-    pull_images(runner)
-    try:
-        cutover(runner)
-        verify_health(runner)
-    except UpgradeError as exc:
-        reason = str(exc)
-        logger.error("Upgrade failed: %s. Rolling back to %s.", reason, plan.facts.current_commit[:12])
+        ctx = runbook.open_run(plan, cfg, flow_run.id)
         try:
-            rollback(runner, reason)
-        finally:
-            publish_report(runner, f"FAILED and rolled back: {reason}")
-        raise
-    publish_report(runner, f"upgraded to {target}")
-    finish(runner)
-    return {"target": target, "backup": str(plan.facts.run_dir), "downtime": runner.downtime(),
-            "migrations": migrations}
+            done = backup(ctx, plan.backup)
+            done = env_sync(ctx, done)
+            done = pull(ctx, done)
+        except BaseException as exc:
+            runbook.abandon(ctx, exc)
+            raise
+        try:
+            runbook.cut_over(plan, ctx, done)
+        except BaseException:
+            runbook.publish_report(ctx, f"FAILED and rolled back: {ctx.journal.outcome}")
+            raise
+        runbook.finish(plan, ctx, cfg.backup_retention)
+        runbook.publish_report(ctx, f"upgraded to {target}")
+        return {"target": target, "backup": str(plan.facts.run_dir), "downtime": downtime(ctx.journal),
+                "migrations": migrations, "recovered": recovered}

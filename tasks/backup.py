@@ -7,19 +7,19 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from core import report
-from core.apply import Runner
-from tasks._common import TASK_DEFAULTS
-from tasks.preflight import artifact_key
+from core import steps as st
+from tasks._common import TASK_DEFAULTS, artifact_key
 
 
 @task(name="backup", retries=2, retry_delay_seconds=[3, 10], **TASK_DEFAULTS)
-def run_backup(runner: Runner) -> str:
+def backup(ctx: st.StepContext, steps: list[st.Step]) -> st.Outcome:
     """Saves config, pg_dump of each database, volumes, digests and revision, with a sha256 manifest.
 
-    A retry is safe: every file is written again from the start.
+    A retry is safe: every file is written again from the start, and nothing of the stack is changed.
     """
-    runner.walk(runner.plan.backup)
-    manifest = json.loads((runner.plan.facts.run_dir / "manifest.json").read_text())
-    create_markdown_artifact(key=artifact_key(runner.plan.facts.environment, "backup"),
-                             markdown=report.manifest_markdown(manifest), description="Backup manifest")
-    return str(runner.plan.facts.run_dir)
+    seconds = sum(st.execute(step, ctx).seconds for step in steps)
+    f = ctx.facts
+    manifest = json.loads((f.run_dir / "manifest.json").read_text())
+    create_markdown_artifact(key=artifact_key(f.environment, "backup"), markdown=report.manifest_markdown(manifest),
+                             description="Backup manifest")
+    return st.Outcome("backup", "backup", "Backup", seconds, f"{len(manifest['files'])} files in {f.run_dir}")

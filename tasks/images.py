@@ -1,22 +1,25 @@
 """Pull task: every target image, before anything is stopped."""
 from __future__ import annotations
 
+import time
+
 from prefect import task
 
 from core import commands as c
-from core.executor import run
+from core import steps as st
+from core.errors import CommandFailed, PullFailed
 from tasks._common import TASK_DEFAULTS
 
 
-@task(name="pull-images", retries=3, retry_delay_seconds=[2, 5, 15], **TASK_DEFAULTS)
-def pull_images(runner) -> list[str]:
-    """Pulls the target's images (retried with backoff: a pull changes nothing that is running)."""
-    cfg, env = runner.cfg, runner.docker_env()
-    images = sorted(set(runner.plan.facts.target_images.values()))
-    if cfg.registry_username and cfg.registry_password:
-        registry = images[0].split("/", 1)[0]
-        run(c.Command(c.docker_login(registry, cfg.registry_username), env=env,
-                      stdin=cfg.registry_password.get_secret_value().encode()))
+@task(name="pull", retries=3, retry_delay_seconds=[2, 5, 15], **TASK_DEFAULTS)
+def pull(ctx: st.StepContext, after: st.Outcome | None = None) -> st.Outcome:
+    """Pulls the target's images on the environment's engine (retried with backoff: a pull changes nothing that is
+    running). The registry login happened in pre-flight, before its first pull."""
+    t0 = time.monotonic()
+    images = sorted(set(ctx.facts.target_images.values()))
     for image in images:
-        run(c.Command(c.docker_pull(image), env=env))
-    return images
+        try:
+            ctx.io.run(c.Command(c.docker_pull(image)))
+        except CommandFailed as exc:
+            raise PullFailed("pull", f"{image}: {exc}") from None
+    return st.Outcome("pull", "backup", "Pull the target's images", time.monotonic() - t0, ", ".join(images))

@@ -9,17 +9,18 @@ from core import commands as c
 from core import db as dbops
 from core import migcheck, pgcatalog, report
 from core.errors import MigrationRiskTooHigh
-from core.executor import run
+from core.stackio import StackIO
 from core.plan import Plan
 from core.revgraph import RevisionState
-from tasks._common import TASK_DEFAULTS
-from tasks.preflight import artifact_key
+from tasks._common import TASK_DEFAULTS, artifact_key
 
 
-def render_pending_sql(plan: Plan) -> str:
-    """The pending migrations' SQL, printed by the target image's own migration tool with no network."""
+def render_pending_sql(plan: Plan, cfg) -> str:
+    """The pending migrations' SQL, printed by the target image's own migration tool with no network, on the
+    environment's engine."""
     f = plan.facts
-    return run(c.docker_run_offline(f.target_images[f.migrate_service], f.render_sql_command)).stdout
+    argv = c.docker_run_offline(f.target_images[f.migrate_service], f.render_sql_command, f.project)
+    return StackIO(cfg, f.project).run(c.Command(argv)).stdout
 
 
 def migration_report(plan: Plan, cfg) -> migcheck.MigrationReport:
@@ -28,7 +29,7 @@ def migration_report(plan: Plan, cfg) -> migcheck.MigrationReport:
     with dbops.DbAccess.of(cfg).connect(f.db_name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)
         rates = pgcatalog.probe(conn) if cfg.migration_probe else None
-        return migcheck.analyze(render_pending_sql(plan), catalog, rates, revisions)
+        return migcheck.analyze(render_pending_sql(plan, cfg), catalog, rates, revisions)
 
 
 @task(name="analyze-migrations", **TASK_DEFAULTS)

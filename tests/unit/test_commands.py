@@ -20,9 +20,15 @@ def test_compose_commands_are_exact_argv_lists():
 
 
 def test_one_off_migration_container_turns_entrypoint_migrations_off():
-    argv = c.compose_run_once(P, "api", ["flask", "upgrade-db"], {"MIGRATION_ENABLED": "false"})
-    assert argv == BASE + ["run", "--rm", "--no-deps", "--no-TTY", "--env", "MIGRATION_ENABLED=false", "api",
-                           "flask", "upgrade-db"]
+    argv = c.compose_run_once(P, "api", ["flask", "upgrade-db"], {"MIGRATION_ENABLED": "false"}, "run1")
+    assert argv == BASE + ["run", "--rm", "--no-deps", "--no-TTY", "--label", "io.stackshift.stack=app", "--label",
+                           "io.stackshift.run=run1", "--env", "MIGRATION_ENABLED=false", "api", "flask", "upgrade-db"]
+
+
+def test_leftover_containers_are_found_by_the_stack_label_and_removed_by_id():
+    assert c.docker_ps_labelled(c.STACK_LABEL, "app") == [
+        "docker", "container", "ls", "--all", "--quiet", "--no-trunc", "--filter", "label=io.stackshift.stack=app"]
+    assert c.docker_rm_force(["a1", "b2"]) == ["docker", "container", "rm", "--force", "--volumes", "a1", "b2"]
 
 
 def test_pg_and_registry_commands_never_carry_a_password():
@@ -39,6 +45,8 @@ def test_git_and_tar_commands():
         "tar", "--create", "--gzip", "--file", "/b/v.tgz", "--directory", "/r/volumes", "--exclude", "./db/data", "."]
     assert c.docker_run_offline("img:1", ["python3", "/app/tool.py"]) == [
         "docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", "img:1", "/app/tool.py"]
+    assert c.docker_run_offline("img:1", ["tool"], stack="app")[4:8] == [
+        "none", "--label", "io.stackshift.stack=app", "--entrypoint"]
 
 
 def test_command_description_names_env_keys_but_not_values():

@@ -2,20 +2,13 @@
 import json
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DIFY, ROOT
+from tests.unit._env_helpers import NEW, OLD, snapshot, sync
 
-OLD, NEW = DIFY / "env.example.1.0.0", DIFY / "env.example.1.12.1"
 SECRETS = ("sk-planted-secret-A1", "planted-db-pw-B2", "planted-token-C3")
-
-
-def sync(env: Path, *extra: str, old: Path = OLD, new: Path = NEW) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ROOT / "stackshift"), "env-sync", "--env-file", str(env), "--old-template", str(old),
-                           "--new-template", str(new), *extra], capture_output=True, text=True)
 
 
 def operator_env(tmp_path: Path) -> Path:
@@ -58,16 +51,19 @@ def test_symlinked_env_is_written_through(tmp_path):
 def test_malformed_input_names_file_and_line_and_writes_nothing(tmp_path, content, line, needle):
     env = tmp_path / ".env"
     env.write_text(content)
+    before = snapshot(tmp_path)
     done = sync(env)
     assert done.returncode == 2
     assert f"{env}, line {line}" in done.stderr and needle in done.stderr
-    assert env.read_text() == content and not (tmp_path / "env-backup").exists()
+    assert snapshot(tmp_path) == before
 
 
 def test_missing_template_is_a_clear_error(tmp_path):
     env = operator_env(tmp_path)
+    before = snapshot(tmp_path)
     done = sync(env, new=tmp_path / "nope.example")
     assert done.returncode == 2 and "nope.example" in done.stderr and "does not exist" in done.stderr
+    assert "line" not in done.stderr and snapshot(tmp_path) == before
 
 
 def test_required_compose_variable_left_empty_is_refused_before_writing(tmp_path):
@@ -78,9 +74,10 @@ def test_required_compose_variable_left_empty_is_refused_before_writing(tmp_path
     new.write_text("A=1\nMUST_SET=\n")
     env = tmp_path / ".env"
     env.write_text("A=1\n")
+    before = snapshot(tmp_path)
     done = sync(env, "--compose-file", str(compose), old=old, new=new)
     assert done.returncode == 2 and "MUST_SET" in done.stderr
-    assert env.read_text() == "A=1\n"
+    assert snapshot(tmp_path) == before
 
 
 def test_no_secret_in_any_report(tmp_path):

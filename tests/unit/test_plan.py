@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+from core import steps as st
 from core.plan import Facts, build_plan
 from core.report import plan_markdown
 
@@ -25,15 +26,25 @@ def facts(**over) -> Facts:
 def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
     plan = build_plan(facts(), "run1")
     ids = [s.id for s in plan.cutover]
-    assert ids == ["stop-writers", "rollback-point", "checkout-target", "write-env", "remove-retired", "start-db",
-                   "migrate", "start-target", "verify"]
-    assert ids.count("migrate") == 1
+    assert ids == ["stop-writers", "rollback-point", "checkout-target", "install-env", "remove-retired", "start-db",
+                   "migrate", "start-target"]
+    assert [s.id for s in plan.verify] == ["verify"]
+    assert [type(s) for s in plan.cutover] == [st.StopServices, st.TakeRollbackPoint, st.Checkout, st.InstallEnv,
+                                               st.RemoveServices, st.StartServices, st.Migrate, st.StartServices]
     retired = plan.cutover[4]
-    assert retired.argv[-4:] == ["rm", "--stop", "--force", "db"], "the renamed db must stop before db_postgres starts"
+    assert list(retired.argv[-4:]) == ["rm", "--stop", "--force", "db"], "the renamed db must stop before db_postgres"
     assert plan.cutover[5].argv[-1] == "db_postgres"
     for step in ("start-db", "start-target"):
-        assert next(s for s in plan.cutover if s.id == step).env == {"MIGRATION_ENABLED": "false"}
-    assert plan.cutover[1].params["databases"] == {"app": "app__ss_rb_run1", "plugin": "plugin__ss_rb_run1"}
+        assert dict(next(s for s in plan.cutover if s.id == step).env) == {"MIGRATION_ENABLED": "false"}
+    assert plan.cutover[1].databases == (("app", "app__ss_rb_run1"), ("plugin", "plugin__ss_rb_run1"))
+
+
+def test_task_names_are_the_ones_the_product_promises():
+    plan = build_plan(facts(), "run1")
+    names = [s.task_name for s in plan.cutover + plan.verify]
+    assert names == ["stop-writers", "rollback-point", "checkout", "install-env", "remove-retired", "compose-up",
+                     "migrate", "compose-up", "verify-health"]
+    assert all(s.task_name == "rollback-" + s.id for s in plan.rollback)
 
 
 def test_backup_covers_every_database_and_leaves_out_the_live_data_dir():
@@ -42,17 +53,31 @@ def test_backup_covers_every_database_and_leaves_out_the_live_data_dir():
     assert ids == ["save-config", "resolved-config", "pg-dump-app", "verify-dump-app", "pg-dump-plugin",
                    "verify-dump-plugin", "archive-volumes", "write-state", "manifest"]
     tar = next(s for s in plan.backup if s.id == "archive-volumes")
-    assert ["--exclude", "./db/data"] == tar.argv[tar.argv.index("--exclude"):tar.argv.index("--exclude") + 2]
+    argv = list(tar.argv)
+    assert ["--exclude", "./db/data"] == argv[argv.index("--exclude"):argv.index("--exclude") + 2]
     assert all(s.needs_db_password for s in plan.backup if s.id.startswith("pg-dump"))
 
 
-def test_rollback_restores_files_digests_and_database_then_verifies_previous_revision():
+def test_rollback_restores_files_digests_and_database_then_verifies_and_cleans_up():
     plan = build_plan(facts(), "run1")
     assert [s.id for s in plan.rollback] == ["stop-target", "checkout-previous", "restore-env", "pin-images",
-                                             "start-previous-db", "restore-db", "start-previous", "verify-previous"]
+                                             "start-previous-db", "restore-db", "start-previous", "verify-previous",
+                                             "cleanup"]
     start = next(s for s in plan.rollback if s.id == "start-previous")
     assert "/b/dify/run1/rollback-pins.yaml" in start.argv and "/b/dify/run1/compose/docker-compose.yaml" in start.argv
-    assert plan.rollback[-1].params["heads"] == ["r1"]
+    verify = next(s for s in plan.rollback if s.id == "verify-previous")
+    assert verify.heads == ("r1",)
+    cleanup = plan.rollback[-1]
+    assert cleanup.drop == ("app__ss_rb_run1", "plugin__ss_rb_run1")
+    assert cleanup.failed == ("app__ss_failed_run1", "plugin__ss_failed_run1")
+
+
+def test_the_plan_renders_the_sql_of_the_rollback_point_and_of_the_restore():
+    md = plan_markdown(build_plan(facts(), "run1"))
+    assert 'CREATE DATABASE "app__ss_rb_run1" TEMPLATE "app" STRATEGY FILE_COPY' in md
+    assert 'ALTER DATABASE "app__ss_rb_run1" RENAME TO "app"' in md
+    assert 'ALTER DATABASE "app" RENAME TO "app__ss_failed_run1"' in md
+    assert "`compose-up`" in md and "`migrate`" in md and "`rollback-restore-db`" in md
 
 
 def test_no_service_rename_means_no_removal_step():
@@ -63,6 +88,14 @@ def test_no_service_rename_means_no_removal_step():
 def test_plan_is_pure_and_carries_no_secret():
     a, b = build_plan(facts(), "run1"), build_plan(facts(), "run1")
     assert a.to_dict() == b.to_dict()
-    assert "PGPASSWORD" not in json.dumps(a.to_dict()), "the password is added by the executor, never planned"
+    assert all("PGPASSWORD" not in dict(getattr(s, "env", ())) for steps in a.lists().values() for s in steps), \
+        "the password is added at the last call, never planned"
     assert "pg_dump --host 127.0.0.1" in plan_markdown(a) and "(env: PGPASSWORD)" in plan_markdown(a)
     assert not any("password" in name for name in Facts.__dataclass_fields__), "facts hold no secret by construction"
+
+
+def test_facts_survive_the_round_trip_through_plan_json(tmp_path):
+    f = facts(run_id="run1")
+    f.save(tmp_path / "plan.json")
+    assert Facts.load(tmp_path / "plan.json") == f
+    assert build_plan(Facts.load(tmp_path / "plan.json"), "run1").to_dict() == build_plan(f, "run1").to_dict()

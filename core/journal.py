@@ -1,0 +1,161 @@
+"""The run's journal: what a crashed runner leaves for the next one to read.
+
+Before every step that changes the stack, and after it, the journal is written atomically (write, fsync, rename,
+fsync of the folder) to `<run folder>/journal.json`. It names the run, the phase and step, the previous commit,
+image digests and revision, the rollback-point databases and the target: enough for `recover` to put the stack
+back, or to finish the upgrade, with no help from the process that died.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+JOURNAL = "journal.json"
+PLAN = "plan.json"
+
+OPEN = "running"
+CLOSED = ("completed", "rolled-back", "recovered-forward", "abandoned", "dry-run")
+
+
+def write_atomic_json(path: Path, data: dict) -> None:
+    """Replaces `path` with `data` so that a reader (or a crash) sees the old file or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class StepRecord:
+    id: str
+    phase: str
+    state: str  # started | done | failed
+    started: float
+    ended: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class Journal:
+    """One run's record. `path` is its file; every mutation is saved before the method returns."""
+
+    path: Path
+    run: str
+    environment: str
+    project: str
+    target: dict
+    previous: dict
+    rollback_points: dict[str, str]
+    flow_run_id: str | None = None
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    phase: str = "backup"
+    status: str = OPEN
+    outcome: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+
+    # --- reading -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path) -> "Journal":
+        data = json.loads(path.read_text())
+        data["steps"] = [StepRecord(**s) for s in data.get("steps", [])]
+        return cls(path=path, **{k: v for k, v in data.items() if k != "path"})
+
+    @classmethod
+    def open_runs(cls, project_dir: Path) -> list["Journal"]:
+        """Journals of a project's runs that did not end (oldest first)."""
+        if not project_dir.is_dir():
+            return []
+        found = []
+        for p in sorted(project_dir.glob(f"*/{JOURNAL}")):
+            try:
+                j = cls.load(p)
+            except (OSError, ValueError, TypeError):
+                continue
+            if j.status not in CLOSED:
+                found.append(j)
+        return found
+
+    def record(self, step_id: str, phase: str | None = None) -> StepRecord | None:
+        """The latest record of a step (of `phase`, if given)."""
+        for r in reversed(self.steps):
+            if r.id == step_id and (phase is None or r.phase == phase):
+                return r
+        return None
+
+    def done(self, step_id: str, phase: str | None = None) -> bool:
+        r = self.record(step_id, phase)
+        return r is not None and r.state == "done"
+
+    def ever_done(self, step_id: str, phase: str | None = None) -> bool:
+        """Whether any record of the step (of `phase`) completed, in this attempt or an earlier one."""
+        return any(r.id == step_id and r.state == "done" and (phase is None or r.phase == phase) for r in self.steps)
+
+    def started(self, step_id: str, phase: str | None = None) -> bool:
+        return self.record(step_id, phase) is not None
+
+    @property
+    def cutover_started(self) -> bool:
+        return any(r.phase == "cutover" for r in self.steps)
+
+    @property
+    def last(self) -> StepRecord | None:
+        return self.steps[-1] if self.steps else None
+
+    # --- writing -------------------------------------------------------------------------------------------
+    def save(self) -> None:
+        data = asdict(self)
+        data.pop("path")
+        write_atomic_json(self.path, data)
+
+    def begin(self, step_id: str, phase: str) -> None:
+        self.phase = phase
+        self.steps.append(StepRecord(step_id, phase, "started", time.time()))
+        self.save()
+
+    def end(self, step_id: str, ok: bool, detail: str = "") -> None:
+        r = self.record(step_id)
+        r.state, r.ended, r.detail = ("done" if ok else "failed"), time.time(), detail[:2000]
+        self.save()
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        self.save()
+
+    def close(self, status: str, outcome: str) -> None:
+        assert status in CLOSED or status == "rollback-failed", status
+        self.status, self.outcome = status, outcome
+        self.save()
+
+    def summary(self) -> str:
+        last = self.last
+        at = f"{last.phase} step {last.id!r} ({last.state})" if last else "before its first step"
+        return f"run {self.run} to {self.target.get('ref')} stopped during {at}"
+
+
+DOWNTIME_STEPS = ("stop-writers", "rollback-point", "checkout-target", "install-env", "remove-retired", "start-db",
+                  "migrate", "start-target")
+
+
+def downtime(journal: Journal) -> dict[str, float]:
+    """Measured downtime (writers stopped → target healthy) and its parts, in seconds, from the journal's clock."""
+    recs = {r.id: r for r in journal.steps if r.phase == "cutover" and r.ended is not None}
+    if "stop-writers" not in recs:
+        return {}
+    parts = {k: round(recs[k].ended - recs[k].started, 3) for k in DOWNTIME_STEPS if k in recs}
+    end = recs["start-target"].ended if "start-target" in recs else max(r.ended for r in recs.values())
+    parts["total"] = round(end - recs["stop-writers"].started, 3)
+    return parts

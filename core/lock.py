@@ -1,0 +1,67 @@
+"""One lock per stack, whoever starts the run: a kernel-held file lock (`flock`) on the stack's host.
+
+The kernel releases it the moment the holding process ends, however it ends (SIGKILL included), so a dead holder
+never blocks the next run, and nothing about it depends on the Prefect server. The file also names its holder
+(run, flow run, host, pid, since), which a refused run reports.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from core.errors import StackLocked
+
+LOCK_FILE = ".stackshift.lock"
+
+
+def lock_path(backup_dir: Path, project: str) -> Path:
+    """Where a stack's lock lives: beside its backups, one folder per compose project."""
+    return Path(backup_dir) / project / LOCK_FILE
+
+
+class StackLock:
+    """`with StackLock(path, holder):` holds the lock or raises `StackLocked` at once, naming the holder."""
+
+    def __init__(self, path: Path, holder: dict):
+        self.path, self.holder = Path(path), dict(holder)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "StackLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StackLocked(str(self.path), read_holder(self.path)) from None
+        self.holder |= {"host": socket.gethostname(), "pid": os.getpid(),
+                        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(self.holder) + "\n").encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_holder(path: Path) -> dict:
+    """What the holder wrote into the lock file ({} if it has not written yet)."""
+    for _ in range(5):
+        try:
+            text = Path(path).read_text()
+            return json.loads(text) if text.strip() else {}
+        except ValueError:
+            time.sleep(0.05)  # the holder is writing it right now
+        except OSError:
+            return {}
+    return {}

@@ -1,0 +1,33 @@
+"""What to do with a run that did not end: finish it, roll it back, or nothing, whichever is safe. Pure."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.journal import Journal
+
+NOTHING, FINISH, ROLLBACK = "nothing", "finish", "rollback"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # nothing | finish | rollback
+    reason: str
+
+
+def decide(journal: Journal, db_revisions: list[str] | None, target_heads: list[str]) -> Decision:
+    """Finish only when the migration is recorded done and the database (read now) is at the target head: then the
+    new version needs nothing but its start. Anything else after the writers stopped rolls back. `db_revisions` is
+    None when the database cannot be read."""
+    if not journal.cutover_started and journal.phase != "rollback":
+        return Decision(NOTHING, "the runner stopped before the cutover: nothing had been changed")
+    if journal.phase == "rollback" or journal.status == "rollback-failed":
+        return Decision(ROLLBACK, "a rollback had begun; it is completed")
+    if journal.phase == "finish":
+        return Decision(FINISH, "the upgrade had been verified; only its clean-up was left")
+    if journal.ever_done("migrate", "cutover") and db_revisions is not None \
+            and sorted(db_revisions) == sorted(target_heads):
+        return Decision(FINISH, f"the migration had completed (database at {', '.join(target_heads)}); the new "
+                                f"version is started and verified")
+    last = journal.last
+    where = f"during {last.id!r}" if last else "early"
+    return Decision(ROLLBACK, f"the cutover stopped {where}, before the new version was complete")

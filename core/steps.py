@@ -1,0 +1,425 @@
+"""The kinds of step an upgrade is made of. Each knows how to apply itself, how it fails and how it reads in the plan.
+
+A step is frozen data (built by `core.plan.build_plan`, pure); `apply(ctx)` is its only side effect and goes
+through the context's executor, database and HTTP probe, which tests replace. `execute(step, ctx)` is the one
+walker: it journals the step before and after, times it, and turns any failure into the step's own error class
+(`StepFailed` subclasses, each saying what to do next).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from core import backup as bk
+from core import commands as c
+from core import envfile
+from core.compose import image_tag, parse_ps
+from core.errors import (BackupFailed, CheckoutFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
+                         HealthCheckFailed, MigrationFailed, RestoreFailed, RollbackPointFailed, ServiceRemovalFailed,
+                         StepFailed, StopFailed, UpgradeError, error_line)
+from core.verify import CheckResult, Verification, revision_check, services_check
+
+if TYPE_CHECKING:
+    from core.journal import Journal
+    from core.plan import Facts
+    from core.stackio import StackIO
+
+log = logging.getLogger("stackshift")
+
+MERGED_ENV = "env.merged"  # the env-sync result, staged in the run folder before the cutover installs it
+FAULT_VAR = "STACKSHIFT_INJECT_FAULT"
+
+
+@dataclass
+class StepContext:
+    """What a step acts on: the facts of the run, the environment's settings, the journal and the I/O."""
+
+    facts: Facts
+    io: StackIO
+    journal: Journal
+    keep_failed_database: bool = False
+    verifications: dict[str, Verification] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    step: str
+    phase: str
+    title: str
+    seconds: float
+    detail: str
+
+
+# --- the base types -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """One step of a plan. Subclasses set `error` (raised on failure) and `task` (its task run's name)."""
+
+    id: str
+    phase: str  # backup | cutover | verify | rollback | finish
+    title: str
+
+    error: ClassVar[type[StepFailed]] = StepFailed
+    task: ClassVar[str] = ""
+
+    @property
+    def task_name(self) -> str:
+        name = self.task or self.id
+        return f"rollback-{self.id}" if self.phase == "rollback" else name
+
+    def apply(self, ctx: StepContext) -> str:
+        raise NotImplementedError
+
+    def render(self) -> str:
+        """How the step reads in the plan artifact (markdown)."""
+        return f"_{type(self).__name__}_"
+
+    def failure(self, exc: BaseException) -> StepFailed:
+        """The error this step raises for `exc`: its own class, with the detail a person needs."""
+        if isinstance(exc, StepFailed):
+            return exc
+        if isinstance(exc, CommandTimedOut):
+            detail = str(exc)
+        elif isinstance(exc, CommandFailed):
+            detail = error_line(exc.stderr) if exc.stderr.strip() else str(exc)
+        elif isinstance(exc, UpgradeError):
+            detail = str(exc)
+        else:
+            detail = f"unexpected {type(exc).__name__}: {exc}"
+        return self.error(self.id, detail)
+
+
+@dataclass(frozen=True)
+class CommandStep(Step):
+    """A step that is one command (argv as data); `env` holds no secret (the password is added at the last call)."""
+
+    argv: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    needs_db_password: bool = False
+    stdout_file: str | None = None
+    ok_codes: tuple[int, ...] = (0,)
+    timeout: float | None = None
+
+    def apply(self, ctx: StepContext) -> str:
+        out = ctx.facts.run_dir / self.stdout_file if self.stdout_file else None
+        done = ctx.io.run(c.Command(list(self.argv), env=dict(self.env), stdout_path=out, ok_codes=self.ok_codes,
+                                    timeout=self.timeout), db_password=self.needs_db_password)
+        return f"exit {done.returncode}"
+
+    def render(self) -> str:
+        keys = sorted(k for k, _ in self.env) + (["PGPASSWORD"] if self.needs_db_password else [])
+        env = f" (env: {', '.join(keys)})" if keys else ""
+        return f"`{' '.join(self.argv)}`{env}"
+
+
+# --- backup ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackupCommand(CommandStep):
+    error: ClassVar = BackupFailed
+
+
+@dataclass(frozen=True)
+class SaveConfig(Step):
+    """Copies the compose files, `.env` and the env template into the run folder (0600)."""
+
+    names: tuple[str, ...] = ()
+    error: ClassVar = BackupFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        f = ctx.facts
+        copied = bk.save_config(f.compose_dir, list(self.names), f.run_dir / "compose")
+        return ", ".join(copied)
+
+
+@dataclass(frozen=True)
+class WriteState(Step):
+    error: ClassVar = BackupFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        f = ctx.facts
+        bk.write_json(f.run_dir / "state.json", {
+            "environment": f.environment, "project": f.project, "git_commit": f.current_commit,
+            "alembic_revision": f.db_revision, "images": f.current_images, "databases": f.databases,
+            "target": {"ref": f.target_ref, "commit": f.target_commit, "heads": f.target_heads},
+        })
+        return "state.json"
+
+
+@dataclass(frozen=True)
+class WriteManifest(Step):
+    error: ClassVar = BackupFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        manifest = bk.write_manifest(ctx.facts.run_dir)
+        return f"{len(manifest['files'])} files"
+
+
+# --- cutover --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StopServices(CommandStep):
+    error: ClassVar = StopFailed
+
+
+@dataclass(frozen=True)
+class Checkout(CommandStep):
+    error: ClassVar = CheckoutFailed
+    task: ClassVar = "checkout"
+
+
+@dataclass(frozen=True)
+class RemoveServices(CommandStep):
+    error: ClassVar = ServiceRemovalFailed
+
+
+@dataclass(frozen=True)
+class StartServices(CommandStep):
+    """`docker compose up --wait`: fails when a service does not turn healthy in time."""
+
+    error: ClassVar = HealthCheckFailed
+    task: ClassVar = "compose-up"
+
+
+@dataclass(frozen=True)
+class Migrate(CommandStep):
+    """The migration, once, in a one-off container of the target image (labelled with the run, so a recovery finds
+    it if the runner dies while it runs)."""
+
+    error: ClassVar = MigrationFailed
+    task: ClassVar = "migrate"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def terminate_sql(dbname: str) -> str:
+    """Ends every session on `dbname`, and any statement still creating or renaming it (a runner killed halfway
+    leaves one running on the server), waiting up to 5 s for each to end."""
+    return ("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+            f"(datname = {quote_literal(dbname)} OR position({quote_literal(quote_ident(dbname))} in query) > 0)")
+
+
+@dataclass(frozen=True)
+class TakeRollbackPoint(Step):
+    """A file-level copy of each database inside the same server, taken with the writers stopped."""
+
+    databases: tuple[tuple[str, str], ...] = ()  # (source, rollback point)
+    error: ClassVar = RollbackPointFailed
+    task: ClassVar = "rollback-point"
+
+    def statements(self, source: str, point: str) -> list[str]:
+        return [terminate_sql(source), f"DROP DATABASE IF EXISTS {quote_ident(point)}",
+                f"CREATE DATABASE {quote_ident(point)} TEMPLATE {quote_ident(source)} STRATEGY FILE_COPY"]
+
+    def apply(self, ctx: StepContext) -> str:
+        for source, point in self.databases:
+            ctx.io.sql(self.statements(source, point))
+        return ", ".join(p for _, p in self.databases)
+
+    def render(self) -> str:
+        return "<br>".join(f"`{s}`" for src, pt in self.databases for s in self.statements(src, pt))
+
+
+@dataclass(frozen=True)
+class InstallEnv(Step):
+    """Installs the env-sync result staged in the run folder as the stack's env file (backup first, atomic)."""
+
+    error: ClassVar = EnvWriteFailed
+    task: ClassVar = "install-env"
+
+    def apply(self, ctx: StepContext) -> str:
+        f = ctx.facts
+        path = f.compose_dir / f.env_file
+        staged = f.run_dir / MERGED_ENV
+        text = staged.read_text()
+        if path.exists() and path.read_text() == text:
+            return "already installed"
+        saved = envfile.backup(path)
+        envfile.write_atomic(path, text)
+        return f"backup {saved}"
+
+
+@dataclass(frozen=True)
+class Verify(Step):
+    """Compose health states, the environment's HTTP checks (with the app's version) and the database revision."""
+
+    project: c.ComposeProject | None = None
+    heads: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    images: tuple[tuple[str, str], ...] = ()
+    check_images: bool = True
+    error: ClassVar = HealthCheckFailed
+    task: ClassVar = "verify-health"
+
+    def apply(self, ctx: StepContext) -> str:
+        f = ctx.facts
+        images = dict(self.images)
+        statuses = parse_ps(ctx.io.run(c.Command(c.compose_ps_json(self.project))).stdout)
+        result = Verification([services_check(statuses, list(self.services), images if self.check_images else {})])
+        result.checks += ctx.io.http_checks(image_tag(images.get(f.migrate_service, "")))
+        try:
+            result.checks.append(revision_check(ctx.io.revisions(f.db_name), list(self.heads)))
+        except UpgradeError as exc:
+            result.checks.append(CheckResult("database revision", False, str(exc)))
+        ctx.verifications[self.id] = result
+        if not result.ok:
+            raise HealthCheckFailed(self.id, "; ".join(result.failures()))
+        return "; ".join(ch.detail for ch in result.checks)
+
+    def render(self) -> str:
+        return f"compose health of {', '.join(self.services)}; HTTP checks; database at {', '.join(self.heads) or '(none)'}"
+
+
+# --- rollback -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RestoreEnv(Step):
+    error: ClassVar = RestoreFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        f = ctx.facts
+        envfile.write_atomic(f.compose_dir / f.env_file, (f.run_dir / "compose" / f.env_file).read_text())
+        return "restored from the backup"
+
+
+@dataclass(frozen=True)
+class PinImages(Step):
+    """Writes a compose override pinning every previous service to the image digest it ran."""
+
+    error: ClassVar = RestoreFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        f = ctx.facts
+        pins = {s: (i["repo_digest"] or i["id"]) for s, i in f.current_images.items()}
+        services = {s: {"image": ref} for s, ref in pins.items() if s in f.current_services}
+        (f.run_dir / "rollback-pins.yaml").write_text(json.dumps({"services": services}, indent=2) + "\n")
+        return ", ".join(f"{s}={r}" for s, r in sorted(pins.items()))
+
+
+@dataclass(frozen=True)
+class RestoreDatabase(Step):
+    """Puts each database back at its rollback point by renaming (no copy): the point becomes the database. Safe to
+    run again after a crash halfway; skipped when the journal shows the migration never started."""
+
+    databases: tuple[tuple[str, str, str], ...] = ()  # (database, rollback point, name for the failed state)
+    error: ClassVar = RestoreFailed
+    task: ClassVar = "restore-db"
+
+    @staticmethod
+    def statements(source: str, point: str, failed: str, source_exists: bool = True) -> list[str]:
+        out = [terminate_sql(source), terminate_sql(point), f"DROP DATABASE IF EXISTS {quote_ident(failed)}"]
+        if source_exists:
+            out.append(f"ALTER DATABASE {quote_ident(source)} RENAME TO {quote_ident(failed)}")
+        return out + [f"ALTER DATABASE {quote_ident(point)} RENAME TO {quote_ident(source)}"]
+
+    def apply(self, ctx: StepContext) -> str:
+        if not ctx.journal.started("migrate", "cutover"):
+            return "the migration never started: the databases are as they were"
+        if not ctx.journal.ever_done("rollback-point", "cutover"):
+            raise RestoreFailed(self.id, "the migration started but the journal has no complete rollback point")
+        ctx.io.wait_for_database()
+        done = []
+        for source, point, failed in self.databases:
+            existing = ctx.io.databases()
+            if point not in existing:
+                if source in existing and (failed in existing or ctx.journal.ever_done(self.id, "rollback")):
+                    done.append(f"{source} already restored")
+                    continue
+                raise RestoreFailed(self.id, f"rollback point {point} of {source} is missing")
+            ctx.io.sql(self.statements(source, point, failed, source in existing))
+            done.append(f"{source} restored from {point}")
+        return "; ".join(done)
+
+    def render(self) -> str:
+        return "<br>".join(f"`{s}`" for src, pt, fl in self.databases for s in self.statements(src, pt, fl))
+
+
+@dataclass(frozen=True)
+class Cleanup(Step):
+    """Leaves nothing behind the report does not name: rollback-point databases (and the failed state, unless the
+    environment keeps it), one-off containers of the stack, scratch folders and probe schemas."""
+
+    drop: tuple[str, ...] = ()  # rollback points
+    failed: tuple[str, ...] = ()  # failed states (kept when the environment says so)
+    scratch: tuple[str, ...] = ()  # folders
+    error: ClassVar = RestoreFailed
+    task: ClassVar = "cleanup"
+
+    def apply(self, ctx: StepContext) -> str:
+        gone = []
+        containers = ctx.io.remove_stack_containers()
+        if containers:
+            gone.append(f"{containers} one-off container(s)")
+        drop = list(self.drop) + ([] if ctx.keep_failed_database else list(self.failed))
+        existing = ctx.io.databases()
+        for name in drop:
+            if name in existing:
+                ctx.io.sql([terminate_sql(name), f"DROP DATABASE IF EXISTS {quote_ident(name)}"])
+                gone.append(f"database {name}")
+        gone += [f"schema {s}" for s in ctx.io.drop_probe_schemas()]
+        for folder in self.scratch:
+            for p in Path(os.path.dirname(folder)).glob(os.path.basename(folder)):
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(f"folder {p}")
+        kept = [n for n in self.failed if n in existing and ctx.keep_failed_database]
+        return ("removed " + ", ".join(gone) if gone else "nothing to remove") + \
+            (f"; kept the failed state {', '.join(kept)}" if kept else "")
+
+    def render(self) -> str:
+        return (f"drop {', '.join(self.drop) or 'no database'}"
+                + (f" and the failed state {', '.join(self.failed)}" if self.failed else "")
+                + "; remove the stack's one-off containers, scratch folders and probe schemas")
+
+
+# --- the walker -----------------------------------------------------------------------------------------------
+def _inject(step: Step, when: str) -> None:
+    """Test-only fault injection: `STACKSHIFT_INJECT_FAULT=<phase>:<step>:<fail-before|fail-after|hold-after>`.
+    Unset in production; the fault-matrix tests set it to make a real run fail or stall at a chosen point."""
+    spec = os.environ.get(FAULT_VAR, "")
+    if not spec:
+        return
+    phase, step_id, mode = (spec.split(":") + ["", "", ""])[:3]
+    if (phase, step_id) != (step.phase, step.id) or not mode.endswith(when):
+        return
+    if mode.startswith("fail"):
+        raise RuntimeError(f"injected fault {spec}")
+    if mode.startswith("hold"):
+        marker = os.environ.get(FAULT_VAR + "_MARKER")
+        if marker:
+            Path(marker).write_text(spec)
+        time.sleep(600)
+
+
+def execute(step: Step, ctx: StepContext, on_done: Callable[[Outcome], None] | None = None) -> Outcome:
+    """Applies one step: journal first, then the change, then the journal again. A failure of any kind becomes the
+    step's own error; an interruption (SIGTERM, cancellation) is journalled and passes through unchanged."""
+    ctx.journal.begin(step.id, step.phase)
+    t0 = time.monotonic()
+    try:
+        _inject(step, "before")
+        detail = step.apply(ctx) or ""
+        _inject(step, "after")
+    except Exception as exc:
+        err = step.failure(exc)
+        ctx.journal.end(step.id, False, str(err))
+        log.error("%s failed after %.2f s: %s", step.id, time.monotonic() - t0, err)
+        raise err from (None if err is exc else exc)
+    except BaseException as exc:
+        ctx.journal.end(step.id, False, f"interrupted ({type(exc).__name__})")
+        raise
+    ctx.journal.end(step.id, True, detail)
+    outcome = Outcome(step.id, step.phase, step.title, time.monotonic() - t0, detail)
+    log.info("%s: %s (%.2f s) %s", step.id, step.title, outcome.seconds, detail)
+    if on_done:
+        on_done(outcome)
+    return outcome

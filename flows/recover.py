@@ -1,0 +1,22 @@
+"""The recover flow: under the environment's lock, finish or roll back a run whose runner died."""
+from __future__ import annotations
+
+from prefect import flow
+
+from flows import runbook
+from flows.upgrade import _run_id, load_environment
+from prefect.runtime import flow_run
+from tasks.locking import environment_lock
+
+
+@flow(name="recover", log_prints=False)
+def recover(environment: str) -> list[dict]:
+    """Finish or roll back an interrupted upgrade of one environment, whichever is safe, and say which.
+
+    Args:
+        environment: Name of the `stack-environment` block whose interrupted run to recover.
+    """
+    cfg = load_environment(environment)
+    run_id = _run_id()
+    with environment_lock(cfg, environment, run_id, flow_run.id):
+        return runbook.recover_interrupted(cfg, environment, by=f"recover run {run_id}")

@@ -1,0 +1,218 @@
+"""The runbook the flows follow, in named steps: open the run, cut over (rolling back on any failure), finish,
+recover an interrupted run. Each step of the plan runs as its own task (tasks/steps.py); the journal on disk is
+what survives the process."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from core import backup as bk
+from core import recovery
+from core import report
+from core import steps as st
+from core.errors import RollbackFailed, StepFailed, UpgradeError, UpgradeInterrupted
+from core.journal import JOURNAL, PLAN, Journal
+from core.plan import Facts, Plan, build_plan
+from core.stackio import StackIO
+from tasks._common import TASK_DEFAULTS, artifact_key
+from tasks.steps import Progress, step_task
+
+log = logging.getLogger("stackshift")
+
+
+def open_run(plan: Plan, cfg, flow_run_id: str | None) -> st.StepContext:
+    """Creates the run folder (0700) with the plan's facts and a fresh journal, before the first change."""
+    f = plan.facts
+    f.run_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+    f.save(f.run_dir / PLAN)
+    journal = Journal(
+        path=f.run_dir / JOURNAL, run=f.run_id, environment=f.environment, project=f.project,
+        target={"ref": f.target_ref, "commit": f.target_commit, "heads": f.target_heads, "images": f.target_images},
+        previous={"commit": f.current_commit, "images": f.current_images, "revision": f.db_revision},
+        rollback_points={db: p for db, p in next(s for s in plan.cutover if s.id == "rollback-point").databases},
+        flow_run_id=flow_run_id,
+    )
+    journal.save()
+    return context_for(f, cfg, journal)
+
+
+def context_for(facts: Facts, cfg, journal: Journal) -> st.StepContext:
+    return st.StepContext(facts, StackIO(cfg, facts.project), journal,
+                          keep_failed_database=bool(getattr(cfg, "keep_failed_database", False)))
+
+
+@contextmanager
+def signals_deferred():
+    """While a rollback runs, SIGTERM and SIGINT are noted, not obeyed: stopping it halfway would leave the stack
+    neither old nor new. (A SIGKILL still ends it; the journal then lets `recover` finish the job.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum, frame):
+        log.warning("Signal %s received during the rollback: the rollback finishes first.", signum)
+
+    old = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _reason(exc: BaseException, journal: Journal) -> str:
+    if isinstance(exc, UpgradeError):
+        return str(exc)
+    last = journal.last
+    where = f" during {last.id!r}" if last else ""
+    return f"interrupted by {type(exc).__name__}{where} (a SIGTERM, a cancel from the UI or Prefect's cancellation)"
+
+
+def cut_over(plan: Plan, ctx: st.StepContext, after: st.Outcome) -> st.Outcome:
+    """Every cutover and verify step, each its own task run. On any failure, of any kind (a step's error, a bug,
+    SIGTERM, Prefect's cancellation), the stack is rolled back before the error goes on."""
+    progress = Progress(ctx.facts.environment, len(plan.cutover) + len(plan.verify))
+    try:
+        for step in plan.cutover + plan.verify:
+            after = step_task(step)(ctx, step, after)
+            progress.advance()
+        return after
+    except BaseException as exc:
+        reason = _reason(exc, ctx.journal)
+        log.error("Upgrade failed: %s. Rolling back to %s.", reason, ctx.facts.current_commit[:12])
+        with signals_deferred():
+            roll_back(plan, ctx, reason)
+        if isinstance(exc, UpgradeError):
+            raise
+        raise UpgradeInterrupted(f"{reason}; rolled back to {ctx.facts.current_commit[:12]}, the previous version "
+                                 f"is serving and verified") from exc
+
+
+def walk(steps: list[st.Step], ctx: st.StepContext) -> None:
+    """Runs steps as task runs; if Prefect itself fails (its server stopped, say), the same steps run directly:
+    the journal, not Prefect, is what the stack's safety rests on."""
+    direct, after = False, None
+    for step in steps:
+        if not direct:
+            try:
+                after = step_task(step)(ctx, step, after)
+                continue
+            except StepFailed:
+                raise
+            except Exception as exc:
+                log.warning("Prefect could not run %s as a task (%s: %s); running the remaining steps directly.",
+                            step.id, type(exc).__name__, exc)
+                direct = True
+        st.execute(step, ctx)
+
+
+def roll_back(plan: Plan, ctx: st.StepContext, reason: str) -> None:
+    """Brings the previous version back: compose files, .env, images by digest, database at the rollback point,
+    verified, then nothing left behind. Raises RollbackFailed (journal left open for `recover`) if it cannot."""
+    ctx.journal.enter("rollback")
+    try:
+        walk(plan.rollback, ctx)
+    except StepFailed as exc:
+        ctx.journal.close("rollback-failed", f"{reason}; rollback failed: {exc}")
+        raise RollbackFailed(
+            f"Rollback failed ({exc}) after the upgrade failed ({reason}). Run `./stackshift recover --environment "
+            f"{ctx.facts.environment}` to retry it; the backup in {ctx.facts.run_dir} has pg_dump files and the "
+            f"previous compose/.env, and the rollback points {', '.join(ctx.journal.rollback_points.values())} are "
+            f"kept until a rollback completes.") from None
+    ctx.journal.close("rolled-back", f"{reason}; rolled back to {ctx.facts.current_commit[:12]}")
+
+
+def finish(plan: Plan, ctx: st.StepContext, retention: int) -> None:
+    """After a verified upgrade: drop the rollback points (the pg_dump stays), prune old backups."""
+    ctx.journal.enter("finish")
+    walk(plan.finish, ctx)
+    ctx.journal.close("completed", f"upgraded to {ctx.facts.target_ref}")
+    bk.prune(ctx.facts.run_dir.parent, retention)
+
+
+def abandon(ctx: st.StepContext, exc: BaseException) -> None:
+    """A failure before the cutover: nothing of the stack changed; the journal says so and the run is closed."""
+    ctx.journal.close("abandoned", f"stopped before the cutover, nothing changed: {_reason(exc, ctx.journal)}")
+
+
+@task(name="publish-report", **TASK_DEFAULTS)
+def publish_report(ctx: st.StepContext, outcome: str) -> None:
+    env = ctx.facts.environment
+    create_markdown_artifact(key=artifact_key(env, "timeline"), markdown=report.timeline_markdown(ctx.journal, outcome),
+                             description=f"Timeline and downtime: {outcome}")
+    if ctx.verifications:
+        create_markdown_artifact(key=artifact_key(env, "verification"),
+                                 markdown=report.verification_markdown(ctx.verifications),
+                                 description="Verification results")
+
+
+# --- recovery -------------------------------------------------------------------------------------------------
+def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
+    """Finishes or rolls back every run of this stack whose journal is still open (its runner died), whichever is
+    safe, and says which. Called under the environment's lock, by `recover` and before every upgrade."""
+    results = []
+    for journal in Journal.open_runs(Path(cfg.backup_dir) / cfg.project_name):
+        facts = Facts.load(journal.path.parent / PLAN)
+        plan = build_plan(facts, facts.run_id)
+        ctx = context_for(facts, cfg, journal)
+        removed = ctx.io.remove_stack_containers()  # a migration still running must not race the recovery
+        try:
+            revisions = ctx.io.revisions(facts.db_name)
+        except UpgradeError:
+            revisions = None
+        decision = recovery.decide(journal, revisions, facts.target_heads)
+        log.warning("Recovering %s: %s → %s (%s)", journal.summary(), decision.action, decision.reason,
+                    f"{removed} leftover container(s) removed" if removed else "no leftover container")
+        outcome = _recover_one(plan, ctx, decision)
+        message = f"{journal.summary()}; recovered by {by}: {outcome}"
+        mark_interrupted_run(journal.flow_run_id, message)
+        create_markdown_artifact(key=artifact_key(environment, "recovery"),
+                                 markdown=f"# Recovery of {environment}\n\n- run: `{journal.run}` "
+                                          f"(flow run `{journal.flow_run_id}`)\n- found: {journal.summary()}\n"
+                                          f"- decision: **{decision.action}**: {decision.reason}\n"
+                                          f"- outcome: {outcome}\n",
+                                 description=f"Recovery: {decision.action}")
+        publish_report(ctx, f"recovered ({decision.action}): {outcome}")
+        results.append({"run": journal.run, "action": decision.action, "reason": decision.reason, "outcome": outcome})
+    return results
+
+
+def _recover_one(plan: Plan, ctx: st.StepContext, decision: recovery.Decision) -> str:
+    j, f = ctx.journal, ctx.facts
+    if decision.action == recovery.NOTHING:
+        walk(plan.finish, ctx)
+        j.close("abandoned", decision.reason)
+        return "nothing had changed; leftovers removed"
+    if decision.action == recovery.FINISH:
+        try:
+            walk(plan.after("migrate") + plan.verify, ctx)
+            j.enter("finish")
+            walk(plan.finish, ctx)
+            j.close("recovered-forward", f"finished the upgrade to {f.target_ref}")
+            return f"finished the upgrade: {f.target_ref} is serving and verified"
+        except StepFailed as exc:
+            decision = recovery.Decision(recovery.ROLLBACK, f"finishing failed ({exc})")
+    roll_back(plan, ctx, f"recovery: {decision.reason}")
+    return f"rolled back: {f.current_commit[:12]} (the previous version) is serving and verified"
+
+
+def mark_interrupted_run(flow_run_id: str | None, message: str) -> None:
+    """Gives the dead run a final state that says what happened (a killed CLI run would stay Running forever)."""
+    if not flow_run_id:
+        return
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Crashed
+
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+            if state is None or state.type.value not in ("COMPLETED", "FAILED", "CANCELLED"):
+                client.set_flow_run_state(flow_run_id, Crashed(message=message[:2000]), force=True)
+    except Exception as exc:
+        log.warning("Could not update the interrupted flow run %s (%s)", flow_run_id, type(exc).__name__)

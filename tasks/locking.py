@@ -1,0 +1,75 @@
+"""The environment's lock, whoever starts the run: the kernel's file lock decides, the Prefect UI shows it.
+
+`environment_lock` takes the stack's `flock` (core.lock) first: that is the lock. Then, for people watching the UI,
+it occupies the one slot of a global concurrency limit `stackshift-<environment>` (Concurrency page), held by this
+flow run. That slot is best effort: if the Prefect server is down, restarted or the lease cannot be renewed, the
+cutover goes on (a lost lease never cancels it); and a slot still leased to a dead holder (it expires within about
+a minute) does not block a run the file lock let through.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from uuid import UUID
+
+from core.lock import StackLock, lock_path
+
+log = logging.getLogger("stackshift")
+LEASE_SECONDS = 60
+
+
+def limit_name(environment: str) -> str:
+    return f"stackshift-{environment}".lower().replace("_", "-")
+
+
+def ensure_limit(environment: str) -> None:
+    """Creates the environment's global concurrency limit (1 slot) if it does not exist."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(limit_name(environment))
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit_name(environment), limit=1))
+
+
+@contextmanager
+def _ui_slot(environment: str, flow_run_id: str | None):
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.concurrency._leases import maintain_concurrency_lease
+    from prefect.concurrency._sync import acquire_concurrency_slots_with_lease, release_concurrency_slots_with_lease
+
+    lease = None
+    try:
+        ensure_limit(environment)
+        holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(flow_run_id)) if flow_run_id else None
+        lease = acquire_concurrency_slots_with_lease([limit_name(environment)], 1, timeout_seconds=3,
+                                                     lease_duration=LEASE_SECONDS, strict=True, holder=holder,
+                                                     suppress_warnings=True).lease_id
+    except Exception as exc:
+        log.warning("The UI's concurrency slot %s was not taken (%s); the file lock holds the environment anyway.",
+                    limit_name(environment), type(exc).__name__)
+    if lease is None:
+        yield
+        return
+    try:
+        with maintain_concurrency_lease(lease, LEASE_SECONDS, raise_on_lease_renewal_failure=False,
+                                        suppress_warnings=True):
+            yield
+    finally:
+        try:
+            release_concurrency_slots_with_lease(lease)
+        except Exception as exc:
+            log.warning("Could not release the UI's concurrency slot (%s); its lease expires by itself.",
+                        type(exc).__name__)
+
+
+@contextmanager
+def environment_lock(cfg, environment: str, run: str, flow_run_id: str | None):
+    """Holds the stack's lock for the whole run, or raises StackLocked at once (naming the holder)."""
+    with StackLock(lock_path(cfg.backup_dir, cfg.project_name),
+                   {"run": run, "flow_run": flow_run_id, "environment": environment}):
+        with _ui_slot(environment, flow_run_id):
+            yield

@@ -1,0 +1,41 @@
+"""Each step of the plan as its own task run, named for what it does (`compose-up`, `migrate`, `verify-health`,
+`rollback-restore-db`, …), so the Prefect UI shows the cutover and any rollback step by step."""
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from core import steps as st
+from tasks._common import TASK_DEFAULTS, artifact_key
+
+
+@task(name="step", **TASK_DEFAULTS)
+def _apply(ctx: st.StepContext, step: st.Step, after: st.Outcome | None = None) -> st.Outcome:
+    """Applies one step of the plan (journalled before and after); raises the step's own error on failure."""
+    return st.execute(step, ctx)
+
+
+def step_task(step: st.Step):
+    """The task that applies `step`, named after it. No retries: each step is applied once; recovery re-runs
+    steps only through the journal."""
+    return _apply.with_options(name=step.task_name, task_run_name=step.task_name)
+
+
+class Progress:
+    """A progress artifact that moves through the cutover (0–100 %). Best effort: never fails a step."""
+
+    def __init__(self, environment: str, total: int):
+        self.total, self.done, self.id = max(total, 1), 0, None
+        try:
+            self.id = create_progress_artifact(progress=0.0, key=artifact_key(environment, "progress"),
+                                               description=f"Cutover of {environment}")
+        except Exception:
+            self.id = None
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.id is not None:
+            try:
+                update_progress_artifact(self.id, progress=round(100.0 * self.done / self.total, 1))
+            except Exception:
+                pass
