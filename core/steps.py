@@ -383,21 +383,21 @@ class Cleanup(Step):
 
 # --- the walker -----------------------------------------------------------------------------------------------
 def _inject(step: Step, when: str) -> None:
-    """Test-only fault injection: `STACKSHIFT_INJECT_FAULT=<phase>:<step>:<fail-before|fail-after|hold-after>`.
-    Unset in production; the fault-matrix tests set it to make a real run fail or stall at a chosen point."""
-    spec = os.environ.get(FAULT_VAR, "")
-    if not spec:
-        return
-    phase, step_id, mode = (spec.split(":") + ["", "", ""])[:3]
-    if (phase, step_id) != (step.phase, step.id) or not mode.endswith(when):
-        return
-    if mode.startswith("fail"):
-        raise RuntimeError(f"injected fault {spec}")
-    if mode.startswith("hold"):
-        marker = os.environ.get(FAULT_VAR + "_MARKER")
-        if marker:
-            Path(marker).write_text(spec)
-        time.sleep(600)
+    """Test-only fault injection, unset in production. `STACKSHIFT_INJECT_FAULT` holds comma-separated
+    `<phase>:<step>:<mode>` with mode `fail-before`, `fail-after` (raise) or `hold-after` (write the spec into the
+    file `STACKSHIFT_INJECT_FAULT_MARKER` and wait until that file is deleted). The fault-matrix tests use it to make
+    a real run fail, or stall where they kill it."""
+    for spec in filter(None, os.environ.get(FAULT_VAR, "").split(",")):
+        phase, step_id, mode = (spec.split(":") + ["", "", ""])[:3]
+        if (phase, step_id) != (step.phase, step.id) or not mode.endswith(when):
+            continue
+        if mode.startswith("fail"):
+            raise RuntimeError(f"injected fault {spec}")
+        marker = Path(os.environ[FAULT_VAR + "_MARKER"])
+        marker.write_text(spec)
+        deadline = time.monotonic() + 600
+        while marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def execute(step: Step, ctx: StepContext, on_done: Callable[[Outcome], None] | None = None) -> Outcome:

@@ -157,6 +157,7 @@ def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
     """Finishes or rolls back every run of this stack whose journal is still open (its runner died), whichever is
     safe, and says which. Called under the environment's lock, by `recover` and before every upgrade."""
     results = []
+    reconcile_run_states(Path(cfg.backup_dir) / cfg.project_name)
     for journal in Journal.open_runs(Path(cfg.backup_dir) / cfg.project_name):
         facts = Facts.load(journal.path.parent / PLAN)
         plan = build_plan(facts, facts.run_id)
@@ -202,17 +203,40 @@ def _recover_one(plan: Plan, ctx: st.StepContext, decision: recovery.Decision) -
     return f"rolled back: {f.current_commit[:12]} (the previous version) is serving and verified"
 
 
-def mark_interrupted_run(flow_run_id: str | None, message: str) -> None:
-    """Gives the dead run a final state that says what happened (a killed CLI run would stay Running forever)."""
-    if not flow_run_id:
-        return
+def reconcile_run_states(project_dir: Path, newest: int = 10) -> None:
+    """A run whose journal closed while the Prefect server was down stays Running there; give it the final state
+    its journal records (Completed, or Failed with the reason)."""
+    import time
+
+    from prefect.states import Completed, Failed
+
+    for path in sorted(project_dir.glob(f"*/{JOURNAL}"))[-newest:]:
+        try:
+            j = Journal.load(path)
+        except (OSError, ValueError, TypeError):
+            continue
+        if j.status == "running" or not j.flow_run_id or time.time() - path.stat().st_mtime < 30:
+            continue
+        ok = j.status in ("completed", "recovered-forward")
+        _set_state_if_open(j.flow_run_id, (Completed if ok else Failed)(message=j.outcome[:2000]), crashed=False)
+
+
+def _set_state_if_open(flow_run_id: str, state, crashed: bool) -> None:
     try:
         from prefect.client.orchestration import get_client
-        from prefect.states import Crashed
 
         with get_client(sync_client=True) as client:
-            state = client.read_flow_run(flow_run_id).state
-            if state is None or state.type.value not in ("COMPLETED", "FAILED", "CANCELLED"):
-                client.set_flow_run_state(flow_run_id, Crashed(message=message[:2000]), force=True)
+            current = client.read_flow_run(flow_run_id).state
+            final = ("COMPLETED", "FAILED", "CANCELLED") + (() if crashed else ("CRASHED",))
+            if current is None or current.type.value not in final:
+                client.set_flow_run_state(flow_run_id, state, force=True)
     except Exception as exc:
-        log.warning("Could not update the interrupted flow run %s (%s)", flow_run_id, type(exc).__name__)
+        log.warning("Could not update flow run %s (%s)", flow_run_id, type(exc).__name__)
+
+
+def mark_interrupted_run(flow_run_id: str | None, message: str) -> None:
+    """Gives the dead run a final state that says what happened (a killed CLI run would stay Running forever)."""
+    if flow_run_id:
+        from prefect.states import Crashed
+
+        _set_state_if_open(flow_run_id, Crashed(message=message[:2000]), crashed=True)

@@ -1,0 +1,241 @@
+"""The fault matrix: real upgrades v1 → v2 through `./stackshift upgrade` (a process of its own), each hit by one fault:
+an injected failure at every cutover step and at two rollback steps, SIGKILL of the runner during five steps (then
+`./stackshift recover`), a SIGTERM (what a cancel from Prefect sends) during the migration, and the Prefect server
+stopped during the cutover. After each the stack is fully v1 or fully v2, healthy, every seeded row identical, a
+write made after the online dump still there, no leftover database or container, and the run's state says what
+happened.
+
+The faults are injected with `STACKSHIFT_INJECT_FAULT` (core/steps.py `_inject`): a real step raises, or the real
+runner stalls right after a step's effect, before the journal records it done, which is where it is killed."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from core.journal import Journal
+from lab import stack
+from lab.demo.releases import HEADS
+from tests.e2e.helpers import databases, head, revision, services
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = stack.LAB_HOME / "logs" / "fault-matrix.tsv"
+DUMPED = "backup:manifest:hold-after"  # the online dump is done: the test writes through the app here
+
+
+def cli(*args: str, fault: str = "", marker: Path | None = None) -> subprocess.Popen:
+    env = os.environ | {"STACKSHIFT_INJECT_FAULT": fault, "STACKSHIFT_INJECT_FAULT_MARKER": str(marker or "")}
+    return subprocess.Popen([str(ROOT / "stackshift"), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_marker(marker: Path, spec: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if marker.exists() and marker.read_text() == spec:
+            return
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the runner ended (exit {proc.returncode}) before reaching {spec}: {err[-2000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"the runner never reached {spec}")
+
+
+def write_through_the_app(dep) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{dep.api_port}/items", data=json.dumps({"name": "late"}).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())["id"]
+
+
+def journal_of(dep) -> Journal:
+    (path,) = sorted((dep.backup_dir / dep.name).glob("*/journal.json"))[-1:]
+    return Journal.load(path)
+
+
+def flow_run_state(flow_run_id: str):
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state
+
+
+def leftover_containers(dep) -> list[str]:
+    return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.stackshift.stack={dep.name}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
+def assert_whole(dep, before: dict, late_id: int, v1_commit: str, v2_commit: str) -> str:
+    """The stack is fully on one version, healthy, with every row; returns which version."""
+    svc = services(dep)
+    version = (dep.api_health() or {}).get("version")
+    assert all(s.ok for s in svc.values()), {k: (v.state, v.health) for k, v in svc.items()}
+    if version == "1.0.0":
+        assert set(svc) == {"api", "worker", "db"} and head(dep) == v1_commit and revision(dep) == [HEADS["1.0.0"]]
+        assert "DB_HOST=db\n" in (dep.compose_dir / ".env").read_text()
+    else:
+        assert version == "2.0.0", f"api reports {version!r}"
+        assert set(svc) == {"api", "worker", "db_postgres"} and head(dep) == v2_commit
+        assert revision(dep) == [HEADS["2.0.0"]]
+        assert "DB_HOST=db_postgres\n" in (dep.compose_dir / ".env").read_text()
+    assert stack.checksums(dep) == before, "every row identical, the late one included"
+    with dep.connect() as conn:
+        assert conn.execute("SELECT name FROM accounts WHERE id = %s", (late_id,)).fetchone() == ("late",), \
+            "a write made after the online dump survives"
+    assert databases(dep) == {"postgres", "app"}, "no rollback point or failed state left behind"
+    assert leftover_containers(dep) == [], "no one-off container left behind"
+    assert not list((dep.backup_dir / dep.name).glob(".scratch-*")), "no scratch folder left behind"
+    assert Journal.open_runs(dep.backup_dir / dep.name) == [], "every journal closed"
+    return version
+
+
+def record(fault: str, end: str, seconds: float | None, state: str) -> None:
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    with REPORT.open("a") as f:
+        f.write(f"{fault}\t{end}\t{'' if seconds is None else f'{seconds:.1f}'}\t{state}\n")
+
+
+def start_upgrade(dep, tmp_path: Path, fault: str):
+    """Starts the upgrade with `fault`, makes a write through the app once the online dump is done, lets it go on."""
+    marker = tmp_path / "marker"
+    proc = cli("upgrade", "--environment", dep.name, "--target", "v2.0.0", fault=f"{DUMPED},{fault}", marker=marker)
+    wait_for_marker(marker, DUMPED, proc)
+    late_id = write_through_the_app(dep)
+    rows = stack.checksums(dep)  # the seeded rows and the late one: what every end state must hold
+    marker.unlink()
+    return proc, marker, late_id, rows
+
+
+def recover(dep) -> tuple[str, float]:
+    t0 = time.monotonic()
+    done = subprocess.run([str(ROOT / "stackshift"), "recover", "--environment", dep.name], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout, time.monotonic() - t0
+
+
+@pytest.fixture
+def v1(make_deployment):
+    dep = make_deployment(rows=20_000)
+    v1_commit = head(dep)
+    v2_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "v2.0.0^{commit}"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    return dep, stack.checksums(dep), v1_commit, v2_commit
+
+
+CUTOVER_FAULTS = [("cutover", s) for s in ("stop-writers", "rollback-point", "checkout-target", "install-env",
+                                            "remove-retired", "start-db", "migrate", "start-target")] + [("verify", "verify")]
+
+
+@pytest.mark.parametrize("phase, step", CUTOVER_FAULTS, ids=[s for _, s in CUTOVER_FAULTS])
+def test_a_failure_at_each_cutover_step_rolls_back_to_v1(v1, tmp_path, phase, step):
+    dep, before, v1_commit, v2_commit = v1
+    proc, _, late_id, before = start_upgrade(dep, tmp_path, f"{phase}:{step}:fail-before")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err[-3000:]
+    assert f"{step}: unexpected RuntimeError: injected fault" in err
+    assert assert_whole(dep, before, late_id, v1_commit, v2_commit) == "1.0.0"
+    j = journal_of(dep)
+    assert j.status == "rolled-back" and j.ever_done("cleanup", "rollback")
+    state = flow_run_state(j.flow_run_id)
+    assert state.is_failed() and "injected fault" in state.message
+    record(f"failure at {step}", "v1 (rolled back)", None, f"{state.name}: {state.message[:80]}")
+
+
+@pytest.mark.parametrize("cutover_step, rollback_step", [("migrate", "restore-db"), ("start-target", "start-previous")])
+def test_a_failure_during_the_rollback_is_finished_by_recover(v1, tmp_path, cutover_step, rollback_step):
+    dep, before, v1_commit, v2_commit = v1
+    proc, _, late_id, before = start_upgrade(dep, tmp_path, f"cutover:{cutover_step}:fail-before,"
+                                                    f"rollback:{rollback_step}:fail-before")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1 and "RollbackFailed" in err and "stackshift recover --environment" in err
+    assert journal_of(dep).status == "rollback-failed"
+    said, seconds = recover(dep)
+    assert "rollback" in said and "rolled back" in said
+    assert assert_whole(dep, before, late_id, v1_commit, v2_commit) == "1.0.0"
+    state = flow_run_state(journal_of(dep).flow_run_id)
+    assert state.is_failed() and "Rollback failed" in state.message
+    record(f"failure at {cutover_step}, then at rollback {rollback_step}", "v1 (after recover)", seconds,
+           f"{state.name}: RollbackFailed, then recover")
+
+
+KILLS = [("stop-writers", "1.0.0"), ("rollback-point", "1.0.0"), ("start-db", "1.0.0"), ("migrate", "1.0.0"),
+         ("start-target", "2.0.0")]
+
+
+@pytest.mark.parametrize("step, ends_on", KILLS, ids=[s for s, _ in KILLS])
+def test_sigkill_of_the_runner_then_recover(v1, tmp_path, step, ends_on):
+    dep, before, v1_commit, v2_commit = v1
+    spec = f"cutover:{step}:hold-after"
+    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec)
+    wait_for_marker(marker, spec, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert journal_of(dep).status == "running", "the dead runner left its journal open"
+    said, seconds = recover(dep)
+    assert ("finished the upgrade" if ends_on == "2.0.0" else "rolled back") in said
+    assert assert_whole(dep, before, late_id, v1_commit, v2_commit) == ends_on
+    state = flow_run_state(journal_of(dep).flow_run_id)
+    assert state.is_crashed() and "recovered by recover run" in state.message
+    record(f"SIGKILL during {step}", f"v{ends_on[0]} ({'finished' if ends_on == '2.0.0' else 'rolled back'} by "
+                                     f"recover)", seconds, f"{state.name}: {state.message[:80]}")
+
+
+def test_sigterm_during_the_migration_rolls_back_before_exiting(v1, tmp_path):
+    dep, before, v1_commit, v2_commit = v1
+    spec = "cutover:migrate:hold-after"
+    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec)
+    wait_for_marker(marker, spec, proc)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=600)
+    seconds = time.monotonic() - t0
+    assert proc.returncode != 0
+    assert assert_whole(dep, before, late_id, v1_commit, v2_commit) == "1.0.0"
+    j = journal_of(dep)
+    assert j.status == "rolled-back" and "TerminationSignal" in j.outcome
+    state = flow_run_state(j.flow_run_id)
+    assert state.is_failed() and "UpgradeInterrupted" in state.message and "rolled back" in state.message
+    record("SIGTERM (a cancel) during migrate", "v1 (rolled back by the runner)", seconds,
+           f"{state.name}: {state.message[:80]}")
+
+
+def _prefect_up() -> bool:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:4200/api/health", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_prefect_server_stopped_during_the_cutover(v1, tmp_path):
+    dep, before, v1_commit, v2_commit = v1
+    spec = "cutover:stop-writers:hold-after"
+    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec)
+    wait_for_marker(marker, spec, proc)
+    subprocess.run(["pkill", "-f", "prefect server start"], check=False)
+    for _ in range(100):
+        if not _prefect_up():
+            break
+        time.sleep(0.2)
+    assert not _prefect_up()
+    marker.unlink()
+    try:
+        proc.communicate(timeout=600)
+    finally:
+        subprocess.run([str(ROOT / "lab" / "setup")], check=True, capture_output=True)
+    assert _prefect_up()
+    j = journal_of(dep)
+    assert j.status in ("completed", "rolled-back"), j.status
+    said, seconds = recover(dep)  # gives the run the final state its journal records
+    version = assert_whole(dep, before, late_id, v1_commit, v2_commit)
+    state = flow_run_state(j.flow_run_id)
+    assert state.is_final() and (state.is_completed() == (j.status == "completed"))
+    record("Prefect server stopped during the cutover", f"v{version[0]} ({j.status}, without the server)", None,
+           f"{state.name}: {(state.message or '')[:80]}")

@@ -1,0 +1,189 @@
+"""The step types with a stubbed I/O (`StubIO`, a stand-in for the Docker engine and PostgreSQL, named so): each
+failure class, the journal before and after, the restore with and without a rollback point, RollbackFailed, and an
+exception that is not stackshift's."""
+import subprocess
+
+import pytest
+
+from core import recovery
+from core import steps as st
+from core.errors import (CheckoutFailed, CommandFailed, CommandTimedOut, HealthCheckFailed, MigrationFailed,
+                         RestoreFailed, RollbackFailed, RollbackPointFailed, StopFailed)
+from core.journal import Journal
+from core.plan import build_plan
+from core.verify import CheckResult
+from tests.unit.test_plan import facts
+
+
+class StubIO:
+    """Stand-in for StackIO: records commands and SQL, fails where told."""
+
+    def __init__(self, fail_on: str | None = None, exc: Exception | None = None, dbs=("postgres", "app", "plugin")):
+        self.fail_on, self.exc = fail_on, exc
+        self.commands, self.statements = [], []
+        self.dbs = set(dbs)
+
+    def run(self, cmd, *, db_password=False):
+        self.commands.append(cmd.argv)
+        if self.fail_on and self.fail_on in cmd.argv:
+            raise self.exc or CommandFailed(cmd.argv, 1, "Traceback...\nsqlalchemy.exc.IntegrityError: check failed")
+        out = '{"Service":"api","Name":"a","State":"running","Health":"healthy","Image":"r/app:2"}' \
+            if "ps" in cmd.argv else ""
+        return subprocess.CompletedProcess(cmd.argv, 0, out, "")
+
+    def sql(self, statements):
+        for s in statements:
+            self.statements.append(s)
+            if self.fail_on and self.fail_on in s:
+                raise self.exc or RuntimeError("permission denied to create database")
+            words = s.split()
+            if s.startswith("CREATE DATABASE"):
+                self.dbs.add(words[2].strip('"'))
+            elif s.startswith("DROP DATABASE"):
+                self.dbs.discard(words[-1].strip('"'))
+            elif s.startswith("ALTER DATABASE"):
+                self.dbs.discard(words[2].strip('"'))
+                self.dbs.add(words[-1].strip('"'))
+
+    def databases(self):
+        return set(self.dbs)
+
+    def revisions(self, dbname):
+        return ["r2"]
+
+    def wait_for_database(self):
+        pass
+
+    def http_checks(self, expected_version):
+        return [CheckResult("api", True, "200")]
+
+    def remove_stack_containers(self):
+        return 0
+
+    def drop_probe_schemas(self):
+        return []
+
+
+def ctx_for(tmp_path, io, **over):
+    f = facts(run_dir=tmp_path / "run", run_id="run1", **over)
+    f.run_dir.mkdir()
+    j = Journal(path=f.run_dir / "journal.json", run="run1", environment="staging", project="dify",
+                target={"ref": "v2"}, previous={}, rollback_points={})
+    return build_plan(f, "run1"), st.StepContext(f, io, j)
+
+
+def step(plan, step_id):
+    return next(s for lst in plan.lists().values() for s in lst if s.id == step_id)
+
+
+@pytest.mark.parametrize("step_id, needle, error", [
+    ("stop-writers", "stop", StopFailed),
+    ("checkout-target", "checkout", CheckoutFailed),
+    ("migrate", "run", MigrationFailed),
+    ("start-target", "--remove-orphans", HealthCheckFailed),
+])
+def test_each_command_step_fails_with_its_own_class_and_journals_it(tmp_path, step_id, needle, error):
+    plan, ctx = ctx_for(tmp_path, StubIO(fail_on=needle))
+    with pytest.raises(error) as raised:
+        st.execute(step(plan, step_id), ctx)
+    assert raised.value.step_id == step_id
+    assert "IntegrityError: check failed" in str(raised.value), "the line a person needs, not the traceback"
+    assert raised.value.advice in str(raised.value)
+    rec = Journal.load(ctx.journal.path).record(step_id)
+    assert rec.state == "failed" and rec.ended is not None
+
+
+def test_the_rollback_point_fails_with_its_class_and_a_non_stackshift_exception_is_named(tmp_path):
+    plan, ctx = ctx_for(tmp_path, StubIO(fail_on="CREATE DATABASE"))
+    with pytest.raises(RollbackPointFailed) as raised:
+        st.execute(step(plan, "rollback-point"), ctx)
+    assert "unexpected RuntimeError: permission denied" in str(raised.value)
+    assert "CREATEDB" in str(raised.value)
+
+
+def test_a_timeout_names_the_command_and_its_limit(tmp_path):
+    exc = CommandTimedOut(["docker", "compose", "run"], 3600)
+    plan, ctx = ctx_for(tmp_path, StubIO(fail_on="run", exc=exc))
+    with pytest.raises(MigrationFailed) as raised:
+        st.execute(step(plan, "migrate"), ctx)
+    assert "timeout of 3600 s" in str(raised.value) and "docker compose run" in str(raised.value)
+
+
+def test_an_interruption_is_journalled_and_passes_through_unchanged(tmp_path):
+    plan, ctx = ctx_for(tmp_path, StubIO(fail_on="run", exc=KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        st.execute(step(plan, "migrate"), ctx)
+    assert ctx.journal.record("migrate").detail == "interrupted (KeyboardInterrupt)"
+
+
+def test_restore_without_a_started_migration_touches_no_database(tmp_path):
+    io = StubIO()
+    plan, ctx = ctx_for(tmp_path, io)
+    st.execute(step(plan, "stop-writers"), ctx)
+    out = st.execute(step(plan, "restore-db"), ctx)
+    assert "never started" in out.detail and io.statements == []
+
+
+def test_restore_after_the_migration_renames_the_rollback_point_back_and_is_safe_to_repeat(tmp_path):
+    io = StubIO()
+    plan, ctx = ctx_for(tmp_path, io)
+    for sid in ("rollback-point", "migrate"):
+        st.execute(step(plan, sid), ctx)
+    st.execute(step(plan, "restore-db"), ctx)
+    assert 'ALTER DATABASE "app__ss_rb_run1" RENAME TO "app"' in io.statements
+    assert io.dbs == {"postgres", "app", "plugin", "app__ss_failed_run1", "plugin__ss_failed_run1"}
+    again = st.execute(step(plan, "restore-db"), ctx)  # a recovery repeating it after a crash
+    assert again.detail == "app already restored; plugin already restored"
+    st.execute(step(plan, "cleanup"), ctx)
+    assert io.dbs == {"postgres", "app", "plugin"}, "nothing left behind"
+
+
+def test_restore_refuses_when_the_migration_ran_without_a_complete_rollback_point(tmp_path):
+    plan, ctx = ctx_for(tmp_path, StubIO())
+    ctx.journal.begin("rollback-point", "cutover")  # started, never done (the runner died)
+    st.execute(step(plan, "migrate"), ctx)
+    with pytest.raises(RestoreFailed, match="no complete rollback point"):
+        st.execute(step(plan, "restore-db"), ctx)
+
+
+def test_a_failed_rollback_step_becomes_rollback_failed_and_leaves_the_journal_open(tmp_path, monkeypatch):
+    from flows import runbook
+
+    io = StubIO(fail_on="checkout")
+    plan, ctx = ctx_for(tmp_path, io)
+    monkeypatch.setattr(runbook, "step_task", lambda s: lambda ctx, s2, after=None: st.execute(s2, ctx))
+    with pytest.raises(RollbackFailed) as raised:
+        runbook.roll_back(plan, ctx, "migration failed")
+    assert "stackshift recover --environment staging" in str(raised.value)
+    j = Journal.load(ctx.journal.path)
+    assert j.status == "rollback-failed" and j in Journal.open_runs(tmp_path)
+
+
+def test_verify_fails_with_the_names_of_the_failing_checks(tmp_path):
+    io = StubIO()
+    io.revisions = lambda db: ["r1"]
+    plan, ctx = ctx_for(tmp_path, io)
+    with pytest.raises(HealthCheckFailed, match=r"database revision: alembic_version=\['r1'\], expected \['r2'\]"):
+        st.execute(step(plan, "verify"), ctx)
+
+
+@pytest.mark.parametrize("done, revisions, action", [
+    ([], None, recovery.NOTHING),
+    (["stop-writers"], ["r1"], recovery.ROLLBACK),
+    (["stop-writers", "rollback-point", "migrate"], ["r2"], recovery.FINISH),
+    (["stop-writers", "rollback-point", "migrate"], None, recovery.ROLLBACK),
+    (["stop-writers", "rollback-point"], ["r2"], recovery.ROLLBACK),
+])
+def test_recovery_finishes_only_a_completed_migration(tmp_path, done, revisions, action):
+    _, ctx = ctx_for(tmp_path, StubIO())
+    for sid in done:
+        ctx.journal.begin(sid, "cutover")
+        ctx.journal.end(sid, True)
+    assert recovery.decide(ctx.journal, revisions, ["r2"]).action == action
+
+
+def test_journal_writes_are_atomic_files_with_no_temporary_left(tmp_path):
+    _, ctx = ctx_for(tmp_path, StubIO())
+    ctx.journal.begin("stop-writers", "cutover")
+    assert sorted(p.name for p in ctx.journal.path.parent.iterdir()) == ["journal.json"]
+    assert Journal.load(ctx.journal.path).record("stop-writers").state == "started"
