@@ -56,6 +56,9 @@ def _env_sync(args: argparse.Namespace) -> int:
     from core import envfile, envmerge
     from core.errors import UpgradeError
 
+    if args.db_service and not args.compose_file:
+        print("stackshift env-sync: --db-service needs --compose-file (the services are read from it)", file=sys.stderr)
+        return 2
     secret_keys = frozenset(args.secret_key or [])
     try:
         texts = {label: envmerge.read_env_file(path, label) for label, path in (
@@ -235,8 +238,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(fn=_analyze_migrations)
     args = parser.parse_args(argv)
-    if args.fn is _env_sync and args.db_service and not args.compose_file:
-        parser.error("--db-service needs --compose-file (the services are read from it)")
     return args.fn(args)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core import envsecrets
 from core.envmerge import Change, ComposeRejectsEnv, MergeResult, parse
-from core.errors import NeededServiceInactive
+from core.errors import ComposeUnavailable, NeededServiceInactive
 
 PROFILES_KEY = "COMPOSE_PROFILES"
 PROBE_SERVICE = "stackshift-profiles-probe"
@@ -154,7 +154,8 @@ def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[st
     """Runs `docker compose config` of the target on `env_text` with every profile and the probe.
 
     Raises ComposeRejectsEnv when compose refuses the env (e.g. a `${VAR:?}` left empty); its message is
-    compose's, with every value in `secrets` replaced by ***.
+    compose's, with every value in `secrets` replaced by ***. Raises ComposeUnavailable when `docker` cannot
+    be run at all.
     """
     from core import commands as c
     from core.envfile import write_atomic
@@ -167,7 +168,10 @@ def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[st
         probe.write_text(json.dumps({"services": {PROBE_SERVICE: {
             "image": "scratch", "environment": {PROFILES_KEY: "${" + PROFILES_KEY + ":-}"}}}}))
         project = c.ComposeProject(Path(project_dir), (*map(Path, compose_files), probe), env, "stackshift-env-check")
-        done = run(c.compose_config_every_profile_json(project), check=False)
+        try:
+            done = run(c.compose_config_every_profile_json(project), check=False)
+        except OSError as exc:
+            raise ComposeUnavailable(exc.strerror or str(exc)) from None
     if done.returncode != 0:
         detail = scrub(error_line(done.stderr), secrets)
         files = ", ".join(str(f) for f in compose_files)

@@ -149,7 +149,8 @@ def parse(text: str, path: str = "<env>") -> EnvDoc:
             continue
         _refuse_misread_binding(b, path)
         if b.key in values:
-            raise EnvParseError(path, _first_line(b.original), f"duplicate key {b.key} (first on line {line_of[b.key]})")
+            raise EnvParseError(path, _first_line(b.original),
+                                f"duplicate key {b.key} (first on line {line_of[b.key]})")
         values[b.key] = b.value
         line_of[b.key] = _first_line(b.original)
         index[b.key] = len(lines)
@@ -265,16 +266,16 @@ def check_templates(user: EnvDoc, old: EnvDoc, new: EnvDoc) -> None:
     if shared < MIN_SHARED_BY_TEMPLATES * smaller:
         raise TemplateImplausible(new.path, f"it shares {shared} of its {len(new.values)} keys with the old template "
                                             f"{old.path} ({len(old.values)} keys)",
-                                  f"two releases of one .env.example share most keys (at least "
-                                  f"{MIN_SHARED_BY_TEMPLATES:.0%} of the smaller one's)")
+                                  f"two releases of one .env.example share far more (at least "
+                                  f"{MIN_SHARED_BY_TEMPLATES:.0%} of the smaller one's keys)")
     if len(user.values) < MIN_ENV_KEYS:
         return
     for doc, role in ((old, "old"), (new, "new")):
         known = len(user.values.keys() & doc.values.keys())
         if known < MIN_SHARED_WITH_ENV * len(user.values):
             raise TemplateImplausible(doc.path, f"it defines {known} of the {len(user.values)} keys of {user.path}",
-                                      f"the {role} template of the application the .env belongs to defines most "
-                                      f"of its keys (at least {MIN_SHARED_WITH_ENV:.0%})")
+                                      f"the {role} template of the application the .env belongs to defines far "
+                                      f"more of them (at least {MIN_SHARED_WITH_ENV:.0%})")
 
 
 @dataclass
@@ -293,14 +294,14 @@ class MergeResult:
     text: str
     changes: list[Change]
     unchanged: int
-    by_category: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # about the file as a whole (e.g. a dropped byte-order mark)
 
-    def __post_init__(self):
-        self.by_category = {c: [ch.key for ch in self.changes if ch.category == c] for c in CATEGORIES}
+    @property
+    def by_category(self) -> dict[str, list[str]]:
+        """Key names per category, every category present (a check may add a change after the merge)."""
+        return {c: [ch.key for ch in self.changes if ch.category == c] for c in CATEGORIES}
 
     def counts(self) -> dict[str, int]:
-        self.__post_init__()
         return {k: len(v) for k, v in self.by_category.items()} | {"unchanged": self.unchanged}
 
     def change(self, key: str) -> Change | None:
@@ -413,8 +414,8 @@ def masked_changes(result: MergeResult, extra_secret_keys: frozenset[str] = froz
     for c in result.changes:
         secret = is_secret(c.key, c.before, c.after, c.template_old, c.template_new, extra_keys=extra_secret_keys)
         rows.append({"key": c.key, "category": c.category, "before": envsecrets.shown(c.before, secret),
-                     "after": envsecrets.shown(c.after, secret), "new_default": envsecrets.shown(c.template_new, secret),
-                     "secret": secret, "note": c.note})
+                     "after": envsecrets.shown(c.after, secret),
+                     "new_default": envsecrets.shown(c.template_new, secret), "secret": secret, "note": c.note})
     return rows
 
 

@@ -293,3 +293,12 @@ class EnvFileUnwritable(EnvSyncError):
         super().__init__(f"Cannot write {path}: {detail}. Make {backup_dir} and the file's folder writable for this "
                          f"user (or run as the file's owner) and run again; the file is unchanged and no backup was "
                          f"left behind.")
+
+
+class ComposeUnavailable(EnvSyncError):
+    """`docker compose` cannot be run, so the merged env cannot be checked against the target's compose file."""
+
+    def __init__(self, detail: str):
+        super().__init__(f"Cannot run `docker compose` to check the merged env ({detail}). Install Docker with the "
+                         f"Compose v2 plugin (`docker compose version`), or leave out --compose-file; nothing was "
+                         f"written.")

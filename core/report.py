@@ -42,7 +42,10 @@ def env_markdown(environment: str, rows: list[dict], counts: dict[str, int]) -> 
              "| key | what happens | before | after | new default |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| `{r['key']}` | {r['category']} | {r['before']} | {r['after']} | {r['new_default']} |")
-    lines += ["", "Values of secret-looking keys are never shown."]
+    notes = [f"- `{r['key']}`: {r['note']}" for r in rows if r.get("note")]
+    if notes:
+        lines += ["", "## Notes", ""] + notes
+    lines += ["", "Values of secret-looking keys are never shown (see the README's 'Secret env keys')."]
     return "\n".join(lines)
 
 

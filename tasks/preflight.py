@@ -55,7 +55,8 @@ def env_sync(ctx: st.StepContext, after: st.Outcome | None = None) -> st.Outcome
     old_template = (saved / f.env_template).read_text() if (saved / f.env_template).exists() else \
         envsync.template_at(f.compose_dir, f.current_commit, f.env_template)
     new_template = envsync.template_at(f.compose_dir, f.target_commit, f.env_template)
-    merged = envsync.merge_for(saved / f.env_file, old_template, new_template)
+    required = envsync.required_at(f.compose_dir, f.target_commit, f.compose_files)
+    merged = envsync.merge_for(saved / f.env_file, old_template, new_template, required)
     staged = f.run_dir / st.MERGED_ENV
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:

@@ -38,8 +38,8 @@ PLANTED = ("operator-redis-pw-7Q", SA_KEY_BODY, "b3BlcmF0b3ItYXp1cmUta2V5LTlY", 
 def dify_env_with_real_secrets(tmp_path) -> Path:
     text = OLD.read_text().replace("CELERY_BROKER_URL=redis://:difyai123456@redis:6379/1",
                                    f"CELERY_BROKER_URL={REAL['CELERY_BROKER_URL']}")
-    text = text.replace("GOOGLE_STORAGE_SERVICE_ACCOUNT_JSON_BASE64=\n",
-                        f"GOOGLE_STORAGE_SERVICE_ACCOUNT_JSON_BASE64={REAL['GOOGLE_STORAGE_SERVICE_ACCOUNT_JSON_BASE64']}\n")
+    sa = "GOOGLE_STORAGE_SERVICE_ACCOUNT_JSON_BASE64"
+    text = text.replace(f"{sa}=\n", f"{sa}={REAL[sa]}\n")
     text += f"PLUGIN_AZURE_BLOB_STORAGE_CONNECTION_STRING={REAL['PLUGIN_AZURE_BLOB_STORAGE_CONNECTION_STRING']}\n"
     text += "".join(f"{k}={v}\n" for k, v in NEUTRAL.items())
     return operator_env(tmp_path, text)
@@ -179,3 +179,17 @@ def test_no_value_the_detector_marks_secret_appears_in_any_output(files):
     for key, value in merged_values.items():  # and any other value the detector would mark
         if value and len(value) >= 6 and envsecrets.is_secret(key, value):
             assert value not in text, key
+
+
+def test_the_compose_check_logs_and_prints_no_secret(tmp_path, caplog):
+    """With --compose-file, env-sync runs compose through the executor, which logs the command: paths only."""
+    import logging
+
+    env = dify_env_with_real_secrets(tmp_path)
+    compose = OLD.parent / "docker-compose.1.12.1.yaml"
+    with caplog.at_level(logging.DEBUG):
+        code, out, err = sync_in_process(["--env-file", str(env), "--old-template", str(OLD), "--new-template",
+                                          str(NEW), "--compose-file", str(compose), "--dry-run"])
+    assert code == 0, err
+    assert "run: docker compose" in caplog.text
+    assert not any(p in caplog.text + out + err for p in PLANTED)

@@ -8,14 +8,15 @@ import pytest
 
 from core import envcheck, envmerge, envsync
 from core.errors import NeededServiceInactive, PreflightError
+from core.report import env_markdown
 from tests.unit._env_helpers import CLEAN_ENV, COMPOSE_1_12_1, NEW, OLD, operator_env, snapshot, sync
 
 UNSTRUCTURED = "COMPOSE_PROFILES=${VECTOR_STORE:-weaviate},unstructured\n"  # what Dify 1.0.0's template suggests
 FIX = "COMPOSE_PROFILES=${VECTOR_STORE:-weaviate},unstructured,postgresql"
 
 
-def unstructured_env(tmp_path):
-    text = OLD.read_text()
+def unstructured_env(tmp_path, template=OLD):
+    text = template.read_text()
     assert "COMPOSE_PROFILES=${VECTOR_STORE:-weaviate}\n" in text
     return operator_env(tmp_path, text.replace("COMPOSE_PROFILES=${VECTOR_STORE:-weaviate}\n", UNSTRUCTURED))
 
@@ -27,10 +28,12 @@ def active_services(env, compose=COMPOSE_1_12_1) -> list[str]:
     return sorted(json.loads(done.stdout)["services"])
 
 
-def test_customized_compose_profiles_that_drops_the_database_is_refused_with_key_conflict_and_fix(tmp_path):
-    env = unstructured_env(tmp_path)
+@pytest.mark.parametrize("release", ["0.15.3", "1.0.0"])
+def test_customized_compose_profiles_that_drops_the_database_is_refused_with_key_conflict_and_fix(tmp_path, release):
+    old = OLD.parent / f"env.example.{release}"
+    env = unstructured_env(tmp_path, old)
     before = snapshot(tmp_path)
-    done = sync(env, "--compose-file", str(COMPOSE_1_12_1))
+    done = sync(env, "--compose-file", str(COMPOSE_1_12_1), old=old)
     assert done.returncode == 2, done.stdout + done.stderr
     err = done.stderr
     assert "COMPOSE_PROFILES=${VECTOR_STORE:-weaviate},unstructured (you customized it, and the new template's " \
@@ -200,9 +203,10 @@ def test_flow_plan_with_accept_env_conflicts_notes_it_in_the_env_diff(dify_check
     merged = envsync.merge_for(env, old, new)
     with envsync.target_tree(dify_checkout, "1.12.1", ["docker-compose.yaml"]) as target:
         envsync.check_startable(target, merged, ["db", "db_postgres"], accept=True)
-    rows = {r["key"]: r for r in envmerge.masked_changes(merged)}
-    assert rows["COMPOSE_PROFILES"]["category"] == "conflict"
-    assert rows["COMPOSE_PROFILES"]["note"].startswith("accepted: COMPOSE_PROFILES=")
+    rows = envmerge.masked_changes(merged)
+    row = {r["key"]: r for r in rows}["COMPOSE_PROFILES"]
+    assert row["category"] == "conflict" and row["note"].startswith("accepted: COMPOSE_PROFILES=")
+    assert "## Notes\n\n- `COMPOSE_PROFILES`: accepted:" in env_markdown("prod", rows, merged.counts())
 
 
 def test_flow_merge_refuses_an_empty_target_template(dify_checkout):
@@ -210,3 +214,15 @@ def test_flow_merge_refuses_an_empty_target_template(dify_checkout):
     with pytest.raises(PreflightError, match="new template: it has no KEY=value line"):
         envsync.merge_for(env, OLD.read_text(), "")
     assert NEW.exists()
+
+
+def test_no_docker_is_a_clear_error_not_a_traceback(tmp_path, monkeypatch):
+    from tests.unit._env_helpers import sync_in_process
+
+    env = operator_env(tmp_path)
+    before = snapshot(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    code, out, err = sync_in_process(["--env-file", str(env), "--old-template", str(OLD), "--new-template", str(NEW),
+                                      "--compose-file", str(COMPOSE_1_12_1)])
+    assert code == 2 and "Cannot run `docker compose`" in err and "leave out --compose-file" in err
+    assert snapshot(tmp_path) == before
