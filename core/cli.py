@@ -20,6 +20,11 @@ def _upgrade(args: argparse.Namespace) -> int:
     except UpgradeError as exc:
         print(f"stackshift: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # the Prefect server went away: the run's own record is its journal
+        print(f"stackshift: the run could not be recorded in Prefect ({type(exc).__name__}: {exc}). The stack itself is "
+              f"whole: its journal in the backup folder says how the run ended; `./stackshift recover -e "
+              f"{args.environment}` gives the run its final state once the server is back.", file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2))
     return 0
 

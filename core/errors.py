@@ -235,10 +235,6 @@ class RestoreFailed(StepFailed):
     advice = "Run `./stackshift recover --environment <env>` to retry; the rollback point database is kept."
 
 
-class MigrationNotAtHead(UpgradeError):
-    pass
-
-
 class RollbackFailed(UpgradeError):
     """The rollback itself failed: the operator must act. The message says what state things are in."""
 

@@ -189,10 +189,10 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
 
     db = dbops.DbAccess.of(cfg)
     databases = [cfg.db_name, *cfg.extra_databases]
+    privileges = check_privileges(db, databases)
     revision = dbops.alembic_revisions(db, cfg.db_name)
     for extra in cfg.extra_databases:
         db.connect(extra).close()
-    privileges = check_privileges(db, databases)
 
     auth = None
     if cfg.registry_username and cfg.registry_password:

@@ -20,7 +20,7 @@ from core.errors import RollbackFailed, StepFailed, UpgradeError, UpgradeInterru
 from core.journal import JOURNAL, PLAN, Journal
 from core.plan import Facts, Plan, build_plan
 from core.stackio import StackIO
-from tasks._common import TASK_DEFAULTS, artifact_key
+from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
 from tasks.steps import Progress, step_task
 
 log = logging.getLogger("stackshift")
@@ -141,8 +141,21 @@ def abandon(ctx: st.StepContext, exc: BaseException) -> None:
     ctx.journal.close("abandoned", f"stopped before the cutover, nothing changed: {_reason(exc, ctx.journal)}")
 
 
-@task(name="publish-report", **TASK_DEFAULTS)
 def publish_report(ctx: st.StepContext, outcome: str) -> None:
+    """Publishes the timeline and verification artifacts when the Prefect server answers; never raises (the journal
+    in the run folder holds the same record)."""
+    if not api_reachable():
+        log.warning("The Prefect server does not answer: no report artifacts (the journal %s has the timeline).",
+                    ctx.journal.path)
+        return
+    try:
+        _publish_report(ctx, outcome)
+    except Exception as exc:
+        log.warning("Could not publish the report artifacts (%s: %s)", type(exc).__name__, exc)
+
+
+@task(name="publish-report", task_run_name="publish-report", **TASK_DEFAULTS)
+def _publish_report(ctx: st.StepContext, outcome: str) -> None:
     env = ctx.facts.environment
     create_markdown_artifact(key=artifact_key(env, "timeline"), markdown=report.timeline_markdown(ctx.journal, outcome),
                              description=f"Timeline and downtime: {outcome}")
@@ -168,14 +181,15 @@ def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
         except UpgradeError:
             revisions = None
         decision = recovery.decide(journal, revisions, facts.target_heads)
-        log.warning("Recovering %s: %s → %s (%s)", journal.summary(), decision.action, decision.reason,
+        found = journal.summary()
+        log.warning("Recovering %s: %s → %s (%s)", found, decision.action, decision.reason,
                     f"{removed} leftover container(s) removed" if removed else "no leftover container")
         outcome = _recover_one(plan, ctx, decision)
-        message = f"{journal.summary()}; recovered by {by}: {outcome}"
+        message = f"{found}; recovered by {by}: {outcome}"
         mark_interrupted_run(journal.flow_run_id, message)
         create_markdown_artifact(key=artifact_key(environment, "recovery"),
                                  markdown=f"# Recovery of {environment}\n\n- run: `{journal.run}` "
-                                          f"(flow run `{journal.flow_run_id}`)\n- found: {journal.summary()}\n"
+                                          f"(flow run `{journal.flow_run_id}`)\n- found: {found}\n"
                                           f"- decision: **{decision.action}**: {decision.reason}\n"
                                           f"- outcome: {outcome}\n",
                                  description=f"Recovery: {decision.action}")

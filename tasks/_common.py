@@ -11,6 +11,23 @@ from prefect.logging.handlers import APILogHandler
 TASK_DEFAULTS = {"cache_policy": NONE, "persist_result": False}
 
 
+def api_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Prefect server answers now. Best-effort extras (progress, reports, the UI's lock slot) ask first:
+    the Prefect client retries a dead server for about a minute per call, which must never stall a cutover."""
+    import urllib.request
+
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return True  # an ephemeral in-process server
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def artifact_key(environment: str, what: str) -> str:
     return f"{environment}-{what}".lower().replace("_", "-")
 

@@ -11,7 +11,7 @@ from core import steps as st
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 
-@task(name="backup", retries=2, retry_delay_seconds=[3, 10], **TASK_DEFAULTS)
+@task(name="backup", task_run_name="backup", retries=2, retry_delay_seconds=[3, 10], **TASK_DEFAULTS)
 def backup(ctx: st.StepContext, steps: list[st.Step]) -> st.Outcome:
     """Saves config, pg_dump of each database, volumes, digests and revision, with a sha256 manifest.
 

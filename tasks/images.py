@@ -11,7 +11,7 @@ from core.errors import CommandFailed, PullFailed
 from tasks._common import TASK_DEFAULTS
 
 
-@task(name="pull", retries=3, retry_delay_seconds=[2, 5, 15], **TASK_DEFAULTS)
+@task(name="pull", task_run_name="pull", retries=3, retry_delay_seconds=[2, 5, 15], **TASK_DEFAULTS)
 def pull(ctx: st.StepContext, after: st.Outcome | None = None) -> st.Outcome:
     """Pulls the target's images on the environment's engine (retried with backoff: a pull changes nothing that is
     running). The registry login happened in pre-flight, before its first pull."""

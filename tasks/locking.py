@@ -59,7 +59,11 @@ def _ui_slot(environment: str, flow_run_id: str | None):
                                         suppress_warnings=True):
             yield
     finally:
+        from tasks._common import api_reachable
+
         try:
+            if not api_reachable():
+                raise ConnectionError("the Prefect server does not answer")
             release_concurrency_slots_with_lease(lease)
         except Exception as exc:
             log.warning("Could not release the UI's concurrency slot (%s); its lease expires by itself.",

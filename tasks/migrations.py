@@ -32,7 +32,7 @@ def migration_report(plan: Plan, cfg) -> migcheck.MigrationReport:
         return migcheck.analyze(render_pending_sql(plan, cfg), catalog, rates, revisions)
 
 
-@task(name="analyze-migrations", **TASK_DEFAULTS)
+@task(name="analyze-migrations", task_run_name="analyze-migrations", **TASK_DEFAULTS)
 def analyze_migrations(plan: Plan, cfg, accept_risk: bool = False, dry_run: bool = False) -> dict:
     """Publishes what the pending migrations will lock, rewrite and cost; raises MigrationRiskTooHigh (nothing has
     changed yet) on data loss or a forecast lock-hold over the environment's `max_lock_seconds`, unless the

@@ -15,7 +15,7 @@ from core.plan import Facts, Plan, build_plan
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 
-@task(name="plan", **TASK_DEFAULTS)
+@task(name="plan", task_run_name="plan", **TASK_DEFAULTS)
 def plan_upgrade(cfg, environment: str, target: str, run_id: str, accept_env_conflicts: bool = False) -> Plan:
     """Reads the deployment and the target and returns the plan; raises a PreflightError on bad input."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -36,7 +36,7 @@ def _publish_env_diff(f: Facts, rows: list[dict], counts: dict[str, int]) -> Non
                               description="Env diff rows (secrets masked)")
 
 
-@task(name="env-sync", **TASK_DEFAULTS)
+@task(name="env-sync", task_run_name="env-sync", **TASK_DEFAULTS)
 def review_env(plan: Plan) -> dict[str, int]:
     """Dry run: publishes the masked env diff pre-flight computed, for review; writes nothing."""
     f = plan.facts
@@ -44,7 +44,7 @@ def review_env(plan: Plan) -> dict[str, int]:
     return f.env_counts
 
 
-@task(name="env-sync", **TASK_DEFAULTS)
+@task(name="env-sync", task_run_name="env-sync", **TASK_DEFAULTS)
 def env_sync(ctx: st.StepContext, after: st.Outcome | None = None) -> st.Outcome:
     """Merges the backed-up `.env` onto the target's template (three-way, with the deployed template as the base),
     stages the result in the run folder (0600) and publishes the masked diff. The stack is not touched: the

@@ -6,10 +6,10 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from core import steps as st
-from tasks._common import TASK_DEFAULTS, artifact_key
+from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
 
 
-@task(name="step", **TASK_DEFAULTS)
+@task(name="step", task_run_name="step", **TASK_DEFAULTS)
 def _apply(ctx: st.StepContext, step: st.Step, after: st.Outcome | None = None) -> st.Outcome:
     """Applies one step of the plan (journalled before and after); raises the step's own error on failure."""
     return st.execute(step, ctx)
@@ -34,7 +34,7 @@ class Progress:
 
     def advance(self) -> None:
         self.done += 1
-        if self.id is not None:
+        if self.id is not None and api_reachable():
             try:
                 update_progress_artifact(self.id, progress=round(100.0 * self.done / self.total, 1))
             except Exception:

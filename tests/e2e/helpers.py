@@ -5,6 +5,7 @@ import subprocess
 from prefect.client.orchestration import get_client
 
 from core.compose import parse_ps
+from core.lock import LOCK_FILE
 from lab import stack
 
 
@@ -49,7 +50,9 @@ def snapshot(dep: stack.Deployment) -> dict:
         "containers": sorted(ctrs.splitlines()), "revision": revision(dep), "tables": tables(dep),
         "schemas": schemas(dep),
         "data": stack.checksums(dep), "databases": databases(dep),
-        "backups": sorted(p.name for p in dep.backup_dir.rglob("*")) if dep.backup_dir.exists() else [],
+        # the stack's lock file is taken (created) before anything is read: it is not a change to the stack
+        "backups": sorted(p.name for p in dep.backup_dir.rglob("*") if p.is_file() and p.name != LOCK_FILE)
+        if dep.backup_dir.exists() else [],
         "env_backups": sorted(p.name for p in (dep.compose_dir / "env-backup").glob("*"))
         if (dep.compose_dir / "env-backup").exists() else [],
     }

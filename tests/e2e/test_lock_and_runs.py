@@ -1,0 +1,233 @@
+"""One lock per environment, whoever starts the run; the flow as task runs a person can watch; the crash automation;
+pre-flight's new refusals (privilege, disk, Docker host)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.sorting import TaskRunSort
+
+from blocks.stack_environment import StackEnvironment
+from core.errors import DockerHostUnreachable, InsufficientDisk, MissingPrivilege
+from core.journal import Journal
+from core.lock import LOCK_FILE
+from flows.upgrade import upgrade
+from lab import stack
+from tests.e2e.conftest import _delete_block
+from tests.e2e.helpers import snapshot
+from tests.e2e.test_fault_matrix import ROOT, assert_whole, cli, flow_run_state, journal_of, wait_for_marker
+
+pytestmark = pytest.mark.e2e
+HOLD = "backup:manifest:hold-after"
+
+
+def unchanged(snap: dict) -> dict:
+    """A snapshot without the backup folder listing (the winner of a race writes its own run folder)."""
+    return {k: v for k, v in snap.items() if k not in ("backups",)}
+
+
+def run_folders(dep) -> list[Path]:
+    root = dep.backup_dir / dep.name
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.exists() else []
+
+
+def stop_winner(dep) -> None:
+    """SIGTERM to the process holding the lock (the journal names it): it stops before the cutover, changing nothing."""
+    j = journal_of(dep)
+    os.kill(j.pid, signal.SIGTERM)
+    for _ in range(300):
+        if Journal.load(j.path).status != "running":
+            return
+        time.sleep(0.1)
+    pytest.fail("the lock holder did not stop")
+
+
+@pytest.fixture(scope="module")
+def v1(make_module_deployment):
+    dep = make_module_deployment(rows=5_000, migration_probe=False)  # the races need the lock, not the forecast
+    yield dep
+    for suffix in ("-weak", "-tiny", "-nodocker"):
+        _delete_block(dep.name + suffix)
+
+
+def test_two_cli_runs_at_once_exactly_one_proceeds_ten_trials(v1, tmp_path):
+    dep = v1
+    for trial in range(10):
+        before = snapshot(dep)
+        folders = run_folders(dep)
+        marker = tmp_path / f"marker{trial}"
+        a, b = (cli("upgrade", "-e", dep.name, "-t", "v2.0.0", fault=HOLD, marker=marker) for _ in range(2))
+        refused = None
+        deadline = time.monotonic() + 120
+        while refused is None and time.monotonic() < deadline:
+            refused = next((p for p in (a, b) if p.poll() is not None), None)
+            time.sleep(0.05)
+        assert refused is not None, "neither run was refused"
+        err = refused.communicate()[1]
+        assert refused.returncode == 1 and "StackLocked" in err, err[-2000:]
+        winner = b if refused is a else a
+        wait_for_marker(marker, HOLD, winner)
+        holder = journal_of(dep)
+        assert f"run {holder.run}" in err and f"pid {holder.pid}" in err and "since" in err, "the holder is named"
+        assert unchanged(snapshot(dep)) == unchanged(before), "the refused run changed nothing"
+        assert len(run_folders(dep)) == len(folders) + 1, "only the winner made a run folder"
+        stop_winner(dep)
+        winner.communicate(timeout=120)
+        assert unchanged(snapshot(dep)) == unchanged(before)
+
+
+def start_serving(name: str, fault: str = "", marker: Path | None = None) -> subprocess.Popen:
+    """`deployments.serve` for an environment, as a process (its runs inherit the fault injection given); returns
+    once its deployments exist."""
+    env = os.environ | {"PYTHONPATH": str(ROOT), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+                        "STACKSHIFT_INJECT_FAULT": fault, "STACKSHIFT_INJECT_FAULT_MARKER": str(marker or "")}
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "deployments.serve", name], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    with get_client(sync_client=True) as client:
+        for _ in range(200):
+            try:
+                client.read_deployment_by_name(f"recover/recover-{name}")
+                break
+            except Exception:
+                time.sleep(0.2)
+    time.sleep(2)
+    return proc
+
+
+@pytest.fixture
+def served():
+    procs = []
+    yield lambda *a, **kw: procs.append(start_serving(*a, **kw))
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, served, tmp_path):
+    from prefect.deployments import run_deployment
+
+    dep = v1
+    marker = tmp_path / "marker"
+    served(dep.name, HOLD, marker)
+    outcomes = []
+    for trial in range(10):
+        before = snapshot(dep)
+        folders = run_folders(dep)
+        run = run_deployment(f"upgrade/upgrade-{dep.name}", parameters={"target": "v2.0.0"}, timeout=0)
+        proc = cli("upgrade", "-e", dep.name, "-t", "v2.0.0", fault=HOLD, marker=marker)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            state = flow_run_state(run.id)
+            if proc.poll() is not None or (state.is_final() and state.is_failed()):
+                break
+            time.sleep(0.2)
+        if proc.poll() is not None:  # the CLI was refused: the deployment run holds the lock
+            err = proc.communicate()[1]
+            assert proc.returncode == 1 and "StackLocked" in err and str(run.id) in err, err[-2000:]
+            wait_for_marker(marker, HOLD, None)
+            outcomes.append("deployment won")
+        else:
+            state = flow_run_state(run.id)
+            assert state.is_failed() and "StackLocked" in state.message, state.message
+            wait_for_marker(marker, HOLD, proc)
+            outcomes.append("cli won")
+        assert unchanged(snapshot(dep)) == unchanged(before), "the refused run changed nothing"
+        assert len(run_folders(dep)) == len(folders) + 1, "only the winner made a run folder"
+        stop_winner(dep)
+        if proc.poll() is None:
+            proc.communicate(timeout=120)
+        marker.unlink(missing_ok=True)
+    print("CLI vs deployment:", outcomes)
+
+
+def test_a_crashed_deployment_run_is_recovered_by_the_automation(make_deployment, served, tmp_path):
+    from prefect.deployments import run_deployment
+
+    dep = make_deployment(rows=20_000)
+    before = stack.checksums(dep)
+    v1_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "HEAD"], capture_output=True,
+                               text=True).stdout.strip()
+    marker = tmp_path / "marker"
+    served(dep.name, "cutover:migrate:hold-after", marker)
+    run = run_deployment(f"upgrade/upgrade-{dep.name}", parameters={"target": "v2.0.0"}, timeout=0)
+    wait_for_marker(marker, "cutover:migrate:hold-after", None, timeout=300)
+    t0 = time.monotonic()
+    os.kill(journal_of(dep).pid, signal.SIGKILL)  # the flow's own process dies mid-cutover
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and journal_of(dep).status == "running":
+        time.sleep(0.5)
+    seconds = time.monotonic() - t0
+    assert journal_of(dep).status == "rolled-back", journal_of(dep).status
+    assert assert_whole(dep, before, None, v1_commit, "") == "1.0.0"
+    state = flow_run_state(run.id)
+    assert state.is_crashed() and "recovered by recover run" in state.message, state.message
+    print(f"automation recovery: {seconds:.1f} s from SIGKILL to the journal closed")
+
+
+def test_a_finished_run_shows_its_steps_as_task_runs_in_order_with_their_log_lines(make_deployment):
+    dep = make_deployment(rows=5_000)
+    state = upgrade(environment=dep.name, target="v2.0.0", return_state=True)
+    assert state.is_completed()
+    flow_run_id = state.state_details.flow_run_id
+    time.sleep(3)  # task-run events and logs reach the server asynchronously
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                     sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    names = [r.name for r in sorted(runs, key=lambda r: r.start_time or r.expected_start_time)]
+    promised = ["backup", "env-sync", "pull", "compose-up", "migrate", "compose-up", "verify-health"]
+    it = iter(names)
+    assert all(any(n == p for n in it) for p in promised), names
+    assert names.count("compose-up") == 2, "database first, then every service"
+    text = "\n".join(entry.message for entry in logs)
+    assert "migrate: Migrate once" in text and "stop-writers: Stop the writers" in text, "step lines in the run's logs"
+    assert dep.db_password not in text
+
+
+def test_preflight_refuses_a_role_without_createdb_before_anything_changes(v1):
+    dep = v1
+    with dep.connect() as conn:
+        conn.autocommit = True
+        conn.execute("DROP ROLE IF EXISTS weak")
+        conn.execute("CREATE ROLE weak LOGIN PASSWORD 'weak-pw'")
+    name = f"{dep.name}-weak"
+    StackEnvironment(**(dep.block_fields() | {"db_user": "weak", "db_password": "weak-pw"})).save(name, overwrite=True)
+    before = snapshot(dep)
+    with pytest.raises(MissingPrivilege, match="ALTER ROLE weak CREATEDB"):
+        upgrade(environment=name, target="v2.0.0")
+    assert snapshot(dep) == before
+
+
+def test_preflight_refuses_too_little_disk_for_the_backup(v1, tmp_path):
+    dep = v1
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], check=True)
+    try:
+        name = f"{dep.name}-tiny"
+        StackEnvironment(**(dep.block_fields() | {"backup_dir": tiny})).save(name, overwrite=True)
+        before = snapshot(dep)
+        with pytest.raises(InsufficientDisk, match="backup needs up to"):
+            upgrade(environment=name, target="v2.0.0")
+        assert snapshot(dep) == before
+        assert [p.name for p in (tiny / dep.name).iterdir()] == [LOCK_FILE], "only the lock file"
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+
+
+def test_preflight_refuses_an_unreachable_docker_host(v1):
+    dep = v1
+    name = f"{dep.name}-nodocker"
+    StackEnvironment(**(dep.block_fields() | {"docker_host": f"unix:///run/no-such-{uuid.uuid4().hex[:6]}.sock"})
+                     ).save(name, overwrite=True)
+    before = snapshot(dep)
+    with pytest.raises(DockerHostUnreachable, match="docker_host"):
+        upgrade(environment=name, target="v2.0.0")
+    assert snapshot(dep) == before
