@@ -135,4 +135,10 @@ def role_privileges(db: DbAccess, databases: list[str]) -> dict:
                                   (databases,)).fetchall())
         member = {name: conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (owner,)).fetchone()[0]
                   for name, owner in owners.items()}
-    return {"createdb": createdb, "superuser": superuser, "owners": owners, "member_of_owner": member, "sizes": sizes}
+        signal = conn.execute("SELECT pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')").fetchone()[0]
+        others = [r[0] for r in conn.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = ANY(%s) AND usename <> current_user",
+            (databases,))]
+        version = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0]
+    return {"createdb": createdb, "superuser": superuser, "owners": owners, "member_of_owner": member, "sizes": sizes,
+            "signal_backend": signal, "other_roles": others, "server_version_num": version}

@@ -235,6 +235,30 @@ class RestoreFailed(StepFailed):
     advice = "Run `./stackshift recover --environment <env>` to retry; the rollback point database is kept."
 
 
+class CleanupFailed(StepFailed):
+    advice = ("The stack itself is whole; drop or remove the leftovers named above by hand (or run `./stackshift "
+              "recover`, which sweeps the stack's leftovers).")
+
+
+class JournalUnreadable(PreflightError):
+    def __init__(self, path: str, detail: str):
+        super().__init__(f"The run journal {path} cannot be read ({detail}): an earlier run may have stopped halfway, "
+                         f"and stackshift will not change the stack without knowing. Inspect it (and the run folder "
+                         f"beside it); once the stack is whole, set its \"status\" to \"abandoned\" and run again.")
+
+
+class InterruptedRunPending(PreflightError):
+    def __init__(self, runs: list[str]):
+        super().__init__(f"An earlier run of this environment was interrupted ({'; '.join(runs)}). A dry run changes "
+                         f"nothing, so it does not recover it: run `./stackshift recover --environment <env>` (or a "
+                         f"real upgrade, which recovers first).")
+
+
+class UnsupportedServer(PreflightError):
+    def __init__(self, detail: str):
+        super().__init__(f"The database server cannot take stackshift's rollback point: {detail}.")
+
+
 class RollbackFailed(UpgradeError):
     """The rollback itself failed: the operator must act. The message says what state things are in."""
 

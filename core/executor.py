@@ -17,6 +17,10 @@ from core.errors import CommandFailed, CommandTimedOut
 
 log = logging.getLogger("stackshift")
 _PR_SET_PDEATHSIG = 1
+try:  # loaded once here: a child between fork and exec must not load libraries (it may deadlock)
+    _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except OSError:
+    _prctl = None
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -27,18 +31,18 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+def _die_with_parent() -> None:  # runs in the child between fork and exec: one system call, nothing else
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def run(cmd: Command | list[str], *, check: bool = True, base_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(cmd: Command | list[str], *, check: bool = True, base_env: dict[str, str] | None = None,
+        secrets: Iterable[str] = ()) -> subprocess.CompletedProcess:
     """Runs one command and returns its completed process (stdout and stderr as text).
 
     Environment overrides (which may hold secrets) are passed to the child only; the log line shows their names.
-    Output is scrubbed of those values before it reaches an exception. A command past its timeout is killed and
+    Stderr is scrubbed of those values and of `secrets` (say, the stack's .env secrets an app may print) before it
+    reaches an exception. A command past its timeout is killed and
     raises `CommandTimedOut`, which names the command and the timeout.
     """
     if isinstance(cmd, list):
@@ -51,13 +55,13 @@ def run(cmd: Command | list[str], *, check: bool = True, base_env: dict[str, str
         done = subprocess.run(cmd.argv, env=env, input=cmd.stdin, stdout=stdout, stderr=subprocess.PIPE,
                               timeout=timeout, preexec_fn=_die_with_parent)
     except subprocess.TimeoutExpired as exc:
-        err = scrub((exc.stderr or b"").decode(errors="replace"), cmd.env.values())
+        err = scrub((exc.stderr or b"").decode(errors="replace"), [*cmd.env.values(), *secrets])
         raise CommandTimedOut(cmd.argv, timeout, err) from None
     finally:
         if cmd.stdout_path:
             stdout.close()
     out = "" if cmd.stdout_path else done.stdout.decode(errors="replace")
-    err = scrub(done.stderr.decode(errors="replace"), cmd.env.values())
+    err = scrub(done.stderr.decode(errors="replace"), [*cmd.env.values(), *secrets])
     result = subprocess.CompletedProcess(cmd.argv, done.returncode, out, err)
     if check and done.returncode not in cmd.ok_codes:
         raise CommandFailed(cmd.argv, done.returncode, err)

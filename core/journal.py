@@ -8,12 +8,14 @@ back, or to finish the upgrade, with no help from the process that died.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+log = logging.getLogger("stackshift")
 JOURNAL = "journal.json"
 PLAN = "plan.json"
 
@@ -46,6 +48,7 @@ class StepRecord:
     started: float
     ended: float | None = None
     detail: str = ""
+    kind: str = ""  # the step's type name (core.steps), so readers ask about kinds of step, not ids
 
 
 @dataclass
@@ -76,15 +79,18 @@ class Journal:
 
     @classmethod
     def open_runs(cls, project_dir: Path) -> list["Journal"]:
-        """Journals of a project's runs that did not end (oldest first)."""
+        """Journals of a project's runs that did not end (oldest first). One that cannot be read stops everything:
+        it may be a run that stopped halfway."""
+        from core.errors import JournalUnreadable
+
         if not project_dir.is_dir():
             return []
         found = []
         for p in sorted(project_dir.glob(f"*/{JOURNAL}")):
             try:
                 j = cls.load(p)
-            except (OSError, ValueError, TypeError):
-                continue
+            except (OSError, ValueError, TypeError) as exc:
+                raise JournalUnreadable(str(p), f"{type(exc).__name__}: {exc}") from None
             if j.status not in CLOSED:
                 found.append(j)
         return found
@@ -99,6 +105,12 @@ class Journal:
     def done(self, step_id: str, phase: str | None = None) -> bool:
         r = self.record(step_id, phase)
         return r is not None and r.state == "done"
+
+    def kind_started(self, kind: type, phase: str) -> bool:
+        return any(r.kind == kind.__name__ and r.phase == phase for r in self.steps)
+
+    def kind_done(self, kind: type, phase: str) -> bool:
+        return any(r.kind == kind.__name__ and r.phase == phase and r.state == "done" for r in self.steps)
 
     def ever_done(self, step_id: str, phase: str | None = None) -> bool:
         """Whether any record of the step (of `phase`) completed, in this attempt or an earlier one."""
@@ -119,11 +131,17 @@ class Journal:
     def save(self) -> None:
         data = asdict(self)
         data.pop("path")
-        write_atomic_json(self.path, data)
+        try:
+            write_atomic_json(self.path, data)
+        except OSError as exc:
+            if self.phase != "rollback":
+                raise
+            # a full disk must not stop a rollback: the stack matters more than its record
+            log.error("Could not write the journal %s (%s); the rollback goes on.", self.path, exc)
 
-    def begin(self, step_id: str, phase: str) -> None:
+    def begin(self, step_id: str, phase: str, kind: str = "") -> None:
         self.phase = phase
-        self.steps.append(StepRecord(step_id, phase, "started", time.time()))
+        self.steps.append(StepRecord(step_id, phase, "started", time.time(), kind=kind))
         self.save()
 
     def end(self, step_id: str, ok: bool, detail: str = "") -> None:
@@ -136,7 +154,8 @@ class Journal:
         self.save()
 
     def close(self, status: str, outcome: str) -> None:
-        assert status in CLOSED or status == "rollback-failed", status
+        if status not in CLOSED and status != "rollback-failed":
+            raise ValueError(f"not a final journal status: {status!r}")
         self.status, self.outcome = status, outcome
         self.save()
 
@@ -146,16 +165,11 @@ class Journal:
         return f"run {self.run} to {self.target.get('ref')} stopped during {at}"
 
 
-DOWNTIME_STEPS = ("stop-writers", "rollback-point", "checkout-target", "install-env", "remove-retired", "start-db",
-                  "migrate", "start-target")
-
-
 def downtime(journal: Journal) -> dict[str, float]:
-    """Measured downtime (writers stopped → target healthy) and its parts, in seconds, from the journal's clock."""
-    recs = {r.id: r for r in journal.steps if r.phase == "cutover" and r.ended is not None}
-    if "stop-writers" not in recs:
+    """Measured downtime (writers stopped → target healthy: the whole cutover) and its parts, in seconds."""
+    recs = [r for r in journal.steps if r.phase == "cutover" and r.ended is not None]
+    if not recs:
         return {}
-    parts = {k: round(recs[k].ended - recs[k].started, 3) for k in DOWNTIME_STEPS if k in recs}
-    end = recs["start-target"].ended if "start-target" in recs else max(r.ended for r in recs.values())
-    parts["total"] = round(end - recs["stop-writers"].started, 3)
+    parts = {r.id: round(r.ended - r.started, 3) for r in recs}
+    parts["total"] = round(recs[-1].ended - recs[0].started, 3)
     return parts

@@ -103,18 +103,23 @@ class Plan:
                           "does": s.render()} for s in steps]
         return out
 
-    def after(self, step_id: str) -> list[st.Step]:
-        """The cutover steps after `step_id` (what is left to finish an interrupted cutover)."""
-        ids = [s.id for s in self.cutover]
-        return self.cutover[ids.index(step_id) + 1:]
+    def after_migration(self) -> list[st.Step]:
+        """The cutover steps after the migration (what is left to finish a cutover whose migration completed)."""
+        i = next(i for i, s in enumerate(self.cutover) if isinstance(s, st.Migrate))
+        return self.cutover[i + 1:]
+
+    @property
+    def rollback_point(self) -> st.TakeRollbackPoint:
+        return next(s for s in self.cutover if isinstance(s, st.TakeRollbackPoint))
 
 
 def rollback_point_name(db: str, run_id: str) -> str:
-    return f"{db}__ss_rb_{run_id}"[:63]
+    """`<db>__ss_rb_<run>`; pre-flight refuses names that would pass PostgreSQL's 63 bytes (no silent truncation)."""
+    return f"{db}__ss_rb_{run_id}"
 
 
 def failed_db_name(db: str, run_id: str) -> str:
-    return f"{db}__ss_failed_{run_id}"[:63]
+    return f"{db}__ss_failed_{run_id}"
 
 
 def old_project(f: Facts, pinned: bool = False) -> c.ComposeProject:
@@ -207,6 +212,8 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     pinned = old_project(f, pinned=True)
     old_db = [s for s in f.db_services if s in f.current_services]
     rollback: list[st.Step] = [
+        st.StopRunContainers("stop-one-offs", "rollback", "Remove the stack's one-off containers (a migration still "
+                             "running)"),
         st.StopServices("stop-target", "rollback", "Stop and remove the target's containers",
                         argv=tuple(c.compose_down(new)), timeout=up_timeout),
         st.Checkout("checkout-previous", "rollback", f"git checkout the previous commit {f.current_commit[:12]}",

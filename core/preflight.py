@@ -17,7 +17,7 @@ from core import db as dbops
 from core import envfile, envmerge, envsync, revgraph
 from core.compose import ResolvedConfig, image_repo, parse_ps
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
-                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, UnknownRef)
+                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, UnknownRef, UnsupportedServer)
 from core.executor import run
 from core.plan import Facts
 from core.stackio import StackIO
@@ -85,12 +85,24 @@ def render_sql_command(template: list[str], sql_range: str) -> list[str]:
     return [a.replace("{range}", sql_range) for a in template]
 
 
-def check_privileges(db: dbops.DbAccess, databases: list[str]) -> dict:
-    """The rollback point creates databases, and the restore renames them: the role needs CREATEDB (or superuser)
-    and must own (or be a member of the owner of) each database. Returns the facts read, with sizes."""
+def check_privileges(db: dbops.DbAccess, databases: list[str], run_id: str = "") -> dict:
+    """The rollback point creates databases (`STRATEGY FILE_COPY`, PostgreSQL 15+), and the restore renames them
+    after ending their sessions: the role needs CREATEDB (or superuser), must own (or be a member of the owner of)
+    each database, and may end the sessions other roles hold on them. Returns the facts read, with sizes."""
     p = dbops.role_privileges(db, databases)
+    if p["server_version_num"] < 150000:
+        raise UnsupportedServer(f"it is PostgreSQL {p['server_version_num'] // 10000}; the rollback point needs "
+                                f"15 or later (CREATE DATABASE … STRATEGY FILE_COPY)")
+    for name in databases:
+        longest = f"{name}__ss_failed_{run_id or 'x' * 8}"
+        if len(longest.encode()) > 63:
+            raise UnsupportedServer(f"the database name {name!r} is too long for the rollback point's names "
+                                    f"({longest!r} passes PostgreSQL's 63-byte limit); at most 43 bytes")
     if not (p["createdb"] or p["superuser"]):
         raise MissingPrivilege(db.user, "it has neither CREATEDB nor superuser")
+    if p["other_roles"] and not (p["superuser"] or p["signal_backend"]):
+        raise MissingPrivilege(db.user, f"sessions of other roles ({', '.join(p['other_roles'])}) are open on the "
+                                        f"databases and it may not end them (grant it pg_signal_backend)")
     not_owned = [d for d in databases if not (p["superuser"] or p["member_of_owner"].get(d))]
     if not_owned:
         raise MissingPrivilege(db.user, f"it does not own {', '.join(not_owned)} (owner "
@@ -110,18 +122,17 @@ def free_bytes(path: Path) -> int | None:
 def check_disk(backup_dir: Path, data_dirs: list[Path], db_bytes: int, volume_bytes: int) -> None:
     """The backup (dump ≈ database size at worst, plus the volumes' archive) goes to `backup_dir`; the rollback
     point copies the databases inside the server's data directory. Each must fit, with 10 % to spare."""
-    problems = []
-    need_backup = int((db_bytes + volume_bytes) * 1.1)
-    free = free_bytes(backup_dir)
-    if free is not None and free < need_backup:
-        problems.append(f"backup_dir {backup_dir} has {free / 1e9:.2f} GB free, the backup needs up to "
-                        f"{need_backup / 1e9:.2f} GB")
-    for data in data_dirs:
-        free = free_bytes(data)
-        need = int(db_bytes * 1.1)
-        if free is not None and free < need:
-            problems.append(f"the database's data directory {data} has {free / 1e9:.2f} GB free, the rollback point "
-                            f"needs {need / 1e9:.2f} GB")
+    needs: dict[int, list] = {}  # filesystem (st_dev) → [free bytes, needed bytes, what]
+    for path, need, what in [(backup_dir, (db_bytes + volume_bytes) * 1.1, "the backup"),
+                             *((d, db_bytes * 1.1, "the rollback point") for d in data_dirs[:1])]:
+        existing = next((c for c in (path, *path.parents) if c.exists()), None)
+        if existing is None:
+            continue
+        entry = needs.setdefault(os.stat(existing).st_dev, [free_bytes(existing), 0, []])
+        entry[1] += need
+        entry[2].append(f"{what} in {path}")
+    problems = [f"{' and '.join(what)} need up to {need / 1e9:.2f} GB on one filesystem, which has "
+                f"{free / 1e9:.2f} GB free" for free, need, what in needs.values() if free is not None and free < need]
     if problems:
         raise InsufficientDisk(problems)
 
@@ -189,7 +200,7 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
 
     db = dbops.DbAccess.of(cfg)
     databases = [cfg.db_name, *cfg.extra_databases]
-    privileges = check_privileges(db, databases)
+    privileges = check_privileges(db, databases, run_id)
     revision = dbops.alembic_revisions(db, cfg.db_name)
     for extra in cfg.extra_databases:
         db.connect(extra).close()

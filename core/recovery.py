@@ -4,13 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.journal import Journal
+from core.steps import Migrate
 
-NOTHING, FINISH, ROLLBACK = "nothing", "finish", "rollback"
+NOTHING, FINISH, ROLLBACK, CLEAN_UP = "nothing", "finish", "rollback", "clean-up"
 
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # nothing | finish | rollback
+    action: str  # nothing | finish | rollback | clean-up
     reason: str
 
 
@@ -23,8 +24,8 @@ def decide(journal: Journal, db_revisions: list[str] | None, target_heads: list[
     if journal.phase == "rollback" or journal.status == "rollback-failed":
         return Decision(ROLLBACK, "a rollback had begun; it is completed")
     if journal.phase == "finish":
-        return Decision(FINISH, "the upgrade had been verified; only its clean-up was left")
-    if journal.ever_done("migrate", "cutover") and db_revisions is not None \
+        return Decision(CLEAN_UP, "the upgrade had been verified; only its clean-up was left")
+    if journal.kind_done(Migrate, "cutover") and db_revisions is not None \
             and sorted(db_revisions) == sorted(target_heads):
         return Decision(FINISH, f"the migration had completed (database at {', '.join(target_heads)}); the new "
                                 f"version is started and verified")

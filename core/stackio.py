@@ -6,39 +6,46 @@ through `sql`, `databases` and `revisions` here. Tests hand steps a stand-in wit
 """
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 from core import commands as c
 from core import db as dbops
-from core.errors import DockerHostUnreachable
+from core.errors import DockerHostUnreachable, UpgradeError
 from core.executor import run
 from core.verify import CheckResult, http_probe, poll
 
 
+LOCAL_ENGINE = "unix:///var/run/docker.sock"
+
+
 @dataclass(frozen=True)
 class DockerEndpoint:
-    """The Docker engine of one environment (the block's `docker_host`; the local engine when unset)."""
+    """The Docker engine of one environment: the block's `docker_host`, else $DOCKER_HOST, else the local socket.
+    Resolved once and given explicitly to the SDK and, as DOCKER_HOST, to every docker/compose command, so that
+    both reach the same engine whatever the CLI's active `docker context` says."""
 
-    host: str | None = None
+    host: str = LOCAL_ENGINE
     timeout: int = 30
 
     @classmethod
     def of(cls, cfg) -> "DockerEndpoint":
-        return cls(cfg.docker_host or None)
+        return cls(cfg.docker_host or os.environ.get("DOCKER_HOST") or LOCAL_ENGINE)
 
     @property
     def env(self) -> dict[str, str]:
-        return {"DOCKER_HOST": self.host} if self.host else {}
+        return {"DOCKER_HOST": self.host}
 
     def client(self):
         """A docker SDK client for this engine; raises DockerHostUnreachable if it does not answer a ping."""
         import docker
 
-        where = self.host or "the local engine (DOCKER_HOST unset)"
+        where = self.host
         try:
-            client = docker.DockerClient(base_url=self.host, timeout=self.timeout) if self.host else \
-                docker.from_env(timeout=self.timeout)
+            client = docker.DockerClient(base_url=self.host, timeout=self.timeout)
             client.ping()
         except Exception as exc:  # docker raises DockerException, requests' errors, OSError...
             raise DockerHostUnreachable(where, str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__) \
@@ -61,12 +68,26 @@ class StackIO:
     def db(self) -> dbops.DbAccess:
         return dbops.DbAccess.of(self.cfg)
 
+    @cached_property
+    def env_secrets(self) -> list[str]:
+        """Secret values of the stack's .env (as it is now): apps print them in tracebacks; errors must not."""
+        from core import envmerge, envsecrets
+
+        path = Path(self.cfg.compose_dir) / self.cfg.env_file
+        try:
+            values = envmerge.parse(path.read_text(encoding="utf-8-sig"), str(path)).values
+        except (OSError, UnicodeDecodeError, UpgradeError):
+            return []
+        return envsecrets.secret_values(values, self.cfg.secret_env_keys)
+
     def run(self, cmd: c.Command, *, db_password: bool = False) -> subprocess.CompletedProcess:
         env = dict(cmd.env) | self.endpoint.env
         if db_password:
             env["PGPASSWORD"] = self.cfg.db_password.get_secret_value()
+        secrets = [*self.env_secrets, self.cfg.db_password.get_secret_value()]
         return run(c.Command(cmd.argv, env=env, stdout_path=cmd.stdout_path, ok_codes=cmd.ok_codes,
-                             timeout=cmd.timeout or self.cfg.command_timeout_seconds, stdin=cmd.stdin))
+                             timeout=cmd.timeout or self.cfg.command_timeout_seconds, stdin=cmd.stdin),
+                   secrets=secrets)
 
     def sql(self, statements: list[str]) -> None:
         dbops.execute_maintenance(self.db, statements)

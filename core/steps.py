@@ -21,7 +21,7 @@ from core import backup as bk
 from core import commands as c
 from core import envfile
 from core.compose import image_tag, parse_ps
-from core.errors import (BackupFailed, CheckoutFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
+from core.errors import (BackupFailed, CheckoutFailed, CleanupFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
                          HealthCheckFailed, MigrationFailed, RestoreFailed, RollbackPointFailed, ServiceRemovalFailed,
                          StepFailed, StopFailed, UpgradeError, error_line)
 from core.verify import CheckResult, Verification, revision_check, services_check
@@ -81,10 +81,18 @@ class Step:
         """How the step reads in the plan artifact (markdown)."""
         return f"_{type(self).__name__}_"
 
+    @property
+    def error_class(self) -> type[StepFailed]:
+        """A step's own error, except while putting things back (any rollback step's failure means the rollback
+        failed) and in the clean-up after success."""
+        return {"rollback": RestoreFailed, "finish": CleanupFailed}.get(self.phase, self.error)
+
     def failure(self, exc: BaseException) -> StepFailed:
         """The error this step raises for `exc`: its own class, with the detail a person needs."""
-        if isinstance(exc, StepFailed):
+        if isinstance(exc, StepFailed) and isinstance(exc, self.error_class):
             return exc
+        if isinstance(exc, StepFailed):
+            return self.error_class(self.id, exc.detail)
         if isinstance(exc, CommandTimedOut):
             detail = str(exc)
         elif isinstance(exc, CommandFailed):
@@ -93,7 +101,7 @@ class Step:
             detail = str(exc)
         else:
             detail = f"unexpected {type(exc).__name__}: {exc}"
-        return self.error(self.id, detail)
+        return self.error_class(self.id, detail)
 
 
 @dataclass(frozen=True)
@@ -205,9 +213,12 @@ def quote_literal(value: str) -> str:
 
 def terminate_sql(dbname: str) -> str:
     """Ends every session on `dbname`, and any statement still creating or renaming it (a runner killed halfway
-    leaves one running on the server), waiting up to 5 s for each to end."""
-    return ("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
-            f"(datname = {quote_literal(dbname)} OR position({quote_literal(quote_ident(dbname))} in query) > 0)")
+    leaves one running on the server), waiting up to 5 s for each to end. Only sessions the role may end are asked
+    (a refusal would abort the statement); pre-flight refuses a role that could not end the ones that are there."""
+    return ("SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND "
+            f"(a.datname = {quote_literal(dbname)} OR position({quote_literal(quote_ident(dbname))} in a.query) > 0) "
+            "AND (a.usename = current_user OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') "
+            "OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))")
 
 
 @dataclass(frozen=True)
@@ -323,9 +334,9 @@ class RestoreDatabase(Step):
         return out + [f"ALTER DATABASE {quote_ident(point)} RENAME TO {quote_ident(source)}"]
 
     def apply(self, ctx: StepContext) -> str:
-        if not ctx.journal.started("migrate", "cutover"):
+        if not ctx.journal.kind_started(Migrate, "cutover"):
             return "the migration never started: the databases are as they were"
-        if not ctx.journal.ever_done("rollback-point", "cutover"):
+        if not ctx.journal.kind_done(TakeRollbackPoint, "cutover"):
             raise RestoreFailed(self.id, "the migration started but the journal has no complete rollback point")
         ctx.io.wait_for_database()
         done = []
@@ -345,6 +356,18 @@ class RestoreDatabase(Step):
 
 
 @dataclass(frozen=True)
+class StopRunContainers(Step):
+    """Removes the stack's one-off containers first (a migration still running must not touch the database while it
+    is put back)."""
+
+    error: ClassVar = RestoreFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        n = ctx.io.remove_stack_containers()
+        return f"removed {n} one-off container(s)" if n else "none running"
+
+
+@dataclass(frozen=True)
 class Cleanup(Step):
     """Leaves nothing behind the report does not name: rollback-point databases (and the failed state, unless the
     environment keeps it), one-off containers of the stack, scratch folders and probe schemas."""
@@ -352,8 +375,12 @@ class Cleanup(Step):
     drop: tuple[str, ...] = ()  # rollback points
     failed: tuple[str, ...] = ()  # failed states (kept when the environment says so)
     scratch: tuple[str, ...] = ()  # folders
-    error: ClassVar = RestoreFailed
+    error: ClassVar = CleanupFailed
     task: ClassVar = "cleanup"
+
+    @property
+    def error_class(self) -> type[StepFailed]:
+        return CleanupFailed
 
     def apply(self, ctx: StepContext) -> str:
         gone = []
@@ -403,7 +430,7 @@ def _inject(step: Step, when: str) -> None:
 def execute(step: Step, ctx: StepContext, on_done: Callable[[Outcome], None] | None = None) -> Outcome:
     """Applies one step: journal first, then the change, then the journal again. A failure of any kind becomes the
     step's own error; an interruption (SIGTERM, cancellation) is journalled and passes through unchanged."""
-    ctx.journal.begin(step.id, step.phase)
+    ctx.journal.begin(step.id, step.phase, type(step).__name__)
     t0 = time.monotonic()
     try:
         _inject(step, "before")

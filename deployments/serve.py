@@ -46,7 +46,9 @@ def automation_name(environment: str) -> str:
 
 
 def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None:
-    """(Re)creates the automation: an upgrade run of this environment entering Crashed → run recover-<env>."""
+    """(Re)creates the automation: an upgrade run of this environment ending Crashed (its process died) or Cancelled
+    (a cancel's SIGTERM starts the rollback, but the runner kills the process 30 s later, possibly mid-rollback) →
+    run recover-<env>, which does nothing when no journal is open."""
     from prefect.automations import Automation
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
@@ -59,9 +61,9 @@ def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None
             client.delete_automation(existing.id)
     Automation(
         name=name,
-        description=f"When an upgrade of {environment} ends Crashed (its runner died), recover it.",
+        description=f"When an upgrade of {environment} ends Crashed or Cancelled, recover it.",
         trigger=EventTrigger(
-            expect={"prefect.flow-run.Crashed"},
+            expect={"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"},
             match_related={"prefect.resource.id": f"prefect.deployment.{upgrade_id}"},
             posture=Posture.Reactive, threshold=1,
         ),

@@ -4,6 +4,7 @@ what survives the process."""
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from core import backup as bk
 from core import recovery
 from core import report
 from core import steps as st
-from core.errors import RollbackFailed, StepFailed, UpgradeError, UpgradeInterrupted
+from core.errors import CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError, UpgradeInterrupted
 from core.journal import JOURNAL, PLAN, Journal
 from core.plan import Facts, Plan, build_plan
 from core.stackio import StackIO
@@ -35,7 +36,7 @@ def open_run(plan: Plan, cfg, flow_run_id: str | None) -> st.StepContext:
         path=f.run_dir / JOURNAL, run=f.run_id, environment=f.environment, project=f.project,
         target={"ref": f.target_ref, "commit": f.target_commit, "heads": f.target_heads, "images": f.target_images},
         previous={"commit": f.current_commit, "images": f.current_images, "revision": f.db_revision},
-        rollback_points={db: p for db, p in next(s for s in plan.cutover if s.id == "rollback-point").databases},
+        rollback_points=dict(plan.rollback_point.databases),
         flow_run_id=flow_run_id,
     )
     journal.save()
@@ -113,11 +114,15 @@ def walk(steps: list[st.Step], ctx: st.StepContext) -> None:
 
 
 def roll_back(plan: Plan, ctx: st.StepContext, reason: str) -> None:
-    """Brings the previous version back: compose files, .env, images by digest, database at the rollback point,
-    verified, then nothing left behind. Raises RollbackFailed (journal left open for `recover`) if it cannot."""
+    """Brings the previous version back: one-off containers gone, compose files, .env, images by digest, database at
+    the rollback point, verified, then nothing left behind. Raises RollbackFailed (journal left open for `recover`)
+    if it cannot. A resumed rollback whose previous version was already verified only cleans up."""
     ctx.journal.enter("rollback")
+    restore = [s for s in plan.rollback if not isinstance(s, st.Cleanup)]
+    if ctx.journal.kind_done(st.Verify, "rollback"):
+        restore = []
     try:
-        walk(plan.rollback, ctx)
+        walk(restore, ctx)
     except StepFailed as exc:
         ctx.journal.close("rollback-failed", f"{reason}; rollback failed: {exc}")
         raise RollbackFailed(
@@ -125,14 +130,25 @@ def roll_back(plan: Plan, ctx: st.StepContext, reason: str) -> None:
             f"{ctx.facts.environment}` to retry it; the backup in {ctx.facts.run_dir} has pg_dump files and the "
             f"previous compose/.env, and the rollback points {', '.join(ctx.journal.rollback_points.values())} are "
             f"kept until a rollback completes.") from None
-    ctx.journal.close("rolled-back", f"{reason}; rolled back to {ctx.facts.current_commit[:12]}")
+    left = clean_up([s for s in plan.rollback if isinstance(s, st.Cleanup)], ctx)
+    ctx.journal.close("rolled-back", f"{reason}; rolled back to {ctx.facts.current_commit[:12]}{left}")
+
+
+def clean_up(steps: list[st.Step], ctx: st.StepContext) -> str:
+    """Runs clean-up steps; their failure leaves the stack whole, so it is reported, not raised."""
+    try:
+        walk(steps, ctx)
+        return ""
+    except CleanupFailed as exc:
+        log.warning("Clean-up incomplete: %s", exc)
+        return f"; clean-up incomplete: {exc}"
 
 
 def finish(plan: Plan, ctx: st.StepContext, retention: int) -> None:
     """After a verified upgrade: drop the rollback points (the pg_dump stays), prune old backups."""
     ctx.journal.enter("finish")
-    walk(plan.finish, ctx)
-    ctx.journal.close("completed", f"upgraded to {ctx.facts.target_ref}")
+    left = clean_up(plan.finish, ctx)
+    ctx.journal.close("completed", f"upgraded to {ctx.facts.target_ref}{left}")
     bk.prune(ctx.facts.run_dir.parent, retention)
 
 
@@ -166,12 +182,22 @@ def _publish_report(ctx: st.StepContext, outcome: str) -> None:
 
 
 # --- recovery -------------------------------------------------------------------------------------------------
+def refuse_if_interrupted(cfg) -> None:
+    """For a dry run: an interrupted run is named, not recovered (a dry run changes nothing)."""
+    pending = Journal.open_runs(Path(cfg.backup_dir) / cfg.project_name)
+    if pending:
+        raise InterruptedRunPending([j.summary() for j in pending])
+
+
 def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
     """Finishes or rolls back every run of this stack whose journal is still open (its runner died), whichever is
-    safe, and says which. Called under the environment's lock, by `recover` and before every upgrade."""
+    safe, and says which; then sweeps what a run killed before its journal existed can leave (one-off containers,
+    probe schemas, scratch folders). Called under the environment's lock, by `recover` and before every upgrade."""
     results = []
-    reconcile_run_states(Path(cfg.backup_dir) / cfg.project_name)
-    for journal in Journal.open_runs(Path(cfg.backup_dir) / cfg.project_name):
+    project_dir = Path(cfg.backup_dir) / cfg.project_name
+    if api_reachable():
+        reconcile_run_states(project_dir)
+    for journal in Journal.open_runs(project_dir):
         facts = Facts.load(journal.path.parent / PLAN)
         plan = build_plan(facts, facts.run_id)
         ctx = context_for(facts, cfg, journal)
@@ -184,35 +210,58 @@ def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
         found = journal.summary()
         log.warning("Recovering %s: %s → %s (%s)", found, decision.action, decision.reason,
                     f"{removed} leftover container(s) removed" if removed else "no leftover container")
-        outcome = _recover_one(plan, ctx, decision)
+        with signals_deferred():
+            outcome = _recover_one(plan, ctx, decision)
         message = f"{found}; recovered by {by}: {outcome}"
         mark_interrupted_run(journal.flow_run_id, message)
-        create_markdown_artifact(key=artifact_key(environment, "recovery"),
-                                 markdown=f"# Recovery of {environment}\n\n- run: `{journal.run}` "
-                                          f"(flow run `{journal.flow_run_id}`)\n- found: {found}\n"
-                                          f"- decision: **{decision.action}**: {decision.reason}\n"
-                                          f"- outcome: {outcome}\n",
-                                 description=f"Recovery: {decision.action}")
+        if api_reachable():
+            create_markdown_artifact(key=artifact_key(environment, "recovery"),
+                                     markdown=f"# Recovery of {environment}\n\n- run: `{journal.run}` "
+                                              f"(flow run `{journal.flow_run_id}`)\n- found: {found}\n"
+                                              f"- decision: **{decision.action}**: {decision.reason}\n"
+                                              f"- outcome: {outcome}\n",
+                                     description=f"Recovery: {decision.action}")
         publish_report(ctx, f"recovered ({decision.action}): {outcome}")
         results.append({"run": journal.run, "action": decision.action, "reason": decision.reason, "outcome": outcome})
+    sweep_leftovers(cfg)
     return results
+
+
+def sweep_leftovers(cfg) -> None:
+    """Under the lock nothing else of this stack runs: its labelled containers, probe schemas and scratch folders
+    are leftovers of a run killed before (or after) its journal."""
+    io_ = StackIO(cfg, cfg.project_name)
+    try:
+        if n := io_.remove_stack_containers():
+            log.warning("Removed %s leftover one-off container(s) of %s", n, cfg.project_name)
+        for schema in io_.drop_probe_schemas():
+            log.warning("Dropped the leftover probe schema %s", schema)
+    except UpgradeError as exc:
+        log.warning("Could not sweep leftovers (%s)", exc)
+    for folder in (Path(cfg.backup_dir) / cfg.project_name).glob(".scratch-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _recover_one(plan: Plan, ctx: st.StepContext, decision: recovery.Decision) -> str:
     j, f = ctx.journal, ctx.facts
     if decision.action == recovery.NOTHING:
-        walk(plan.finish, ctx)
-        j.close("abandoned", decision.reason)
-        return "nothing had changed; leftovers removed"
+        left = clean_up(plan.finish, ctx)
+        j.close("abandoned", decision.reason + left)
+        return "nothing had changed; leftovers removed" + left
+    if decision.action == recovery.CLEAN_UP:
+        left = clean_up(plan.finish, ctx)
+        j.close("recovered-forward", f"the upgrade to {f.target_ref} was verified; clean-up finished{left}")
+        return f"{f.target_ref} had been verified; its clean-up is done{left}"
     if decision.action == recovery.FINISH:
         try:
-            walk(plan.after("migrate") + plan.verify, ctx)
-            j.enter("finish")
-            walk(plan.finish, ctx)
-            j.close("recovered-forward", f"finished the upgrade to {f.target_ref}")
-            return f"finished the upgrade: {f.target_ref} is serving and verified"
+            walk(plan.after_migration() + plan.verify, ctx)
         except StepFailed as exc:
             decision = recovery.Decision(recovery.ROLLBACK, f"finishing failed ({exc})")
+        else:
+            j.enter("finish")
+            left = clean_up(plan.finish, ctx)
+            j.close("recovered-forward", f"finished the upgrade to {f.target_ref}{left}")
+            return f"finished the upgrade: {f.target_ref} is serving and verified{left}"
     roll_back(plan, ctx, f"recovery: {decision.reason}")
     return f"rolled back: {f.current_commit[:12]} (the previous version) is serving and verified"
 
@@ -232,17 +281,18 @@ def reconcile_run_states(project_dir: Path, newest: int = 10) -> None:
         if j.status == "running" or not j.flow_run_id or time.time() - path.stat().st_mtime < 30:
             continue
         ok = j.status in ("completed", "recovered-forward")
-        _set_state_if_open(j.flow_run_id, (Completed if ok else Failed)(message=j.outcome[:2000]), crashed=False)
+        _set_state_if_open(j.flow_run_id, (Completed if ok else Failed)(message=j.outcome[:2000]))
 
 
-def _set_state_if_open(flow_run_id: str, state, crashed: bool) -> None:
+def _set_state_if_open(flow_run_id: str, state) -> None:
     try:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
             current = client.read_flow_run(flow_run_id).state
-            final = ("COMPLETED", "FAILED", "CANCELLED") + (() if crashed else ("CRASHED",))
-            if current is None or current.type.value not in final:
+            # a final state (Crashed and Cancelled included) is left as it is: setting it again would fire the crash
+            # automation a second time
+            if current is None or current.type.value not in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
                 client.set_flow_run_state(flow_run_id, state, force=True)
     except Exception as exc:
         log.warning("Could not update flow run %s (%s)", flow_run_id, type(exc).__name__)
@@ -250,7 +300,7 @@ def _set_state_if_open(flow_run_id: str, state, crashed: bool) -> None:
 
 def mark_interrupted_run(flow_run_id: str | None, message: str) -> None:
     """Gives the dead run a final state that says what happened (a killed CLI run would stay Running forever)."""
-    if flow_run_id:
+    if flow_run_id and api_reachable():
         from prefect.states import Crashed
 
-        _set_state_if_open(flow_run_id, Crashed(message=message[:2000]), crashed=True)
+        _set_state_if_open(flow_run_id, Crashed(message=message[:2000]))

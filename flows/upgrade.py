@@ -47,13 +47,17 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
     cfg = load_environment(environment)
     run_id = _run_id()
     with environment_lock(cfg, environment, run_id, flow_run.id):
-        recovered = runbook.recover_interrupted(cfg, environment, by=f"upgrade run {run_id}")
+        if dry_run:
+            runbook.refuse_if_interrupted(cfg)
+            recovered = []
+        else:
+            recovered = runbook.recover_interrupted(cfg, environment, by=f"upgrade run {run_id}")
         plan = plan_upgrade(cfg, environment, target, run_id, accept_env_conflicts)
         migrations = analyze_migrations(plan, cfg, accept_risk=accept_migration_risk, dry_run=dry_run)
         if dry_run:
             review_env(plan)
             return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover + plan.verify],
-                    "migrations": migrations, "recovered": recovered}
+                    "migrations": migrations}
 
         ctx = runbook.open_run(plan, cfg, flow_run.id)
         try:

@@ -214,7 +214,7 @@ def test_preflight_refuses_too_little_disk_for_the_backup(v1, tmp_path):
         name = f"{dep.name}-tiny"
         StackEnvironment(**(dep.block_fields() | {"backup_dir": tiny})).save(name, overwrite=True)
         before = snapshot(dep)
-        with pytest.raises(InsufficientDisk, match="backup needs up to"):
+        with pytest.raises(InsufficientDisk, match="need up to"):
             upgrade(environment=name, target="v2.0.0")
         assert snapshot(dep) == before
         assert [p.name for p in (tiny / dep.name).iterdir()] == [LOCK_FILE], "only the lock file"

@@ -60,7 +60,8 @@ def test_backup_covers_every_database_and_leaves_out_the_live_data_dir():
 
 def test_rollback_restores_files_digests_and_database_then_verifies_and_cleans_up():
     plan = build_plan(facts(), "run1")
-    assert [s.id for s in plan.rollback] == ["stop-target", "checkout-previous", "restore-env", "pin-images",
+    assert [s.id for s in plan.rollback] == ["stop-one-offs", "stop-target", "checkout-previous", "restore-env",
+                                             "pin-images",
                                              "start-previous-db", "restore-db", "start-previous", "verify-previous",
                                              "cleanup"]
     start = next(s for s in plan.rollback if s.id == "start-previous")

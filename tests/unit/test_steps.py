@@ -167,6 +167,77 @@ def test_verify_fails_with_the_names_of_the_failing_checks(tmp_path):
         st.execute(step(plan, "verify"), ctx)
 
 
+def test_a_verified_upgrade_killed_in_its_clean_up_is_never_rolled_back(tmp_path):
+    _, ctx = ctx_for(tmp_path, StubIO())
+    for sid in ("stop-writers", "rollback-point", "migrate", "start-target"):
+        ctx.journal.begin(sid, "cutover")
+        ctx.journal.end(sid, True)
+    ctx.journal.enter("finish")
+    ctx.journal.begin("drop-rollback-points", "finish", "Cleanup")
+    assert recovery.decide(ctx.journal, None, ["r2"]).action == recovery.CLEAN_UP
+
+
+def test_a_resumed_rollback_whose_previous_version_was_verified_only_cleans_up(tmp_path, monkeypatch):
+    from flows import runbook
+
+    io = StubIO()
+    plan, ctx = ctx_for(tmp_path, io)
+    monkeypatch.setattr(runbook, "step_task", lambda s: lambda ctx, s2, after=None: st.execute(s2, ctx))
+    ctx.journal.enter("rollback")
+    ctx.journal.begin("verify-previous", "rollback", "Verify")
+    ctx.journal.end("verify-previous", True)
+    runbook.roll_back(plan, ctx, "resumed")
+    assert io.commands == [["docker", "container", "ls"]] or not any("down" in c for c in io.commands), \
+        "the serving previous version is not taken down again"
+    assert [r.id for r in ctx.journal.steps][-1] == "cleanup" and ctx.journal.status == "rolled-back"
+
+
+def test_a_failed_clean_up_leaves_the_upgrade_complete_and_names_the_leftovers(tmp_path, monkeypatch):
+    from flows import runbook
+
+    io = StubIO(fail_on="DROP DATABASE")
+    plan, ctx = ctx_for(tmp_path, io)
+    monkeypatch.setattr(runbook, "step_task", lambda s: lambda ctx, s2, after=None: st.execute(s2, ctx))
+    io.dbs.add("app__ss_rb_run1")
+    runbook.finish(plan, ctx, retention=5)
+    assert ctx.journal.status == "completed" and "clean-up incomplete" in ctx.journal.outcome
+    assert "drop-rollback-points: unexpected RuntimeError" in ctx.journal.outcome
+
+
+def test_a_rollback_steps_failure_is_a_restore_failure_not_the_cutover_class(tmp_path):
+    plan, ctx = ctx_for(tmp_path, StubIO(fail_on="checkout"))
+    with pytest.raises(RestoreFailed, match="stackshift recover"):
+        st.execute(step(plan, "checkout-previous"), ctx)
+
+
+def test_an_unreadable_journal_stops_everything(tmp_path):
+    from core.errors import JournalUnreadable
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "journal.json").write_text("{not json")
+    with pytest.raises(JournalUnreadable, match="cannot be read"):
+        Journal.open_runs(tmp_path)
+
+
+def test_command_errors_never_carry_the_stacks_env_secrets(tmp_path):
+    from pydantic import SecretStr
+
+    from core.commands import Command
+    from core.stackio import StackIO
+
+    (tmp_path / ".env").write_text("DB_PASSWORD=hunter2-very-secret\nLOG_LEVEL=INFO\n")
+
+    class Cfg:
+        compose_dir, env_file, secret_env_keys = tmp_path, ".env", []
+        docker_host, db_password, command_timeout_seconds = None, SecretStr("pg-pass-123"), 30
+
+    (tmp_path / "app.log").write_text("conn to db:hunter2-very-secret pw pg-pass-123 failed")
+    with pytest.raises(CommandFailed) as raised:  # an app printing what it was configured with
+        StackIO(Cfg(), "p").run(Command(["python3", "-c", "import sys; sys.exit(open(sys.argv[1]).read())",
+                                         str(tmp_path / "app.log")]))
+    assert "hunter2" not in str(raised.value) and "pg-pass-123" not in str(raised.value) and "***" in str(raised.value)
+
+
 @pytest.mark.parametrize("done, revisions, action", [
     ([], None, recovery.NOTHING),
     (["stop-writers"], ["r1"], recovery.ROLLBACK),
@@ -175,9 +246,9 @@ def test_verify_fails_with_the_names_of_the_failing_checks(tmp_path):
     (["stop-writers", "rollback-point"], ["r2"], recovery.ROLLBACK),
 ])
 def test_recovery_finishes_only_a_completed_migration(tmp_path, done, revisions, action):
-    _, ctx = ctx_for(tmp_path, StubIO())
+    plan, ctx = ctx_for(tmp_path, StubIO())
     for sid in done:
-        ctx.journal.begin(sid, "cutover")
+        ctx.journal.begin(sid, "cutover", type(step(plan, sid)).__name__)
         ctx.journal.end(sid, True)
     assert recovery.decide(ctx.journal, revisions, ["r2"]).action == action
 
