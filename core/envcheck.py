@@ -150,7 +150,8 @@ def check_startable(result: MergeResult, env_label: str, model: StackModel, db_s
     change.note = f"accepted: {finding}; {fix} would start {'it' if len(needs) == 1 else 'them'}"
 
 
-def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[str]) -> StackModel:
+def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[str],
+               scratch: Path | None = None) -> StackModel:
     """Runs `docker compose config` of the target on `env_text` with every profile and the probe.
 
     Raises ComposeRejectsEnv when compose refuses the env (e.g. a `${VAR:?}` left empty); its message is
@@ -162,7 +163,7 @@ def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[st
     from core.errors import error_line
     from core.executor import run, scrub
 
-    with tempfile.TemporaryDirectory(prefix="stackshift-env-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="stackshift-env-", dir=scratch) as tmp:  # holds the merged .env: 0700
         env, probe = Path(tmp) / ".env", Path(tmp) / "profiles-probe.yaml"
         write_atomic(env, env_text)
         probe.write_text(json.dumps({"services": {PROBE_SERVICE: {

@@ -50,9 +50,10 @@ class TargetTree:
 
 
 @contextmanager
-def target_tree(compose_dir: Path, commit: str, compose_files) -> Iterator[TargetTree]:
-    """Extracts `commit` of the checkout at `compose_dir` into a scratch folder, removed afterwards."""
-    staging = Path(tempfile.mkdtemp(prefix="stackshift-envcheck-"))
+def target_tree(compose_dir: Path, commit: str, compose_files, scratch: Path | None = None) -> Iterator[TargetTree]:
+    """Extracts `commit` of the checkout at `compose_dir` into a scratch folder (inside `scratch` if given: the flow
+    passes the run's own, which a recovery sweeps if the runner is killed), removed afterwards."""
+    staging = Path(tempfile.mkdtemp(prefix="stackshift-envcheck-", dir=scratch))
     try:
         run(c.git_archive(compose_dir, commit, staging / "target.tar"))
         (staging / "tree").mkdir()
@@ -68,6 +69,6 @@ def check_startable(target: TargetTree, merged: envmerge.MergeResult, db_service
     an active one requires, outside the active profiles; with `accept`, notes it on the report instead."""
     values = envmerge.parse(merged.text).values
     model = envcheck.read_model(target.compose_dir, target.compose_files, merged.text,
-                                envsecrets.secret_values(values, secret_keys))
+                                envsecrets.secret_values(values, secret_keys), scratch=target.root.parent)
     envcheck.check_startable(merged, "the merged .env", model, db_services, accept=accept, override=FLOW_OVERRIDE,
                              extra_secret_keys=secret_keys)

@@ -179,12 +179,12 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     new_template = envsync.template_at(compose_dir, target_commit, cfg.env_template)
     required = envsync.required_at(compose_dir, target_commit, cfg.compose_files)
     merged = envsync.merge_for(compose_dir / cfg.env_file, old_template, new_template, required)
-    with envsync.target_tree(compose_dir, target_commit, cfg.compose_files) as target_files:
-        envsync.check_startable(target_files, merged, cfg.db_services, accept_env_conflicts,
-                                frozenset(cfg.secret_env_keys))
     staging = run_dir.parent / f".scratch-{run_id or os.getpid()}"  # the recovery removes it if we are killed
     staging.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
+        with envsync.target_tree(compose_dir, target_commit, cfg.compose_files, scratch=staging) as target_files:
+            envsync.check_startable(target_files, merged, cfg.db_services, accept_env_conflicts,
+                                    frozenset(cfg.secret_env_keys))
         run(c.git_archive(compose_dir, target_commit, staging / "target.tar"))
         (staging / "tree").mkdir()
         run(c.tar_extract(staging / "target.tar", staging / "tree"))
