@@ -31,8 +31,9 @@ REPORT = stack.LAB_HOME / "logs" / "fault-matrix.tsv"
 DUMPED = "backup:manifest:hold-after"  # the online dump is done: the test writes through the app here
 
 
-def cli(*args: str, fault: str = "", marker: Path | None = None) -> subprocess.Popen:
-    env = os.environ | {"STACKSHIFT_INJECT_FAULT": fault, "STACKSHIFT_INJECT_FAULT_MARKER": str(marker or "")}
+def cli(*args: str, fault: str = "", marker: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    env = os.environ | {"STACKSHIFT_INJECT_FAULT": fault, "STACKSHIFT_INJECT_FAULT_MARKER": str(marker or "")} | \
+        (env or {})
     return subprocess.Popen([str(ROOT / "stackshift"), *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -102,10 +103,11 @@ def record(fault: str, end: str, seconds: float | None, state: str) -> None:
         f.write(f"{fault}\t{end}\t{'' if seconds is None else f'{seconds:.1f}'}\t{state}\n")
 
 
-def start_upgrade(dep, tmp_path: Path, fault: str):
+def start_upgrade(dep, tmp_path: Path, fault: str, env: dict | None = None):
     """Starts the upgrade with `fault`, makes a write through the app once the online dump is done, lets it go on."""
     marker = tmp_path / "marker"
-    proc = cli("upgrade", "--environment", dep.name, "--target", "v2.0.0", fault=f"{DUMPED},{fault}", marker=marker)
+    proc = cli("upgrade", "--environment", dep.name, "--target", "v2.0.0", fault=f"{DUMPED},{fault}", marker=marker,
+               env=env)
     wait_for_marker(marker, DUMPED, proc)
     late_id = write_through_the_app(dep)
     rows = stack.checksums(dep)  # the seeded rows and the late one: what every end state must hold
@@ -218,7 +220,8 @@ def _prefect_up() -> bool:
 def test_prefect_server_stopped_during_the_cutover(v1, tmp_path):
     dep, before, v1_commit, v2_commit = v1
     spec = "cutover:stop-writers:hold-after"
-    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec)
+    # The Prefect client retries a dead server for ~62 s per call by default; 2 retries (6 s) keep the test short.
+    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec, env={"PREFECT_CLIENT_MAX_RETRIES": "2"})
     wait_for_marker(marker, spec, proc)
     subprocess.run(["pkill", "-f", "prefect server start"], check=False)
     for _ in range(100):
