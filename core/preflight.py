@@ -182,9 +182,6 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     staging = run_dir.parent / f".scratch-{run_id or os.getpid()}"  # the recovery removes it if we are killed
     staging.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
-        with envsync.target_tree(compose_dir, target_commit, cfg.compose_files, scratch=staging) as target_files:
-            envsync.check_startable(target_files, merged, cfg.db_services, accept_env_conflicts,
-                                    frozenset(cfg.secret_env_keys))
         run(c.git_archive(compose_dir, target_commit, staging / "target.tar"))
         (staging / "tree").mkdir()
         run(c.tar_extract(staging / "target.tar", staging / "tree"))
@@ -195,6 +192,10 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
             target_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
         except CommandFailed as exc:
             raise InvalidComposeFile(target, exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else str(exc)) from None
+        # the release's compose file is valid: now, does the merged .env start everything it needs?
+        with envsync.target_tree(compose_dir, target_commit, cfg.compose_files, scratch=staging) as target_files:
+            envsync.check_startable(target_files, merged, cfg.db_services, accept_env_conflicts,
+                                    frozenset(cfg.secret_env_keys))
     finally:
         shutil.rmtree(staging)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterId, LogFilter,
+                                           LogFilterFlowRunId)
 from prefect.client.schemas.sorting import TaskRunSort
 
 from blocks.stack_environment import StackEnvironment
@@ -166,8 +167,17 @@ def test_a_crashed_deployment_run_is_recovered_by_the_automation(make_deployment
     seconds = time.monotonic() - t0
     assert journal_of(dep).status == "rolled-back", journal_of(dep).status
     assert assert_whole(dep, before, None, v1_commit, "") == "1.0.0"
-    state = flow_run_state(run.id)
-    assert state.is_crashed() and "recovered by recover run" in state.message, state.message
+    assert "recovery:" in journal_of(dep).outcome
+    assert flow_run_state(run.id).is_crashed(), "the killed run keeps the state its runner gave it"
+    with get_client(sync_client=True) as client:
+        recover_id = client.read_deployment_by_name(f"recover/recover-{dep.name}").id
+        (recovery_run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[recover_id])))
+    for _ in range(100):
+        if flow_run_state(recovery_run.id).is_final():
+            break
+        time.sleep(0.5)
+    assert flow_run_state(recovery_run.id).is_completed(), "the automation's recover run did the work"
     print(f"automation recovery: {seconds:.1f} s from SIGKILL to the journal closed")
 
 
