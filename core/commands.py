@@ -52,6 +52,11 @@ def compose_config_json(p: ComposeProject) -> list[str]:
     return p.base() + ["config", "--format", "json"]
 
 
+def compose_config_check(p: ComposeProject) -> list[str]:
+    """Validates the compose files themselves (syntax, schema) without reading any variable."""
+    return p.base() + ["config", "--no-interpolate", "--quiet"]
+
+
 def compose_ps_json(p: ComposeProject) -> list[str]:
     return p.base() + ["ps", "--all", "--format", "json"]
 

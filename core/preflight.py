@@ -188,14 +188,15 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         envfile.write_atomic(staging / "merged.env", merged.text)
         staged = c.ComposeProject(compose_dir, tuple(staging / "tree" / f for f in cfg.compose_files),
                                   staging / "merged.env", cfg.project_name)
-        try:
-            target_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
+        try:  # the release's own files first (syntax, schema), before any variable is read
+            io_.run(c.Command(c.compose_config_check(staged)))
         except CommandFailed as exc:
             raise InvalidComposeFile(target, exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else str(exc)) from None
-        # the release's compose file is valid: now, does the merged .env start everything it needs?
+        # then the merged .env: compose accepts it, and it starts everything the target needs
         with envsync.target_tree(compose_dir, target_commit, cfg.compose_files, scratch=staging) as target_files:
             envsync.check_startable(target_files, merged, cfg.db_services, accept_env_conflicts,
                                     frozenset(cfg.secret_env_keys))
+        target_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
     finally:
         shutil.rmtree(staging)
 
