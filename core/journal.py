@@ -102,10 +102,6 @@ class Journal:
                 return r
         return None
 
-    def done(self, step_id: str, phase: str | None = None) -> bool:
-        r = self.record(step_id, phase)
-        return r is not None and r.state == "done"
-
     def kind_started(self, kind: type, phase: str) -> bool:
         return any(r.kind == kind.__name__ and r.phase == phase for r in self.steps)
 
@@ -115,9 +111,6 @@ class Journal:
     def ever_done(self, step_id: str, phase: str | None = None) -> bool:
         """Whether any record of the step (of `phase`) completed, in this attempt or an earlier one."""
         return any(r.id == step_id and r.state == "done" and (phase is None or r.phase == phase) for r in self.steps)
-
-    def started(self, step_id: str, phase: str | None = None) -> bool:
-        return self.record(step_id, phase) is not None
 
     @property
     def cutover_started(self) -> bool:

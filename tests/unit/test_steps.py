@@ -187,8 +187,7 @@ def test_a_resumed_rollback_whose_previous_version_was_verified_only_cleans_up(t
     ctx.journal.begin("verify-previous", "rollback", "Verify")
     ctx.journal.end("verify-previous", True)
     runbook.roll_back(plan, ctx, "resumed")
-    assert io.commands == [["docker", "container", "ls"]] or not any("down" in c for c in io.commands), \
-        "the serving previous version is not taken down again"
+    assert io.commands == [], "the serving previous version is not taken down, checked out or started again"
     assert [r.id for r in ctx.journal.steps][-1] == "cleanup" and ctx.journal.status == "rolled-back"
 
 
