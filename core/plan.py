@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core import commands as c
+from core import rollbackpoint as rp
 from core import steps as st
 
 
@@ -57,6 +58,12 @@ class Facts:
     run_id: str = ""
     migration_timeout: int = 3600
     keep_failed_database: bool = False
+    rollback_method: str = rp.FILE_COPY
+    data_dir: dict | None = None  # {"service", "host", "container"} of the cluster's data directory (PITR)
+    snapshot_command: list[str] = field(default_factory=list)
+    snapshot_restore_command: list[str] = field(default_factory=list)
+    rollback_forecast: dict = field(default_factory=dict)
+    dump_jobs: int = 1
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -109,8 +116,8 @@ class Plan:
         return self.cutover[i + 1:]
 
     @property
-    def rollback_point(self) -> st.TakeRollbackPoint:
-        return next(s for s in self.cutover if isinstance(s, st.TakeRollbackPoint))
+    def rollback_point(self) -> st.RollbackPoint:
+        return next(s for s in self.cutover if isinstance(s, st.RollbackPoint))
 
 
 def rollback_point_name(db: str, run_id: str) -> str:
@@ -141,6 +148,47 @@ def scratch_glob(f: Facts) -> str:
     return str(f.run_dir.parent / ".scratch-*")
 
 
+def rp_args(template: list[str], run_id: str) -> list[str]:
+    """A snapshot command with `{point}` replaced by the run's snapshot name."""
+    return [a.replace("{point}", rp.restore_point_name(run_id)) for a in template]
+
+
+def _pitr_paths(f: Facts, run_id: str) -> dict[str, tuple[str, ...]]:
+    if f.rollback_method != rp.PITR or not f.data_dir:
+        return {"slots": (), "base": (), "failed": ()}
+    host = Path(f.data_dir["host"])
+    return {"slots": (rp.slot_name(run_id),), "base": (str(host.parent / rp.base_dir_name(run_id)),),
+            "failed": (str(host.parent / rp.failed_dir_name(run_id)),)}
+
+
+def _base_backup(f: Facts, old: c.ComposeProject, run_id: str) -> list[st.Step]:
+    """PITR only: the online base backup, taken in the running database container, beside its data directory."""
+    if f.rollback_method != rp.PITR or not f.data_dir:
+        return []
+    d = rp.DataDir(f.data_dir["service"], Path(f.data_dir["host"]), rp.PurePosixPath(f.data_dir["container"]))
+    name = rp.base_dir_name(run_id)
+    return [st.BaseBackup("base-backup", "backup", f"Base backup of the cluster beside its data directory, with the "
+                          f"replication slot {rp.slot_name(run_id)} keeping the WAL from now on (online)",
+                          argv=tuple(c.pg_basebackup(old, d.service, f.db_user, d.container_sibling(name),
+                                                     rp.slot_name(run_id))),
+                          timeout=f.migration_timeout, host_dir=str(d.host_sibling(name)), slot=rp.slot_name(run_id))]
+
+
+def _rollback_point(f: Facts, run_id: str) -> st.RollbackPoint:
+    if f.rollback_method == rp.PITR:
+        base = _pitr_paths(f, run_id)["base"]
+        return st.TakeRestorePoint("rollback-point", "cutover", "Take the rollback point (a named restore point in "
+                                   "the WAL, over the online base backup: constant time)", run_id=run_id,
+                                   base_backup=base[0] if base else "")
+    if f.rollback_method == rp.SNAPSHOT:
+        return st.TakeSnapshot("rollback-point", "cutover", "Take the rollback point (the environment's snapshot "
+                               "command)", argv=tuple(rp_args(f.snapshot_command, run_id)), timeout=f.migration_timeout,
+                               point=rp.restore_point_name(run_id))
+    return st.TakeRollbackPoint("rollback-point", "cutover", "Take the rollback point (file-level copy of each "
+                                "database, same server)",
+                                databases=tuple((db, rollback_point_name(db, run_id)) for db in f.databases))
+
+
 def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
@@ -154,16 +202,19 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     for db in f.databases:
         dump = f.run_dir / f"{db}.dump"
         backup += [
-            st.BackupCommand(f"pg-dump-{db}", "backup", f"pg_dump -Fc of {db} (online, the old version still serving)",
-                             argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump)), needs_db_password=True,
-                             timeout=f.migration_timeout),
+            st.DumpDatabase(f"pg-dump-{db}", "backup", f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows counted in the same "
+                            f"snapshot (online, the old version still serving)",
+                            argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump, f.dump_jobs)),
+                            needs_db_password=True, timeout=f.migration_timeout, database=db),
             st.BackupCommand(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore --list)",
                              argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"),
         ]
     backup += [
-        st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes, without the live database directory",
-                         argv=tuple(c.tar_create(f.run_dir / "volumes.tar.gz", f.compose_dir / "volumes",
-                                                 f.volume_excludes)), ok_codes=(0, 1), timeout=f.migration_timeout),
+        st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes (zstd), without the live database "
+                         "directory", argv=tuple(c.tar_create(f.run_dir / "volumes.tar.zst", f.compose_dir / "volumes",
+                                                              f.volume_excludes)),
+                         env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.migration_timeout),
+        *_base_backup(f, old, run_id),
         st.WriteState("write-state", "backup", "Record image digests, git commit and Alembic revision"),
         st.WriteManifest("manifest", "backup", "Write the sha256 manifest; files 0600"),
     ]
@@ -175,8 +226,7 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     cutover: list[st.Step] = [
         st.StopServices("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'}): downtime starts",
                         argv=tuple(c.compose_stop(old, writers))),
-        st.TakeRollbackPoint("rollback-point", "cutover", "Take the rollback point (file-level copy of each database, "
-                             "same server)", databases=tuple((db, rollback_point_name(db, run_id)) for db in f.databases)),
+        _rollback_point(f, run_id),
         st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} ({f.target_commit[:12]})",
                     argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))),
         st.InstallEnv("install-env", "cutover", f"Install the merged {f.env_file} (env-sync's result)"),
@@ -204,9 +254,11 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     ]
     points = tuple(rollback_point_name(db, run_id) for db in f.databases)
     failed = tuple(failed_db_name(db, run_id) for db in f.databases)
+    pitr = _pitr_paths(f, run_id)
     finish: list[st.Step] = [
         st.Cleanup("drop-rollback-points", "finish", "Drop the rollback points (the pg_dump stays in the backup)",
-                   drop=points, scratch=(scratch_glob(f),)),
+                   drop=points if f.rollback_method == rp.FILE_COPY else (), scratch=(scratch_glob(f),),
+                   slots=pitr["slots"], folders=pitr["base"]),
     ]
 
     pinned = old_project(f, pinned=True)
@@ -221,16 +273,32 @@ def build_plan(f: Facts, run_id: str) -> Plan:
         st.RestoreEnv("restore-env", "rollback", f"Restore {f.env_file} from the backup"),
         st.PinImages("pin-images", "rollback", "Pin every service to its previous image digest"),
     ]
-    if old_db:
-        rollback.append(st.StartServices("start-previous-db", "rollback", f"Start the previous database service "
-                                         f"({', '.join(old_db)})", argv=tuple(c.compose_up(pinned, old_db,
-                                                                                          wait_timeout=f.health_timeout,
-                                                                                          no_deps=True)),
-                                         env=off, timeout=up_timeout))
+    start_old_db = [st.StartServices("start-previous-db", "rollback", f"Start the previous database service "
+                                     f"({', '.join(old_db)})", argv=tuple(c.compose_up(pinned, old_db,
+                                                                                      wait_timeout=f.health_timeout,
+                                                                                      no_deps=True)),
+                                     env=off, timeout=up_timeout)] if old_db else []
+    if f.rollback_method == rp.PITR:  # the data directory is swapped while the database is down, then replayed
+        d = f.data_dir or {}
+        rollback += [st.RestoreBaseBackup("restore-db", "rollback", "Put the base backup in place of the data "
+                                          "directory (by rename: no copy) and set it to replay to the restore point",
+                                          service=d.get("service", ""), host=d.get("host", ""),
+                                          container=d.get("container", ""), run_id=run_id),
+                     *start_old_db,
+                     st.AwaitRecovery("await-recovery", "rollback", "Wait for the WAL replay to the restore point and "
+                                      "the promotion", timeout=float(f.migration_timeout))]
+    elif f.rollback_method == rp.SNAPSHOT:
+        rollback += [*start_old_db,
+                     st.RestoreSnapshot("restore-db", "rollback", "Restore the database from the environment's snapshot",
+                                        argv=tuple(rp_args(f.snapshot_restore_command, run_id)),
+                                        timeout=f.migration_timeout)]
+    else:
+        rollback += [*start_old_db,
+                     st.RestoreDatabase("restore-db", "rollback", "Put each database back at the rollback point (by "
+                                        "rename: no copy)", databases=tuple(
+                                            (db, rollback_point_name(db, run_id), failed_db_name(db, run_id))
+                                            for db in f.databases))]
     rollback += [
-        st.RestoreDatabase("restore-db", "rollback", "Put each database back at the rollback point (by rename: no copy)",
-                           databases=tuple((db, rollback_point_name(db, run_id), failed_db_name(db, run_id))
-                                           for db in f.databases)),
         st.StartServices("start-previous", "rollback", "Start the previous version by digest and wait for health",
                          argv=tuple(c.compose_up(pinned, wait_timeout=f.health_timeout, remove_orphans=True)), env=off,
                          timeout=up_timeout),
@@ -240,6 +308,8 @@ def build_plan(f: Facts, run_id: str) -> Plan:
                                                                            f.current_images.items())),
                   check_images=False),
         st.Cleanup("cleanup", "rollback", "Drop the rollback points and the failed state; remove one-off containers "
-                   "and scratch folders", drop=points, failed=failed, scratch=(scratch_glob(f),)),
+                   "and scratch folders", drop=points if f.rollback_method == rp.FILE_COPY else (),
+                   failed=failed if f.rollback_method == rp.FILE_COPY else (), scratch=(scratch_glob(f),),
+                   slots=pitr["slots"], folders=pitr["base"], failed_folders=pitr["failed"]),
     ]
     return Plan(f, backup, cutover, verify, finish, rollback)

@@ -16,6 +16,7 @@ def plan_markdown(plan: Plan) -> str:
         + (f", without a real downgrade: {', '.join(f.noop_downgrades)}" if f.noop_downgrades else ""),
         f"- services: {', '.join(f.current_services)} → {', '.join(f.target_services)}",
         f"- backup folder: `{f.run_dir}`",
+        f"- {rollback_point_line(f.rollback_forecast, f.rollback_method)}",
         "",
         "| service | current image | target image |",
         "|---|---|---|",
@@ -34,6 +35,14 @@ def plan_markdown(plan: Plan) -> str:
     if f.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in f.warnings]
     return "\n".join(lines)
+
+
+def rollback_point_line(forecast: dict, method: str) -> str:
+    if not forecast:
+        return f"rollback point: {method}"
+    from core.rollbackpoint import Forecast
+
+    return Forecast(**forecast).summary()
 
 
 def env_markdown(environment: str, rows: list[dict], counts: dict[str, int]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -91,6 +92,29 @@ class StackIO:
 
     def sql(self, statements: list[str]) -> None:
         dbops.execute_maintenance(self.db, statements)
+
+    def query(self, statement: str, params: tuple = ()) -> list[tuple]:
+        return dbops.query_maintenance(self.db, statement, params)
+
+    def dump_in_snapshot(self, dbname: str, cmd: c.Command) -> dict[str, int]:
+        """Runs a `pg_dump` (argv without `--snapshot`) in a snapshot exported for it, and meanwhile counts every
+        table's rows in that same snapshot (another thread, another session); returns the counts."""
+        with dbops.exported_snapshot(self.db, dbname) as (snapshot, conn):
+            counted: dict = {}
+
+            def count():
+                try:
+                    counted["rows"] = dbops.count_rows(conn)
+                except Exception as exc:  # reported below, after the dump
+                    counted["error"] = exc
+
+            counter = threading.Thread(target=count, name="count-rows", daemon=True)
+            counter.start()
+            self.run(c.Command([*cmd.argv, "--snapshot", snapshot], timeout=cmd.timeout), db_password=True)
+            counter.join()
+        if "error" in counted:
+            raise counted["error"]
+        return counted["rows"]
 
     def databases(self) -> set[str]:
         return dbops.database_names(self.db)

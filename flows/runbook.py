@@ -36,7 +36,7 @@ def open_run(plan: Plan, cfg, flow_run_id: str | None) -> st.StepContext:
         path=f.run_dir / JOURNAL, run=f.run_id, environment=f.environment, project=f.project,
         target={"ref": f.target_ref, "commit": f.target_commit, "heads": f.target_heads, "images": f.target_images},
         previous={"commit": f.current_commit, "images": f.current_images, "revision": f.db_revision},
-        rollback_points=dict(plan.rollback_point.databases),
+        rollback_points=plan.rollback_point.names(),
         flow_run_id=flow_run_id,
     )
     journal.save()
@@ -152,9 +152,14 @@ def finish(plan: Plan, ctx: st.StepContext, retention: int) -> None:
     bk.prune(ctx.facts.run_dir.parent, retention)
 
 
-def abandon(ctx: st.StepContext, exc: BaseException) -> None:
-    """A failure before the cutover: nothing of the stack changed; the journal says so and the run is closed."""
-    ctx.journal.close("abandoned", f"stopped before the cutover, nothing changed: {_reason(exc, ctx.journal)}")
+def abandon(plan: Plan, ctx: st.StepContext, exc: BaseException) -> None:
+    """A failure before the cutover: nothing of the stack changed. What the backup made for the rollback point (a
+    base backup and its replication slot, which would keep WAL forever) is removed, the journal says so and the run
+    is closed."""
+    ctx.journal.enter("finish")
+    with signals_deferred():
+        left = clean_up(plan.finish, ctx)
+    ctx.journal.close("abandoned", f"stopped before the cutover, nothing changed: {_reason(exc, ctx.journal)}{left}")
 
 
 def publish_report(ctx: st.StepContext, outcome: str) -> None:

@@ -57,7 +57,7 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
         if dry_run:
             review_env(plan)
             return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover + plan.verify],
-                    "migrations": migrations}
+                    "rollback_point": plan.facts.rollback_forecast, "migrations": migrations}
 
         ctx = runbook.open_run(plan, cfg, flow_run.id)
         try:
@@ -65,7 +65,7 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             done = env_sync(ctx, done)
             done = pull(ctx, done)
         except BaseException as exc:
-            runbook.abandon(ctx, exc)
+            runbook.abandon(plan, ctx, exc)
             raise
         try:
             runbook.cut_over(plan, ctx, done)
@@ -75,4 +75,5 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
         runbook.finish(plan, ctx, cfg.backup_retention)
         runbook.publish_report(ctx, f"upgraded to {target}")
         return {"target": target, "backup": str(plan.facts.run_dir), "downtime": downtime(ctx.journal),
+                "rollback_point": plan.facts.rollback_forecast,
                 "migrations": migrations, "recovered": recovered}

@@ -48,6 +48,14 @@ class StubIO:
     def databases(self):
         return set(self.dbs)
 
+    def query(self, statement, params=()):
+        self.statements.append(statement)
+        return []
+
+    def dump_in_snapshot(self, dbname, cmd):
+        self.run(cmd)
+        return {"public.items": 3}
+
     def revisions(self, dbname):
         return ["r2"]
 
