@@ -89,8 +89,9 @@ class Facts:
 
 @dataclass
 class Plan:
-    """Every list an upgrade may walk: `backup` (old version serving), `cutover` (downtime), `verify`, `finish` (after
-    success), `rollback` (after a failure once the cutover began)."""
+    """Every list an upgrade may walk: `backup` (old version serving), `prepare` (right before the downtime, after
+    the pull), `cutover` (downtime), `verify`, `finish` (after success), `rollback` (after a failure once the cutover
+    began)."""
 
     facts: Facts
     backup: list[st.Step]
@@ -98,10 +99,11 @@ class Plan:
     verify: list[st.Step]
     finish: list[st.Step]
     rollback: list[st.Step]
+    prepare: list[st.Step] = field(default_factory=list)
 
     def lists(self) -> dict[str, list[st.Step]]:
-        return {"backup": self.backup, "cutover": self.cutover, "verify": self.verify, "finish": self.finish,
-                "rollback": self.rollback}
+        return {"backup": self.backup, "prepare": self.prepare, "cutover": self.cutover, "verify": self.verify,
+                "finish": self.finish, "rollback": self.rollback}
 
     def to_dict(self) -> dict:
         out = {"facts": self.facts.to_dict()}
@@ -312,4 +314,6 @@ def build_plan(f: Facts, run_id: str) -> Plan:
                    failed=failed if f.rollback_method == rp.FILE_COPY else (), scratch=(scratch_glob(f),),
                    slots=pitr["slots"], folders=pitr["base"], failed_folders=pitr["failed"]),
     ]
-    return Plan(f, backup, cutover, verify, finish, rollback)
+    prepare: list[st.Step] = [st.Checkpoint("checkpoint", "backup", "Write the dirty buffers now, the old version "
+                                            "still serving (not in the downtime)")]
+    return Plan(f, backup, cutover, verify, finish, rollback, prepare)

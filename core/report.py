@@ -26,7 +26,8 @@ def plan_markdown(plan: Plan) -> str:
         lines.append(f"| {s} | {cur.get('repo_digest') or cur.get('image', '—')} | {f.target_images.get(s, '— (removed)')} |")
     counts = ", ".join(f"{k} {v}" for k, v in f.env_counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
-    for title, steps in (("Backup (old version serving)", plan.backup), ("Cutover (downtime)", plan.cutover),
+    for title, steps in (("Backup (old version serving)", plan.backup),
+                         ("Right before the downtime (after the pull)", plan.prepare), ("Cutover (downtime)", plan.cutover),
                          ("Verify", plan.verify), ("After success", plan.finish),
                          ("Rollback (only on failure after cutover starts)", plan.rollback)):
         lines += [f"## {title}", "", "| # | task | step | what it does |", "|---|---|---|---|"]

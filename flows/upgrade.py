@@ -64,6 +64,7 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             done = backup(ctx, plan.backup)
             done = env_sync(ctx, done)
             done = pull(ctx, done)
+            runbook.walk(plan.prepare, ctx)
         except BaseException as exc:
             runbook.abandon(plan, ctx, exc)
             raise

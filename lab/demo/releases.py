@@ -108,9 +108,10 @@ services:
         condition: service_healthy
     healthcheck:
       test: ["CMD", "python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:5001/health', timeout=2)"]
-      interval: 500ms
+      interval: 250ms
       timeout: 3s
       retries: 5
+      start_period: 10s
 
   worker:
     image: ${{REGISTRY:-127.0.0.1:5000}}/demo/app:{release.app_version}
@@ -138,7 +139,8 @@ services:
       - "127.0.0.1:${{EXPOSE_DB_PORT:-15432}}:5432"
     healthcheck:
       test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "${{DB_USERNAME:-app}}", "-d", "${{DB_DATABASE:-app}}"]
-      interval: 500ms
+      interval: 200ms
       timeout: 3s
       retries: 30
+      start_period: 10s
 """
