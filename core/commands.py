@@ -75,9 +75,13 @@ def compose_rm(p: ComposeProject, services: list[str]) -> list[str]:
 
 def compose_up(
     p: ComposeProject, services: list[str] | None = None, *, wait_timeout: int = 120, no_deps: bool = False,
-    remove_orphans: bool = False,
+    remove_orphans: bool = False, wait: bool = True,
 ) -> list[str]:
-    argv = p.base() + ["up", "--detach", "--wait", "--wait-timeout", str(wait_timeout)]
+    """`up --detach`, with compose's own `--wait` unless the caller polls health itself (compose checks on a
+    500 ms tick, for `--wait` and for each `depends_on` condition)."""
+    argv = p.base() + ["up", "--detach"]
+    if wait:
+        argv += ["--wait", "--wait-timeout", str(wait_timeout)]
     if no_deps:
         argv.append("--no-deps")
     if remove_orphans:

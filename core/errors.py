@@ -259,6 +259,10 @@ class UnsupportedServer(PreflightError):
         super().__init__(f"The database server cannot take stackshift's rollback point: {detail}.")
 
 
+class ServicesNotHealthy(UpgradeError):
+    """Raised by the health poller; the step that started the services reports it as its own failure."""
+
+
 class RollbackPointUnavailable(PreflightError):
     def __init__(self, method: str, detail: str):
         super().__init__(f"The environment asks for a {method} rollback point, which cannot work here: {detail}. Fix "

@@ -191,6 +191,20 @@ def _rollback_point(f: Facts, run_id: str) -> st.RollbackPoint:
                                 databases=tuple((db, rollback_point_name(db, run_id)) for db in f.databases))
 
 
+def _start_target(f: Facts, new: c.ComposeProject, target_db: list[str], off, up_timeout: int) -> st.StartServices:
+    """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
+    compose need not wait on it again (`--no-deps`) and the step polls health itself."""
+    title = f"Start every service ({f.migration_switch}=false) and wait for health: downtime ends"
+    if target_db:
+        return st.StartServices("start-target", "cutover", title,
+                                argv=tuple(c.compose_up(new, no_deps=True, remove_orphans=True, wait=False)), env=off,
+                                timeout=up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
+                                wait_timeout=float(f.health_timeout))
+    return st.StartServices("start-target", "cutover", title, argv=tuple(c.compose_up(new, wait_timeout=f.health_timeout,
+                                                                                    remove_orphans=True)),
+                            env=off, timeout=up_timeout)
+
+
 def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
@@ -238,16 +252,14 @@ def build_plan(f: Facts, run_id: str) -> Plan:
                                          f"({', '.join(retired)})", argv=tuple(c.compose_rm(old, retired))))
     if target_db:
         cutover.append(st.StartServices("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
-                                        f"for health", argv=tuple(c.compose_up(new, target_db, wait_timeout=f.health_timeout,
-                                                                               no_deps=True)), env=off, timeout=up_timeout))
+                                        f"for health", argv=tuple(c.compose_up(new, target_db, no_deps=True, wait=False)),
+                                        env=off, timeout=up_timeout, project_name=f.project, wait_for=tuple(target_db),
+                                        wait_timeout=float(f.health_timeout)))
     cutover += [
         st.Migrate("migrate", "cutover", f"Migrate once: {' '.join(f.migrate_command)} in a one-off {f.migrate_service} "
                    f"container", argv=tuple(c.compose_run_once(new, f.migrate_service, f.migrate_command, dict(off), run_id)),
                    timeout=f.migration_timeout),
-        st.StartServices("start-target", "cutover", f"Start every service ({f.migration_switch}=false) and wait for "
-                         f"health: downtime ends", argv=tuple(c.compose_up(new, wait_timeout=f.health_timeout,
-                                                                           remove_orphans=True)),
-                         env=off, timeout=up_timeout),
+        _start_target(f, new, target_db, off, up_timeout),
     ]
     verify: list[st.Step] = [
         st.Verify("verify", "verify", f"Verify: compose health, HTTP checks, database at {', '.join(f.target_heads)}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +53,44 @@ class DockerEndpoint:
             raise DockerHostUnreachable(where, str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__) \
                 from None
         return client
+
+
+def container_states(client, project: str) -> dict[str, dict]:
+    """Service → the `State` of its (newest) container in the project, one-off containers left out."""
+    out: dict[str, tuple[str, dict]] = {}
+    for ctr in client.api.containers(all=True, filters={"label": f"com.docker.compose.project={project}"}):
+        labels = ctr.get("Labels") or {}
+        if labels.get("com.docker.compose.oneoff") == "True" or "com.docker.compose.service" not in labels:
+            continue
+        service = labels["com.docker.compose.service"]
+        created = ctr.get("Created", 0)
+        if service not in out or created > out[service][0]:
+            out[service] = (created, ctr["Id"])
+    return {s: client.api.inspect_container(cid)["State"] for s, (_, cid) in out.items()}
+
+
+def health_verdict(state: dict | None) -> str:
+    """ok | wait | failed, for one container's `State` (as `docker inspect` gives it)."""
+    if not state:
+        return "wait"
+    health = (state.get("Health") or {}).get("Status")
+    if state.get("Status") == "running":
+        if health in (None, "healthy"):
+            return "ok"
+        return "failed" if health == "unhealthy" else "wait"
+    if state.get("Status") == "exited" and not state.get("Restarting"):
+        return "ok" if state.get("ExitCode") == 0 else "failed"  # a one-shot job that completed, or a crash
+    return "wait"
+
+
+def describe_state(state: dict | None) -> str:
+    if not state:
+        return "has no container"
+    health = (state.get("Health") or {})
+    last = (health.get("Log") or [{}])[-1].get("Output", "").strip().splitlines()
+    return (f"is {state.get('Status')}" + (f" ({health.get('Status')})" if health.get("Status") else "")
+            + (f", exit code {state.get('ExitCode')}" if state.get("Status") == "exited" else "")
+            + (f": {last[-1][:200]}" if last and health.get("Status") == "unhealthy" else ""))
 
 
 @dataclass
@@ -132,6 +171,31 @@ class StackIO:
                                expected_version)
             out.append(poll(probe, deadline_seconds=min(30, self.cfg.health_timeout_seconds)))
         return out
+
+    def wait_healthy(self, project: str, services: list[str], timeout: float, every: float = 0.05) -> str:
+        """Polls the project's containers (Docker SDK) until each of `services` runs and is healthy (or has no
+        healthcheck); raises HealthCheckFailed at once when one turns unhealthy or exits with an error, or at the
+        deadline, naming the services and their state."""
+        from core.errors import ServicesNotHealthy
+
+        client = self.endpoint.client()
+        t0 = time.monotonic()
+        while True:
+            states = container_states(client, project)
+            waiting, failed = [], []
+            for service in services:
+                state = states.get(service)
+                verdict = health_verdict(state)
+                if verdict == "ok":
+                    continue
+                (failed if verdict == "failed" else waiting).append(f"{service} {describe_state(state)}")
+            if failed:
+                raise ServicesNotHealthy("; ".join(failed))
+            if not waiting:
+                return f"{', '.join(services)} healthy after {time.monotonic() - t0:.2f} s"
+            if time.monotonic() - t0 > timeout:
+                raise ServicesNotHealthy(f"not healthy after {timeout:.0f} s: {'; '.join(waiting)}")
+            time.sleep(every)
 
     def remove_stack_containers(self) -> int:
         """Removes the stack's leftover one-off containers (migration, SQL rendering, revision-file copies)."""

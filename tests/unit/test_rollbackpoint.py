@@ -215,3 +215,34 @@ def test_base_backup_retry_starts_clean(tmp_path):
     assert not (tmp_path / "data" / "ss-base-r1").exists(), "the stub ran no pg_basebackup; the old folder is gone"
     assert any("pg_drop_replication_slot" in s for s in ctx.io.statements)
     assert ctx.io.commands[-1][-1] == "stackshift_r1"
+
+
+def test_start_target_polls_health_itself_once_the_database_was_waited_for(tmp_path):
+    plan = build_plan(facts(), "run1")
+    start_db, start_target = (next(s for s in plan.cutover if s.id == i) for i in ("start-db", "start-target"))
+    for step in (start_db, start_target):
+        assert "--wait" not in step.argv and "--no-deps" in step.argv, "compose's 500 ms ticks are not waited on"
+    assert start_db.wait_for == ("db_postgres",) and start_target.wait_for == ("api", "db_postgres", "worker")
+    io = StubIO()
+    f = facts(run_dir=tmp_path / "run", run_id="run1")
+    f.run_dir.mkdir()
+    ctx = st.StepContext(f, io, Journal(path=f.run_dir / "j.json", run="run1", environment="s", project="dify",
+                                        target={}, previous={}, rollback_points={}))
+    st.execute(start_target, ctx)
+    assert io.commands[-1] == ["wait-healthy", "dify", "api", "db_postgres", "worker"]
+    no_db = build_plan(facts(target_services=["api", "worker"], db_services=["db"]), "run1")
+    assert "--wait" in next(s for s in no_db.cutover if s.id == "start-target").argv, "no database step: compose waits"
+
+
+def test_health_verdicts_read_the_containers_state():
+    from core.stackio import describe_state, health_verdict
+
+    assert health_verdict({"Status": "running", "Health": {"Status": "healthy"}}) == "ok"
+    assert health_verdict({"Status": "running"}) == "ok", "no healthcheck: running is enough"
+    assert health_verdict({"Status": "running", "Health": {"Status": "starting"}}) == "wait"
+    assert health_verdict({"Status": "created"}) == "wait" and health_verdict(None) == "wait"
+    assert health_verdict({"Status": "exited", "ExitCode": 0}) == "ok"
+    assert health_verdict({"Status": "exited", "ExitCode": 3}) == "failed"
+    assert health_verdict({"Status": "restarting", "Restarting": True, "ExitCode": 1}) == "wait"
+    unhealthy = {"Status": "running", "Health": {"Status": "unhealthy", "Log": [{"Output": "HTTP 500\n"}]}}
+    assert health_verdict(unhealthy) == "failed" and describe_state(unhealthy) == "is running (unhealthy): HTTP 500"

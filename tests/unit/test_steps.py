@@ -48,6 +48,10 @@ class StubIO:
     def databases(self):
         return set(self.dbs)
 
+    def wait_healthy(self, project, services, timeout):
+        self.commands.append(["wait-healthy", project, *services])
+        return "healthy"
+
     def query(self, statement, params=()):
         self.statements.append(statement)
         return []
