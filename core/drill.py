@@ -83,9 +83,10 @@ def _restore_one(io: StackIO, run_dir: Path, db: str, jobs: int, problems: list[
             "mismatches": len(differ)}
 
 
-def drop_leftover_scratch(io: StackIO) -> list[str]:
-    """Scratch databases of a drill that was killed."""
-    names = [n for n in io.databases() if DRILL_TAG in n]
+def drop_leftover_scratch(io: StackIO, databases: list[str]) -> list[str]:
+    """Scratch databases of a drill of these databases that was killed (the drill runs under the stack's lock)."""
+    prefixes = tuple(f"{db[:40]}{DRILL_TAG}" for db in databases)
+    names = [n for n in io.databases() if n.startswith(prefixes)]
     for name in names:
         io.sql([f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"])
     return names

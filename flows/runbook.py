@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from core import drill
 from core import backup as bk
 from core import recovery
 from core import report
@@ -241,6 +242,8 @@ def sweep_leftovers(cfg) -> None:
             log.warning("Removed %s leftover one-off container(s) of %s", n, cfg.project_name)
         for schema in io_.drop_probe_schemas():
             log.warning("Dropped the leftover probe schema %s", schema)
+        for name in drill.drop_leftover_scratch(io_, [cfg.db_name, *cfg.extra_databases]):
+            log.warning("Dropped the leftover restore-drill database %s", name)
     except UpgradeError as exc:
         log.warning("Could not sweep leftovers (%s)", exc)
     for folder in (Path(cfg.backup_dir) / cfg.project_name).glob(".scratch-*"):
