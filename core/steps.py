@@ -339,6 +339,11 @@ class TakeRollbackPoint(RollbackPoint):
         return "<br>".join(f"`{s}`" for src, pt in self.databases for s in self.statements(src, pt))
 
 
+FLUSH_WAL = "SELECT txid_current()::text"
+"""A committed transaction with an xid: its commit flushes the WAL up to it, the restore point record included
+(`pg_create_restore_point` itself only inserts the record)."""
+
+
 @dataclass(frozen=True)
 class TakeRestorePoint(RollbackPoint):
     """A named restore point in the WAL (`pg_create_restore_point`): constant time whatever the size. The base
@@ -363,6 +368,7 @@ class TakeRestorePoint(RollbackPoint):
             raise RollbackPointFailed(self.id, f"the replication slot {self.slot} that keeps the WAL since the base "
                                                f"backup is missing, so a restore point would not be restorable")
         lsn = ctx.io.query(self.statement())[0][0]
+        ctx.io.query(FLUSH_WAL)
         return f"restore point {rp.restore_point_name(self.run_id)} at {lsn} (WAL kept from {held[0][0]})"
 
     def render(self) -> str:

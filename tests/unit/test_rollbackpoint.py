@@ -168,6 +168,7 @@ def test_restore_point_refuses_without_the_slot_that_keeps_the_wal(tmp_path):
     plan, ctx = _ctx(tmp_path, SlotIO(slot_lsn="0/2000000"))
     out = st.execute(plan.rollback_point, ctx)
     assert "0/3000090" in out.detail and "0/2000000" in out.detail
+    assert ctx.io.queries[-1] == st.FLUSH_WAL, "the restore point's WAL record is flushed by a commit"
 
 
 def test_pitr_restore_is_skipped_when_the_migration_never_started_and_refused_without_a_point(tmp_path):
