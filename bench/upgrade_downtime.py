@@ -237,7 +237,7 @@ def main():
             bare = med(f.get(bare_key, 0) for f in floors) if floors else float("nan")
             print(f"  {name:18s} {ss:10.2f} {bare:10.2f}")
         gaps = med(d - sum(p.get(n, 0) for n in CUTOVER) for d, p, _ in r["ss"])
-        print(f"  {'between steps':18s} {gaps:10.2f}   (task runs, journal writes, health polling)")
+        print(f"  {'outside the steps':18s} {gaps:10.2f}   (api downtime minus the steps: task runs, journal, polling)")
         for part in ("down", "tar", "up", "until healthy"):
             print(f"  documented {part:14s} {med(p[part] for _, p in r['doc']):.2f} s")
     if rollback:

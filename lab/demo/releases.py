@@ -108,7 +108,7 @@ services:
         condition: service_healthy
     healthcheck:
       test: ["CMD", "python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:5001/health', timeout=2)"]
-      interval: 250ms
+      interval: 500ms
       timeout: 3s
       retries: 5
       start_period: 10s
@@ -139,7 +139,7 @@ services:
       - "127.0.0.1:${{EXPOSE_DB_PORT:-15432}}:5432"
     healthcheck:
       test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "${{DB_USERNAME:-app}}", "-d", "${{DB_DATABASE:-app}}"]
-      interval: 200ms
+      interval: 500ms
       timeout: 3s
       retries: 30
       start_period: 10s
