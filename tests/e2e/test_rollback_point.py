@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,8 +19,9 @@ import pytest
 from core.journal import Journal
 from lab import stack
 from lab.demo.releases import HEADS
-from tests.e2e.helpers import databases, revision, services
-from tests.e2e.test_fault_matrix import ROOT, cli, wait_for_marker, write_through_the_app
+from tests.e2e.helpers import databases, head, revision, services
+from tests.e2e.test_fault_matrix import (ROOT, assert_whole, cli, journal_of, recover, start_upgrade, wait_for_marker,
+                                         write_through_the_app)
 
 pytestmark = pytest.mark.e2e
 BACKED_UP = "backup:base-backup:hold-after"  # the online base backup is done: the test writes through the app here
@@ -99,3 +101,33 @@ def test_pitr_upgrade_drops_its_slot_and_the_restore_drill_checks_the_bundle(mak
     assert "checksum mismatch" in drill.stderr and data_file.name in drill.stderr
     assert "does not restore" in drill.stderr or "rows in the dump's snapshot" in drill.stderr
     assert not [d for d in databases(dep) if "__ss_drill_" in d], "the scratch database is dropped"
+
+
+def test_pitr_sigkill_during_the_migration_then_recover(make_deployment, tmp_path):
+    """The runner dies mid-migration; `recover` (another process) swaps the base backup in and replays the WAL."""
+    dep = make_deployment(rows=20_000, rollback_point="pitr")
+    v1_commit = head(dep)
+    v2_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "v2.0.0^{commit}"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    spec = "cutover:migrate:hold-after"
+    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec)  # the late write follows the base backup
+    wait_for_marker(marker, spec, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    said, _ = recover(dep)
+    assert "rolled back" in said
+    assert assert_whole(dep, before, late_id, v1_commit, v2_commit) == "1.0.0"
+    kinds = {r.id: r.kind for r in journal_of(dep).steps if r.phase == "rollback"}
+    assert kinds["restore-db"] == "RestoreBaseBackup" and kinds["await-recovery"] == "AwaitRecovery"
+    assert slots(dep) == [] and leftovers(dep) == []
+
+
+def test_auto_measures_the_copy_rate_and_says_which_point_it_takes(make_deployment):
+    from flows.upgrade import upgrade
+
+    dep = make_deployment(rows=5_000, rollback_point="auto")
+    result = upgrade(environment=dep.name, target="v2.0.0", dry_run=True)
+    point = result["rollback_point"]
+    assert point["copy_measured"] and point["copy_mb_s"] > 0 and point["database_bytes"] > 0
+    assert point["method"] in ("file-copy", "pitr") and point["pitr_unavailable"] == ""
+    assert not [d for d in databases(dep) if d.startswith("stackshift_probe_copy_")], "the probe databases are gone"
