@@ -18,6 +18,15 @@ class HttpCheck(BaseModel):
         default=None,
         description="JSON field that must equal the target's app version, if set (for example `version`).",
     )
+    expect_body: str | None = Field(
+        default=None,
+        description="Plain-text body the check expects (surrounding whitespace ignored), if set (MLflow's /health: `OK`).",
+    )
+    expect_version_in_body: bool = Field(
+        default=False,
+        description="The whole body (plain text, surrounding whitespace ignored) must equal the target's app version "
+                    "(MLflow's /version).",
+    )
 
 
 class StackEnvironment(Block):
@@ -79,10 +88,25 @@ class StackEnvironment(Block):
         description="Folder of the Alembic revision files inside the migrate image (Dify: /app/api/migrations/versions); "
                     "read without running anything.",
     )
-    render_sql_command: list[str] = Field(
+    render_sql_command: list[str] | None = Field(
         default_factory=lambda: ["python3", "-m", "alembic", "upgrade", "{range}", "--sql"],
         description="Command in the target image that prints the pending SQL offline; `{range}` becomes FROM:TO "
-                    "(Dify: [\"flask\", \"db\", \"upgrade\", \"{range}\", \"--sql\"]). Runs with no network.",
+                    "(Dify: [\"flask\", \"db\", \"upgrade\", \"{range}\", \"--sql\"]). Runs with no network. "
+                    "None: the app cannot render offline (the rehearsal, if set, covers every revision).",
+    )
+    rehearsal_command: list[str] | None = Field(
+        default=None,
+        description="The target's migration command pointed at another database, `{database}` standing for its name "
+                    "(MLflow: [\"mlflow\", \"db\", \"upgrade\", \"postgresql+psycopg2://mlflow@db:5432/{database}\"]). "
+                    "Set, it runs when offline rendering fails or covers only part of the range: in a one-off "
+                    "container of the target image, against a throw-away copy of the live schema, and the statements "
+                    "it executes are analysed. Needs a superuser role (it sets `log_statement` on that database). "
+                    "None: no rehearsal.",
+    )
+    rehearsal_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment for the rehearsal's container, `{database}` standing for the throw-away database "
+                    "(for apps that read the database name from a variable: {\"DB_DATABASE\": \"{database}\"}).",
     )
     max_lock_seconds: float = Field(
         default=60.0,
@@ -94,9 +118,21 @@ class StackEnvironment(Block):
         description="Calibrate the forecast with a short probe on the server (a scratch table of about 40 MB in "
                     "a throw-away schema, dropped afterwards). Off: effects and sizes only, no durations.",
     )
-    migration_switch: str = Field(
+    migration_switch: str | None = Field(
         default="MIGRATION_ENABLED",
-        description="Variable that turns entrypoint migrations off for long-running services.",
+        description="Variable that turns entrypoint migrations off for long-running services. None: the app migrates "
+                    "when it starts and has no switch (MLflow); stackshift's own one-off migration still runs first, "
+                    "with the writers stopped, so the start finds the database at the head and migrates nothing.",
+    )
+    version_command: list[str] | None = Field(
+        default=None,
+        description="Command run in the migrate service's container after the upgrade (`docker compose exec`) whose "
+                    "output must name the target's app version as a whole word (e.g. [\"mlflow\", \"--version\"]).",
+    )
+    stop_timeouts: dict[str, int] = Field(
+        default_factory=dict,
+        description="Seconds a writer service may take to stop before it is killed (`docker compose stop --timeout`), "
+                    "per service; services not named use their compose `stop_grace_period` (10 s by default).",
     )
     http_checks: list[HttpCheck] = Field(default_factory=list, description="HTTP checks run after an upgrade.")
     health_timeout_seconds: int = Field(default=120, description="How long services may take to turn healthy.")

@@ -89,6 +89,29 @@ def compose_up(
     return argv + list(services or [])
 
 
+def compose_stop_timed(p: ComposeProject, services: list[str], timeouts: dict[str, int]) -> list[list[str]]:
+    """`stop` of `services`, one command per distinct stop timeout (`--timeout`); services without one use their
+    compose `stop_grace_period`. The services without a timeout come first, in one command."""
+    groups: dict[int | None, list[str]] = {}
+    for s in services:
+        groups.setdefault(timeouts.get(s), []).append(s)
+    out = []
+    for timeout in sorted(groups, key=lambda t: (t is not None, t or 0)):
+        flag = [] if timeout is None else ["--timeout", str(timeout)]
+        out.append(p.base() + ["stop", *flag, *groups[timeout]])
+    return out or [compose_stop(p, [])]
+
+
+def compose_exec(p: ComposeProject, service: str, command: list[str]) -> list[str]:
+    """`command` in the running container of `service`, without a TTY."""
+    return p.base() + ["exec", "--no-TTY", service, *command]
+
+
+def compose_logs_since(p: ComposeProject, service: str, since: str) -> list[str]:
+    """The log lines of `service`'s container since `since` (RFC 3339), without compose's prefixes or colours."""
+    return p.base() + ["logs", "--no-color", "--no-log-prefix", "--since", since, service]
+
+
 def compose_down(p: ComposeProject) -> list[str]:
     return p.base() + ["down", "--remove-orphans"]
 

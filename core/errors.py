@@ -342,3 +342,25 @@ class ComposeUnavailable(EnvSyncError):
         super().__init__(f"Cannot run `docker compose` to check the merged env ({detail}). Install Docker with the "
                          f"Compose v2 plugin (`docker compose version`), or leave out --compose-file; nothing was "
                          f"written.")
+
+
+class RehearsalUnavailable(PreflightError):
+    """The migration could not be rehearsed (the server's logging or the role does not allow capturing it)."""
+
+    def __init__(self, detail: str):
+        super().__init__(
+            f"The migration could not be rehearsed: {detail}. Nothing was changed. Fix that, or unset the block's "
+            f"rehearsal_command to go on with the offline SQL alone (the report then names the revisions it could "
+            f"not analyse)."
+        )
+
+
+class RehearsalFailed(PreflightError):
+    """The target's migration failed on a throw-away copy of the live schema: it would fail in the cutover too."""
+
+    def __init__(self, detail: str):
+        super().__init__(
+            f"The target's migration failed when rehearsed on a copy of the live schema: {detail}. Nothing was "
+            f"changed and the rehearsal database is dropped. Fix the migration or the schema before upgrading; "
+            f"the statements up to the failure are in the run's logs."
+        )

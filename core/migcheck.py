@@ -22,6 +22,9 @@ class MigrationReport:
     server: dict | None = None            # version, probe rates
     tables: dict[str, dict] = field(default_factory=dict)  # live sizes of the tables the SQL touches
     revisions: RevisionState | None = None
+    # where each pending revision's SQL came from: {"rendered": [...], "rehearsed": [...], "not_analysed": [...],
+    # "analysed_from": "rendering" | "rehearsal", "render_error": str | None, "rehearsal": {...} | None}
+    sources: dict | None = None
 
     @property
     def data_loss(self) -> list[sqlrules.Finding]:
@@ -35,6 +38,8 @@ class MigrationReport:
             d["tables"] = self.tables
         if self.revisions is not None:
             d["revisions"] = self.revisions.to_dict()
+        if self.sources is not None:
+            d["sources"] = self.sources
         return d
 
 
@@ -65,6 +70,9 @@ def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
 def gate(report: MigrationReport, max_lock_seconds: float | None) -> list[str]:
     """Why the upgrade must not go ahead ([] = it may): data loss, or a lock-hold over the threshold."""
     reasons = []
+    if report.sources and report.sources.get("not_analysed"):
+        reasons.append(f"{len(report.sources['not_analysed'])} pending revision(s) could not be analysed (neither "
+                       f"rendered offline nor rehearsed): {', '.join(report.sources['not_analysed'])}")
     for f in report.data_loss:
         reasons.append(f"statement {f.index} ({f.sql.splitlines()[0][:80]}) loses data")
     if max_lock_seconds is not None:

@@ -48,7 +48,7 @@ class Facts:
     writer_services: list[str]
     migrate_service: str
     migrate_command: list[str]
-    migration_switch: str
+    migration_switch: str | None  # None: the app migrates when it starts and has no switch
     health_timeout: int
     run_dir: Path
     volume_excludes: list[str]
@@ -64,6 +64,10 @@ class Facts:
     snapshot_restore_command: list[str] = field(default_factory=list)
     rollback_forecast: dict = field(default_factory=dict)
     dump_jobs: int = 1
+    stop_timeouts: dict[str, int] = field(default_factory=dict)
+    version_command: list[str] = field(default_factory=list)
+    rehearsal_command: list[str] = field(default_factory=list)  # `{database}` = the throw-away database ([] = none)
+    rehearsal_env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -194,7 +198,8 @@ def _rollback_point(f: Facts, run_id: str) -> st.RollbackPoint:
 def _start_target(f: Facts, new: c.ComposeProject, target_db: list[str], off, up_timeout: int) -> st.StartServices:
     """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
     compose need not wait on it again (`--no-deps`) and the step polls health itself."""
-    title = f"Start every service ({f.migration_switch}=false) and wait for health: downtime ends"
+    starts = f"{f.migration_switch}=false" if f.migration_switch else "the database already at the head"
+    title = f"Start every service ({starts}) and wait for health: downtime ends"
     if target_db:
         return st.StartServices("start-target", "cutover", title,
                                 argv=tuple(c.compose_up(new, no_deps=True, remove_orphans=True, wait=False)), env=off,
@@ -205,10 +210,18 @@ def _start_target(f: Facts, new: c.ComposeProject, target_db: list[str], off, up
                             env=off, timeout=up_timeout)
 
 
+def version_argv(p: c.ComposeProject, f: Facts) -> tuple[str, ...]:
+    """The environment's version command, in the running container of the migrate service ([] = none)."""
+    return tuple(c.compose_exec(p, f.migrate_service, f.version_command)) if f.version_command else ()
+
+
 def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
-    off = ((f.migration_switch, "false"),)
+    # With a switch, every start runs with entrypoint migrations off. Without one (the app migrates when it starts),
+    # the one-off `migrate` below still runs first, with the writers stopped: each start then finds the database at
+    # the head, and its own migration has nothing to do.
+    off = ((f.migration_switch, "false"),) if f.migration_switch else ()
     backup: list[st.Step] = [
         st.SaveConfig("save-config", "backup", "Copy compose files, .env and the env template",
                       names=(*f.compose_files, f.env_file, f.env_template)),
@@ -239,9 +252,10 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     retired = [s for s in f.current_services if s not in f.target_services and s in f.running_services]
     target_db = [s for s in f.db_services if s in f.target_services]
     up_timeout = f.health_timeout + 60
+    first_stop, *more_stops = c.compose_stop_timed(old, writers, f.stop_timeouts)
     cutover: list[st.Step] = [
         st.StopServices("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'}): downtime starts",
-                        argv=tuple(c.compose_stop(old, writers))),
+                        argv=tuple(first_stop), then=tuple(tuple(a) for a in more_stops)),
         _rollback_point(f, run_id),
         st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} ({f.target_commit[:12]})",
                     argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))),
@@ -264,7 +278,7 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     verify: list[st.Step] = [
         st.Verify("verify", "verify", f"Verify: compose health, HTTP checks, database at {', '.join(f.target_heads)}",
                   project=new, heads=tuple(f.target_heads), services=tuple(f.target_services),
-                  images=tuple(sorted(f.target_images.items()))),
+                  images=tuple(sorted(f.target_images.items())), version_argv=version_argv(new, f)),
     ]
     points = tuple(rollback_point_name(db, run_id) for db in f.databases)
     failed = tuple(failed_db_name(db, run_id) for db in f.databases)
@@ -320,7 +334,7 @@ def build_plan(f: Facts, run_id: str) -> Plan:
                   f"{', '.join(f.db_revision) or '(none)'}", project=pinned, heads=tuple(f.db_revision),
                   services=tuple(f.current_services), images=tuple(sorted((s, i["image"]) for s, i in
                                                                            f.current_images.items())),
-                  check_images=False),
+                  check_images=False, version_argv=version_argv(pinned, f)),
         st.Cleanup("cleanup", "rollback", "Drop the rollback points and the failed state; remove one-off containers "
                    "and scratch folders", drop=points if f.rollback_method == rp.FILE_COPY else (),
                    failed=failed if f.rollback_method == rp.FILE_COPY else (), scratch=(scratch_glob(f),),

@@ -284,7 +284,8 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     graph = revgraph.RevisionGraph.from_sources(migration_sources(client, migrate_image, cfg.migrations_path,
                                                                   cfg.project_name))
     revisions = revgraph.state(graph, revision)
-    sql_command = render_sql_command(cfg.render_sql_command, revisions.sql_range) if revisions.pending else []
+    sql_command = render_sql_command(cfg.render_sql_command, revisions.sql_range) \
+        if revisions.pending and cfg.render_sql_command else []
 
     excludes = []
     volumes_root = compose_dir / "volumes"
@@ -321,4 +322,6 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         if data_dir else None,
         snapshot_command=list(cfg.snapshot_command), snapshot_restore_command=list(cfg.snapshot_restore_command),
         dump_jobs=cfg.dump_jobs or max(1, min(4, os.cpu_count() or 1)),
+        stop_timeouts=dict(cfg.stop_timeouts), version_command=list(cfg.version_command or []),
+        rehearsal_command=list(cfg.rehearsal_command or []), rehearsal_env=dict(cfg.rehearsal_env),
     )

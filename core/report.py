@@ -105,6 +105,25 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+def _sources_markdown(pending: list[str], src: dict) -> list[str]:
+    """Every pending revision, whether offline rendering produced its SQL and whether the rehearsal ran it."""
+    rendered, rehearsed = set(src["rendered"]), set(src["rehearsed"])
+    what = {"rendering": "the offline rendering", "rehearsal": "the rehearsal (statements the migration executed)"}
+    lines = [f"## Pending revisions ({len(pending)}): {len(rendered)} rendered offline, {len(rehearsed)} rehearsed", "",
+             f"The statements below come from {what[src['analysed_from']]}."]
+    if src.get("render_error"):
+        lines.append(f"Offline rendering: {src['render_error']}.")
+    if src.get("rehearsal"):
+        r = src["rehearsal"]
+        lines.append(f"Rehearsal: the target's migration ran on `{r['database']}`, a throw-away copy of the live "
+                     f"schema (no rows but `alembic_version`), in {r['seconds']:.1f} s, {r['statements']} statements "
+                     f"captured; the database was dropped afterwards.")
+    lines += ["", "| # | revision | rendered offline | rehearsed |", "|---|---|---|---|"]
+    lines += [f"| {i} | `{rev}` | {'yes' if rev in rendered else '**no**'} | {'yes' if rev in rehearsed else 'no'} |"
+              for i, rev in enumerate(pending, 1)]
+    return lines + [""]
+
+
 def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
     """The migration pre-flight for a person: verdict, lock-hold per table, risky statements, sizes."""
     lines = [f"# {title}", ""]
@@ -117,6 +136,8 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
         lines += [f"Database at `{', '.join(r.db_revisions) or '(empty)'}` → head `{r.head}`: "
                   f"{len(r.pending)} pending revision(s)"
                   + (f", {len(r.noop_downgrades)} without a real downgrade" if r.noop_downgrades else "") + ".", ""]
+    if report.revisions is not None and report.sources is not None:
+        lines += _sources_markdown(report.revisions.pending, report.sources)
     if report.server:
         probe = report.server.get("probe")
         lines.append(f"Server PostgreSQL {report.server['version']}."
@@ -131,11 +152,12 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
         lines.append("")
     risky = [f for f in report.statements if f.rules or f.effect != "none"]
     lines += [f"## Statements with findings ({len(risky)} of {len(report.statements)})", "",
-              "| # | line | table | lock | effect | rules | forecast | safer alternative |", "|---|---|---|---|---|---|---|---|"]
+              "| # | line | revision | table | lock | effect | rules | forecast | safer alternative |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for f in risky:
         fc = f.forecast_seconds
         when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
-        lines.append(f"| {f.index} | {f.line} | {f.table or '—'} | {f.lock or '—'} | **{f.effect}** | "
+        lines.append(f"| {f.index} | {f.line} | {f.revision or '—'} | {f.table or '—'} | {f.lock or '—'} | **{f.effect}** | "
                      f"{', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} |")
     if report.tables:
         lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |", "|---|---|---|---|---|"]

@@ -168,7 +168,8 @@ class StackIO:
         out = []
         for check in self.cfg.http_checks:
             probe = http_probe(check.name, check.url, check.expect_status, check.expect_version_field,
-                               expected_version)
+                               expected_version, expect_body=check.expect_body,
+                               version_in_body=check.expect_version_in_body)
             out.append(poll(probe, deadline_seconds=min(30, self.cfg.health_timeout_seconds)))
         return out
 
@@ -209,4 +210,13 @@ class StackIO:
         for dbname in [self.cfg.db_name, *self.cfg.extra_databases]:
             if dbname in self.databases():
                 names += dbops.drop_probe_schemas(self.db, dbname)
+        return names
+
+    def drop_rehearsal_databases(self) -> list[str]:
+        """Drops throw-away rehearsal databases a killed run left behind (`<db>__ss_rh_*`); returns their names."""
+        from core import rehearsal
+
+        names = rehearsal.leftovers(self.cfg.db_name, self.databases())
+        for name in names:
+            self.sql(rehearsal.drop_statements(name))
         return names

@@ -25,7 +25,7 @@ from core.compose import image_tag, parse_ps
 from core.errors import (BackupFailed, CheckoutFailed, CleanupFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
                          HealthCheckFailed, MigrationFailed, RestoreFailed, RollbackPointFailed, ServiceRemovalFailed,
                          StepFailed, StopFailed, UpgradeError, error_line)
-from core.verify import CheckResult, Verification, revision_check, services_check
+from core.verify import CheckResult, Verification, revision_check, services_check, version_output_check
 
 if TYPE_CHECKING:
     from core.journal import Journal
@@ -229,7 +229,20 @@ class WriteManifest(Step):
 # --- cutover --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StopServices(CommandStep):
+    """`docker compose stop` (or `down`); `then` holds further stop commands, one per other stop timeout the
+    environment sets per service."""
+
+    then: tuple[tuple[str, ...], ...] = ()
     error: ClassVar = StopFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        detail = super().apply(ctx)
+        for argv in self.then:
+            ctx.io.run(c.Command(list(argv), env=dict(self.env), timeout=self.timeout))
+        return detail
+
+    def render(self) -> str:
+        return "<br>".join([super().render(), *(f"`{' '.join(a)}`" for a in self.then)])
 
 
 @dataclass(frozen=True)
@@ -413,6 +426,7 @@ class Verify(Step):
     services: tuple[str, ...] = ()
     images: tuple[tuple[str, str], ...] = ()
     check_images: bool = True
+    version_argv: tuple[str, ...] = ()  # a command whose output must name the app's version (empty: none)
     error: ClassVar = HealthCheckFailed
     task: ClassVar = "verify-health"
 
@@ -421,7 +435,14 @@ class Verify(Step):
         images = dict(self.images)
         statuses = parse_ps(ctx.io.run(c.Command(c.compose_ps_json(self.project))).stdout)
         result = Verification([services_check(statuses, list(self.services), images if self.check_images else {})])
-        result.checks += ctx.io.http_checks(image_tag(images.get(f.migrate_service, "")))
+        expected_version = image_tag(images.get(f.migrate_service, ""))
+        result.checks += ctx.io.http_checks(expected_version)
+        if self.version_argv:
+            try:
+                out = ctx.io.run(c.Command(list(self.version_argv))).stdout
+                result.checks.append(version_output_check("version command", out, expected_version))
+            except (CommandFailed, CommandTimedOut) as exc:
+                result.checks.append(CheckResult("version command", False, str(exc)))
         try:
             result.checks.append(revision_check(ctx.io.revisions(f.db_name), list(self.heads)))
         except UpgradeError as exc:
@@ -432,7 +453,9 @@ class Verify(Step):
         return "; ".join(ch.detail for ch in result.checks)
 
     def render(self) -> str:
-        return f"compose health of {', '.join(self.services)}; HTTP checks; database at {', '.join(self.heads) or '(none)'}"
+        version = f"; `{' '.join(self.version_argv)}` names the version" if self.version_argv else ""
+        return (f"compose health of {', '.join(self.services)}; HTTP checks{version}; database at "
+                f"{', '.join(self.heads) or '(none)'}")
 
 
 # --- rollback -------------------------------------------------------------------------------------------------

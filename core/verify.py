@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -40,7 +41,10 @@ def poll(probe: Callable[[], CheckResult], deadline_seconds: float, interval: fl
 
 
 def http_probe(name: str, url: str, expect_status: int, version_field: str | None, expected_version: str | None,
-               timeout: float = 3) -> Callable[[], CheckResult]:
+               timeout: float = 3, *, expect_body: str | None = None,
+               version_in_body: bool = False) -> Callable[[], CheckResult]:
+    """A GET of `url` that passes on `expect_status` and, when asked: a plain-text body (`expect_body`), the target's
+    version in a JSON field (`version_field`) or as the whole plain-text body (`version_in_body`)."""
     def probe() -> CheckResult:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -51,6 +55,11 @@ def http_probe(name: str, url: str, expect_status: int, version_field: str | Non
             return CheckResult(name, False, f"{url} unreachable ({type(exc).__name__})")
         if status != expect_status:
             return CheckResult(name, False, f"{url} answered {status}, expected {expect_status}")
+        text = body.decode("utf-8", errors="replace").strip()
+        if expect_body is not None and text != expect_body.strip():
+            return CheckResult(name, False, f"{url} answered {text[:80]!r}, expected {expect_body.strip()!r}")
+        if version_in_body and expected_version and text != expected_version:
+            return CheckResult(name, False, f"{url} reports version {text[:80]!r}, expected {expected_version!r}")
         if version_field and expected_version:
             try:
                 got = json.loads(body).get(version_field)
@@ -58,8 +67,17 @@ def http_probe(name: str, url: str, expect_status: int, version_field: str | Non
                 return CheckResult(name, False, f"{url} did not answer JSON")
             if got != expected_version:
                 return CheckResult(name, False, f"{url} reports {version_field}={got!r}, expected {expected_version!r}")
-        return CheckResult(name, True, f"{url} answered {status}")
+        shown = f" {text[:40]!r}" if (expect_body is not None or version_in_body) else ""
+        return CheckResult(name, True, f"{url} answered {status}{shown}")
     return probe
+
+
+def version_output_check(name: str, output: str, expected_version: str) -> CheckResult:
+    """A command's output names the expected version as a whole word (`mlflow, version 3.17.2`)."""
+    first = output.strip().splitlines()[0][:120] if output.strip() else "(no output)"
+    if expected_version and re.search(rf"(?<![\w.]){re.escape(expected_version)}(?![\w.])", output):
+        return CheckResult(name, True, f"{first!r}")
+    return CheckResult(name, False, f"printed {first!r}, which does not name version {expected_version!r}")
 
 
 def services_check(statuses, expected_services: list[str], expected_images: dict[str, str]) -> CheckResult:

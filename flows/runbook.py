@@ -244,6 +244,8 @@ def sweep_leftovers(cfg) -> None:
             log.warning("Dropped the leftover probe schema %s", schema)
         for name in drill.drop_leftover_scratch(io_, [cfg.db_name, *cfg.extra_databases]):
             log.warning("Dropped the leftover restore-drill database %s", name)
+        for name in io_.drop_rehearsal_databases():
+            log.warning("Dropped the leftover rehearsal database %s", name)
     except UpgradeError as exc:
         log.warning("Could not sweep leftovers (%s)", exc)
     for folder in (Path(cfg.backup_dir) / cfg.project_name).glob(".scratch-*"):

@@ -5,31 +5,73 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+import shutil
+
 from core import commands as c
 from core import db as dbops
-from core import migcheck, pgcatalog, report
-from core.errors import MigrationRiskTooHigh
+from core import migcheck, pgcatalog, rehearsal, report
+from core.errors import MigrationRiskTooHigh, error_line
 from core.stackio import StackIO
 from core.plan import Plan
 from core.revgraph import RevisionState
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 
-def render_pending_sql(plan: Plan, cfg) -> str:
+def render_pending_sql(plan: Plan, cfg) -> tuple[str, bool, str | None]:
     """The pending migrations' SQL, printed by the target image's own migration tool with no network, on the
-    environment's engine."""
+    environment's engine: (text, whether the tool finished, its error line if not). What it printed before an error
+    still counts, revision by revision."""
     f = plan.facts
     argv = c.docker_run_offline(f.target_images[f.migrate_service], f.render_sql_command, f.project)
-    return StackIO(cfg, f.project).run(c.Command(argv)).stdout
+    done = StackIO(cfg, f.project).run(c.Command(argv, ok_codes=tuple(range(256))))
+    if done.returncode == 0:
+        return done.stdout, True, None
+    return done.stdout, False, f"exit {done.returncode}: " + (error_line(done.stderr) if done.stderr.strip() else "")
+
+
+def pending_sql(plan: Plan, cfg) -> tuple[str, dict]:
+    """The SQL to analyse and where each pending revision's came from. Offline rendering first; when it fails or
+    covers only part of the range and the environment has a rehearsal command, the rehearsal's statements (the whole
+    range, as it really runs) are analysed instead."""
+    f = plan.facts
+    text, complete, error = render_pending_sql(plan, cfg) if f.render_sql_command else \
+        ("", False, "the environment has no offline rendering (render_sql_command is unset)")
+    covered = set(rehearsal.rendered_revisions(text, complete)) if text else set()
+    rendered = [r for r in f.pending_revisions if r in covered]
+    sources = {"rendered": rendered, "rehearsed": [], "not_analysed": [r for r in f.pending_revisions if r not in covered],
+               "analysed_from": "rendering", "render_error": error, "rehearsal": None}
+    if not sources["not_analysed"] or not f.rehearsal_command:
+        return text, sources
+    scratch = f.run_dir.parent / f".scratch-{f.run_id or 'x'}-rehearsal"  # swept by the recovery if we are killed
+    try:
+        done = rehearsal.rehearse(StackIO(cfg, f.project), f, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    get_run_logger().info("Rehearsed the migration on %s in %.1f s: %d statements, %d revisions", done.database,
+                          done.seconds, done.statements, len(done.revisions))
+    sources.update(rehearsed=[r for r in f.pending_revisions if r in done.revisions], analysed_from="rehearsal",
+                   not_analysed=[r for r in f.pending_revisions if r not in done.revisions],
+                   rehearsal={"database": done.database, "seconds": done.seconds, "statements": done.statements,
+                              "dropped": True, "notes": done.notes})
+    return done.sql, sources
 
 
 def migration_report(plan: Plan, cfg) -> migcheck.MigrationReport:
     f = plan.facts
     revisions = RevisionState(f.db_revision, f.target_heads[0], f.pending_revisions, f.noop_downgrades)
+    sql, sources = pending_sql(plan, cfg)
     with dbops.DbAccess.of(cfg).connect(f.db_name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)
         rates = pgcatalog.probe(conn) if cfg.migration_probe else None
-        return migcheck.analyze(render_pending_sql(plan, cfg), catalog, rates, revisions)
+        result = migcheck.analyze(sql, catalog, rates, revisions)
+    result.sources = sources
+    if sources["not_analysed"]:
+        result.warnings.append(f"{len(sources['not_analysed'])} pending revision(s) could not be analysed "
+                               f"({', '.join(sources['not_analysed'])}): offline rendering failed or stopped short "
+                               f"({sources['render_error'] or 'no SQL for them'}) and "
+                               + ("the rehearsal did not apply them" if sources["rehearsal"] else
+                                  "the environment has no rehearsal_command") + "; review them by hand")
+    return result
 
 
 @task(name="analyze-migrations", task_run_name="analyze-migrations", **TASK_DEFAULTS)
@@ -56,4 +98,4 @@ def analyze_migrations(plan: Plan, cfg, accept_risk: bool = False, dry_run: bool
     elif reasons and not dry_run:
         raise MigrationRiskTooHigh(reasons)
     return {"pending": len(f.pending_revisions), "gate": reasons, "lock_hold": result.lock_hold,
-            "warnings": len(result.warnings)}
+            "warnings": len(result.warnings), "sources": result.sources}

@@ -1,0 +1,262 @@
+"""The rehearsal: the pending SQL, captured from a real run of the target's migration on a throw-away copy of the
+live schema, when offline rendering is not enough.
+
+Some revisions cannot be rendered offline (they inspect the live database), so `alembic upgrade --sql` fails or
+covers only part of the range. The rehearsal then:
+
+1. creates a throw-away database `<db>__ss_rh_<run>` on the same server and restores into it the live database's
+   schema (`pg_dump --schema-only`) and its `alembic_version` rows (no other data);
+2. sets `log_statement = 'all'` on that database only (`ALTER DATABASE … SET`, a superuser setting), so the server
+   logs every statement any session of it runs, and nothing of the live database;
+3. runs the target's migration against it in a one-off container of the target image (the block's
+   `rehearsal_command`, `{database}` standing for its name), on the stack's network with its service's environment;
+4. reads the statements back from the database service's log (`docker compose logs --since`), in the format of the
+   server's own `log_line_prefix`, and turns them into SQL text with Alembic's `-- Running upgrade A -> B` markers
+   (from the `alembic_version` updates the migration makes after each revision), which the rules analyse exactly like
+   rendered SQL;
+5. drops the throw-away database, whatever happened.
+
+It also proves, before any downtime, that the migration runs on this schema: a failure stops the upgrade
+(`RehearsalFailed`). Everything here but `rehearse` is pure: names, SQL, argv and parsing.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core import commands as c
+from core.errors import CommandFailed, RehearsalFailed, RehearsalUnavailable, error_line
+from core.steps import quote_ident, quote_literal, terminate_sql
+
+INFIX = "__ss_rh_"
+_REVISION_MARK = re.compile(r"^-- Running (?:upgrade|downgrade) (\S*) -> (\S+)", re.M)
+_VERSION_WRITE = re.compile(
+    r"^\s*(?:UPDATE\s+alembic_version\s+SET\s+version_num\s*=\s*'(?P<to>[^']+)'\s+WHERE\s+alembic_version\."
+    r"version_num\s*=\s*'(?P<from>[^']+)'|INSERT\s+INTO\s+alembic_version\s*\(version_num\)\s*VALUES\s*\("
+    r"'(?P<first>[^']+)'\))", re.I)
+_READ_ONLY = re.compile(r"^\s*(SELECT|SHOW)\b", re.I)
+_STATEMENT = re.compile(r"^(?:statement|execute [^:]*): (?P<sql>.*)", re.S)
+
+
+@dataclass
+class Rehearsal:
+    """What a rehearsal ran: its SQL (marked by revision), the revisions it saw applied, its database and duration."""
+
+    sql: str
+    revisions: list[str]
+    database: str
+    seconds: float
+    statements: int
+    notes: list[str] = field(default_factory=list)
+
+
+def database_name(db: str, run_id: str) -> str:
+    return f"{db}{INFIX}{run_id}"
+
+
+def create_statements(name: str) -> list[str]:
+    return [*drop_statements(name), f"CREATE DATABASE {quote_ident(name)}"]
+
+
+def log_statements_sql(name: str) -> str:
+    """Every statement of every session of `name` goes to the server log (only new sessions see it)."""
+    return f"ALTER DATABASE {quote_ident(name)} SET log_statement = 'all'"
+
+
+def drop_statements(name: str) -> list[str]:
+    return [terminate_sql(name), f"DROP DATABASE IF EXISTS {quote_ident(name)}"]
+
+
+SERVER_SETTINGS_SQL = ("SELECT current_setting('log_destination'), current_setting('logging_collector'), "
+                       "current_setting('log_line_prefix'), current_setting('log_statement'), "
+                       "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
+
+
+def check_server(destination: str, collector: str, prefix: str, statement: str, superuser: bool) -> None:
+    """Refuses a server whose log the rehearsal cannot read back unambiguously, or a role that cannot set it."""
+    if not superuser:
+        raise RehearsalUnavailable("the block's db_user is not a superuser, and only a superuser may set "
+                                   "log_statement on a database")
+    if "stderr" not in [d.strip() for d in destination.split(",")] or collector == "on":
+        raise RehearsalUnavailable(f"the server logs to {destination} with logging_collector={collector}; the "
+                                   f"rehearsal reads the statements from the database container's output, which "
+                                   f"needs log_destination to include stderr and logging_collector off")
+    if statement not in ("none", "ddl"):
+        raise RehearsalUnavailable(f"the server already logs statements of every database (log_statement="
+                                   f"{statement}): the rehearsal's could not be told apart")
+    if not prefix_regex(prefix).pattern:
+        raise RehearsalUnavailable("log_line_prefix is empty")
+
+
+def dump_schema(host: str, port: int, user: str, db: str, out: Path) -> list[str]:
+    return ["pg_dump", "--host", host, "--port", str(port), "--username", user, "--no-password", "--schema-only",
+            "--no-owner", "--no-privileges", "--format", "custom", "--file", str(out), db]
+
+
+def dump_versions(host: str, port: int, user: str, db: str, out: Path) -> list[str]:
+    return ["pg_dump", "--host", host, "--port", str(port), "--username", user, "--no-password", "--data-only",
+            "--table", "alembic_version", "--format", "custom", "--file", str(out), db]
+
+
+def restore(host: str, port: int, user: str, db: str, dump: Path) -> list[str]:
+    return ["pg_restore", "--host", host, "--port", str(port), "--username", user, "--no-password", "--no-owner",
+            "--no-privileges", "--exit-on-error", "--dbname", db, str(dump)]
+
+
+def fill(template: list[str] | dict[str, str], database: str):
+    if isinstance(template, dict):
+        return {k: v.replace("{database}", database) for k, v in template.items()}
+    return [a.replace("{database}", database) for a in template]
+
+
+def image_override(service: str, image: str) -> str:
+    """A compose override (JSON is YAML) running `service` from the target's image, with the deployment's config."""
+    return json.dumps({"services": {service: {"image": image}}}, indent=2) + "\n"
+
+
+def prefix_regex(prefix: str) -> re.Pattern:
+    """A regex matching the start of a log entry written with PostgreSQL's `log_line_prefix`: literal text as is,
+    `%p` (process id) as digits, `%%` as `%`, every other escape as any text (non-greedy)."""
+    out, i = [], 0
+    while i < len(prefix):
+        ch = prefix[i]
+        if ch == "%" and i + 1 < len(prefix):
+            esc = prefix[i + 1]
+            i += 2
+            while esc.isdigit() or esc == "-":  # padding such as %-10u
+                if i >= len(prefix):
+                    break
+                esc, i = prefix[i], i + 1
+            out.append({"p": r"\d+", "%": "%", "q": ""}.get(esc, r".*?"))
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    return re.compile("".join(out))
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    level: str
+    message: str
+
+
+_LEVELS = r"(?P<level>DEBUG\d?|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC|DETAIL|HINT|QUERY|CONTEXT|LOCATION|STATEMENT)"
+
+
+def parse_log(text: str, prefix: str) -> list[LogEntry]:
+    """The entries of a stderr server log: a line that starts with the prefix and a severity opens one, and the lines
+    that follow (a statement's further lines) belong to it."""
+    start = re.compile("^" + prefix_regex(prefix).pattern + _LEVELS + ":  (?P<msg>.*)$")
+    entries: list[list[str]] = []
+    for line in text.splitlines():
+        m = start.match(line)
+        if m:
+            entries.append([m.group("level"), m.group("msg")])
+        elif entries:
+            entries[-1][1] += "\n" + line
+    return [LogEntry(level, msg) for level, msg in entries]
+
+
+def executed(entries: list[LogEntry]) -> list[str]:
+    """The statements the sessions ran, in order (simple and extended protocol), without read-only queries."""
+    out = []
+    for e in entries:
+        m = _STATEMENT.match(e.message) if e.level == "LOG" else None
+        if m:
+            sql = m.group("sql").strip().rstrip(";").strip()
+            if sql and not _READ_ONLY.match(sql):
+                out.append(sql)
+    return out
+
+
+def server_errors(entries: list[LogEntry]) -> list[str]:
+    return [e.message.splitlines()[0] for e in entries if e.level in ("ERROR", "FATAL", "PANIC")]
+
+
+def as_sql(statements: list[str]) -> tuple[str, list[str]]:
+    """SQL text of executed statements, each revision's statements under Alembic's own marker (the migration writes
+    `alembic_version` after each revision), and the revisions in the order they were applied."""
+    chunks, revisions, pending = [], [], []
+    for sql in statements:
+        pending.append(sql)
+        m = _VERSION_WRITE.match(sql)
+        if m:
+            to = m.group("to") or m.group("first")
+            chunks.append(f"-- Running upgrade {m.group('from') or ''} -> {to}\n\n"
+                          + "".join(f"{s};\n\n" for s in pending))
+            revisions.append(to)
+            pending = []
+    tail = "".join(f"{s};\n\n" for s in pending)
+    return "".join(chunks) + tail, revisions
+
+
+def rendered_revisions(sql: str, complete: bool) -> list[str]:
+    """Revisions whose SQL an offline rendering holds: each after its marker up to the next one; when the rendering
+    stopped on an error (`complete` False), the last marker's revision is cut short and does not count."""
+    revs = [m.group(2) for m in _REVISION_MARK.finditer(sql)]
+    return revs if complete else revs[:-1]
+
+
+def rehearse(io, f, scratch: Path) -> Rehearsal:
+    """Runs the rehearsal for the plan's facts `f` (see the module's docstring) through the stack's I/O; the
+    throw-away database is dropped in every case."""
+    t0 = time.monotonic()
+    name = database_name(f.db_name, f.run_id or "x")
+    db_service = next((s for s in f.db_services if s in f.running_services), None)
+    if db_service is None:
+        raise RehearsalUnavailable(f"none of the database services {', '.join(f.db_services)} is running")
+    with io.db.connect(f.db_name) as conn:
+        check_server(*conn.execute(SERVER_SETTINGS_SQL).fetchone())
+        prefix = conn.execute("SELECT current_setting('log_line_prefix')").fetchone()[0]
+    scratch.mkdir(parents=True, mode=0o700, exist_ok=True)
+    deployed = c.ComposeProject(f.compose_dir, tuple(f.compose_dir / n for n in f.compose_files),
+                                f.compose_dir / f.env_file, f.project)
+    override = scratch / "rehearsal-image.json"
+    override.write_text(image_override(f.migrate_service, f.target_images[f.migrate_service]))
+    with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file, f.project)
+    schema, versions = scratch / "schema.dump", scratch / "alembic_version.dump"
+    try:
+        io.sql(create_statements(name))
+        io.run(c.Command(dump_schema(f.db_host, f.db_port, f.db_user, f.db_name, schema), timeout=f.migration_timeout),
+               db_password=True)
+        io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, schema), timeout=f.migration_timeout),
+               db_password=True)
+        if f.db_revision:
+            io.run(c.Command(dump_versions(f.db_host, f.db_port, f.db_user, f.db_name, versions)), db_password=True)
+            io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, versions)), db_password=True)
+        io.sql([log_statements_sql(name)])
+        since = time.time() - 1
+        argv = c.compose_run_once(with_target, f.migrate_service, fill(f.rehearsal_command, name),
+                                  fill(f.rehearsal_env, name), f.run_id)
+        failure = None
+        try:
+            io.run(c.Command(argv, timeout=f.migration_timeout))
+        except CommandFailed as exc:
+            failure = error_line(exc.stderr) if exc.stderr.strip() else str(exc)
+        time.sleep(0.5)  # the server's last lines reach the container log
+        log = io.run(c.Command(c.compose_logs_since(deployed, db_service, f"{since:.3f}"))).stdout
+        entries = parse_log(log, prefix)
+        if failure is not None:
+            errors = server_errors(entries)
+            raise RehearsalFailed(failure + (f" (server: {errors[-1]})" if errors else ""))
+        statements = executed(entries)
+    finally:
+        try:
+            io.sql(drop_statements(name))
+        finally:
+            for p in (schema, versions, override):
+                p.unlink(missing_ok=True)
+    sql, revisions = as_sql(statements)
+    notes = []
+    missing = [r for r in f.pending_revisions if r not in revisions]
+    if missing:
+        notes.append(f"the rehearsal's log shows no alembic_version write for {', '.join(missing)}")
+    return Rehearsal(sql, revisions, name, round(time.monotonic() - t0, 2), len(statements), notes)
+
+
+def leftovers(db: str, names: set[str]) -> list[str]:
+    """Rehearsal databases of `db` a killed run left behind (the recovery's sweep drops them)."""
+    return sorted(n for n in names if n.startswith(db + INFIX))
