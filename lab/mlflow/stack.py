@@ -69,7 +69,7 @@ class MlflowDeployment:
             migrations_path="/opt/mlflow/lib/python3.11/site-packages/mlflow/store/db_migrations/versions",
             render_sql_command=RENDER_SQL,
             rehearsal_command=["mlflow", "db", "upgrade", "postgresql+psycopg2://mlflow@db:5432/{database}"],
-            version_command=["mlflow", "--version"],
+            version_command=["python3", "-c", "import importlib.metadata as m; print('mlflow', m.version('mlflow'))"],
             stop_timeouts={"server": 15},
             health_timeout_seconds=120,
             http_checks=[
