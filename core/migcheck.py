@@ -25,6 +25,7 @@ class MigrationReport:
     # where each pending revision's SQL came from: {"rendered": [...], "rehearsed": [...], "not_analysed": [...],
     # "analysed_from": "rendering" | "rehearsal", "render_error": str | None, "rehearsal": {...} | None}
     sources: dict | None = None
+    created_tables: set[str] = field(default_factory=set)  # tables the SQL creates (nobody else uses them yet)
 
     @property
     def data_loss(self) -> list[sqlrules.Finding]:
@@ -64,7 +65,8 @@ def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
     if revisions is not None and revisions.noop_downgrades:
         warnings.append("revisions whose downgrade does nothing (they cannot be undone by `alembic downgrade`; the "
                         "rollback point restores them): " + ", ".join(revisions.noop_downgrades))
-    return MigrationReport(analysis.findings, hold, warnings, server, tables, revisions)
+    return MigrationReport(analysis.findings, hold, warnings, server, tables, revisions,
+                           created_tables=set(analysis.created_tables))
 
 
 def gate(report: MigrationReport, max_lock_seconds: float | None) -> list[str]:

@@ -105,6 +105,12 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+def _excerpt(sql: str, width: int = 100) -> str:
+    """A statement on one line for a table cell: whitespace collapsed, cut at `width`."""
+    one = " ".join(sql.split()).replace("|", "\\|").replace("`", "'")
+    return f"`{one[:width]}{'…' if len(one) > width else ''}`"
+
+
 def _sources_markdown(pending: list[str], src: dict) -> list[str]:
     """Every pending revision, whether offline rendering produced its SQL and whether the rehearsal ran it."""
     rendered, rehearsed = set(src["rendered"]), set(src["rehearsed"])
@@ -150,15 +156,19 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
         lines += ["## Writes blocked, per table (high estimate)", "", "| table | blocked for |", "|---|---|"]
         lines += [f"| {t} | {_secs(s)} |" for t, s in report.lock_hold.items()]
         lines.append("")
-    risky = [f for f in report.statements if f.rules or f.effect != "none"]
-    lines += [f"## Statements with findings ({len(risky)} of {len(report.statements)})", "",
-              "| # | line | revision | table | lock | effect | rules | forecast | safer alternative |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    from core.sqlrules import blocks_writes
+
+    created = report.created_tables
+    risky = [f for f in report.statements if f.rules or f.effect != "none" or blocks_writes(f, created)]
+    lines += [f"## Statements with findings or blocking writes to an existing table ({len(risky)} of "
+              f"{len(report.statements)})", "",
+              "| # | line | revision | table | lock | effect | rules | forecast | safer alternative | statement |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for f in risky:
         fc = f.forecast_seconds
         when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
         lines.append(f"| {f.index} | {f.line} | {f.revision or '—'} | {f.table or '—'} | {f.lock or '—'} | **{f.effect}** | "
-                     f"{', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} |")
+                     f"{', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} | {_excerpt(f.sql)} |")
     if report.tables:
         lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |", "|---|---|---|---|---|"]
         lines += [f"| {t} | {_mb(v['heap_bytes'])} | {_mb(v['toast_bytes'])} | {_mb(v['index_bytes'])} "

@@ -96,4 +96,7 @@ def test_upgrade_3_6_0_to_3_17_2_keeps_everything_the_client_lists(seeded):
     assert "27 rehearsed" in report
     # the blocking index build on metrics, and primary keys dropped and re-added, each with its lock
     assert re.search(r"^\| \d+ \| \d+ \| \w+ \| metrics \| SHARE \| \*\*scan\*\* \| MS012", report, re.M), report
-    assert re.search(r"\| ACCESS EXCLUSIVE \| \*\*scan\*\* \| MS011", report)
+    for table, pk in [("registered_models", "registered_model_pk"), ("model_versions", "model_version_pk")]:
+        assert re.search(rf"\| {table} \| ACCESS EXCLUSIVE \|[^\n]*`ALTER TABLE {table} DROP CONSTRAINT {pk}`", report)
+        assert re.search(rf"\| {table} \| ACCESS EXCLUSIVE \| \*\*scan\*\* \| MS011[^\n]*`ALTER TABLE {table} ADD "
+                         rf"CONSTRAINT {pk} PRIMARY KEY", report), report

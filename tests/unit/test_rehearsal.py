@@ -95,3 +95,26 @@ def test_names_statements_and_argv_are_data_without_secrets():
     assert rh.fill(["mlflow", "db", "upgrade", "postgresql+psycopg2://u@db/{database}"], name)[-1].endswith(name)
     assert rh.fill({"DB_DATABASE": "{database}"}, name) == {"DB_DATABASE": name}
     assert rh.leftovers("mlflow", {"mlflow", name, "other__ss_rh_1", "mlflow__ss_rb_x"}) == [name]
+
+
+def test_the_report_lists_every_revision_and_the_primary_key_changes_with_their_locks():
+    from core import migcheck
+    from core.report import migration_markdown
+    from core.revgraph import RevisionState
+
+    sql, revisions = rh.as_sql(rh.executed(rh.parse_log(LOG, PREFIX)))
+    report = migcheck.analyze(sql, revisions=RevisionState(["r1"], "r3", ["r2", "r3"], []))
+    report.sources = {"rendered": ["r2"], "rehearsed": revisions, "not_analysed": [], "analysed_from": "rehearsal",
+                      "render_error": "exit 1: NoInspectionAvailable", "rehearsal": {
+                          "database": "m__ss_rh_x", "seconds": 1.5, "statements": 6, "dropped": True, "notes": []}}
+    text = migration_markdown(report, "t", [])
+    assert "## Pending revisions (2): 1 rendered offline, 2 rehearsed" in text
+    assert "| 1 | `r2` | yes | yes |" in text and "| 2 | `r3` | **no** | yes |" in text
+    drop = next(line for line in text.splitlines() if "| r3 | experiments |" in line and "none" in line)
+    assert "ACCESS EXCLUSIVE" in drop, "a primary key dropped blocks writes: listed though no rule fires"
+    assert "`ALTER TABLE experiments DROP CONSTRAINT experiment_pk`" in drop, "the statement, on one line"
+    assert "| r3 | experiments | ACCESS EXCLUSIVE | **scan** | MS011" in text
+    assert "| r2 | metrics | SHARE | **scan** | MS012" in text
+    assert migcheck.gate(report, 60) == []
+    report.sources["not_analysed"] = ["r3"]
+    assert "could not be analysed" in migcheck.gate(report, 60)[0]
