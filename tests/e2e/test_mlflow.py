@@ -30,8 +30,10 @@ def seeded(tmp_path_factory):
     name = "e2e-mlflow-" + secrets.token_hex(3)
     root = tmp_path_factory.mktemp(name)
     dep = mlstack.create(root, name, "3.6.0", experiments=2, runs=3, metric_rows=1200)
-    # the forecast's probe is not what these tests are about (the migration tests cover it)
-    StackEnvironment(**(dep.block_fields() | {"migration_probe": False})).save(name, overwrite=True)
+    # the forecast's probe is not what these tests are about (the migration tests cover it); FILE_COPY like the
+    # other e2e tests, so the path does not depend on the machine's load
+    StackEnvironment(**(dep.block_fields() | {"migration_probe": False, "rollback_point": "file-copy"})).save(
+        name, overwrite=True)
     try:
         yield dep, dep.listing()
     finally:
