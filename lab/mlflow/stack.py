@@ -71,7 +71,7 @@ class MlflowDeployment:
             rehearsal_command=["mlflow", "db", "upgrade", "postgresql+psycopg2://mlflow@db:5432/{database}"],
             version_command=["python3", "-c", "import importlib.metadata as m; print('mlflow', m.version('mlflow'))"],
             stop_timeouts={"server": 15},
-            health_timeout_seconds=120,
+            health_timeout_seconds=300,  # a cold MLflow start on a busy 2-core host can take minutes
             http_checks=[
                 {"name": "mlflow health", "url": f"http://127.0.0.1:{self.port}/health", "expect_body": "OK"},
                 {"name": "mlflow version", "url": f"http://127.0.0.1:{self.port}/version",
