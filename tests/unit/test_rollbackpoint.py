@@ -132,6 +132,7 @@ def test_snapshot_plan_runs_the_environments_commands(tmp_path):
     plan = build_plan(f, "r1")
     assert isinstance(plan.rollback_point, st.TakeSnapshot) and plan.rollback_point.argv == ("snap", "take",
                                                                                              "stackshift_r1")
+    assert plan.rollback_point.error is RollbackPointFailed and plan.rollback_point.task_name == "rollback-point"
     restore = next(s for s in plan.rollback if s.id == "restore-db")
     assert isinstance(restore, st.RestoreSnapshot) and restore.argv == ("snap", "restore", "stackshift_r1")
 
