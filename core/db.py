@@ -40,7 +40,7 @@ class DbAccess:
         except psycopg.OperationalError as exc:
             raise DatabaseUnreachable(self.where(dbname), clean_error(str(exc), self.password.get_secret_value())) from None
 
-    def wait_until_reachable(self, dbname: str, deadline_seconds: float = 60) -> None:
+    def wait_until_reachable(self, dbname: str, deadline_seconds: float = 60, every: float = 0.3) -> None:
         end = time.monotonic() + deadline_seconds
         while True:
             try:
@@ -49,7 +49,7 @@ class DbAccess:
             except DatabaseUnreachable:
                 if time.monotonic() > end:
                     raise
-                time.sleep(0.3)
+                time.sleep(every)
 
 
 def clean_error(message: str, password: str | None) -> str:

@@ -193,13 +193,13 @@ def _rollback_point(f: Facts, run_id: str) -> st.RollbackPoint:
 
 def _start_target(f: Facts, new: c.ComposeProject, target_db: list[str], off, up_timeout: int) -> st.StartServices:
     """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
-    compose need not wait on it again (`--no-deps`) and the step polls health itself."""
+    compose need not wait on it again (`--no-deps`): the step polls the app's HTTP checks itself."""
     title = f"Start every service ({f.migration_switch}=false) and wait for health: downtime ends"
     if target_db:
-        return st.StartServices("start-target", "cutover", title,
-                                argv=tuple(c.compose_up(new, no_deps=True, remove_orphans=True, wait=False)), env=off,
-                                timeout=up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
-                                wait_timeout=float(f.health_timeout))
+        return st.StartApp("start-target", "cutover", title,
+                           argv=tuple(c.compose_up(new, no_deps=True, remove_orphans=True, wait=False)), env=off,
+                           timeout=up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
+                           wait_timeout=float(f.health_timeout))
     return st.StartServices("start-target", "cutover", title, argv=tuple(c.compose_up(new, wait_timeout=f.health_timeout,
                                                                                     remove_orphans=True)),
                             env=off, timeout=up_timeout)
@@ -251,7 +251,7 @@ def build_plan(f: Facts, run_id: str) -> Plan:
         cutover.append(st.RemoveServices("remove-retired", "cutover", f"Remove services the target no longer has "
                                          f"({', '.join(retired)})", argv=tuple(c.compose_rm(old, retired))))
     if target_db:
-        cutover.append(st.StartServices("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
+        cutover.append(st.StartDatabase("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
                                         f"for health", argv=tuple(c.compose_up(new, target_db, no_deps=True, wait=False)),
                                         env=off, timeout=up_timeout, project_name=f.project, wait_for=tuple(target_db),
                                         wait_timeout=float(f.health_timeout)))

@@ -161,8 +161,26 @@ class StackIO:
     def revisions(self, dbname: str) -> list[str]:
         return dbops.alembic_revisions(self.db, dbname)
 
-    def wait_for_database(self) -> None:
-        self.db.wait_until_reachable(dbops.MAINTENANCE_DB, deadline_seconds=self.cfg.health_timeout_seconds)
+    def wait_for_database(self, every: float = 0.3) -> str:
+        t0 = time.monotonic()
+        self.db.wait_until_reachable(dbops.MAINTENANCE_DB, deadline_seconds=self.cfg.health_timeout_seconds,
+                                     every=every)
+        return f"the database takes connections after {time.monotonic() - t0:.2f} s"
+
+    def wait_answering(self, timeout: float, every: float = 0.05) -> str | None:
+        """Polls the environment's HTTP checks (their status only) until each answers as expected; None when the
+        environment has none."""
+        from core.errors import ServicesNotHealthy
+
+        if not self.cfg.http_checks:
+            return None
+        t0 = time.monotonic()
+        for check in self.cfg.http_checks:
+            probe = http_probe(check.name, check.url, check.expect_status, None, None, timeout=2)
+            result = poll(probe, deadline_seconds=max(0.0, timeout - (time.monotonic() - t0)), interval=every)
+            if not result.ok:
+                raise ServicesNotHealthy(f"{check.name}: {result.detail}")
+        return f"the HTTP checks answered after {time.monotonic() - t0:.2f} s"
 
     def http_checks(self, expected_version: str) -> list[CheckResult]:
         out = []

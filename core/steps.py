@@ -7,6 +7,7 @@ walker: it journals the step before and after, times it, and turns any failure i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -246,9 +247,8 @@ class RemoveServices(CommandStep):
 @dataclass(frozen=True)
 class StartServices(CommandStep):
     """`docker compose up`: fails when a service does not turn healthy in time. With `wait_for`, the command does
-    not wait (`--wait` and `depends_on` conditions cost compose's 500 ms ticks) and the step polls the containers'
-    health through the Docker SDK every 50 ms instead: the dependencies were started and waited for by an earlier
-    step."""
+    not wait (`--wait` and `depends_on` conditions cost compose's 500 ms ticks) and the step polls every 50 ms
+    instead (`wait`): the dependencies were started and waited for by an earlier step."""
 
     project_name: str = ""
     wait_for: tuple[str, ...] = ()
@@ -258,14 +258,42 @@ class StartServices(CommandStep):
 
     def apply(self, ctx: StepContext) -> str:
         out = super().apply(ctx)
-        if not self.wait_for:
-            return out
-        waited = ctx.io.wait_healthy(self.project_name, list(self.wait_for), self.wait_timeout)
-        return f"{out}; {waited}"
+        return f"{out}; {self.wait(ctx)}" if self.wait_for else out
+
+    def wait(self, ctx: StepContext) -> str:
+        """The containers' health, read through the Docker SDK."""
+        return ctx.io.wait_healthy(self.project_name, list(self.wait_for), self.wait_timeout)
 
     def render(self) -> str:
-        polled = f"; then health of {', '.join(self.wait_for)} polled every 50 ms" if self.wait_for else ""
-        return super().render() + polled
+        return super().render() + (f"; then {self.waits_for()}, polled every 50 ms" if self.wait_for else "")
+
+    def waits_for(self) -> str:
+        return f"health of {', '.join(self.wait_for)}"
+
+
+@dataclass(frozen=True)
+class StartDatabase(StartServices):
+    """Starts the database service; ready when it takes connections at the environment's address (what the
+    migration needs), which comes before the container's next health check."""
+
+    def wait(self, ctx: StepContext) -> str:
+        return ctx.io.wait_for_database(every=0.05)
+
+    def waits_for(self) -> str:
+        return "a connection to the database"
+
+
+@dataclass(frozen=True)
+class StartApp(StartServices):
+    """Starts every service; the downtime ends when the environment's HTTP checks answer (the app serves), before
+    the containers' next health check. `Verify` then waits for every container's health. Without HTTP checks,
+    the containers' health."""
+
+    def wait(self, ctx: StepContext) -> str:
+        return ctx.io.wait_answering(self.wait_timeout) or super().wait(ctx)
+
+    def waits_for(self) -> str:
+        return f"the HTTP checks answering (else health of {', '.join(self.wait_for)})"
 
 
 @dataclass(frozen=True)
@@ -419,6 +447,9 @@ class Verify(Step):
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
         images = dict(self.images)
+        if self.project is not None:  # the app may answer before docker's next health check: wait for it here
+            with contextlib.suppress(UpgradeError):
+                ctx.io.wait_healthy(self.project.name, list(self.services), float(f.health_timeout))
         statuses = parse_ps(ctx.io.run(c.Command(c.compose_ps_json(self.project))).stdout)
         result = Verification([services_check(statuses, list(self.services), images if self.check_images else {})])
         result.checks += ctx.io.http_checks(image_tag(images.get(f.migrate_service, "")))

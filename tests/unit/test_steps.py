@@ -63,8 +63,13 @@ class StubIO:
     def revisions(self, dbname):
         return ["r2"]
 
-    def wait_for_database(self):
-        pass
+    def wait_for_database(self, every=0.3):
+        self.commands.append(["wait-for-database"])
+        return "reachable"
+
+    def wait_answering(self, timeout):
+        self.commands.append(["wait-answering"])
+        return "answering"
 
     def http_checks(self, expected_version):
         return [CheckResult("api", True, "200")]
