@@ -167,19 +167,34 @@ class StackIO:
                                      every=every)
         return f"the database takes connections after {time.monotonic() - t0:.2f} s"
 
-    def wait_answering(self, timeout: float, every: float = 0.05) -> str | None:
-        """Polls the environment's HTTP checks (their status only) until each answers as expected; None when the
-        environment has none."""
+    def wait_answering(self, project: str, services: list[str], timeout: float, every: float = 0.05) -> str | None:
+        """Polls the environment's HTTP checks (their status only) until each answers as expected, failing at once
+        when one of `services` turns unhealthy or exits with an error (Docker SDK); None when the environment has
+        no HTTP checks."""
         from core.errors import ServicesNotHealthy
 
         if not self.cfg.http_checks:
             return None
-        t0 = time.monotonic()
-        for check in self.cfg.http_checks:
-            probe = http_probe(check.name, check.url, check.expect_status, None, None, timeout=2)
-            result = poll(probe, deadline_seconds=max(0.0, timeout - (time.monotonic() - t0)), interval=every)
-            if not result.ok:
-                raise ServicesNotHealthy(f"{check.name}: {result.detail}")
+        client = self.endpoint.client()
+        probes = {check.name: http_probe(check.name, check.url, check.expect_status, None, None, timeout=2)
+                  for check in self.cfg.http_checks}
+        t0, last = time.monotonic(), {}
+        while probes:
+            for name, probe in list(probes.items()):
+                last[name] = probe()
+                if last[name].ok:
+                    del probes[name]
+            if not probes:
+                break
+            states = container_states(client, project)
+            failed = [f"{s} {describe_state(states.get(s))}" for s in services
+                      if health_verdict(states.get(s)) == "failed"]
+            if failed:
+                raise ServicesNotHealthy("; ".join(failed))
+            if time.monotonic() - t0 > timeout:
+                raise ServicesNotHealthy(f"not answering after {timeout:.0f} s: "
+                                         + "; ".join(f"{n}: {last[n].detail}" for n in probes))
+            time.sleep(every)
         return f"the HTTP checks answered after {time.monotonic() - t0:.2f} s"
 
     def http_checks(self, expected_version: str) -> list[CheckResult]:

@@ -290,7 +290,7 @@ class StartApp(StartServices):
     the containers' health."""
 
     def wait(self, ctx: StepContext) -> str:
-        return ctx.io.wait_answering(self.wait_timeout) or super().wait(ctx)
+        return ctx.io.wait_answering(self.project_name, list(self.wait_for), self.wait_timeout) or super().wait(ctx)
 
     def waits_for(self) -> str:
         return f"the HTTP checks answering (else health of {', '.join(self.wait_for)})"

@@ -235,7 +235,7 @@ def test_start_target_polls_health_itself_once_the_database_was_waited_for(tmp_p
     assert io.commands[-1] == ["wait-for-database"], "the migration needs connections, not the next health check"
     st.execute(start_target, ctx)
     assert io.commands[-1] == ["wait-answering"], "the downtime ends when the app answers"
-    io.wait_answering = lambda timeout: None  # an environment without HTTP checks
+    io.wait_answering = lambda project, services, timeout: None  # an environment without HTTP checks
     st.execute(start_target, ctx)
     assert io.commands[-1] == ["wait-healthy", "dify", "api", "db_postgres", "worker"]
     io.commands.clear()

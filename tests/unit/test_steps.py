@@ -67,7 +67,7 @@ class StubIO:
         self.commands.append(["wait-for-database"])
         return "reachable"
 
-    def wait_answering(self, timeout):
+    def wait_answering(self, project, services, timeout):
         self.commands.append(["wait-answering"])
         return "answering"
 
