@@ -214,27 +214,32 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
     off = ((f.migration_switch, "false"),)
+    resolved = st.BackupCommand("resolved-config", "backup", "Save the resolved compose config (JSON)",
+                                argv=tuple(c.compose_config_json(new)), stdout_file="compose-config.json")
+    dumps, checks = [], []
+    for db in f.databases:
+        dump = f.run_dir / f"{db}.dump"
+        dumps.append(st.DumpDatabase(f"pg-dump-{db}", "backup", f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows counted in "
+                                     f"the same snapshot (online, the old version still serving)",
+                                     argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump, f.dump_jobs)),
+                                     needs_db_password=True, timeout=f.migration_timeout, database=db))
+        checks.append(st.BackupCommand(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore "
+                                       f"--list)", argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"))
+    archive = st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes (zstd), without the live "
+                               "database directory", argv=tuple(c.tar_create(f.run_dir / "volumes.tar.zst",
+                                                                            f.compose_dir / "volumes", f.volume_excludes)),
+                               env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.migration_timeout)
+    # the heavy work (each dump, then the archive) one after the other, as the raw tools would; the light records
+    # and checks beside it, so that they cost no time of their own
+    first = [st.Together("dump-and-config", "backup", "The first dump, and the resolved compose config beside it",
+                         steps=(dumps[0], resolved))] if dumps else [resolved]
     backup: list[st.Step] = [
         st.SaveConfig("save-config", "backup", "Copy compose files, .env and the env template",
                       names=(*f.compose_files, f.env_file, f.env_template)),
-        st.BackupCommand("resolved-config", "backup", "Save the resolved compose config (JSON)",
-                         argv=tuple(c.compose_config_json(new)), stdout_file="compose-config.json"),
-    ]
-    for db in f.databases:
-        dump = f.run_dir / f"{db}.dump"
-        backup += [
-            st.DumpDatabase(f"pg-dump-{db}", "backup", f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows counted in the same "
-                            f"snapshot (online, the old version still serving)",
-                            argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump, f.dump_jobs)),
-                            needs_db_password=True, timeout=f.migration_timeout, database=db),
-            st.BackupCommand(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore --list)",
-                             argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"),
-        ]
-    backup += [
-        st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes (zstd), without the live database "
-                         "directory", argv=tuple(c.tar_create(f.run_dir / "volumes.tar.zst", f.compose_dir / "volumes",
-                                                              f.volume_excludes)),
-                         env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.migration_timeout),
+        *first,
+        *dumps[1:],
+        st.Together("archive-and-check", "backup", "Archive the volumes, and check every dump beside it",
+                    steps=(archive, *checks)),
         *_base_backup(f, old, run_id),
         st.WriteState("write-state", "backup", "Record image digests, git commit and Alembic revision"),
         st.WriteManifest("manifest", "backup", "Write the sha256 manifest; files 0600"),

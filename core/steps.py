@@ -765,6 +765,49 @@ class Cleanup(Step):
                 + "; remove the stack's one-off containers, scratch folders and probe schemas")
 
 
+@dataclass(frozen=True)
+class Together(Step):
+    """Steps with no order between them, applied at the same time (one thread each): the backup's light records
+    beside the dump, the dump's check and the state record beside the volume archive. Journalled as one step; once
+    all have ended, the first failure is raised as that step's own error."""
+
+    steps: tuple[Step, ...] = ()
+
+    def apply(self, ctx: StepContext) -> str:
+        details: dict[str, str] = {}
+        failures: list[tuple[Step, BaseException]] = []
+
+        def one(step: Step) -> None:
+            t0 = time.monotonic()
+            try:
+                _inject(step, "before")
+                details[step.id] = step.apply(ctx) or ""
+                _inject(step, "after")
+                log.info("%s: %s (%.2f s) %s", step.id, step.title, time.monotonic() - t0, details[step.id])
+            except BaseException as exc:
+                failures.append((step, exc))
+
+        threads = [threading.Thread(target=one, args=(step,), name=step.id, daemon=True) for step in self.steps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            step, exc = failures[0]
+            if not isinstance(exc, Exception):
+                raise exc
+            raise step.failure(exc) from exc
+        return "; ".join(f"{step.id}: {details[step.id]}" for step in self.steps)
+
+    def render(self) -> str:
+        return "at the same time:<br>" + "<br>".join(f"- {step.id}: {step.render()}" for step in self.steps)
+
+
+def flat(steps: list[Step]) -> list[Step]:
+    """The steps with those of every `Together` in their place."""
+    return [sub for step in steps for sub in (flat(list(step.steps)) if isinstance(step, Together) else [step])]
+
+
 # --- the walker -----------------------------------------------------------------------------------------------
 def _inject(step: Step, when: str) -> None:
     """Test-only fault injection, unset in production. `STACKSHIFT_INJECT_FAULT` holds comma-separated

@@ -51,13 +51,16 @@ def test_task_names_are_the_ones_the_product_promises():
 
 def test_backup_covers_every_database_and_leaves_out_the_live_data_dir():
     plan = build_plan(facts(), "run1")
-    ids = [s.id for s in plan.backup]
-    assert ids == ["save-config", "resolved-config", "pg-dump-app", "verify-dump-app", "pg-dump-plugin",
-                   "verify-dump-plugin", "archive-volumes", "write-state", "manifest"]
-    tar = next(s for s in plan.backup if s.id == "archive-volumes")
+    assert [s.id for s in plan.backup] == ["save-config", "dump-and-config", "pg-dump-plugin", "archive-and-check",
+                                           "write-state", "manifest"]
+    ids = [s.id for s in st.flat(plan.backup)]
+    assert ids == ["save-config", "pg-dump-app", "resolved-config", "pg-dump-plugin", "archive-volumes",
+                   "verify-dump-app", "verify-dump-plugin", "write-state", "manifest"], \
+        "the dumps and the archive one after the other; the light records and checks beside them"
+    tar = next(s for s in st.flat(plan.backup) if s.id == "archive-volumes")
     argv = list(tar.argv)
     assert ["--exclude", "./db/data"] == argv[argv.index("--exclude"):argv.index("--exclude") + 2]
-    assert all(s.needs_db_password for s in plan.backup if s.id.startswith("pg-dump"))
+    assert all(s.needs_db_password for s in st.flat(plan.backup) if s.id.startswith("pg-dump"))
 
 
 def test_rollback_restores_files_digests_and_database_then_verifies_and_cleans_up():

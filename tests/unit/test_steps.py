@@ -107,7 +107,7 @@ def ctx_for(tmp_path, io, **over):
 
 
 def step(plan, step_id):
-    return next(s for lst in plan.lists().values() for s in lst if s.id == step_id)
+    return next(s for lst in plan.lists().values() for s in st.flat(lst) if s.id == step_id)
 
 
 @pytest.mark.parametrize("step_id, needle, error", [
@@ -342,3 +342,25 @@ def test_the_renamed_database_is_created_while_the_old_one_stops_and_then_only_s
     st.execute(step(plan, "start-db"), ctx)
     assert ["engine-start", "id-db_postgres"] in io.commands and not _ran(io, "up")
     assert io.commands[-1] == ["wait-for-database"]
+
+
+def test_steps_together_run_at_the_same_time_and_fail_with_the_failing_steps_own_class(tmp_path):
+    import threading
+
+    from core.errors import BackupFailed
+
+    seen = threading.Barrier(2, timeout=5)  # both must be inside apply at once, or this breaks
+
+    class Meets(st.Step):
+        def apply(self, ctx):
+            seen.wait()
+            return "met"
+
+    plan, ctx = ctx_for(tmp_path, StubIO())
+    both = st.Together("both", "backup", "two at once", steps=(Meets("a", "backup", "A"), Meets("b", "backup", "B")))
+    assert st.execute(both, ctx).detail == "a: met; b: met"
+    (tmp_path / "again").mkdir()
+    plan, ctx = ctx_for(tmp_path / "again", StubIO(fail_on="--list"))
+    with pytest.raises(BackupFailed) as raised:
+        st.execute(next(s for s in plan.backup if s.id == "archive-and-check"), ctx)
+    assert raised.value.step_id == "verify-dump-app"
