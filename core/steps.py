@@ -767,37 +767,41 @@ class Cleanup(Step):
 
 @dataclass(frozen=True)
 class Together(Step):
-    """Steps with no order between them, applied at the same time (one thread each): the backup's light records
-    beside the dump, the dump's check and the state record beside the volume archive. Journalled as one step; once
-    all have ended, the first failure is raised as that step's own error."""
+    """Steps with no order between them, applied at the same time (one thread each), each journalled, timed and
+    failing as itself (`execute`): the check-out beside the writers' stop, the backup's light records beside the
+    dump, the dump's check beside the volume archive. Once all have ended, the failure of the first failing step in
+    the plan's order is raised."""
 
     steps: tuple[Step, ...] = ()
 
     def apply(self, ctx: StepContext) -> str:
-        details: dict[str, str] = {}
-        failures: list[tuple[Step, BaseException]] = []
+        done: dict[str, Outcome] = {}
+        failures: dict[int, BaseException] = {}
 
-        def one(step: Step) -> None:
-            t0 = time.monotonic()
+        def one(i: int, step: Step) -> None:
             try:
-                _inject(step, "before")
-                details[step.id] = step.apply(ctx) or ""
-                _inject(step, "after")
-                log.info("%s: %s (%.2f s) %s", step.id, step.title, time.monotonic() - t0, details[step.id])
+                done[step.id] = execute(step, ctx)
             except BaseException as exc:
-                failures.append((step, exc))
+                failures[i] = exc
 
-        threads = [threading.Thread(target=one, args=(step,), name=step.id, daemon=True) for step in self.steps]
+        threads = [threading.Thread(target=one, args=(i, step), name=step.id, daemon=True)
+                   for i, step in enumerate(self.steps)]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.join()
+        except BaseException:  # a signal in this thread: no part may go on running into the rollback
+            for t in threads:
+                t.join()
+            raise
         if failures:
-            step, exc = failures[0]
-            if not isinstance(exc, Exception):
-                raise exc
-            raise step.failure(exc) from exc
-        return "; ".join(f"{step.id}: {details[step.id]}" for step in self.steps)
+            raise failures[min(failures)]  # the first in the plan's order, whichever thread ended first
+        return "; ".join(f"{step.id} {done[step.id].seconds:.2f} s" for step in self.steps)
+
+    @property
+    def error_class(self) -> type[StepFailed]:
+        return StepFailed  # each part fails with its own class
 
     def render(self) -> str:
         return "at the same time:<br>" + "<br>".join(f"- {step.id}: {step.render()}" for step in self.steps)
