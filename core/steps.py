@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from core.compose import image_tag, parse_ps
 from core.errors import (BackupFailed, CheckoutFailed, CleanupFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
                          HealthCheckFailed, MigrationFailed, RestoreFailed, RollbackPointFailed, ServiceRemovalFailed,
                          StepFailed, StopFailed, UpgradeError, error_line)
+from core.parallel import all_at_once, first_failure
 from core.verify import CheckResult, Verification, revision_check, services_check
 
 if TYPE_CHECKING:
@@ -146,29 +146,21 @@ class CreateAhead:
     def alongside(self, ctx: StepContext, main: Callable[[], str]) -> str:
         path = ctx.facts.run_dir / self.record
         path.unlink(missing_ok=True)  # only this attempt's containers may be started as created
-        made: dict = {}
 
-        def create():
-            try:
-                ctx.io.run(c.Command(list(self.argv), env=dict(self.env)))
-                ids = ctx.io.service_containers(self.project_name, list(self.services))
-                missing = sorted(set(self.services) - set(ids))
-                if missing:
-                    made["error"] = f"no container for {', '.join(missing)}"
-                else:
-                    envfile.write_atomic(path, json.dumps(ids))
-            except Exception as exc:
-                made["error"] = exc
+        def create() -> None:
+            ctx.io.run(c.Command(list(self.argv), env=dict(self.env)))
+            ids = ctx.io.service_containers(self.project_name, list(self.services))
+            missing = sorted(set(self.services) - set(ids))
+            if missing:
+                raise RuntimeError(f"no container for {', '.join(missing)}")
+            envfile.write_atomic(path, json.dumps(ids))
 
-        worker = threading.Thread(target=create, name="compose-create", daemon=True)
-        worker.start()
-        try:
-            out = main()
-        finally:
-            worker.join()  # never leave a compose call running into the next step (or the rollback)
-        if "error" in made:
+        (out, failed), (_, not_created) = all_at_once([main, create], ["main", "compose-create"])
+        if failed is not None:
+            raise failed
+        if not_created is not None:
             log.warning("Creating the containers of %s ahead failed (%s); their start runs compose up.",
-                        ", ".join(self.services), made["error"])
+                        ", ".join(self.services), not_created)
             return f"{out}; {', '.join(self.services)} not created ahead"
         return f"{out}; {', '.join(self.services)} created meanwhile"
 
@@ -775,29 +767,10 @@ class Together(Step):
     steps: tuple[Step, ...] = ()
 
     def apply(self, ctx: StepContext) -> str:
-        done: dict[str, Outcome] = {}
-        failures: dict[int, BaseException] = {}
-
-        def one(i: int, step: Step) -> None:
-            try:
-                done[step.id] = execute(step, ctx)
-            except BaseException as exc:
-                failures[i] = exc
-
-        threads = [threading.Thread(target=one, args=(i, step), name=step.id, daemon=True)
-                   for i, step in enumerate(self.steps)]
-        for t in threads:
-            t.start()
-        try:
-            for t in threads:
-                t.join()
-        except BaseException:  # a signal in this thread: no part may go on running into the rollback
-            for t in threads:
-                t.join()
-            raise
-        if failures:
-            raise failures[min(failures)]  # the first in the plan's order, whichever thread ended first
-        return "; ".join(f"{step.id} {done[step.id].seconds:.2f} s" for step in self.steps)
+        outcomes = all_at_once([lambda step=step: execute(step, ctx) for step in self.steps],
+                               [step.id for step in self.steps])
+        first_failure(outcomes)  # the first in the plan's order, whichever thread ended first
+        return "; ".join(f"{step.id} {done.seconds:.2f} s" for step, (done, _) in zip(self.steps, outcomes))
 
     @property
     def error_class(self) -> type[StepFailed]:
