@@ -214,7 +214,7 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
     off = ((f.migration_switch, "false"),)
-    resolved = st.BackupCommand("resolved-config", "backup", "Save the resolved compose config (JSON)",
+    resolved = st.SaveResolvedConfig("resolved-config", "backup", "Save the resolved compose config (JSON)",
                                 argv=tuple(c.compose_config_json(new)), stdout_file="compose-config.json")
     dumps, checks = [], []
     for db in f.databases:

@@ -168,7 +168,7 @@ class StackIO:
         with dbops.exported_snapshot(self.db, dbname) as (snapshot, conn):
             dumped, counted = all_at_once([
                 lambda: self.run(c.Command([*cmd.argv, "--snapshot", snapshot], timeout=cmd.timeout), db_password=True),
-                lambda: dbops.count_rows(conn)], ["pg-dump", "count-rows"])
+                lambda: dbops.count_rows(conn, one_core=True)], ["pg-dump", "count-rows"])
         first_failure([dumped, counted])
         return counted[0]
 

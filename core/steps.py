@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from core import backup as bk
 from core import commands as c
-from core import envfile
+from core import envfile, kept
 from core import rollbackpoint as rp
 from core.compose import image_tag, parse_ps
 from core.errors import (BackupFailed, CheckoutFailed, CleanupFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
@@ -182,6 +182,21 @@ def start_created_ahead(ctx: StepContext, project: str, record: str, meanwhile: 
 @dataclass(frozen=True)
 class BackupCommand(CommandStep):
     error: ClassVar = BackupFailed
+
+
+@dataclass(frozen=True)
+class SaveResolvedConfig(BackupCommand):
+    """Records the resolved compose config: pre-flight's output of the same command when it kept one and the files
+    compose read are unchanged since (`core.kept`), else the command's own output."""
+
+    def apply(self, ctx: StepContext) -> str:
+        text = kept.take(self.argv)
+        if text is None:
+            return super().apply(ctx)
+        out = ctx.facts.run_dir / self.stdout_file
+        with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+            f.write(text)
+        return "pre-flight's output (the compose files and .env unchanged since)"
 
 
 @dataclass(frozen=True)
