@@ -13,6 +13,8 @@ from pathlib import Path
 
 from core import commands as c
 from core import steps as st
+from core.compose import image_repo
+from core.promotion import VerifyDigests
 
 
 @dataclass
@@ -141,6 +143,11 @@ def scratch_glob(f: Facts) -> str:
     return str(f.run_dir.parent / ".scratch-*")
 
 
+def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """(service, repo@sha256:…) of the target's images pinned by digest (a promotion pins every one)."""
+    return tuple((s, f"{image_repo(ref)}@{ref.split('@', 1)[1]}") for s, ref in sorted(images.items()) if "@" in ref)
+
+
 def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
@@ -202,6 +209,10 @@ def build_plan(f: Facts, run_id: str) -> Plan:
                   project=new, heads=tuple(f.target_heads), services=tuple(f.target_services),
                   images=tuple(sorted(f.target_images.items()))),
     ]
+    pinned = pinned_digests(f.target_images)
+    if pinned:
+        verify.append(VerifyDigests("verify-digests", "verify", "Verify the running containers' images are the pinned "
+                                    "digests", digests=pinned))
     points = tuple(rollback_point_name(db, run_id) for db in f.databases)
     failed = tuple(failed_db_name(db, run_id) for db in f.databases)
     finish: list[st.Step] = [

@@ -36,10 +36,16 @@ class Deployment:
     api_port: int
     db_port: int
     db_password: str
+    docker_host: str | None = None  # the engine the stack runs on (None: the local one, or $DOCKER_HOST)
+
+    @property
+    def docker_env(self) -> dict[str, str]:
+        return {"DOCKER_HOST": self.docker_host} if self.docker_host else {}
 
     def compose(self, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["docker", "compose", "--project-directory", str(self.compose_dir), "-p", self.name, *args],
-                              check=check, capture_output=True, text=True, env=os.environ | (env or {}))
+                              check=check, capture_output=True, text=True,
+                              env=os.environ | self.docker_env | (env or {}))
 
     def connect(self, dbname: str = "app") -> psycopg.Connection:
         return psycopg.connect(host="127.0.0.1", port=self.db_port, user="app", password=self.db_password,
@@ -50,7 +56,7 @@ class Deployment:
         return dict(
             compose_dir=self.compose_dir, project_name=self.name, db_host="127.0.0.1", db_port=self.db_port,
             db_name="app", db_user="app", db_password=self.db_password, backup_dir=self.backup_dir,
-            health_timeout_seconds=60,
+            health_timeout_seconds=60, docker_host=self.docker_host,
             http_checks=[{"name": "api health", "url": f"http://127.0.0.1:{self.api_port}/health",
                           "expect_status": 200, "expect_version_field": "version"}],
         )
@@ -68,12 +74,15 @@ class Deployment:
         self.compose("down", "--remove-orphans", "--timeout", "5", check=False)
 
 
-def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000) -> Deployment:
-    """Clones the demo stack at `release`, writes an operator's .env, starts it, seeds `rows` events."""
+def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000,
+           docker_host: str | None = None) -> Deployment:
+    """Clones the demo stack at `release`, writes an operator's .env, starts it (on `docker_host`'s engine if
+    given), seeds `rows` events."""
     compose_dir = root / name
     subprocess.run(["git", "clone", "-q", str(DEMO_REPO), str(compose_dir)], check=True)
     subprocess.run(["git", "-C", str(compose_dir), "checkout", "-q", release], check=True)
-    dep = Deployment(name, compose_dir, root / f"{name}-backups", free_port(), free_port(), "pw-" + secrets.token_hex(8))
+    dep = Deployment(name, compose_dir, root / f"{name}-backups", free_port(), free_port(), "pw-" + secrets.token_hex(8),
+                     docker_host)
     env = (compose_dir / ".env.example").read_text()
     env = env.replace("API_PORT=5001", f"API_PORT={dep.api_port}")
     env = env.replace("EXPOSE_DB_PORT=15432", f"EXPOSE_DB_PORT={dep.db_port}")

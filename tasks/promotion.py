@@ -1,0 +1,100 @@
+"""Promotion tasks: what crosses hosts goes through the Prefect server as artifacts (a run's result stays on its
+host): the digests an upgrade verified, the fingerprint of a dry run's plan, the summary an approver reads."""
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.input import RunInput
+from pydantic import Field
+from typing import Literal
+
+from core import promotion
+from core.plan import Plan
+from core.preflight import current_images
+from core.stackio import StackIO
+from tasks._common import TASK_DEFAULTS, artifact_key
+
+DIGESTS = "digests"
+APPROVAL_FACTS = "approval-facts"
+
+
+class Approval(RunInput):
+    """The approval of a prod upgrade. Read the promotion summary, prod's plan and env diff first."""
+
+    decision: Literal["approve", "reject"] = Field(
+        description="approve: upgrade prod now, with exactly the images staging verified. reject: end the promotion; "
+                    "prod and staging stay as they are.")
+    approver: str = Field(min_length=1, description="Who decides (your name or e-mail); recorded with the decision.")
+    comment: str = Field(default="", description="Why (optional); recorded with the decision.")
+    fingerprint: str = Field(description="The fingerprint of the plan you reviewed, as the promotion summary shows "
+                                         "it (filled in). Prod is upgraded only if its plan still gives this one.")
+
+
+@task(name="publish-digests", task_run_name="publish-digests", **TASK_DEFAULTS)
+def publish_digests(cfg, environment: str, ref: str, commit: str) -> dict[str, str]:
+    """Reads the running containers' image digests on the environment's engine and publishes them (`<env>-digests`),
+    for a promotion to pin prod to."""
+    digests = promotion.verified_digests(current_images(StackIO(cfg, cfg.project_name).endpoint.client(),
+                                                        cfg.project_name))
+    create_table_artifact(key=artifact_key(environment, DIGESTS),
+                          table=[{"service": s, "digest": d, "release": ref, "commit": commit}
+                                 for s, d in digests.items()],
+                          description=f"Image digests verified on {environment} running {ref}")
+    return digests
+
+
+@task(name="publish-approval-facts", task_run_name="publish-approval-facts", **TASK_DEFAULTS)
+def publish_approval_facts(plan: Plan, migrations: dict) -> str:
+    """A dry run's fingerprint and migration verdict (`<env>-approval-facts`), for the promotion's summary."""
+    fp = promotion.fingerprint(plan.facts)
+    create_table_artifact(key=artifact_key(plan.facts.environment, APPROVAL_FACTS),
+                          table=[{"fingerprint": fp, "verdict": promotion.migration_verdict(migrations),
+                                  "release": plan.facts.target_ref, "commit": plan.facts.target_commit}],
+                          description=f"Fingerprint of the plan {plan.facts.environment} → {plan.facts.target_ref}")
+    return fp
+
+
+def run_artifacts(flow_run_id: UUID | str) -> dict[str, object]:
+    """Key → the artifact (latest) that one flow run published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(str(flow_run_id))])))
+    out = {}
+    for a in sorted(found, key=lambda a: a.created):
+        if a.key:
+            out[a.key] = a
+    return out
+
+
+def latest_rows(key: str) -> list[dict]:
+    """The rows of the latest version of a table artifact ([] if there is none)."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                      sort=ArtifactSort.CREATED_DESC, limit=1)
+    if not found:
+        return []
+    data = found[0].data
+    return json.loads(data) if isinstance(data, str) else list(data or [])
+
+
+def rows_of(artifact) -> list[dict]:
+    import json
+
+    return json.loads(artifact.data) if isinstance(artifact.data, str) else list(artifact.data or [])
+
+
+@task(name="publish-summary", task_run_name="publish-summary", **TASK_DEFAULTS)
+def publish_summary(markdown: str, release: str) -> UUID:
+    return create_markdown_artifact(key="promotion-summary", markdown=markdown,
+                                    description=f"Promotion of {release}: what to review and approve")
