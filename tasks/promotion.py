@@ -98,3 +98,52 @@ def rows_of(artifact) -> list[dict]:
 def publish_summary(markdown: str, release: str) -> UUID:
     return create_markdown_artifact(key="promotion-summary", markdown=markdown,
                                     description=f"Promotion of {release}: what to review and approve")
+
+
+# --- runs on other hosts' pools ---------------------------------------------------------------------------------
+def ui_url() -> str:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    return (PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")).rstrip("/")
+
+
+def run_url(flow_run_id) -> str:
+    return f"{ui_url()}/runs/flow-run/{flow_run_id}"
+
+
+def artifact_url(artifact_id) -> str:
+    return f"{ui_url()}/artifacts/artifact/{artifact_id}"
+
+
+def run_on_pool(what: str, deployment: str, parameters: dict, timeout_minutes: float, key: str):
+    """Runs `deployment` (on its host's pool) as a subflow and waits at most `timeout_minutes` (never forever: a
+    host whose worker is down would hang the promotion). Returns the finished run if it Completed; raises
+    PromotionStopped if it ended otherwise, ChildRunTimedOut if it is still not finished (a run that has not
+    started yet is cancelled, so that it never changes a stack later, unseen)."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelled
+
+    from core.errors import ChildRunTimedOut, PromotionStopped
+
+    child = run_deployment(deployment, parameters=parameters, timeout=max(1, int(timeout_minutes * 60)),
+                           poll_interval=3, idempotency_key=key, as_subflow=True)
+    state = child.state
+    if state is None or not state.is_final():
+        if state is None or state.is_scheduled() or state.is_pending():
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(child.id, Cancelled(message=f"{what} timed out before it started"),
+                                          force=True)
+        with get_client(sync_client=True) as client:
+            pool = client.read_deployment_by_name(deployment).work_pool_name or "?"
+        raise ChildRunTimedOut(what, timeout_minutes, pool, run_url(child.id))
+    if not state.is_completed():
+        raise PromotionStopped(what, state.name, state.message or "", run_url(child.id))
+    return child
+
+
+@task(name="record-timings", task_run_name="record-timings", **TASK_DEFAULTS)
+def publish_timeline(release: str, outcome: str, seconds: dict[str, float]) -> None:
+    rows = [{"phase": k, "seconds": round(v, 1)} for k, v in seconds.items()]
+    create_table_artifact(key="promotion-timeline", table=rows,
+                          description=f"Promotion of {release}: {outcome}; wall time by phase")
