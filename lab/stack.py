@@ -19,6 +19,7 @@ from core.db import DbAccess
 
 LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
 DEMO_REPO = LAB_HOME / "demo-stack.git"
+PROD_ENGINE = "unix:///var/run/stackshift-prod/docker.sock"  # the lab's second Docker engine: the "prod host"
 SEEDED_TABLES = {"accounts": "id, name, created_at", "events": "id, account_id, total_tokens, payload"}
 
 

@@ -44,10 +44,10 @@ def _deployments(tmp_path_factory):
 
     made = []
 
-    def make(release: str = "v1.0.0", rows: int = 200_000, **block_overrides):
+    def make(release: str = "v1.0.0", rows: int = 200_000, docker_host: str | None = None, **block_overrides):
         name = "e2e-" + secrets.token_hex(4)
         root = tmp_path_factory.mktemp(name)
-        dep = stack.create(root, name, release, rows)
+        dep = stack.create(root, name, release, rows, docker_host=docker_host)
         made.append((dep, root))
         StackEnvironment(**(dep.block_fields() | block_overrides)).save(name, overwrite=True)
         return dep

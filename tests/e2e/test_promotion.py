@@ -1,0 +1,268 @@
+"""Staging → prod promotion through the lab's two "hosts": each a Docker engine with its own work pool and worker
+(lab/setup). Every path runs the real deployments of prefect.yaml on the real workers; staging's stack runs on the
+first engine, prod's on the prod engine. One staging/prod pair is shared by the module, in this order: a staging
+failure, a rejection, a stale approval, a prod failure rolled back; the scheduled promotion then takes a fresh
+staging from v1 to v2 and prod with it."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import docker
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.schedules import IntervalSchedule
+from prefect.deployments import run_deployment
+from prefect.flow_runs import resume_flow_run
+
+from deployments.automations import NOTIFY_BLOCK, ensure_notify_block
+from lab import stack
+from tasks.promotion import run_artifacts
+
+pytestmark = pytest.mark.e2e
+PROMOTE = "promote/promote-staging-to-prod"
+LOCAL = "unix:///var/run/docker.sock"
+
+
+# --- what the tests observe ---------------------------------------------------------------------------------------
+def running_digests(dep: stack.Deployment) -> dict[str, list[str]]:
+    """Service → repo digests of the image each running container of the stack runs, read from its own engine."""
+    client = docker.DockerClient(base_url=dep.docker_host or LOCAL)
+    out = {}
+    for ctr in client.containers.list(filters={"label": f"com.docker.compose.project={dep.name}"}):
+        if ctr.labels.get("com.docker.compose.oneoff") != "True":
+            out[ctr.labels["com.docker.compose.service"]] = client.images.get(ctr.attrs["Image"]).attrs["RepoDigests"]
+    return out
+
+
+def prod_state(dep: stack.Deployment) -> dict:
+    return {"containers": {s: d for s, d in running_digests(dep).items()}, "health": dep.api_health()["version"],
+            "data": stack.checksums(dep), "head": stack_head(dep)}
+
+
+def stack_head(dep: stack.Deployment) -> str:
+    import subprocess
+    return subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def wait_for(flow_run_id, done, seconds: float = 300):
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and done(run.state):
+                return run
+            time.sleep(1)
+    pytest.fail(f"flow run {flow_run_id} is still {run.state.name if run.state else None} after {seconds} s")
+
+
+def final(flow_run_id, seconds: float = 400):
+    return wait_for(flow_run_id, lambda s: s.is_final(), seconds)
+
+
+def paused(flow_run_id, seconds: float = 300):
+    return wait_for(flow_run_id, lambda s: s.is_paused() or s.is_final(), seconds)
+
+
+def state_names(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as client:
+        return [s.name for s in client.read_flow_run_states(flow_run_id)]
+
+
+def children(flow_run_id) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+
+
+def summary_fingerprint(flow_run_id) -> str:
+    md = run_artifacts(flow_run_id)["promotion-summary"].data
+    return re.search(r"## Fingerprint\s+`([0-9a-f]{64})`", md).group(1)
+
+
+def start(staging, prod, release: str, **extra):
+    return run_deployment(PROMOTE, parameters={"release": release, "staging": staging.name, "prod": prod.name,
+                                               "approval_timeout_minutes": 10, "run_timeout_minutes": 8, **extra},
+                          timeout=0, as_subflow=False)
+
+
+class Receiver:
+    """A local HTTP server standing in for the chat/alerting webhook: keeps every JSON body POSTed to it."""
+
+    def __init__(self):
+        bodies = self.bodies = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"] or 0)) or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, pattern: str, seconds: float = 60) -> dict:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = [b for b in self.bodies if re.search(pattern, json.dumps(b))]
+            if found:
+                return found[-1]
+            time.sleep(0.5)
+        pytest.fail(f"no notification matching {pattern!r}; got {self.bodies}")
+
+
+# --- fixtures -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def receiver():
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    before = CustomWebhookNotificationBlock.load(NOTIFY_BLOCK).url
+    r = Receiver()
+    ensure_notify_block(r.url)
+    yield r
+    ensure_notify_block(before)
+    r.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pair(make_module_deployment):
+    small = dict(rows=2_000, migration_probe=False)
+    staging = make_module_deployment(host="staging", **small)
+    prod = make_module_deployment(docker_host=stack.PROD_ENGINE, host="prod", **small)
+    return staging, prod
+
+
+# --- the paths, in order ----------------------------------------------------------------------------------------
+def test_staging_failure_never_reaches_the_approval(pair, receiver):
+    staging, prod = pair
+    before = prod_state(prod)
+    run = final(start(staging, prod, "v9.9.9").id)  # a release staging cannot take: its upgrade stops in pre-flight
+    assert run.state.is_failed(), run.state
+    assert "upgrade of" in run.state.message and staging.name in run.state.message
+    assert "Paused" not in state_names(run.id), "a failed staging upgrade must never reach the approval"
+    assert [c.parameters["environment"] for c in children(run.id)] == [staging.name], "prod was not even planned"
+    assert staging.api_health()["version"] == "1.0.0"
+    assert prod_state(prod) == before
+    receiver.wait_for(rf"UnknownRef|is not a commit, tag or branch")
+
+
+def test_rejection_leaves_prod_untouched(pair):
+    staging, prod = pair
+    before = prod_state(prod)
+    run = paused(start(staging, prod, "v2.0.0").id)
+    assert run.state.is_paused(), run.state
+    assert staging.api_health()["version"] == "2.0.0"
+    resume_flow_run(run.id, run_input={"decision": "reject", "approver": "e2e", "comment": "not today",
+                                       "fingerprint": summary_fingerprint(run.id)})
+    run = final(run.id)
+    assert run.state.is_completed() and run.state.name == "Rejected", run.state
+    assert prod_state(prod) == before
+    assert staging.api_health()["version"] == "2.0.0", "staging stays where it is"
+
+
+def test_approval_of_a_plan_that_changed_is_refused(pair):
+    staging, prod = pair
+    run = paused(start(staging, prod, "v2.0.0").id)
+    assert run.state.is_paused(), run.state
+    notes = run_artifacts(run.id)["promotion-summary"].data
+    assert "already runs v2.0.0" in notes, "staging is not upgraded twice"
+    env = prod.compose_dir / ".env"
+    original = env.read_bytes()
+    env.write_text(env.read_text().replace("SUPPORT_EMAIL=ops@example.com", "SUPPORT_EMAIL=oncall@example.com"))
+    try:
+        before = prod_state(prod)
+        resume_flow_run(run.id, run_input={"decision": "approve", "approver": "e2e",
+                                           "fingerprint": summary_fingerprint(run.id)})
+        run = final(run.id)
+        assert run.state.is_failed() and "PlanChangedSinceApproval" in run.state.message or \
+            "no longer matches the approved" in run.state.message, run.state
+        assert prod_state(prod) == before
+    finally:
+        env.write_bytes(original)
+
+
+def test_failing_prod_upgrade_rolls_back_and_notifies(pair, receiver):
+    staging, prod = pair
+    with prod.connect() as conn:  # prod differs from staging in a way no plan sees: the v2 migration will fail
+        conn.execute("CREATE TABLE api_keys (id int)")
+    try:
+        before = prod_state(prod)
+        run = paused(start(staging, prod, "v2.0.0").id)
+        resume_flow_run(run.id, run_input={"decision": "approve", "approver": "e2e",
+                                           "fingerprint": summary_fingerprint(run.id)})
+        run = final(run.id)
+        assert run.state.is_failed() and prod.name in run.state.message, run.state
+        assert prod_state(prod) == before, "prod is back on v1, data identical"
+        receiver.wait_for(rf"{prod.name} rolled back")
+        receiver.wait_for(r"upgrade Failed")
+    finally:
+        with prod.connect() as conn:
+            conn.execute("DROP TABLE IF EXISTS api_keys")
+
+
+def test_scheduled_promotion_upgrades_staging_then_prod_to_the_same_digests(pair, make_module_deployment, receiver):
+    _, prod = pair
+    staging = make_module_deployment(host="staging", rows=2_000, migration_probe=False)  # a fresh v1 staging
+    params = {"release": "v2.0.0", "staging": staging.name, "prod": prod.name, "approval_timeout_minutes": 10,
+              "run_timeout_minutes": 8}
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name(PROMOTE)
+        at = datetime.now(timezone.utc) + timedelta(seconds=15)
+        [schedule] = client.create_deployment_schedules(dep.id, [DeploymentScheduleCreate(
+            schedule=IntervalSchedule(interval=timedelta(hours=1), anchor_date=at), active=True, parameters=params)])
+        try:
+            # the server's scheduler service does this every 60 s; asking now is the same call, sooner
+            client._client.post(f"/deployments/{dep.id}/schedule", json={"max_runs": 1})
+            from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, \
+                FlowRunFilterStartTime
+            runs = []
+            for _ in range(120):  # until it has started (deleting the schedule would delete a run still Scheduled)
+                runs = [r for r in client.read_flow_runs(deployment_filter=DeploymentFilter(
+                    id=DeploymentFilterId(any_=[dep.id])), flow_run_filter=FlowRunFilter(
+                    start_time=FlowRunFilterStartTime(after_=at - timedelta(seconds=5))))
+                        if r.parameters.get("staging") == staging.name
+                        and not (r.state.is_scheduled() or r.state.is_pending())]
+                if runs:
+                    break
+                time.sleep(1)
+            assert runs, "the schedule did not start a promotion"
+        finally:
+            client.delete_deployment_schedule(dep.id, schedule.id)
+    t0 = time.monotonic()
+    run = paused(runs[0].id, 400)
+    assert run.state.is_paused(), run.state
+    assert run.auto_scheduled, "started by the schedule"
+    receiver.wait_for(rf"approval needed.*{run.name}|{run.name}.*approval")
+    resume_flow_run(run.id, run_input={"decision": "approve", "approver": "e2e", "comment": "ship it",
+                                       "fingerprint": summary_fingerprint(run.id)})
+    run = final(run.id)
+    assert run.state.is_completed(), run.state
+    print(f"\n[promotion] wall time from pause to done {time.monotonic() - t0:.1f} s; "
+          f"phases {run_artifacts(run.id)['promotion-timeline'].data}")
+    assert staging.api_health()["version"] == "2.0.0" and prod.api_health()["version"] == "2.0.0"
+    on_staging, on_prod = running_digests(staging), running_digests(prod)
+    assert set(on_staging) == set(on_prod)
+    for service, digests in on_staging.items():
+        assert set(digests) & set(on_prod[service]), f"{service}: prod runs {on_prod[service]}, staging {digests}"
+    made = set(run_artifacts(run.id))
+    assert {"promotion-summary", "promotion-timeline"} <= made
+    for child in children(run.id):
+        keys = set(run_artifacts(child.id))
+        env = child.parameters["environment"]
+        if child.parameters.get("dry_run"):
+            assert {f"{env}-plan", f"{env}-env-diff", f"{env}-migrations", f"{env}-approval-facts"} <= keys, keys
+        else:
+            assert {f"{env}-plan", f"{env}-env-diff", f"{env}-timeline", f"{env}-verification",
+                    f"{env}-digests"} <= keys, keys
