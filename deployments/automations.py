@@ -2,7 +2,8 @@
 `prefect deploy --all`; idempotent: each automation is replaced by name).
 
 - `stackshift: recover <env> after a crash`: an `upgrade-<env>` run ends Crashed or Cancelled → run `recover-<env>`;
-- `stackshift: approval needed`: a `promote` run is Paused → notification with the run's URL (the resume form);
+- `stackshift: approval needed`: a `promote` run is about to pause for its approval (the event
+  `stackshift.promotion.approval-needed`) → notification with the run's URL (the resume form);
 - `stackshift: upgrade failed`: an `upgrade` run ends Failed or Crashed → notification with the reason;
 - `stackshift: rolled back`: the event `stackshift.upgrade.rolled-back` (an upgrade put the previous version back).
 
@@ -62,12 +63,14 @@ def notification_automations(block_id) -> list:
             name="stackshift: approval needed",
             description="A promotion waits for a person: the notification links to the run, whose Resume form takes "
                         "the decision.",
-            trigger=EventTrigger(expect={"prefect.flow-run.Paused"}, match_related=flow("promote"),
-                                 posture=Posture.Reactive, threshold=1),
+            trigger=EventTrigger(expect={"stackshift.promotion.approval-needed"}, posture=Posture.Reactive,
+                                 threshold=1),
             actions=[SendNotification(
-                block_document_id=block_id, subject="stackshift: approval needed for {{ flow_run.name }}",
-                body="Promotion {{ flow_run.name }} waits for your approval: {{ flow_run|ui_url }} (open the run, "
-                     "read the promotion summary, then ⋮ → Resume).")]),
+                block_document_id=block_id,
+                subject="stackshift: approval needed for {{ event.resource.name }}",
+                body="Promotion {{ event.resource.name }} of {{ event.payload.release }} to "
+                     "{{ event.payload.prod }} waits for your approval: {{ event.payload.url }} (open the run, read "
+                     "the promotion summary, then ⋮ → Resume).")]),
         Automation(
             name="stackshift: upgrade failed",
             description="An upgrade run ended Failed or Crashed (a failed upgrade has been rolled back when its "

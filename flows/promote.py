@@ -102,6 +102,7 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
     # 3. the approval
     t0 = time.monotonic()
     form = pt.Approval.with_initial_data(description=summary, fingerprint=fp)
+    pt.announce_approval_needed(release, prod, fp)
     try:
         answer = pause_flow_run(wait_for_input=form, timeout=int(approval_timeout_minutes * 60), poll_interval=3,
                                 key="approval")

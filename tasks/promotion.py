@@ -142,6 +142,19 @@ def run_on_pool(what: str, deployment: str, parameters: dict, timeout_minutes: f
     return child
 
 
+def announce_approval_needed(release: str, prod: str, fingerprint: str) -> None:
+    """Emits `stackshift.promotion.approval-needed` with the run's URL (the "approval needed" notification's
+    trigger). A custom event, not the run's Paused state event: the server holds a state event back until the one
+    it follows has arrived (up to about 15 minutes when that one was lost), and an approver must hear at once."""
+    from prefect.events import emit_event
+    from prefect.runtime import flow_run
+
+    emit_event("stackshift.promotion.approval-needed",
+               resource={"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                         "prefect.resource.name": flow_run.name or ""},
+               payload={"url": run_url(flow_run.id), "release": release, "prod": prod, "fingerprint": fingerprint})
+
+
 @task(name="record-timings", task_run_name="record-timings", **TASK_DEFAULTS)
 def publish_timeline(release: str, outcome: str, seconds: dict[str, float]) -> None:
     rows = [{"phase": k, "seconds": round(v, 1)} for k, v in seconds.items()]

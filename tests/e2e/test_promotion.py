@@ -123,6 +123,111 @@ class Receiver:
         pytest.fail(f"no notification matching {pattern!r}; got {self.bodies}")
 
 
+# --- the browser ------------------------------------------------------------------------------------------------
+UI_URL = "http://127.0.0.1:4200/v2"
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (lab/setup installs it); Playwright never downloads a browser
+
+
+class UI:
+    """The Prefect UI in Debian's chromium, through roles and labels (the UI has few test ids). Every step leaves a
+    screenshot in the test's output folder."""
+
+    def __init__(self, page, shots):
+        self.page, self.shots = page, shots
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(self.shots / f"{len(list(self.shots.iterdir())):02d}-{name}.png"), full_page=True)
+
+    def open(self, url: str, expect) -> None:
+        """Opens a page of the UI and waits for `expect` (a locator); the single-page app sometimes stays blank on
+        a loaded machine, so it is reloaded up to twice."""
+        for attempt in range(3):
+            self.page.goto(url)
+            try:
+                expect().first.wait_for(timeout=30_000)
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+
+    def custom_run(self, deployment: str, fields: dict[str, str], tick: list[str] = ()) -> str:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+        with get_client(sync_client=True) as client:
+            dep = client.read_deployment_by_name(deployment)
+        self.open(f"{UI_URL}/deployments/deployment/{dep.id}/run", lambda: self.page.get_by_role("button", name="Submit"))
+        name = self.page.get_by_label("Run Name", exact=True).input_value()
+        for label, value in fields.items():
+            box = self.page.get_by_label(label, exact=True)
+            box.fill(value)
+        for label in tick:
+            self.page.get_by_label(label, exact=True).click()
+        self.shot("custom-run-form")
+        self.page.get_by_role("button", name="Submit").click()
+        self.page.wait_for_url(re.compile(r".*/deployments/deployment/.*tab=Runs.*"), timeout=30_000)
+        with get_client(sync_client=True) as client:
+            [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+        assert run.deployment_id == dep.id and run.parameters["environment"] == fields["environment"]
+        return run.id
+
+    def see_completed(self, flow_run_id, name: str) -> None:
+        self.open(f"{UI_URL}/runs/flow-run/{flow_run_id}", lambda: self.page.get_by_text("Completed", exact=True))
+        self.shot(f"{name}-completed")
+
+    def artifact(self, artifact_id, expect: str, name: str) -> None:
+        self.open(f"{UI_URL}/artifacts/artifact/{artifact_id}", lambda: self.page.get_by_text(expect))
+        self.shot(name)
+
+    def resume(self, flow_run_id, fields: dict[str, str], decision: str) -> None:
+        self.open(f"{UI_URL}/runs/flow-run/{flow_run_id}", lambda: self.page.get_by_text("Paused", exact=True))
+        self.shot("paused")
+        self.page.get_by_role("button", name="Open menu").first.click()
+        self.page.get_by_role("menuitem", name="Resume").click()
+        dialog = self.page.get_by_role("dialog")
+        dialog.wait_for(timeout=15_000)
+        for label, value in fields.items():
+            dialog.get_by_label(label, exact=True).fill(value)
+        self.choose(dialog, "Decision", decision)
+        self.shot("resume-dialog")
+        dialog.get_by_role("button", name="Resume").click()
+        dialog.wait_for(state="hidden", timeout=15_000)
+
+    def choose(self, dialog, label: str, value: str) -> None:
+        """An enum field is a listbox button named by its <label for=…>."""
+        field_id = dialog.locator("label").filter(has_text=re.compile(f"^{label}$", re.I)).get_attribute("for")
+        dialog.locator(f"[id='{field_id}']").click()
+        self.page.get_by_role("option", name=value, exact=True).click()
+
+
+@pytest.fixture
+def shots(request):
+    """Screenshots go with the lab's logs (kept as test output, never in git)."""
+    folder = stack.LAB_HOME / "logs" / "screenshots" / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        old.unlink()
+    return folder
+
+
+@pytest.fixture
+def browser(shots):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless", "--disable-gpu",
+                                                               "--disable-background-networking",
+                                                               "--disable-component-update", "--no-first-run"])
+        page = b.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            yield page
+        except BaseException:
+            page.screenshot(path=str(shots / "failure.png"), full_page=True)
+            raise
+        finally:
+            b.close()
+
+
 # --- fixtures -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def receiver():
@@ -212,9 +317,24 @@ def test_failing_prod_upgrade_rolls_back_and_notifies(pair, receiver):
             conn.execute("DROP TABLE IF EXISTS api_keys")
 
 
-def test_scheduled_promotion_upgrades_staging_then_prod_to_the_same_digests(pair, make_module_deployment, receiver):
+@pytest.fixture
+def fresh_staging(make_module_deployment):
+    """A staging at v1 (made before the browser starts: Prefect's sync calls must not run inside its event loop)."""
+    return make_module_deployment(host="staging", rows=2_000, migration_probe=False)
+
+
+def test_scheduled_promotion_approved_in_the_browser_puts_prod_on_stagings_digests(pair, fresh_staging, receiver,
+                                                                                  browser, shots):
+    """The browser: a custom run of upgrade-staging from its form; the scheduled promotion's summary and prod env
+    diff; the approval in the resume dialog; the run Completed."""
     _, prod = pair
-    staging = make_module_deployment(host="staging", rows=2_000, migration_probe=False)  # a fresh v1 staging
+    staging = fresh_staging
+    ui = UI(browser, shots)
+    form_run = ui.custom_run("upgrade/upgrade-staging", {"environment": staging.name, "target": "v2.0.0"},
+                             tick=["dry_run (Optional)"])
+    assert final(form_run).state.is_completed()
+    ui.see_completed(form_run, "form-run")
+
     params = {"release": "v2.0.0", "staging": staging.name, "prod": prod.name, "approval_timeout_minutes": 10,
               "run_timeout_minutes": 8}
     with get_client(sync_client=True) as client:
@@ -240,24 +360,28 @@ def test_scheduled_promotion_upgrades_staging_then_prod_to_the_same_digests(pair
             assert runs, "the schedule did not start a promotion"
         finally:
             client.delete_deployment_schedule(dep.id, schedule.id)
-    t0 = time.monotonic()
     run = paused(runs[0].id, 400)
     assert run.state.is_paused(), run.state
     assert run.auto_scheduled, "started by the schedule"
-    receiver.wait_for(rf"approval needed.*{run.name}|{run.name}.*approval")
-    resume_flow_run(run.id, run_input={"decision": "approve", "approver": "e2e", "comment": "ship it",
-                                       "fingerprint": summary_fingerprint(run.id)})
+    assert staging.api_health()["version"] == "2.0.0", "the promotion upgraded staging"
+    made = run_artifacts(run.id)
+    ui.artifact(made["promotion-summary"].id, "Promotion of v2.0.0", "summary")
+    env_diff = next(a for c in children(run.id) if c.parameters.get("dry_run")
+                    for k, a in run_artifacts(c.id).items() if k == f"{prod.name}-env-diff")
+    ui.artifact(env_diff.id, "LOG_LEVEL", "prod-env-diff")
+    t0 = time.monotonic()
+    ui.resume(run.id, {"Approver": "e2e browser", "Comment (Optional)": "looks right"}, decision="approve")
     run = final(run.id)
     assert run.state.is_completed(), run.state
-    print(f"\n[promotion] wall time from pause to done {time.monotonic() - t0:.1f} s; "
-          f"phases {run_artifacts(run.id)['promotion-timeline'].data}")
+    ui.see_completed(run.id, "promotion")
+    print(f"\n[promotion] approval to done {time.monotonic() - t0:.1f} s; phases "
+          f"{run_artifacts(run.id)['promotion-timeline'].data}")
     assert staging.api_health()["version"] == "2.0.0" and prod.api_health()["version"] == "2.0.0"
     on_staging, on_prod = running_digests(staging), running_digests(prod)
     assert set(on_staging) == set(on_prod)
     for service, digests in on_staging.items():
         assert set(digests) & set(on_prod[service]), f"{service}: prod runs {on_prod[service]}, staging {digests}"
-    made = set(run_artifacts(run.id))
-    assert {"promotion-summary", "promotion-timeline"} <= made
+    assert {"promotion-summary", "promotion-timeline"} <= set(run_artifacts(run.id))
     for child in children(run.id):
         keys = set(run_artifacts(child.id))
         env = child.parameters["environment"]
@@ -266,3 +390,4 @@ def test_scheduled_promotion_upgrades_staging_then_prod_to_the_same_digests(pair
         else:
             assert {f"{env}-plan", f"{env}-env-diff", f"{env}-timeline", f"{env}-verification",
                     f"{env}-digests"} <= keys, keys
+    receiver.wait_for(rf"approval needed for {run.name}")
