@@ -94,10 +94,10 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
                                 ("Prod migration report", artifact_key(prod, "migrations"))) if key in made}
     links["Prod plan run"] = pt.run_url(planned.id)
     seconds["prod plan"] = time.monotonic() - t0
+    if verdict.startswith("BLOCKED"):
+        notes.append("the migration gate blocks prod: its upgrade would stop before any change")
     summary = promotion.summary_markdown(release, staging, prod, digests, verdict, fp, links, notes)
     pt.publish_summary(summary, release)
-    if verdict.startswith("BLOCKED"):
-        notes.append("the migration gate blocks prod: the upgrade would refuse; approve only with that in mind")
 
     # 3. the approval
     t0 = time.monotonic()
