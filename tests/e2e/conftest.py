@@ -30,6 +30,8 @@ def lab_ready():
         problems.append("no registry on 127.0.0.1:5000")
     if not _reachable("http://127.0.0.1:4200/api/health"):
         problems.append("no Prefect server on 127.0.0.1:4200")
+    if subprocess.run(["docker", "-H", stack.PROD_ENGINE, "info"], capture_output=True).returncode != 0:
+        problems.append(f"no prod engine at {stack.PROD_ENGINE}")
     if not stack.DEMO_REPO.exists():
         problems.append(f"no demo repository at {stack.DEMO_REPO}")
     if problems:

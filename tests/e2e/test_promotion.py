@@ -20,6 +20,7 @@ from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
 
+from deployments.approve import summary_fingerprint
 from deployments.automations import NOTIFY_BLOCK, ensure_notify_block
 from lab import stack
 from tasks.promotion import run_artifacts
@@ -81,11 +82,6 @@ def children(flow_run_id) -> list:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
-
-
-def summary_fingerprint(flow_run_id) -> str:
-    md = run_artifacts(flow_run_id)["promotion-summary"].data
-    return re.search(r"## Fingerprint\s+`([0-9a-f]{64})`", md).group(1)
 
 
 def start(staging, prod, release: str, **extra):
