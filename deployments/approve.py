@@ -20,11 +20,27 @@ def summary_fingerprint(flow_run_id: str) -> str:
     return re.search(r"## Fingerprint\s+`([0-9a-f]{64})`", md).group(1)
 
 
-def decide(flow_run_id: str, approver: str, approve: bool, comment: str = "") -> None:
+def resume(flow_run_id, run_input: dict, seconds: float = 60) -> None:
+    """Resumes a paused run with `run_input`. The form's schema is stored just after the run turns Paused: a resume
+    in between is refused ("Run input schema not found"), so that one is retried for up to `seconds`."""
+    import time
+
     from prefect.flow_runs import resume_flow_run
 
-    resume_flow_run(flow_run_id, run_input={"decision": "approve" if approve else "reject", "approver": approver,
-                                            "comment": comment, "fingerprint": summary_fingerprint(flow_run_id)})
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            resume_flow_run(flow_run_id, run_input=run_input)
+            return
+        except RuntimeError as exc:
+            if "schema not found" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def decide(flow_run_id: str, approver: str, approve: bool, comment: str = "") -> None:
+    resume(flow_run_id, {"decision": "approve" if approve else "reject", "approver": approver, "comment": comment,
+                         "fingerprint": summary_fingerprint(flow_run_id)})
 
 
 def main(argv: list[str]) -> None:

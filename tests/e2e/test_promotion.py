@@ -18,9 +18,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.deployments import run_deployment
-from prefect.flow_runs import resume_flow_run
 
-from deployments.approve import summary_fingerprint
+from deployments.approve import resume, summary_fingerprint
 from deployments.automations import NOTIFY_BLOCK, ensure_notify_block
 from lab import stack
 from tasks.promotion import run_artifacts
@@ -265,7 +264,7 @@ def test_rejection_leaves_prod_untouched(pair):
     run = paused(start(staging, prod, "v2.0.0").id)
     assert run.state.is_paused(), run.state
     assert staging.api_health()["version"] == "2.0.0"
-    resume_flow_run(run.id, run_input={"decision": "reject", "approver": "e2e", "comment": "not today",
+    resume(run.id, {"decision": "reject", "approver": "e2e", "comment": "not today",
                                        "fingerprint": summary_fingerprint(run.id)})
     run = final(run.id)
     assert run.state.is_completed() and run.state.name == "Rejected", run.state
@@ -284,7 +283,7 @@ def test_approval_of_a_plan_that_changed_is_refused(pair):
     env.write_text(env.read_text().replace("SUPPORT_EMAIL=ops@example.com", "SUPPORT_EMAIL=oncall@example.com"))
     try:
         before = prod_state(prod)
-        resume_flow_run(run.id, run_input={"decision": "approve", "approver": "e2e",
+        resume(run.id, {"decision": "approve", "approver": "e2e",
                                            "fingerprint": summary_fingerprint(run.id)})
         run = final(run.id)
         assert run.state.is_failed() and "PlanChangedSinceApproval" in run.state.message or \
@@ -301,7 +300,7 @@ def test_failing_prod_upgrade_rolls_back_and_notifies(pair, receiver):
     try:
         before = prod_state(prod)
         run = paused(start(staging, prod, "v2.0.0").id)
-        resume_flow_run(run.id, run_input={"decision": "approve", "approver": "e2e",
+        resume(run.id, {"decision": "approve", "approver": "e2e",
                                            "fingerprint": summary_fingerprint(run.id)})
         run = final(run.id)
         assert run.state.is_failed() and prod.name in run.state.message, run.state
