@@ -107,6 +107,7 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
         answer = pause_flow_run(wait_for_input=form, timeout=int(approval_timeout_minutes * 60), poll_interval=3,
                                 key="approval")
     except FlowPauseTimeout:
+        pt.end_expired_pause()
         seconds["waiting"] = time.monotonic() - t0
         pt.publish_timeline(release, "no decision in time", seconds)
         return Completed(name="Expired", message=f"No decision within {approval_timeout_minutes:g} min: prod was "

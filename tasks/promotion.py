@@ -155,6 +155,18 @@ def announce_approval_needed(release: str, prod: str, fingerprint: str) -> None:
                payload={"url": run_url(flow_run.id), "release": release, "prod": prod, "fingerprint": fingerprint})
 
 
+def end_expired_pause() -> None:
+    """After the approval's timeout the server still has the run Paused (expired), and turns any end state it is
+    then asked for into Failed ("never resumed"). No decision is not a failure: set it Running again (forced: the
+    rule that refuses an expired pause is the one meant to stop a late approval), so that it can end Completed."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Running(message="no decision in time"), force=True)
+
+
 @task(name="record-timings", task_run_name="record-timings", **TASK_DEFAULTS)
 def publish_timeline(release: str, outcome: str, seconds: dict[str, float]) -> None:
     rows = [{"phase": k, "seconds": round(v, 1)} for k, v in seconds.items()]
