@@ -92,7 +92,7 @@ def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000,
     env += "\n# Mine: where support tickets go.\nSUPPORT_EMAIL=ops@example.com\n"
     (compose_dir / ".env").write_text(env)
     os.chmod(compose_dir / ".env", 0o600)
-    dep.compose("up", "--detach", "--wait", "--wait-timeout", "90")
+    dep.compose("up", "--detach", "--wait", "--wait-timeout", "180")  # a loaded lab machine can take long
     seed(dep, rows)
     return dep
 
