@@ -13,7 +13,6 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from core import commands as c
 from core.compose import image_repo
 from core.errors import HealthCheckFailed, PinnedImageMismatch, WrongHost
 from core.steps import Step, StepContext
@@ -45,10 +44,6 @@ def newest_release(tags: list[str]) -> str | None:
     """The highest `vX.Y.Z` tag (pre-releases such as `v3.0.0-rc1` and other names are not releases)."""
     releases = [(tuple(int(x) for x in m.groups()), t) for t in tags if (m := RELEASE_TAG.match(t.strip()))]
     return max(releases)[1] if releases else None
-
-
-def release_tags_command(compose_dir) -> list[str]:
-    return c.git_tags(compose_dir)
 
 
 # --- digests ----------------------------------------------------------------------------------------------------
