@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, SecretStr
@@ -116,6 +117,22 @@ class StackEnvironment(Block):
     keep_failed_database: bool = Field(
         default=False, description="After a rollback, keep the failed database state as `<db>__ss_failed_<run>` for "
                                    "inspection instead of dropping it.")
+    rollback_point: Literal["auto", "file-copy", "pitr", "snapshot-command"] = Field(
+        default="auto",
+        description="How the rollback point is taken. `auto`: FILE_COPY copies of the databases while that stays within "
+                    "file_copy_max_seconds of downtime (forecast from their size and a measured copy rate), else PITR "
+                    "(online base backup + replication slot + a named restore point at the cutover: constant time), "
+                    "else FILE_COPY. `pitr` needs wal_level=replica, a role with REPLICATION (or superuser), PGDATA in "
+                    "a sub-directory of a mount on this host. `snapshot-command`: the two commands below.")
+    file_copy_max_seconds: float = Field(
+        default=1.0, description="`auto` takes FILE_COPY while its forecast downtime stays within this many seconds.")
+    snapshot_command: list[str] = Field(
+        default_factory=list, description="For a managed database: argv that takes a provider snapshot named `{point}` "
+                                          "(run with the writers stopped). Sets rollback_point to snapshot-command.")
+    snapshot_restore_command: list[str] = Field(
+        default_factory=list, description="argv that restores the snapshot `{point}` over the database (on rollback).")
+    dump_jobs: int | None = Field(
+        default=None, description="Parallel jobs of `pg_dump -Fd` (default: the cores of this host, at most 4).")
     backup_dir: Path = Field(description="Where backups go (one folder per run, files 0600); the stack's lock and run "
                                          "journals live there too.")
     backup_retention: int = Field(default=5, description="How many backups of this project to keep.")

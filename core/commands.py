@@ -75,9 +75,13 @@ def compose_rm(p: ComposeProject, services: list[str]) -> list[str]:
 
 def compose_up(
     p: ComposeProject, services: list[str] | None = None, *, wait_timeout: int = 120, no_deps: bool = False,
-    remove_orphans: bool = False,
+    remove_orphans: bool = False, wait: bool = True,
 ) -> list[str]:
-    argv = p.base() + ["up", "--detach", "--wait", "--wait-timeout", str(wait_timeout)]
+    """`up --detach`, with compose's own `--wait` unless the caller polls health itself (compose checks on a
+    500 ms tick, for `--wait` and for each `depends_on` condition)."""
+    argv = p.base() + ["up", "--detach"]
+    if wait:
+        argv += ["--wait", "--wait-timeout", str(wait_timeout)]
     if no_deps:
         argv.append("--no-deps")
     if remove_orphans:
@@ -125,17 +129,42 @@ def tar_extract(archive: Path, into: Path) -> list[str]:
     return ["tar", "--extract", "--file", str(archive), "--directory", str(into)]
 
 
+def tar_list(archive: Path) -> list[str]:
+    """Reads a zstd archive to its end (listing it): proves every frame decompresses."""
+    return ["tar", "--list", "--zstd", "--file", str(archive)]
+
+
 def tar_create(out: Path, root: Path, excludes: list[str]) -> list[str]:
-    """A gzip archive of `root`'s contents, leaving out `excludes` (paths relative to root, as ./x/y)."""
-    argv = ["tar", "--create", "--gzip", "--file", str(out), "--directory", str(root)]
+    """A zstd archive of `root`'s contents, leaving out `excludes` (paths relative to root, as ./x/y). tar runs
+    `zstd`, which takes its thread count from ZSTD_NBTHREADS (see `ZSTD_ENV`)."""
+    argv = ["tar", "--create", "--zstd", "--file", str(out), "--directory", str(root)]
     for ex in excludes:
         argv += ["--exclude", ex]
     return argv + ["."]
 
 
-def pg_dump(host: str, port: int, user: str, database: str, out: Path) -> list[str]:
+def pg_dump(host: str, port: int, user: str, database: str, out: Path, jobs: int = 1) -> list[str]:
+    """Directory format (one file per table, compressed), `jobs` tables at a time; the caller adds `--snapshot`."""
     return ["pg_dump", "--host", host, "--port", str(port), "--username", user, "--no-password",
-            "--format", "custom", "--file", str(out), database]
+            "--format", "directory", "--jobs", str(jobs), "--file", str(out), database]
+
+
+def pg_restore(host: str, port: int, user: str, database: str, dump: Path, jobs: int = 1) -> list[str]:
+    """Restores a dump into an existing (empty) database, `jobs` at a time, stopping at the first error."""
+    return ["pg_restore", "--host", host, "--port", str(port), "--username", user, "--no-password", "--exit-on-error",
+            "--no-owner", "--jobs", str(jobs), "--dbname", database, str(dump)]
+
+
+def pg_basebackup(p: ComposeProject, service: str, user: str, into: str, slot: str) -> list[str]:
+    """A base backup of the cluster taken inside the database's own container as the `postgres` OS user, over the
+    local socket (so no password), with the WAL it needs streamed, and a new physical replication slot `slot` that
+    keeps every later WAL segment. `into` is a path in the container, beside the data directory."""
+    return p.base() + ["exec", "--no-TTY", "--user", "postgres", service, "pg_basebackup", "--pgdata", into,
+                       "--username", user, "--no-password", "--wal-method", "stream", "--checkpoint", "fast",
+                       "--create-slot", "--slot", slot]
+
+
+ZSTD_ENV = (("ZSTD_NBTHREADS", "0"),)  # 0: one thread per core
 
 
 def pg_restore_list(dump: Path) -> list[str]:

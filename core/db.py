@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -39,7 +40,7 @@ class DbAccess:
         except psycopg.OperationalError as exc:
             raise DatabaseUnreachable(self.where(dbname), clean_error(str(exc), self.password.get_secret_value())) from None
 
-    def wait_until_reachable(self, dbname: str, deadline_seconds: float = 60) -> None:
+    def wait_until_reachable(self, dbname: str, deadline_seconds: float = 60, every: float = 0.3) -> None:
         end = time.monotonic() + deadline_seconds
         while True:
             try:
@@ -48,7 +49,7 @@ class DbAccess:
             except DatabaseUnreachable:
                 if time.monotonic() > end:
                     raise
-                time.sleep(0.3)
+                time.sleep(every)
 
 
 def clean_error(message: str, password: str | None) -> str:
@@ -112,6 +113,89 @@ def execute_maintenance(db: DbAccess, statements: list[str]) -> None:
     with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
         for statement in statements:
             conn.execute(statement.encode())
+
+
+def query_maintenance(db: DbAccess, statement: str, params: tuple = ()) -> list[tuple]:
+    """Rows of one statement on the maintenance database (autocommit)."""
+    with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
+        cur = conn.execute(statement.encode(), params or None)
+        return cur.fetchall() if cur.description else []
+
+
+COUNTABLE_TABLES = ("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' ORDER BY 1, 2")
+
+
+def count_rows(conn: psycopg.Connection) -> dict[str, int]:
+    """Exact row count of every ordinary table (`schema.table` → rows), in the connection's snapshot."""
+    tables = conn.execute(COUNTABLE_TABLES).fetchall()
+    return {f"{schema}.{name}": conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(name))).fetchone()[0] for schema, name in tables}
+
+
+@contextmanager
+def exported_snapshot(db: DbAccess, dbname: str):
+    """A repeatable-read, read-only transaction that exports its snapshot; yields (snapshot id, the connection).
+    The snapshot stays importable (`pg_dump --snapshot`) until the block ends."""
+    with db.connect(dbname) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        try:
+            yield snapshot, conn
+        finally:
+            conn.rollback()
+
+
+def pitr_facts(db: DbAccess) -> dict:
+    """What a PITR rollback point needs of the server and the role, and the whole cluster's size (what a base
+    backup copies)."""
+    with db.connect(MAINTENANCE_DB) as conn:
+        row = conn.execute(
+            "SELECT current_setting('wal_level'), current_setting('max_wal_senders')::int, "
+            "current_setting('max_replication_slots')::int, "
+            "(SELECT count(*) FROM pg_replication_slots)::int, (SELECT count(*) FROM pg_stat_replication)::int, "
+            "r.rolreplication, r.rolsuper, "
+            "has_function_privilege('pg_create_restore_point(text)', 'EXECUTE'), "
+            "(SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint "
+            "FROM pg_roles r WHERE r.rolname = current_user").fetchone()
+    keys = ("wal_level", "max_wal_senders", "max_replication_slots", "slots_used", "senders_used", "replication",
+            "superuser", "restore_point", "cluster_bytes")
+    return dict(zip(keys, row))
+
+
+PROBE_DB_PREFIX = "stackshift_probe_copy_"
+
+
+def measure_copy_rate(db: DbAccess, tag: str) -> tuple[float, float]:
+    """Times FILE_COPY on this server: a copy of template0 (the fixed cost: checkpoints, catalog) and a copy of a
+    probe database holding about 60 MB more. Returns (MB/s, fixed seconds). Both probe databases are dropped."""
+    small, big = f"{PROBE_DB_PREFIX}{tag}_a", f"{PROBE_DB_PREFIX}{tag}_b"
+    ident = sql.Identifier
+    try:
+        with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
+            t = time.monotonic()
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 STRATEGY FILE_COPY").format(ident(small)))
+            fixed = time.monotonic() - t
+            with db.connect(small, autocommit=True) as probe:
+                probe.execute("CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g")
+            t = time.monotonic()
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(ident(big), ident(small)))
+            took = time.monotonic() - t
+            size, base = conn.execute("SELECT pg_database_size(%s), pg_database_size('template0')", (big,)).fetchone()
+    finally:
+        drop_probe_databases(db)
+    return max(size - base, 1) / 1e6 / max(took - fixed, 1e-3), fixed
+
+
+def drop_probe_databases(db: DbAccess) -> list[str]:
+    with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                            (PROBE_DB_PREFIX.replace("_", "\\_") + "%",))]
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return names
 
 
 def drop_probe_schemas(db: DbAccess, dbname: str) -> list[str]:

@@ -259,6 +259,26 @@ class UnsupportedServer(PreflightError):
         super().__init__(f"The database server cannot take stackshift's rollback point: {detail}.")
 
 
+class ServicesNotHealthy(UpgradeError):
+    """Raised by the health poller; the step that started the services reports it as its own failure."""
+
+
+class RollbackPointUnavailable(PreflightError):
+    def __init__(self, method: str, detail: str):
+        super().__init__(f"The environment asks for a {method} rollback point, which cannot work here: {detail}. Fix "
+                         f"that, or set the block's rollback_point to `auto` (stackshift then takes the cheapest one "
+                         f"that works and says which).")
+
+
+class BackupCheckFailed(UpgradeError):
+    """The restore drill found the backup damaged or incomplete."""
+
+    def __init__(self, run_dir: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"The backup {run_dir} failed its restore drill: {'; '.join(problems)}. Do not rely on it: "
+                         f"take a new one (a dry-run-free upgrade takes one first) and find what damaged this one.")
+
+
 class RollbackFailed(UpgradeError):
     """The rollback itself failed: the operator must act. The message says what state things are in."""
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core import commands as c
+from core import rollbackpoint as rp
 from core import steps as st
 from core.compose import image_repo
 from core.promotion import VerifyDigests
@@ -59,6 +60,12 @@ class Facts:
     run_id: str = ""
     migration_timeout: int = 3600
     keep_failed_database: bool = False
+    rollback_method: str = rp.FILE_COPY
+    data_dir: dict | None = None  # {"service", "host", "container"} of the cluster's data directory (PITR)
+    snapshot_command: list[str] = field(default_factory=list)
+    snapshot_restore_command: list[str] = field(default_factory=list)
+    rollback_forecast: dict = field(default_factory=dict)
+    dump_jobs: int = 1
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -84,8 +91,9 @@ class Facts:
 
 @dataclass
 class Plan:
-    """Every list an upgrade may walk: `backup` (old version serving), `cutover` (downtime), `verify`, `finish` (after
-    success), `rollback` (after a failure once the cutover began)."""
+    """Every list an upgrade may walk: `backup` (old version serving), `prepare` (right before the downtime, after
+    the pull), `cutover` (downtime), `verify`, `finish` (after success), `rollback` (after a failure once the cutover
+    began)."""
 
     facts: Facts
     backup: list[st.Step]
@@ -93,10 +101,11 @@ class Plan:
     verify: list[st.Step]
     finish: list[st.Step]
     rollback: list[st.Step]
+    prepare: list[st.Step] = field(default_factory=list)
 
     def lists(self) -> dict[str, list[st.Step]]:
-        return {"backup": self.backup, "cutover": self.cutover, "verify": self.verify, "finish": self.finish,
-                "rollback": self.rollback}
+        return {"backup": self.backup, "prepare": self.prepare, "cutover": self.cutover, "verify": self.verify,
+                "finish": self.finish, "rollback": self.rollback}
 
     def to_dict(self) -> dict:
         out = {"facts": self.facts.to_dict()}
@@ -111,8 +120,8 @@ class Plan:
         return self.cutover[i + 1:]
 
     @property
-    def rollback_point(self) -> st.TakeRollbackPoint:
-        return next(s for s in self.cutover if isinstance(s, st.TakeRollbackPoint))
+    def rollback_point(self) -> st.RollbackPoint:
+        return next(s for s in self.cutover if isinstance(s, st.RollbackPoint))
 
 
 def rollback_point_name(db: str, run_id: str) -> str:
@@ -148,6 +157,61 @@ def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((s, f"{image_repo(ref)}@{ref.split('@', 1)[1]}") for s, ref in sorted(images.items()) if "@" in ref)
 
 
+def rp_args(template: list[str], run_id: str) -> list[str]:
+    """A snapshot command with `{point}` replaced by the run's snapshot name."""
+    return [a.replace("{point}", rp.restore_point_name(run_id)) for a in template]
+
+
+def _pitr_paths(f: Facts, run_id: str) -> dict[str, tuple[str, ...]]:
+    if f.rollback_method != rp.PITR or not f.data_dir:
+        return {"slots": (), "base": (), "failed": ()}
+    host = Path(f.data_dir["host"])
+    return {"slots": (rp.slot_name(run_id),), "base": (str(host.parent / rp.base_dir_name(run_id)),),
+            "failed": (str(host.parent / rp.failed_dir_name(run_id)),)}
+
+
+def _base_backup(f: Facts, old: c.ComposeProject, run_id: str) -> list[st.Step]:
+    """PITR only: the online base backup, taken in the running database container, beside its data directory."""
+    if f.rollback_method != rp.PITR or not f.data_dir:
+        return []
+    d = rp.DataDir(f.data_dir["service"], Path(f.data_dir["host"]), rp.PurePosixPath(f.data_dir["container"]))
+    name = rp.base_dir_name(run_id)
+    return [st.BaseBackup("base-backup", "backup", f"Base backup of the cluster beside its data directory, with the "
+                          f"replication slot {rp.slot_name(run_id)} keeping the WAL from now on (online)",
+                          argv=tuple(c.pg_basebackup(old, d.service, f.db_user, d.container_sibling(name),
+                                                     rp.slot_name(run_id))),
+                          timeout=f.migration_timeout, host_dir=str(d.host_sibling(name)), slot=rp.slot_name(run_id))]
+
+
+def _rollback_point(f: Facts, run_id: str) -> st.RollbackPoint:
+    if f.rollback_method == rp.PITR:
+        base = _pitr_paths(f, run_id)["base"]
+        return st.TakeRestorePoint("rollback-point", "cutover", "Take the rollback point (a named restore point in "
+                                   "the WAL, over the online base backup: constant time)", run_id=run_id,
+                                   base_backup=base[0] if base else "")
+    if f.rollback_method == rp.SNAPSHOT:
+        return st.TakeSnapshot("rollback-point", "cutover", "Take the rollback point (the environment's snapshot "
+                               "command)", argv=tuple(rp_args(f.snapshot_command, run_id)), timeout=f.migration_timeout,
+                               point=rp.restore_point_name(run_id))
+    return st.TakeRollbackPoint("rollback-point", "cutover", "Take the rollback point (file-level copy of each "
+                                "database, same server)",
+                                databases=tuple((db, rollback_point_name(db, run_id)) for db in f.databases))
+
+
+def _start_target(f: Facts, new: c.ComposeProject, target_db: list[str], off, up_timeout: int) -> st.StartServices:
+    """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
+    compose need not wait on it again (`--no-deps`): the step polls the app's HTTP checks itself."""
+    title = f"Start every service ({f.migration_switch}=false) and wait for health: downtime ends"
+    if target_db:
+        return st.StartApp("start-target", "cutover", title,
+                           argv=tuple(c.compose_up(new, no_deps=True, remove_orphans=True, wait=False)), env=off,
+                           timeout=up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
+                           wait_timeout=float(f.health_timeout))
+    return st.StartServices("start-target", "cutover", title, argv=tuple(c.compose_up(new, wait_timeout=f.health_timeout,
+                                                                                    remove_orphans=True)),
+                            env=off, timeout=up_timeout)
+
+
 def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
@@ -161,16 +225,19 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     for db in f.databases:
         dump = f.run_dir / f"{db}.dump"
         backup += [
-            st.BackupCommand(f"pg-dump-{db}", "backup", f"pg_dump -Fc of {db} (online, the old version still serving)",
-                             argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump)), needs_db_password=True,
-                             timeout=f.migration_timeout),
+            st.DumpDatabase(f"pg-dump-{db}", "backup", f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows counted in the same "
+                            f"snapshot (online, the old version still serving)",
+                            argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump, f.dump_jobs)),
+                            needs_db_password=True, timeout=f.migration_timeout, database=db),
             st.BackupCommand(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore --list)",
                              argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"),
         ]
     backup += [
-        st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes, without the live database directory",
-                         argv=tuple(c.tar_create(f.run_dir / "volumes.tar.gz", f.compose_dir / "volumes",
-                                                 f.volume_excludes)), ok_codes=(0, 1), timeout=f.migration_timeout),
+        st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes (zstd), without the live database "
+                         "directory", argv=tuple(c.tar_create(f.run_dir / "volumes.tar.zst", f.compose_dir / "volumes",
+                                                              f.volume_excludes)),
+                         env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.migration_timeout),
+        *_base_backup(f, old, run_id),
         st.WriteState("write-state", "backup", "Record image digests, git commit and Alembic revision"),
         st.WriteManifest("manifest", "backup", "Write the sha256 manifest; files 0600"),
     ]
@@ -182,8 +249,7 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     cutover: list[st.Step] = [
         st.StopServices("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'}): downtime starts",
                         argv=tuple(c.compose_stop(old, writers))),
-        st.TakeRollbackPoint("rollback-point", "cutover", "Take the rollback point (file-level copy of each database, "
-                             "same server)", databases=tuple((db, rollback_point_name(db, run_id)) for db in f.databases)),
+        _rollback_point(f, run_id),
         st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} ({f.target_commit[:12]})",
                     argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))),
         st.InstallEnv("install-env", "cutover", f"Install the merged {f.env_file} (env-sync's result)"),
@@ -192,32 +258,32 @@ def build_plan(f: Facts, run_id: str) -> Plan:
         cutover.append(st.RemoveServices("remove-retired", "cutover", f"Remove services the target no longer has "
                                          f"({', '.join(retired)})", argv=tuple(c.compose_rm(old, retired))))
     if target_db:
-        cutover.append(st.StartServices("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
-                                        f"for health", argv=tuple(c.compose_up(new, target_db, wait_timeout=f.health_timeout,
-                                                                               no_deps=True)), env=off, timeout=up_timeout))
+        cutover.append(st.StartDatabase("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
+                                        f"for health", argv=tuple(c.compose_up(new, target_db, no_deps=True, wait=False)),
+                                        env=off, timeout=up_timeout, project_name=f.project, wait_for=tuple(target_db),
+                                        wait_timeout=float(f.health_timeout)))
     cutover += [
         st.Migrate("migrate", "cutover", f"Migrate once: {' '.join(f.migrate_command)} in a one-off {f.migrate_service} "
                    f"container", argv=tuple(c.compose_run_once(new, f.migrate_service, f.migrate_command, dict(off), run_id)),
                    timeout=f.migration_timeout),
-        st.StartServices("start-target", "cutover", f"Start every service ({f.migration_switch}=false) and wait for "
-                         f"health: downtime ends", argv=tuple(c.compose_up(new, wait_timeout=f.health_timeout,
-                                                                           remove_orphans=True)),
-                         env=off, timeout=up_timeout),
+        _start_target(f, new, target_db, off, up_timeout),
     ]
     verify: list[st.Step] = [
         st.Verify("verify", "verify", f"Verify: compose health, HTTP checks, database at {', '.join(f.target_heads)}",
                   project=new, heads=tuple(f.target_heads), services=tuple(f.target_services),
                   images=tuple(sorted(f.target_images.items()))),
     ]
-    pinned = pinned_digests(f.target_images)
-    if pinned:
+    digests = pinned_digests(f.target_images)
+    if digests:
         verify.append(VerifyDigests("verify-digests", "verify", "Verify the running containers' images are the pinned "
-                                    "digests", digests=pinned))
+                                    "digests", digests=digests))
     points = tuple(rollback_point_name(db, run_id) for db in f.databases)
     failed = tuple(failed_db_name(db, run_id) for db in f.databases)
+    pitr = _pitr_paths(f, run_id)
     finish: list[st.Step] = [
         st.Cleanup("drop-rollback-points", "finish", "Drop the rollback points (the pg_dump stays in the backup)",
-                   drop=points, scratch=(scratch_glob(f),)),
+                   drop=points if f.rollback_method == rp.FILE_COPY else (), scratch=(scratch_glob(f),),
+                   slots=pitr["slots"], folders=pitr["base"]),
     ]
 
     pinned = old_project(f, pinned=True)
@@ -232,16 +298,32 @@ def build_plan(f: Facts, run_id: str) -> Plan:
         st.RestoreEnv("restore-env", "rollback", f"Restore {f.env_file} from the backup"),
         st.PinImages("pin-images", "rollback", "Pin every service to its previous image digest"),
     ]
-    if old_db:
-        rollback.append(st.StartServices("start-previous-db", "rollback", f"Start the previous database service "
-                                         f"({', '.join(old_db)})", argv=tuple(c.compose_up(pinned, old_db,
-                                                                                          wait_timeout=f.health_timeout,
-                                                                                          no_deps=True)),
-                                         env=off, timeout=up_timeout))
+    start_old_db = [st.StartServices("start-previous-db", "rollback", f"Start the previous database service "
+                                     f"({', '.join(old_db)})", argv=tuple(c.compose_up(pinned, old_db,
+                                                                                      wait_timeout=f.health_timeout,
+                                                                                      no_deps=True)),
+                                     env=off, timeout=up_timeout)] if old_db else []
+    if f.rollback_method == rp.PITR:  # the data directory is swapped while the database is down, then replayed
+        d = f.data_dir or {}
+        rollback += [st.RestoreBaseBackup("restore-db", "rollback", "Put the base backup in place of the data "
+                                          "directory (by rename: no copy) and set it to replay to the restore point",
+                                          service=d.get("service", ""), host=d.get("host", ""),
+                                          container=d.get("container", ""), run_id=run_id),
+                     *start_old_db,
+                     st.AwaitRecovery("await-recovery", "rollback", "Wait for the WAL replay to the restore point and "
+                                      "the promotion", timeout=float(f.migration_timeout))]
+    elif f.rollback_method == rp.SNAPSHOT:
+        rollback += [*start_old_db,
+                     st.RestoreSnapshot("restore-db", "rollback", "Restore the database from the environment's snapshot",
+                                        argv=tuple(rp_args(f.snapshot_restore_command, run_id)),
+                                        timeout=f.migration_timeout)]
+    else:
+        rollback += [*start_old_db,
+                     st.RestoreDatabase("restore-db", "rollback", "Put each database back at the rollback point (by "
+                                        "rename: no copy)", databases=tuple(
+                                            (db, rollback_point_name(db, run_id), failed_db_name(db, run_id))
+                                            for db in f.databases))]
     rollback += [
-        st.RestoreDatabase("restore-db", "rollback", "Put each database back at the rollback point (by rename: no copy)",
-                           databases=tuple((db, rollback_point_name(db, run_id), failed_db_name(db, run_id))
-                                           for db in f.databases)),
         st.StartServices("start-previous", "rollback", "Start the previous version by digest and wait for health",
                          argv=tuple(c.compose_up(pinned, wait_timeout=f.health_timeout, remove_orphans=True)), env=off,
                          timeout=up_timeout),
@@ -251,6 +333,10 @@ def build_plan(f: Facts, run_id: str) -> Plan:
                                                                            f.current_images.items())),
                   check_images=False),
         st.Cleanup("cleanup", "rollback", "Drop the rollback points and the failed state; remove one-off containers "
-                   "and scratch folders", drop=points, failed=failed, scratch=(scratch_glob(f),)),
+                   "and scratch folders", drop=points if f.rollback_method == rp.FILE_COPY else (),
+                   failed=failed if f.rollback_method == rp.FILE_COPY else (), scratch=(scratch_glob(f),),
+                   slots=pitr["slots"], folders=pitr["base"], failed_folders=pitr["failed"]),
     ]
-    return Plan(f, backup, cutover, verify, finish, rollback)
+    prepare: list[st.Step] = [st.Checkpoint("checkpoint", "backup", "Write the dirty buffers now, the old version "
+                                            "still serving (not in the downtime)")]
+    return Plan(f, backup, cutover, verify, finish, rollback, prepare)

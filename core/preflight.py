@@ -15,9 +15,11 @@ import docker
 from core import commands as c
 from core import db as dbops
 from core import envfile, envmerge, envsync, promotion, revgraph
+from core import rollbackpoint as rp
 from core.compose import ResolvedConfig, image_repo, parse_ps
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
-                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, UnknownRef, UnsupportedServer)
+                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, RollbackPointUnavailable, UnknownRef,
+                         UnsupportedServer)
 from core.executor import run
 from core.plan import Facts
 from core.stackio import StackIO
@@ -119,12 +121,15 @@ def free_bytes(path: Path) -> int | None:
     return None
 
 
-def check_disk(backup_dir: Path, data_dirs: list[Path], db_bytes: int, volume_bytes: int) -> None:
+def check_disk(backup_dir: Path, data_dirs: list[Path], db_bytes: int, volume_bytes: int,
+               point_bytes: int | None = None) -> None:
     """The backup (dump ≈ database size at worst, plus the volumes' archive) goes to `backup_dir`; the rollback
-    point copies the databases inside the server's data directory. Each must fit, with 10 % to spare."""
+    point copies the databases (FILE_COPY) or the cluster (a PITR base backup) beside the server's data directory.
+    Each must fit, with 10 % to spare."""
+    point_bytes = db_bytes if point_bytes is None else point_bytes
     needs: dict[int, list] = {}  # filesystem (st_dev) → [free bytes, needed bytes, what]
     for path, need, what in [(backup_dir, (db_bytes + volume_bytes) * 1.1, "the backup"),
-                             *((d, db_bytes * 1.1, "the rollback point") for d in data_dirs[:1])]:
+                             *((d, point_bytes * 1.1, "the rollback point") for d in data_dirs[:1])]:
         existing = next((c for c in (path, *path.parents) if c.exists()), None)
         if existing is None:
             continue
@@ -135,6 +140,65 @@ def check_disk(backup_dir: Path, data_dirs: list[Path], db_bytes: int, volume_by
                 f"{free / 1e9:.2f} GB free" for free, need, what in needs.values() if free is not None and free < need]
     if problems:
         raise InsufficientDisk(problems)
+
+
+def pitr_blocker(facts: dict) -> str:
+    """Why the server or role cannot give a PITR rollback point ('' when it can)."""
+    if facts["wal_level"] not in ("replica", "logical"):
+        return f"wal_level is {facts['wal_level']} (needs replica, PostgreSQL's default)"
+    if facts["max_wal_senders"] <= facts["senders_used"]:
+        return f"max_wal_senders ({facts['max_wal_senders']}) leaves no WAL sender for the base backup"
+    if facts["max_replication_slots"] <= facts["slots_used"]:
+        return f"max_replication_slots ({facts['max_replication_slots']}) leaves no slot free"
+    if not (facts["replication"] or facts["superuser"]):
+        return "the role has neither REPLICATION nor superuser (`ALTER ROLE … REPLICATION`)"
+    if not (facts["restore_point"] or facts["superuser"]):
+        return "the role may not run pg_create_restore_point (`GRANT EXECUTE ON FUNCTION pg_create_restore_point`)"
+    return ""
+
+
+def locate_data_dir(client: docker.DockerClient, current_cfg: ResolvedConfig, db_services: list[str],
+                    running: list[str]) -> tuple[rp.DataDir | None, str]:
+    """The running database service's data directory on this host, or why PITR cannot use it."""
+    service = next((s for s in db_services if s in running and s in current_cfg.services), None)
+    if service is None:
+        return None, "no database service of the block's db_services is running in this project"
+
+    def mountpoint(name: str) -> str | None:
+        try:
+            return client.volumes.get(name).attrs.get("Mountpoint")
+        except docker.errors.APIError:
+            return None
+
+    data, why = rp.data_dir(current_cfg.raw["services"][service], service, mountpoint)
+    if data is None:
+        return None, why
+    if not (data.host / "PG_VERSION").exists():
+        return None, (f"the data directory {data.host} is not on this host (run stackshift on the database's host, "
+                      f"where its worker runs)")
+    return data, ""
+
+
+def choose_rollback_point(cfg, db: dbops.DbAccess, client: docker.DockerClient, current_cfg: ResolvedConfig,
+                          running: list[str], database_bytes: int, run_id: str) -> tuple[rp.Forecast, rp.DataDir | None]:
+    """Which rollback point this upgrade takes and what it will cost (see `core.rollbackpoint`). The copy rate is
+    measured on the server with a probe (unless the block's migration_probe is off). Refuses an explicit method
+    that cannot work here."""
+    requested = cfg.rollback_point
+    snapshot = bool(cfg.snapshot_command)
+    if requested == rp.SNAPSHOT and not (cfg.snapshot_command and cfg.snapshot_restore_command):
+        raise RollbackPointUnavailable(rp.SNAPSHOT, "snapshot_command and snapshot_restore_command must both be set")
+    data, blocker = None, ""
+    if requested in ("auto", rp.PITR) and not snapshot:
+        data, blocker = locate_data_dir(client, current_cfg, cfg.db_services, running)
+        if data is not None:
+            blocker = pitr_blocker(dbops.pitr_facts(db))
+        if requested == rp.PITR and blocker:
+            raise RollbackPointUnavailable(rp.PITR, blocker)
+    measured = bool(cfg.migration_probe) and requested == "auto" and not snapshot
+    rate, fixed = dbops.measure_copy_rate(db, run_id or "x") if measured else (rp.DEFAULT_COPY_MB_S, 0.3)
+    chosen = rp.forecast(requested, database_bytes, rate, fixed, measured, blocker, cfg.file_copy_max_seconds, snapshot)
+    return chosen, (data if chosen.method == rp.PITR else None)
 
 
 def dir_bytes(root: Path, excludes: list[Path]) -> int:
@@ -232,8 +296,11 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
                         excludes.append("./" + str(src.relative_to(volumes_root)))
     data_dirs = [src for service in cfg.db_services if service in current_cfg.services
                  for src in current_cfg.bind_sources(service)]
-    check_disk(Path(cfg.backup_dir), data_dirs, sum(privileges["sizes"].values()),
-               dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir() else 0)
+    db_bytes = sum(privileges["sizes"].values())
+    forecast, data_dir = choose_rollback_point(cfg, db, client, current_cfg, running, db_bytes, run_id)
+    point_bytes = {rp.FILE_COPY: db_bytes, rp.PITR: dbops.pitr_facts(db)["cluster_bytes"] if data_dir else 0}
+    check_disk(Path(cfg.backup_dir), data_dirs, db_bytes, dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir()
+               else 0, point_bytes.get(forecast.method, 0))
     secret_keys = frozenset(cfg.secret_env_keys)
     return Facts(
         environment=environment, project=cfg.project_name, compose_dir=compose_dir,
@@ -249,4 +316,9 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         health_timeout=cfg.health_timeout_seconds, run_dir=run_dir, volume_excludes=sorted(set(excludes)),
         env_report=envmerge.masked_changes(merged, secret_keys), env_counts=merged.counts(),
         run_id=run_id, migration_timeout=cfg.migration_timeout_seconds, keep_failed_database=cfg.keep_failed_database,
+        rollback_method=forecast.method, rollback_forecast=forecast.to_dict(),
+        data_dir={"service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}
+        if data_dir else None,
+        snapshot_command=list(cfg.snapshot_command), snapshot_restore_command=list(cfg.snapshot_restore_command),
+        dump_jobs=cfg.dump_jobs or max(1, min(4, os.cpu_count() or 1)),
     )

@@ -16,6 +16,7 @@ def plan_markdown(plan: Plan) -> str:
         + (f", without a real downgrade: {', '.join(f.noop_downgrades)}" if f.noop_downgrades else ""),
         f"- services: {', '.join(f.current_services)} → {', '.join(f.target_services)}",
         f"- backup folder: `{f.run_dir}`",
+        f"- {rollback_point_line(f.rollback_forecast, f.rollback_method)}",
         "",
         "| service | current image | target image |",
         "|---|---|---|",
@@ -25,7 +26,8 @@ def plan_markdown(plan: Plan) -> str:
         lines.append(f"| {s} | {cur.get('repo_digest') or cur.get('image', '—')} | {f.target_images.get(s, '— (removed)')} |")
     counts = ", ".join(f"{k} {v}" for k, v in f.env_counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
-    for title, steps in (("Backup (old version serving)", plan.backup), ("Cutover (downtime)", plan.cutover),
+    for title, steps in (("Backup (old version serving)", plan.backup),
+                         ("Right before the downtime (after the pull)", plan.prepare), ("Cutover (downtime)", plan.cutover),
                          ("Verify", plan.verify), ("After success", plan.finish),
                          ("Rollback (only on failure after cutover starts)", plan.rollback)):
         lines += [f"## {title}", "", "| # | task | step | what it does |", "|---|---|---|---|"]
@@ -34,6 +36,14 @@ def plan_markdown(plan: Plan) -> str:
     if f.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in f.warnings]
     return "\n".join(lines)
+
+
+def rollback_point_line(forecast: dict, method: str) -> str:
+    if not forecast:
+        return f"rollback point: {method}"
+    from core.rollbackpoint import Forecast
+
+    return Forecast(**forecast).summary()
 
 
 def env_markdown(environment: str, rows: list[dict], counts: dict[str, int]) -> str:

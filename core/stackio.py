@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -53,6 +55,44 @@ class DockerEndpoint:
         return client
 
 
+def container_states(client, project: str) -> dict[str, dict]:
+    """Service → the `State` of its (newest) container in the project, one-off containers left out."""
+    out: dict[str, tuple[str, dict]] = {}
+    for ctr in client.api.containers(all=True, filters={"label": f"com.docker.compose.project={project}"}):
+        labels = ctr.get("Labels") or {}
+        if labels.get("com.docker.compose.oneoff") == "True" or "com.docker.compose.service" not in labels:
+            continue
+        service = labels["com.docker.compose.service"]
+        created = ctr.get("Created", 0)
+        if service not in out or created > out[service][0]:
+            out[service] = (created, ctr["Id"])
+    return {s: client.api.inspect_container(cid)["State"] for s, (_, cid) in out.items()}
+
+
+def health_verdict(state: dict | None) -> str:
+    """ok | wait | failed, for one container's `State` (as `docker inspect` gives it)."""
+    if not state:
+        return "wait"
+    health = (state.get("Health") or {}).get("Status")
+    if state.get("Status") == "running":
+        if health in (None, "healthy"):
+            return "ok"
+        return "failed" if health == "unhealthy" else "wait"
+    if state.get("Status") == "exited" and not state.get("Restarting"):
+        return "ok" if state.get("ExitCode") == 0 else "failed"  # a one-shot job that completed, or a crash
+    return "wait"
+
+
+def describe_state(state: dict | None) -> str:
+    if not state:
+        return "has no container"
+    health = (state.get("Health") or {})
+    last = (health.get("Log") or [{}])[-1].get("Output", "").strip().splitlines()
+    return (f"is {state.get('Status')}" + (f" ({health.get('Status')})" if health.get("Status") else "")
+            + (f", exit code {state.get('ExitCode')}" if state.get("Status") == "exited" else "")
+            + (f": {last[-1][:200]}" if last and health.get("Status") == "unhealthy" else ""))
+
+
 @dataclass
 class StackIO:
     """The real I/O of one environment, made from its block."""
@@ -92,14 +132,70 @@ class StackIO:
     def sql(self, statements: list[str]) -> None:
         dbops.execute_maintenance(self.db, statements)
 
+    def query(self, statement: str, params: tuple = ()) -> list[tuple]:
+        return dbops.query_maintenance(self.db, statement, params)
+
+    def dump_in_snapshot(self, dbname: str, cmd: c.Command) -> dict[str, int]:
+        """Runs a `pg_dump` (argv without `--snapshot`) in a snapshot exported for it, and meanwhile counts every
+        table's rows in that same snapshot (another thread, another session); returns the counts."""
+        with dbops.exported_snapshot(self.db, dbname) as (snapshot, conn):
+            counted: dict = {}
+
+            def count():
+                try:
+                    counted["rows"] = dbops.count_rows(conn)
+                except Exception as exc:  # reported below, after the dump
+                    counted["error"] = exc
+
+            counter = threading.Thread(target=count, name="count-rows", daemon=True)
+            counter.start()
+            self.run(c.Command([*cmd.argv, "--snapshot", snapshot], timeout=cmd.timeout), db_password=True)
+            counter.join()
+        if "error" in counted:
+            raise counted["error"]
+        return counted["rows"]
+
     def databases(self) -> set[str]:
         return dbops.database_names(self.db)
 
     def revisions(self, dbname: str) -> list[str]:
         return dbops.alembic_revisions(self.db, dbname)
 
-    def wait_for_database(self) -> None:
-        self.db.wait_until_reachable(dbops.MAINTENANCE_DB, deadline_seconds=self.cfg.health_timeout_seconds)
+    def wait_for_database(self, every: float = 0.3) -> str:
+        t0 = time.monotonic()
+        self.db.wait_until_reachable(dbops.MAINTENANCE_DB, deadline_seconds=self.cfg.health_timeout_seconds,
+                                     every=every)
+        return f"the database takes connections after {time.monotonic() - t0:.2f} s"
+
+    def wait_answering(self, project: str, services: list[str], timeout: float, every: float = 0.05) -> str | None:
+        """Polls the environment's HTTP checks (their status only) until each answers as expected, failing at once
+        when one of `services` turns unhealthy or exits with an error (Docker SDK); None when the environment has
+        no HTTP checks."""
+        from core.errors import ServicesNotHealthy
+
+        if not self.cfg.http_checks:
+            return None
+        client = self.endpoint.client()
+        probes = {check.name: http_probe(check.name, check.url, check.expect_status, None, None, timeout=2)
+                  for check in self.cfg.http_checks}
+        t0, last = time.monotonic(), {}
+        while probes:
+            for name, probe in list(probes.items()):
+                last[name] = probe()
+                if last[name].ok:
+                    del probes[name]
+            if not probes:
+                break
+            states = container_states(client, project)
+            failed = [f"{s} {describe_state(states.get(s))}" for s in services
+                      if health_verdict(states.get(s)) == "failed"]
+            if failed:
+                raise ServicesNotHealthy("; ".join(failed))
+            if time.monotonic() - t0 > timeout:
+                raise ServicesNotHealthy(f"not answering after {timeout:.0f} s: "
+                                         + "; ".join(f"{n}: {last[n].detail}" for n in probes))
+            time.sleep(every)
+        return f"the HTTP checks answered after {time.monotonic() - t0:.2f} s"
 
     def http_checks(self, expected_version: str) -> list[CheckResult]:
         out = []
@@ -108,6 +204,31 @@ class StackIO:
                                expected_version)
             out.append(poll(probe, deadline_seconds=min(30, self.cfg.health_timeout_seconds)))
         return out
+
+    def wait_healthy(self, project: str, services: list[str], timeout: float, every: float = 0.05) -> str:
+        """Polls the project's containers (Docker SDK) until each of `services` runs and is healthy (or has no
+        healthcheck); raises HealthCheckFailed at once when one turns unhealthy or exits with an error, or at the
+        deadline, naming the services and their state."""
+        from core.errors import ServicesNotHealthy
+
+        client = self.endpoint.client()
+        t0 = time.monotonic()
+        while True:
+            states = container_states(client, project)
+            waiting, failed = [], []
+            for service in services:
+                state = states.get(service)
+                verdict = health_verdict(state)
+                if verdict == "ok":
+                    continue
+                (failed if verdict == "failed" else waiting).append(f"{service} {describe_state(state)}")
+            if failed:
+                raise ServicesNotHealthy("; ".join(failed))
+            if not waiting:
+                return f"{', '.join(services)} healthy after {time.monotonic() - t0:.2f} s"
+            if time.monotonic() - t0 > timeout:
+                raise ServicesNotHealthy(f"not healthy after {timeout:.0f} s: {'; '.join(waiting)}")
+            time.sleep(every)
 
     def remove_stack_containers(self) -> int:
         """Removes the stack's leftover one-off containers (migration, SQL rendering, revision-file copies)."""

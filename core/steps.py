@@ -7,6 +7,7 @@ walker: it journals the step before and after, times it, and turns any failure i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from core import backup as bk
 from core import commands as c
 from core import envfile
+from core import rollbackpoint as rp
 from core.compose import image_tag, parse_ps
 from core.errors import (BackupFailed, CheckoutFailed, CleanupFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
                          HealthCheckFailed, MigrationFailed, RestoreFailed, RollbackPointFailed, ServiceRemovalFailed,
@@ -134,6 +136,62 @@ class BackupCommand(CommandStep):
 
 
 @dataclass(frozen=True)
+class BaseBackup(BackupCommand):
+    """`pg_basebackup` in the database's own container (local socket), next to the data directory, with a new
+    physical replication slot that keeps every WAL segment from the backup on: the base of a PITR rollback point.
+    A retry starts clean: a half-written folder and the slot of an earlier attempt are removed first."""
+
+    host_dir: str = ""
+    slot: str = ""
+
+    def apply(self, ctx: StepContext) -> str:
+        ctx.io.sql(drop_slot_sql(self.slot))
+        if self.host_dir and Path(self.host_dir).exists():
+            shutil.rmtree(self.host_dir)
+        super().apply(ctx)
+        return f"{self.host_dir}; WAL kept by the slot {self.slot}"
+
+
+@dataclass(frozen=True)
+class DumpDatabase(BackupCommand):
+    """`pg_dump` in directory format with parallel jobs, in a snapshot exported by a session that also counts every
+    table's rows in that same snapshot (`<db>.counts.json`): the restore drill compares against exactly what the
+    dump holds."""
+
+    database: str = ""
+
+    def apply(self, ctx: StepContext) -> str:
+        out = ctx.facts.run_dir / f"{self.database}.dump"
+        if out.exists():  # a retried backup starts again: pg_dump -Fd wants a new folder
+            shutil.rmtree(out)
+        counts = ctx.io.dump_in_snapshot(self.database, c.Command(list(self.argv), timeout=self.timeout))
+        bk.write_json(ctx.facts.run_dir / f"{self.database}.counts.json", counts)
+        return f"{len(counts)} tables, {sum(counts.values())} rows"
+
+
+@dataclass(frozen=True)
+class Checkpoint(Step):
+    """`CHECKPOINT` right before the cutover, the old version still serving: the dirty buffers (the pre-flight
+    probes', the app's) are written now, not by the shutdown checkpoint or FILE_COPY's inside the downtime. An
+    optimisation only: a role that may not (PostgreSQL 15: superuser or pg_checkpoint) skips it with a note."""
+
+    error: ClassVar = BackupFailed
+    task: ClassVar = "checkpoint"
+
+    def apply(self, ctx: StepContext) -> str:
+        try:
+            ctx.io.sql(["CHECKPOINT"])
+        except UpgradeError:
+            raise
+        except Exception as exc:  # psycopg's InsufficientPrivilege and the like
+            return f"skipped ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        return "dirty buffers written before the downtime"
+
+    def render(self) -> str:
+        return "`CHECKPOINT`"
+
+
+@dataclass(frozen=True)
 class SaveConfig(Step):
     """Copies the compose files, `.env` and the env template into the run folder (0600)."""
 
@@ -188,10 +246,54 @@ class RemoveServices(CommandStep):
 
 @dataclass(frozen=True)
 class StartServices(CommandStep):
-    """`docker compose up --wait`: fails when a service does not turn healthy in time."""
+    """`docker compose up`: fails when a service does not turn healthy in time. With `wait_for`, the command does
+    not wait (`--wait` and `depends_on` conditions cost compose's 500 ms ticks) and the step polls every 50 ms
+    instead (`wait`): the dependencies were started and waited for by an earlier step."""
 
+    project_name: str = ""
+    wait_for: tuple[str, ...] = ()
+    wait_timeout: float = 120.0
     error: ClassVar = HealthCheckFailed
     task: ClassVar = "compose-up"
+
+    def apply(self, ctx: StepContext) -> str:
+        out = super().apply(ctx)
+        return f"{out}; {self.wait(ctx)}" if self.wait_for else out
+
+    def wait(self, ctx: StepContext) -> str:
+        """The containers' health, read through the Docker SDK."""
+        return ctx.io.wait_healthy(self.project_name, list(self.wait_for), self.wait_timeout)
+
+    def render(self) -> str:
+        return super().render() + (f"; then {self.waits_for()}, polled every 50 ms" if self.wait_for else "")
+
+    def waits_for(self) -> str:
+        return f"health of {', '.join(self.wait_for)}"
+
+
+@dataclass(frozen=True)
+class StartDatabase(StartServices):
+    """Starts the database service; ready when it takes connections at the environment's address (what the
+    migration needs), which comes before the container's next health check."""
+
+    def wait(self, ctx: StepContext) -> str:
+        return ctx.io.wait_for_database(every=0.05)
+
+    def waits_for(self) -> str:
+        return "a connection to the database"
+
+
+@dataclass(frozen=True)
+class StartApp(StartServices):
+    """Starts every service; the downtime ends when the environment's HTTP checks answer (the app serves), before
+    the containers' next health check. `Verify` then waits for every container's health. Without HTTP checks,
+    the containers' health."""
+
+    def wait(self, ctx: StepContext) -> str:
+        return ctx.io.wait_answering(self.project_name, list(self.wait_for), self.wait_timeout) or super().wait(ctx)
+
+    def waits_for(self) -> str:
+        return f"the HTTP checks answering (else health of {', '.join(self.wait_for)})"
 
 
 @dataclass(frozen=True)
@@ -211,6 +313,14 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def drop_slot_sql(slot: str) -> list[str]:
+    """Ends the slot's WAL sender if one still streams (a killed pg_basebackup), then drops it; no-op when absent."""
+    name = quote_literal(slot)
+    return [f"SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots WHERE slot_name = {name} "
+            f"AND active_pid IS NOT NULL",
+            f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {name}"]
+
+
 def terminate_sql(dbname: str) -> str:
     """Ends every session on `dbname`, and any statement still creating or renaming it (a runner killed halfway
     leaves one running on the server), waiting up to 5 s for each to end. Only sessions the role may end are asked
@@ -222,16 +332,31 @@ def terminate_sql(dbname: str) -> str:
 
 
 @dataclass(frozen=True)
-class TakeRollbackPoint(Step):
-    """A file-level copy of each database inside the same server, taken with the writers stopped."""
+class RollbackPoint(Step):
+    """The state a rollback returns the databases to, taken with the writers stopped. One subclass per method
+    (`core.rollbackpoint`): a file-level copy, a named restore point over an online base backup, or a provider's
+    snapshot."""
 
-    databases: tuple[tuple[str, str], ...] = ()  # (source, rollback point)
     error: ClassVar = RollbackPointFailed
     task: ClassVar = "rollback-point"
+
+    def names(self) -> dict[str, str]:
+        """What the journal records as the rollback point, per database (or for the whole cluster)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TakeRollbackPoint(RollbackPoint):
+    """A file-level copy of each database inside the same server (`FILE_COPY`); its cost grows with the size."""
+
+    databases: tuple[tuple[str, str], ...] = ()  # (source, rollback point)
 
     def statements(self, source: str, point: str) -> list[str]:
         return [terminate_sql(source), f"DROP DATABASE IF EXISTS {quote_ident(point)}",
                 f"CREATE DATABASE {quote_ident(point)} TEMPLATE {quote_ident(source)} STRATEGY FILE_COPY"]
+
+    def names(self) -> dict[str, str]:
+        return dict(self.databases)
 
     def apply(self, ctx: StepContext) -> str:
         for source, point in self.databases:
@@ -240,6 +365,52 @@ class TakeRollbackPoint(Step):
 
     def render(self) -> str:
         return "<br>".join(f"`{s}`" for src, pt in self.databases for s in self.statements(src, pt))
+
+
+FLUSH_WAL = "SELECT txid_current()::text"
+"""A committed transaction with an xid: its commit flushes the WAL up to it, the restore point record included
+(`pg_create_restore_point` itself only inserts the record)."""
+
+
+@dataclass(frozen=True)
+class TakeRestorePoint(RollbackPoint):
+    """A named restore point in the WAL (`pg_create_restore_point`): constant time whatever the size. The base
+    backup taken online and the replication slot that has kept every WAL segment since make it restorable."""
+
+    run_id: str = ""
+    base_backup: str = ""  # host path, for the journal
+
+    @property
+    def slot(self) -> str:
+        return rp.slot_name(self.run_id)
+
+    def statement(self) -> str:
+        return f"SELECT pg_create_restore_point({quote_literal(rp.restore_point_name(self.run_id))})::text"
+
+    def names(self) -> dict[str, str]:
+        return {"cluster": f"restore point {rp.restore_point_name(self.run_id)} over the base backup {self.base_backup}"}
+
+    def apply(self, ctx: StepContext) -> str:
+        held = ctx.io.query("SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (self.slot,))
+        if not held or not held[0][0]:
+            raise RollbackPointFailed(self.id, f"the replication slot {self.slot} that keeps the WAL since the base "
+                                               f"backup is missing, so a restore point would not be restorable")
+        lsn = ctx.io.query(self.statement())[0][0]
+        ctx.io.query(FLUSH_WAL)
+        return f"restore point {rp.restore_point_name(self.run_id)} at {lsn} (WAL kept from {held[0][0]})"
+
+    def render(self) -> str:
+        return f"`{self.statement()}` (the slot {self.slot} keeps the WAL since the base backup)"
+
+
+@dataclass(frozen=True)
+class TakeSnapshot(CommandStep, RollbackPoint):
+    """The environment's own snapshot command (a managed database's provider snapshot)."""
+
+    point: str = ""
+
+    def names(self) -> dict[str, str]:
+        return {"cluster": f"snapshot {self.point}"}
 
 
 @dataclass(frozen=True)
@@ -276,6 +447,9 @@ class Verify(Step):
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
         images = dict(self.images)
+        if self.project is not None:  # the app may answer before docker's next health check: wait for it here
+            with contextlib.suppress(UpgradeError):
+                ctx.io.wait_healthy(self.project.name, list(self.services), float(f.health_timeout))
         statuses = parse_ps(ctx.io.run(c.Command(c.compose_ps_json(self.project))).stdout)
         result = Verification([services_check(statuses, list(self.services), images if self.check_images else {})])
         result.checks += ctx.io.http_checks(image_tag(images.get(f.migrate_service, "")))
@@ -334,10 +508,8 @@ class RestoreDatabase(Step):
         return out + [f"ALTER DATABASE {quote_ident(point)} RENAME TO {quote_ident(source)}"]
 
     def apply(self, ctx: StepContext) -> str:
-        if not ctx.journal.kind_started(Migrate, "cutover"):
+        if _migration_never_started(ctx, TakeRollbackPoint, self.id):
             return "the migration never started: the databases are as they were"
-        if not ctx.journal.kind_done(TakeRollbackPoint, "cutover"):
-            raise RestoreFailed(self.id, "the migration started but the journal has no complete rollback point")
         ctx.io.wait_for_database()
         done = []
         for source, point, failed in self.databases:
@@ -353,6 +525,81 @@ class RestoreDatabase(Step):
 
     def render(self) -> str:
         return "<br>".join(f"`{s}`" for src, pt, fl in self.databases for s in self.statements(src, pt, fl))
+
+
+def _migration_never_started(ctx: StepContext, point: type, step_id: str) -> bool:
+    """Shared by every restore: nothing to put back if the migration never started; refuse if it started with no
+    complete rollback point."""
+    if not ctx.journal.kind_started(Migrate, "cutover"):
+        return True
+    if not ctx.journal.kind_done(point, "cutover"):
+        raise RestoreFailed(step_id, "the migration started but the journal has no complete rollback point")
+    return False
+
+
+@dataclass(frozen=True)
+class RestoreBaseBackup(Step):
+    """With the database stopped, puts the base backup in place of the data directory (the failed state moves
+    beside it: two renames, no copy) and sets it to replay the WAL up to the run's restore point, then promote.
+    Idempotent; skipped when the journal shows the migration never started."""
+
+    service: str = ""
+    host: str = ""
+    container: str = ""
+    run_id: str = ""
+    error: ClassVar = RestoreFailed
+    task: ClassVar = "restore-db"
+
+    def apply(self, ctx: StepContext) -> str:
+        if _migration_never_started(ctx, TakeRestorePoint, self.id):
+            return "the migration never started: the data directory is as it was"
+        data = rp.DataDir(self.service, Path(self.host), rp.PurePosixPath(self.container))
+        try:
+            return rp.swap_in_base_backup(data, self.run_id)
+        except OSError as exc:
+            raise RestoreFailed(self.id, str(exc)) from None
+
+    def render(self) -> str:
+        base, failed = rp.base_dir_name(self.run_id), rp.failed_dir_name(self.run_id)
+        return (f"rename `{self.host}` → `{failed}`, `{base}` → `{self.host}`; recovery to the restore point "
+                f"`{rp.restore_point_name(self.run_id)}` (`recovery.signal`, WAL from `{failed}/pg_wal`)")
+
+
+@dataclass(frozen=True)
+class AwaitRecovery(Step):
+    """Waits until the restored cluster has replayed its WAL to the restore point and promoted itself, then resets
+    the recovery settings. PostgreSQL refuses to start at all if the WAL ends before the restore point."""
+
+    timeout: float = 3600.0
+    error: ClassVar = RestoreFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        if _migration_never_started(ctx, TakeRestorePoint, self.id):
+            return "nothing was restored"
+        ctx.io.wait_for_database()
+        deadline = time.monotonic() + self.timeout
+        while ctx.io.query("SELECT pg_is_in_recovery()")[0][0]:
+            if time.monotonic() > deadline:
+                raise RestoreFailed(self.id, f"the restored cluster is still replaying WAL after {self.timeout:.0f} s")
+            time.sleep(0.2)
+        try:
+            ctx.io.sql([f"ALTER SYSTEM RESET {k}" for k in rp.RECOVERY_KEYS] + ["SELECT pg_reload_conf()"])
+            return "recovered to the restore point and promoted"
+        except Exception as exc:  # a role without ALTER SYSTEM: harmless leftovers, used only by a recovery
+            return f"recovered to the restore point and promoted (recovery settings left in place: {exc})"
+
+
+@dataclass(frozen=True)
+class RestoreSnapshot(CommandStep):
+    """The environment's snapshot-restore command; skipped when the migration never started."""
+
+    error: ClassVar = RestoreFailed
+    task: ClassVar = "restore-db"
+
+    def apply(self, ctx: StepContext) -> str:
+        if _migration_never_started(ctx, TakeSnapshot, self.id):
+            return "the migration never started: the database is as it was"
+        return super().apply(ctx)
 
 
 @dataclass(frozen=True)
@@ -375,6 +622,9 @@ class Cleanup(Step):
     drop: tuple[str, ...] = ()  # rollback points
     failed: tuple[str, ...] = ()  # failed states (kept when the environment says so)
     scratch: tuple[str, ...] = ()  # folders
+    slots: tuple[str, ...] = ()  # replication slots of a PITR rollback point
+    folders: tuple[str, ...] = ()  # a PITR base backup
+    failed_folders: tuple[str, ...] = ()  # a PITR failed state (kept when the environment says so)
     error: ClassVar = CleanupFailed
     task: ClassVar = "cleanup"
 
@@ -394,17 +644,27 @@ class Cleanup(Step):
                 ctx.io.sql([terminate_sql(name), f"DROP DATABASE IF EXISTS {quote_ident(name)}"])
                 gone.append(f"database {name}")
         gone += [f"schema {s}" for s in ctx.io.drop_probe_schemas()]
+        for slot in self.slots:
+            if ctx.io.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)):
+                ctx.io.sql(drop_slot_sql(slot))
+                gone.append(f"replication slot {slot}")
+        doomed = list(self.folders) + ([] if ctx.keep_failed_database else list(self.failed_folders))
+        gone += [f"folder {p}" for p in rp.remove_folders([Path(p) for p in doomed])]
         for folder in self.scratch:
             for p in Path(os.path.dirname(folder)).glob(os.path.basename(folder)):
                 shutil.rmtree(p, ignore_errors=True)
                 gone.append(f"folder {p}")
         kept = [n for n in self.failed if n in existing and ctx.keep_failed_database]
+        kept += [p for p in self.failed_folders if ctx.keep_failed_database and Path(p).exists()]
         return ("removed " + ", ".join(gone) if gone else "nothing to remove") + \
             (f"; kept the failed state {', '.join(kept)}" if kept else "")
 
     def render(self) -> str:
         return (f"drop {', '.join(self.drop) or 'no database'}"
                 + (f" and the failed state {', '.join(self.failed)}" if self.failed else "")
+                + (f"; drop the replication slot {', '.join(self.slots)}" if self.slots else "")
+                + (f"; remove {', '.join(self.folders + self.failed_folders)}" if self.folders + self.failed_folders
+                   else "")
                 + "; remove the stack's one-off containers, scratch folders and probe schemas")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from core import drill
 from core import backup as bk
 from core import recovery
 from core import report
@@ -36,7 +37,7 @@ def open_run(plan: Plan, cfg, flow_run_id: str | None) -> st.StepContext:
         path=f.run_dir / JOURNAL, run=f.run_id, environment=f.environment, project=f.project,
         target={"ref": f.target_ref, "commit": f.target_commit, "heads": f.target_heads, "images": f.target_images},
         previous={"commit": f.current_commit, "images": f.current_images, "revision": f.db_revision},
-        rollback_points=dict(plan.rollback_point.databases),
+        rollback_points=plan.rollback_point.names(),
         flow_run_id=flow_run_id,
     )
     journal.save()
@@ -152,9 +153,14 @@ def finish(plan: Plan, ctx: st.StepContext, retention: int) -> None:
     bk.prune(ctx.facts.run_dir.parent, retention)
 
 
-def abandon(ctx: st.StepContext, exc: BaseException) -> None:
-    """A failure before the cutover: nothing of the stack changed; the journal says so and the run is closed."""
-    ctx.journal.close("abandoned", f"stopped before the cutover, nothing changed: {_reason(exc, ctx.journal)}")
+def abandon(plan: Plan, ctx: st.StepContext, exc: BaseException) -> None:
+    """A failure before the cutover: nothing of the stack changed. What the backup made for the rollback point (a
+    base backup and its replication slot, which would keep WAL forever) is removed, the journal says so and the run
+    is closed."""
+    ctx.journal.enter("finish")
+    with signals_deferred():
+        left = clean_up(plan.finish, ctx)
+    ctx.journal.close("abandoned", f"stopped before the cutover, nothing changed: {_reason(exc, ctx.journal)}{left}")
 
 
 def publish_report(ctx: st.StepContext, outcome: str) -> None:
@@ -236,6 +242,8 @@ def sweep_leftovers(cfg) -> None:
             log.warning("Removed %s leftover one-off container(s) of %s", n, cfg.project_name)
         for schema in io_.drop_probe_schemas():
             log.warning("Dropped the leftover probe schema %s", schema)
+        for name in drill.drop_leftover_scratch(io_, [cfg.db_name, *cfg.extra_databases]):
+            log.warning("Dropped the leftover restore-drill database %s", name)
     except UpgradeError as exc:
         log.warning("Could not sweep leftovers (%s)", exc)
     for folder in (Path(cfg.backup_dir) / cfg.project_name).glob(".scratch-*"):

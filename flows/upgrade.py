@@ -84,15 +84,16 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             review_env(plan)
             fp = publish_approval_facts(plan, migrations)
             return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover + plan.verify],
-                    "migrations": migrations, "fingerprint": fp}
+                    "rollback_point": plan.facts.rollback_forecast, "migrations": migrations, "fingerprint": fp}
 
         ctx = runbook.open_run(plan, cfg, flow_run.id)
         try:
             done = backup(ctx, plan.backup)
             done = env_sync(ctx, done)
             done = pull(ctx, done)
+            runbook.walk(plan.prepare, ctx)
         except BaseException as exc:
-            runbook.abandon(ctx, exc)
+            runbook.abandon(plan, ctx, exc)
             raise
         try:
             runbook.cut_over(plan, ctx, done)
@@ -105,4 +106,5 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
         runbook.publish_report(ctx, f"upgraded to {target}")
         publish_digests(cfg, environment, target, plan.facts.target_commit)
         return {"target": target, "backup": str(plan.facts.run_dir), "downtime": downtime(ctx.journal),
+                "rollback_point": plan.facts.rollback_forecast,
                 "migrations": migrations, "recovered": recovered}

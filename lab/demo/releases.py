@@ -111,6 +111,7 @@ services:
       interval: 500ms
       timeout: 3s
       retries: 5
+      start_period: 10s
 
   worker:
     image: ${{REGISTRY:-127.0.0.1:5000}}/demo/app:{release.app_version}
@@ -141,4 +142,5 @@ services:
       interval: 500ms
       timeout: 3s
       retries: 30
+      start_period: 10s
 """

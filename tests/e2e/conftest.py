@@ -51,7 +51,10 @@ def _deployments(tmp_path_factory):
         root = tmp_path_factory.mktemp(name)
         dep = stack.create(root, name, release, rows, docker_host=docker_host)
         made.append((dep, root))
-        StackEnvironment(**(dep.block_fields() | block_overrides)).save(name, overwrite=True)
+        # FILE_COPY unless a test asks: `auto` would pick by the copy rate measured on a busy host, and a test's path
+        # must not depend on the machine's load (tests/e2e/test_rollback_point.py covers PITR and `auto`)
+        fields = dep.block_fields() | {"rollback_point": "file-copy"} | block_overrides
+        StackEnvironment(**fields).save(name, overwrite=True)
         return dep
 
     try:

@@ -45,8 +45,8 @@ def test_upgrade_v1_to_v2_keeps_every_row_and_renames_the_db_service(make_deploy
     assert str(backup) == result["backup"]
     assert bk.verify_manifest(backup) == []
     manifest = json.loads((backup / "manifest.json").read_text())
-    assert {"app.dump", "volumes.tar.gz", "state.json", "compose/.env", "compose/docker-compose.yaml",
-            "compose-config.json"} <= set(manifest["files"])
+    assert {"app.dump/toc.dat", "app.counts.json", "volumes.tar.zst", "state.json", "compose/.env",
+            "compose/docker-compose.yaml", "compose-config.json"} <= set(manifest["files"])
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in backup.rglob("*") if p.is_file())
     assert json.loads((backup / "state.json").read_text())["alembic_revision"] == [HEADS["1.0.0"]]
     assert databases(dep) == {"postgres", "app"}, "the rollback point is dropped after success"

@@ -32,17 +32,17 @@ def test_leftover_containers_are_found_by_the_stack_label_and_removed_by_id():
 
 
 def test_pg_and_registry_commands_never_carry_a_password():
-    dump = c.pg_dump("127.0.0.1", 5432, "app", "app", Path("/b/app.dump"))
+    dump = c.pg_dump("127.0.0.1", 5432, "app", "app", Path("/b/app.dump"), jobs=2)
     assert dump == ["pg_dump", "--host", "127.0.0.1", "--port", "5432", "--username", "app", "--no-password",
-                    "--format", "custom", "--file", "/b/app.dump", "app"]
+                    "--format", "directory", "--jobs", "2", "--file", "/b/app.dump", "app"]
     assert c.docker_login("reg:5000", "bot") == ["docker", "login", "--username", "bot", "--password-stdin", "reg:5000"]
 
 
 def test_git_and_tar_commands():
     assert c.git_rev_parse(Path("/r"), "v2") == ["git", "-C", "/r", "rev-parse", "--verify", "--quiet", "v2^{commit}"]
     assert c.git_checkout(Path("/r"), "abc") == ["git", "-C", "/r", "checkout", "--quiet", "--detach", "abc"]
-    assert c.tar_create(Path("/b/v.tgz"), Path("/r/volumes"), ["./db/data"]) == [
-        "tar", "--create", "--gzip", "--file", "/b/v.tgz", "--directory", "/r/volumes", "--exclude", "./db/data", "."]
+    assert c.tar_create(Path("/b/v.tar.zst"), Path("/r/volumes"), ["./db/data"]) == [
+        "tar", "--create", "--zstd", "--file", "/b/v.tar.zst", "--directory", "/r/volumes", "--exclude", "./db/data", "."]
     assert c.docker_run_offline("img:1", ["python3", "/app/tool.py"]) == [
         "docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", "img:1", "/app/tool.py"]
     assert c.docker_run_offline("img:1", ["tool"], stack="app")[4:8] == [

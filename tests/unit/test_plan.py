@@ -29,7 +29,7 @@ def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
                    "migrate", "start-target"]
     assert [s.id for s in plan.verify] == ["verify"]
     assert [type(s) for s in plan.cutover] == [st.StopServices, st.TakeRollbackPoint, st.Checkout, st.InstallEnv,
-                                               st.RemoveServices, st.StartServices, st.Migrate, st.StartServices]
+                                               st.RemoveServices, st.StartDatabase, st.Migrate, st.StartApp]
     retired = plan.cutover[4]
     assert list(retired.argv[-4:]) == ["rm", "--stop", "--force", "db"], "the renamed db must stop before db_postgres"
     assert plan.cutover[5].argv[-1] == "db_postgres"

@@ -48,11 +48,28 @@ class StubIO:
     def databases(self):
         return set(self.dbs)
 
+    def wait_healthy(self, project, services, timeout):
+        self.commands.append(["wait-healthy", project, *services])
+        return "healthy"
+
+    def query(self, statement, params=()):
+        self.statements.append(statement)
+        return []
+
+    def dump_in_snapshot(self, dbname, cmd):
+        self.run(cmd)
+        return {"public.items": 3}
+
     def revisions(self, dbname):
         return ["r2"]
 
-    def wait_for_database(self):
-        pass
+    def wait_for_database(self, every=0.3):
+        self.commands.append(["wait-for-database"])
+        return "reachable"
+
+    def wait_answering(self, project, services, timeout):
+        self.commands.append(["wait-answering"])
+        return "answering"
 
     def http_checks(self, expected_version):
         return [CheckResult("api", True, "200")]

@@ -1,0 +1,188 @@
+"""Which rollback point an upgrade takes, what it will cost, and the file work of a point-in-time restore.
+
+Three methods, chosen by pre-flight (`choose`) from what the server and the host allow:
+
+- `file-copy`: `CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY` of each database with the writers stopped. Its
+  downtime grows with the databases' size (a measured copy rate forecasts it), and a rollback only renames.
+- `pitr`: a base backup of the whole cluster taken online (`pg_basebackup` in the database's own container, with a
+  physical replication slot that keeps every WAL segment from then on), and, with the writers stopped, a named
+  restore point (`pg_create_restore_point`): constant time whatever the size. A rollback swaps the data directory
+  for the base backup (two renames on one filesystem) and replays the WAL up to the restore point, so every write
+  made after the online backup is there.
+- `snapshot-command`: a per-environment command (a managed database's provider snapshot), with its restore command.
+
+Nothing here talks to a server; the functions that touch the data directory take paths and are idempotent.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+FILE_COPY, PITR, SNAPSHOT = "file-copy", "pitr", "snapshot-command"
+METHODS = ("auto", FILE_COPY, PITR, SNAPSHOT)
+RESTORE_POINT_SECONDS = 0.05  # pg_create_restore_point plus its WAL flush, measured well under this
+DEFAULT_COPY_MB_S = 200.0  # used only when the probe is off
+RECOVERY_KEYS = ("restore_command", "recovery_target_name", "recovery_target_action")
+SIGNAL = "recovery.signal"
+
+
+def slot_name(run_id: str) -> str:
+    """Physical replication slot of a run (lower-case letters, digits and underscores only)."""
+    return "stackshift_" + "".join(ch if ch.isalnum() else "_" for ch in run_id.lower())
+
+
+def restore_point_name(run_id: str) -> str:
+    return f"stackshift_{run_id}"
+
+
+def base_dir_name(run_id: str) -> str:
+    return f"ss-base-{run_id}"
+
+
+def failed_dir_name(run_id: str) -> str:
+    return f"ss-failed-{run_id}"
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Where the cluster's data directory is: on the engine's host (`host`) and inside the database container
+    (`container`). PITR needs it to be a sub-directory of its mount (Dify's `./volumes/db/data` with
+    `PGDATA=…/pgdata`), so the base backup lands next to it on the same filesystem and the restore only renames."""
+
+    service: str
+    host: Path
+    container: PurePosixPath
+
+    def host_sibling(self, name: str) -> Path:
+        return self.host.parent / name
+
+    def container_sibling(self, name: str) -> str:
+        return str(self.container.parent / name)
+
+
+def data_dir(service_config: dict, service: str, volume_mountpoint=None) -> tuple[DataDir | None, str]:
+    """The data directory of `service` from its resolved compose config (`config --format json`): PGDATA (default
+    /var/lib/postgresql/data) under a bind mount or a volume (`volume_mountpoint(name)` gives a named volume's
+    host path on a local engine). Returns (None, why) when PITR cannot use it."""
+    env = service_config.get("environment") or {}
+    pgdata = PurePosixPath(env.get("PGDATA") or "/var/lib/postgresql/data")
+    for vol in service_config.get("volumes") or []:
+        target = PurePosixPath(vol.get("target", "/nonexistent"))
+        if pgdata != target and target not in pgdata.parents:
+            continue
+        if pgdata == target:
+            return None, (f"PGDATA ({pgdata}) is the mount point itself; put it in a sub-directory of the mount "
+                          f"(as Dify does with PGDATA=/var/lib/postgresql/data/pgdata)")
+        if vol.get("type") == "bind":
+            root = Path(vol["source"])
+        elif vol.get("type") == "volume" and volume_mountpoint:
+            found = volume_mountpoint(vol.get("source", ""))
+            if not found:
+                return None, f"the volume {vol.get('source')!r} has no mount point this host can reach"
+            root = Path(found)
+        else:
+            return None, f"the data directory's mount ({vol.get('type')}) is not a bind mount or a local volume"
+        host = root / pgdata.relative_to(target)
+        return DataDir(service, host, pgdata), ""
+    return None, f"no volume holds PGDATA ({pgdata}) of {service}: the data would not survive the container"
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """What pre-flight says about the rollback point: the method, why, and what each would cost."""
+
+    method: str
+    reason: str
+    database_bytes: int
+    copy_mb_s: float
+    copy_measured: bool
+    file_copy_seconds: float
+    pitr_seconds: float
+    base_backup_seconds: float  # online, before the downtime
+    pitr_unavailable: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        rate = f"{self.copy_mb_s:.0f} MB/s {'measured' if self.copy_measured else 'assumed'}"
+        out = (f"rollback point: {self.method} ({self.reason}); databases {self.database_bytes / 1e6:.0f} MB, "
+               f"copy rate {rate}: FILE_COPY would add {self.file_copy_seconds:.2f} s of downtime")
+        if self.pitr_unavailable:
+            return out + f"; PITR unavailable: {self.pitr_unavailable}"
+        return out + (f", PITR {self.pitr_seconds:.2f} s (its base backup, about {self.base_backup_seconds:.1f} s, "
+                      f"runs online before the downtime)")
+
+
+def forecast(requested: str, database_bytes: int, copy_mb_s: float, copy_fixed_seconds: float, measured: bool,
+             pitr_unavailable: str, file_copy_max_seconds: float, snapshot_configured: bool) -> Forecast:
+    """Picks the method. `auto` takes FILE_COPY while its forecast stays within `file_copy_max_seconds` (it is the
+    cheapest to restore and needs nothing of the server), PITR beyond that when the server and host allow it, else
+    FILE_COPY with the reason. An explicit method is kept (pre-flight refuses it if it cannot work)."""
+    fc = copy_fixed_seconds + database_bytes / (copy_mb_s * 1e6)
+    base = database_bytes / (copy_mb_s * 1e6)
+    if requested == SNAPSHOT or (requested == "auto" and snapshot_configured):
+        method, why = SNAPSHOT, "the environment's snapshot command"
+    elif requested == FILE_COPY:
+        method, why = FILE_COPY, "set in the environment"
+    elif requested == PITR:
+        method, why = PITR, "set in the environment"
+    elif fc <= file_copy_max_seconds:
+        method, why = FILE_COPY, f"its forecast {fc:.2f} s is within file_copy_max_seconds {file_copy_max_seconds:g}"
+    elif not pitr_unavailable:
+        method, why = PITR, f"FILE_COPY would add {fc:.2f} s, over file_copy_max_seconds {file_copy_max_seconds:g}"
+    else:
+        method, why = FILE_COPY, f"PITR is unavailable, so FILE_COPY's {fc:.2f} s is taken"
+    return Forecast(method, why, database_bytes, copy_mb_s, measured, fc, RESTORE_POINT_SECONDS, base, pitr_unavailable)
+
+
+# --- the data directory, for a point-in-time restore (run with the database stopped) ---------------------------
+def recovery_settings(run_id: str, failed_wal_dir_in_container: str) -> dict[str, str]:
+    """Recovery settings for the restored cluster: fetch WAL from the failed cluster's pg_wal (kept by the slot),
+    stop at the run's restore point, and promote. PostgreSQL runs `restore_command` itself."""
+    return {
+        "restore_command": f"cp {failed_wal_dir_in_container}/%f %p",
+        "recovery_target_name": restore_point_name(run_id),
+        "recovery_target_action": "promote",
+    }
+
+
+def _conf_line(key: str, value: str) -> str:
+    return f"{key} = '" + value.replace("'", "''") + "'\n"
+
+
+def swap_in_base_backup(data: DataDir, run_id: str) -> str:
+    """Moves the failed data directory aside and the base backup into its place (two renames, one filesystem), then
+    writes the recovery settings and `recovery.signal`, owned like the data directory. Idempotent: each state a
+    crash can leave (before, between or after the renames) is recognised."""
+    live, base, failed = data.host, data.host_sibling(base_dir_name(run_id)), data.host_sibling(failed_dir_name(run_id))
+    if base.exists() and not failed.exists():
+        if live.exists():
+            os.rename(live, failed)
+    if base.exists() and failed.exists():
+        os.rename(base, live)
+    if not failed.exists() or not (live / "PG_VERSION").exists():
+        raise FileNotFoundError(f"neither the base backup {base} nor a swapped data directory {live} with the failed "
+                                f"state beside it ({failed}) is there")
+    st = os.stat(failed)
+    settings = recovery_settings(run_id, str(PurePosixPath(data.container_sibling(failed_dir_name(run_id))) / "pg_wal"))
+    auto = live / "postgresql.auto.conf"
+    kept = [ln for ln in (auto.read_text().splitlines(keepends=True) if auto.exists() else [])
+            if ln.split("=", 1)[0].strip() not in RECOVERY_KEYS]
+    auto.write_text("".join(kept) + "".join(_conf_line(k, v) for k, v in settings.items()))
+    (live / SIGNAL).write_text("")
+    for p in (auto, live / SIGNAL):
+        os.chown(p, st.st_uid, st.st_gid)
+        os.chmod(p, 0o600)
+    return f"{live} is the base backup of run {run_id}; the failed state is in {failed}"
+
+
+def remove_folders(paths: list[Path]) -> list[str]:
+    gone = []
+    for p in paths:
+        if p.exists():
+            shutil.rmtree(p)
+            gone.append(str(p))
+    return gone
