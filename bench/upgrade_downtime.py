@@ -41,7 +41,7 @@ from lab import stack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_IMAGE = "127.0.0.1:5000/demo/app:2.0.0"
-CUTOVER = ("stop-writers", "rollback-point", "checkout-target", "install-env", "remove-retired", "start-db", "migrate",
+CUTOVER = ("stop-writers", "rollback-point", "checkout-target", "install-env", "stop-retired", "start-db", "migrate",
            "start-target")
 
 

@@ -73,6 +73,12 @@ def compose_rm(p: ComposeProject, services: list[str]) -> list[str]:
     return p.base() + ["rm", "--stop", "--force", *services]
 
 
+def compose_create(p: ComposeProject, services: list[str]) -> list[str]:
+    """Creates the services' containers (replacing those whose configuration or image changed) without starting
+    anything."""
+    return p.base() + ["create", *services]
+
+
 def compose_up(
     p: ComposeProject, services: list[str] | None = None, *, wait_timeout: int = 120, no_deps: bool = False,
     remove_orphans: bool = False, wait: bool = True,

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,6 +130,62 @@ class CommandStep(Step):
         return f"`{' '.join(self.argv)}`{env}"
 
 
+@dataclass(frozen=True)
+class CreateAhead:
+    """`compose create` of services the next start step needs, run alongside a step that mostly waits (a stop, the
+    migration): creating a container starts nothing, and takes that work out of the start. It records the
+    containers it made (service → id) in the run folder; the start step starts exactly those through the engine
+    API. If it fails, nothing is recorded, and the start runs `compose up` as usual."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    project_name: str
+    services: tuple[str, ...]
+    record: str  # file name in the run folder
+
+    def alongside(self, ctx: StepContext, main: Callable[[], str]) -> str:
+        path = ctx.facts.run_dir / self.record
+        path.unlink(missing_ok=True)  # only this attempt's containers may be started as created
+        made: dict = {}
+
+        def create():
+            try:
+                ctx.io.run(c.Command(list(self.argv), env=dict(self.env)))
+                ids = ctx.io.service_containers(self.project_name, list(self.services))
+                missing = sorted(set(self.services) - set(ids))
+                if missing:
+                    made["error"] = f"no container for {', '.join(missing)}"
+                else:
+                    envfile.write_atomic(path, json.dumps(ids))
+            except Exception as exc:
+                made["error"] = exc
+
+        worker = threading.Thread(target=create, name="compose-create", daemon=True)
+        worker.start()
+        try:
+            out = main()
+        finally:
+            worker.join()  # never leave a compose call running into the next step (or the rollback)
+        if "error" in made:
+            log.warning("Creating the containers of %s ahead failed (%s); their start runs compose up.",
+                        ", ".join(self.services), made["error"])
+            return f"{out}; {', '.join(self.services)} not created ahead"
+        return f"{out}; {', '.join(self.services)} created meanwhile"
+
+    def render(self) -> str:
+        return f"; meanwhile `{' '.join(self.argv)}`"
+
+
+def start_created_ahead(ctx: StepContext, project: str, record: str, meanwhile: Callable[[], str] | None,
+                        serving_first: bool = False) -> str | None:
+    """Starts the containers a `CreateAhead` recorded, running `meanwhile` (the wait) once the serving ones are
+    started; None (nothing started) when there is no record or they are not startable as created."""
+    path = ctx.facts.run_dir / record
+    if not record or not path.exists():
+        return None
+    return ctx.io.start_created(project, json.loads(path.read_text()), meanwhile, serving_first)
+
+
 # --- backup ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BackupCommand(CommandStep):
@@ -234,6 +291,26 @@ class StopServices(CommandStep):
 
 
 @dataclass(frozen=True)
+class StopContainers(Step):
+    """Stops services' containers through the engine API, all at once (compose's CLI costs its own start-up and
+    loads the project first); each with its own stop signal and grace period. Removing them waits until after the
+    downtime."""
+
+    project_name: str = ""
+    services: tuple[str, ...] = ()
+    ahead: CreateAhead | None = None
+    error: ClassVar = StopFailed
+
+    def apply(self, ctx: StepContext) -> str:
+        stop = lambda: ctx.io.stop_containers(self.project_name, list(self.services))  # noqa: E731
+        return self.ahead.alongside(ctx, stop) if self.ahead else stop()
+
+    def render(self) -> str:
+        return (f"engine API: stop the containers of {', '.join(self.services) or 'no service'} of project "
+                f"`{self.project_name}`, in parallel" + (self.ahead.render() if self.ahead else ""))
+
+
+@dataclass(frozen=True)
 class Checkout(CommandStep):
     error: ClassVar = CheckoutFailed
     task: ClassVar = "checkout"
@@ -253,19 +330,29 @@ class StartServices(CommandStep):
     project_name: str = ""
     wait_for: tuple[str, ...] = ()
     wait_timeout: float = 120.0
+    created_ahead: str = ""  # the record of a `CreateAhead` whose containers this step starts, if it succeeded
     error: ClassVar = HealthCheckFailed
     task: ClassVar = "compose-up"
+    serving_first: ClassVar = False  # start the services behind the HTTP checks first, the rest while waiting
 
     def apply(self, ctx: StepContext) -> str:
+        wait = (lambda: self.wait(ctx)) if self.wait_for else None
+        if self.created_ahead:
+            started = start_created_ahead(ctx, self.project_name, self.created_ahead, wait, self.serving_first)
+            if started is not None:
+                return started
         out = super().apply(ctx)
-        return f"{out}; {self.wait(ctx)}" if self.wait_for else out
+        return f"{out}; {wait()}" if wait else out
 
     def wait(self, ctx: StepContext) -> str:
         """The containers' health, read through the Docker SDK."""
         return ctx.io.wait_healthy(self.project_name, list(self.wait_for), self.wait_timeout)
 
     def render(self) -> str:
-        return super().render() + (f"; then {self.waits_for()}, polled every 50 ms" if self.wait_for else "")
+        how = super().render()
+        if self.created_ahead:
+            how = f"engine API: start the containers created ahead, in `depends_on` order (else {how})"
+        return how + (f"; then {self.waits_for()}, polled every 50 ms" if self.wait_for else "")
 
     def waits_for(self) -> str:
         return f"health of {', '.join(self.wait_for)}"
@@ -287,7 +374,10 @@ class StartDatabase(StartServices):
 class StartApp(StartServices):
     """Starts every service; the downtime ends when the environment's HTTP checks answer (the app serves), before
     the containers' next health check. `Verify` then waits for every container's health. Without HTTP checks,
-    the containers' health."""
+    the containers' health. Containers created ahead start serving ones first: the services publishing the HTTP
+    checks' ports, with their dependencies; the others while the checks are polled."""
+
+    serving_first: ClassVar = True
 
     def wait(self, ctx: StepContext) -> str:
         return ctx.io.wait_answering(self.project_name, list(self.wait_for), self.wait_timeout) or super().wait(ctx)
@@ -299,10 +389,17 @@ class StartApp(StartServices):
 @dataclass(frozen=True)
 class Migrate(CommandStep):
     """The migration, once, in a one-off container of the target image (labelled with the run, so a recovery finds
-    it if the runner dies while it runs)."""
+    it if the runner dies while it runs); meanwhile, `ahead` may create the containers the start needs."""
 
+    ahead: CreateAhead | None = None
     error: ClassVar = MigrationFailed
     task: ClassVar = "migrate"
+
+    def apply(self, ctx: StepContext) -> str:
+        return self.ahead.alongside(ctx, lambda: super(Migrate, self).apply(ctx)) if self.ahead else super().apply(ctx)
+
+    def render(self) -> str:
+        return super().render() + (self.ahead.render() if self.ahead else "")
 
 
 def quote_ident(name: str) -> str:
@@ -666,6 +763,49 @@ class Cleanup(Step):
                 + (f"; remove {', '.join(self.folders + self.failed_folders)}" if self.folders + self.failed_folders
                    else "")
                 + "; remove the stack's one-off containers, scratch folders and probe schemas")
+
+
+@dataclass(frozen=True)
+class Together(Step):
+    """Steps with no order between them, applied at the same time (one thread each): the backup's light records
+    beside the dump, the dump's check and the state record beside the volume archive. Journalled as one step; once
+    all have ended, the first failure is raised as that step's own error."""
+
+    steps: tuple[Step, ...] = ()
+
+    def apply(self, ctx: StepContext) -> str:
+        details: dict[str, str] = {}
+        failures: list[tuple[Step, BaseException]] = []
+
+        def one(step: Step) -> None:
+            t0 = time.monotonic()
+            try:
+                _inject(step, "before")
+                details[step.id] = step.apply(ctx) or ""
+                _inject(step, "after")
+                log.info("%s: %s (%.2f s) %s", step.id, step.title, time.monotonic() - t0, details[step.id])
+            except BaseException as exc:
+                failures.append((step, exc))
+
+        threads = [threading.Thread(target=one, args=(step,), name=step.id, daemon=True) for step in self.steps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            step, exc = failures[0]
+            if not isinstance(exc, Exception):
+                raise exc
+            raise step.failure(exc) from exc
+        return "; ".join(f"{step.id}: {details[step.id]}" for step in self.steps)
+
+    def render(self) -> str:
+        return "at the same time:<br>" + "<br>".join(f"- {step.id}: {step.render()}" for step in self.steps)
+
+
+def flat(steps: list[Step]) -> list[Step]:
+    """The steps with those of every `Together` in their place."""
+    return [sub for step in steps for sub in (flat(list(step.steps)) if isinstance(step, Together) else [step])]
 
 
 # --- the walker -----------------------------------------------------------------------------------------------

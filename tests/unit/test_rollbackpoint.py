@@ -240,7 +240,7 @@ def test_start_target_polls_health_itself_once_the_database_was_waited_for(tmp_p
     assert io.commands[-1] == ["wait-healthy", "dify", "api", "db_postgres", "worker"]
     io.commands.clear()
     with pytest.raises(HealthCheckFailed):  # the stub's `ps` lists the api only
-        st.execute(plan.verify[0], ctx)
+        st.execute(plan.verify[-1], ctx)
     assert io.commands[0] == ["wait-healthy", "dify", "api", "db_postgres", "worker"], "verify waits for health first"
     no_db = build_plan(facts(target_services=["api", "worker"], db_services=["db"]), "run1")
     assert "--wait" in next(s for s in no_db.cutover if s.id == "start-target").argv, "no database step: compose waits"
