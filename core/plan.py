@@ -221,7 +221,7 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps. Pure: same facts, same plan."""
     old, new = old_project(f), target_project(f)
     off = ((f.migration_switch, "false"),)
-    resolved = st.BackupCommand("resolved-config", "backup", "Save the resolved compose config (JSON)",
+    resolved = st.SaveResolvedConfig("resolved-config", "backup", "Save the resolved compose config (JSON)",
                                 argv=tuple(c.compose_config_json(new)), stdout_file="compose-config.json")
     dumps, checks = [], []
     for db in f.databases:
@@ -261,11 +261,14 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     db_ahead = _create_ahead(f, new, target_db, off, "created-db.json") if retired and target_db else None
     app_ahead = _create_ahead(f, new, apps, off, "created-app.json") if target_db and apps else None
     cutover: list[st.Step] = [
-        st.StopContainers("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'}): downtime "
-                          f"starts", project_name=f.project, services=tuple(writers)),
+        # the files change while the writers stop: running containers never read them again
+        st.Together("stop-and-check-out", "cutover", "Stop the writers and, meanwhile, check out the target",
+                    steps=(st.StopContainers("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'})"
+                                             f": downtime starts", project_name=f.project, services=tuple(writers)),
+                           st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} "
+                                       f"({f.target_commit[:12]})",
+                                       argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))))),
         _rollback_point(f, run_id),
-        st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} ({f.target_commit[:12]})",
-                    argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))),
         st.InstallEnv("install-env", "cutover", f"Install the merged {f.env_file} (env-sync's result)"),
     ]
     if retired:  # stopped now (a renamed database must let go of its data); removed after the downtime

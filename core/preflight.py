@@ -14,7 +14,7 @@ import docker
 
 from core import commands as c
 from core import db as dbops
-from core import envfile, envmerge, envsync, promotion, revgraph
+from core import envfile, envmerge, envsync, kept, promotion, revgraph
 from core import rollbackpoint as rp
 from core.compose import ResolvedConfig, image_repo, parse_ps
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
@@ -237,7 +237,9 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     running = sorted(s.service for s in statuses if s.state == "running")
     if not running:
         raise NotDeployed(cfg.project_name)
-    current_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(current))).stdout)
+    resolved = io_.run(c.Command(c.compose_config_json(current))).stdout
+    current_cfg = ResolvedConfig.parse(resolved)
+    kept.keep(c.compose_config_json(current), [*current.files, current.env_file], resolved)  # the backup records it
 
     old_template = envsync.template_at(compose_dir, current_commit, cfg.env_template)
     new_template = envsync.template_at(compose_dir, target_commit, cfg.env_template)

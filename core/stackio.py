@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from core import commands as c
 from core import db as dbops
 from core.errors import DockerHostUnreachable, UpgradeError
 from core.executor import run
+from core.parallel import all_at_once, first_failure
 from core.verify import CheckResult, http_probe, poll
 
 
@@ -116,22 +116,8 @@ def _with_deps(services: set[str], deps: dict[str, set[str]]) -> set[str]:
 
 
 def _at_once(calls: list) -> None:
-    """Runs engine calls in parallel threads; re-raises the first failure after all have ended."""
-    errors: list[BaseException] = []
-
-    def call(fn):
-        try:
-            fn()
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=call, args=(fn,), daemon=True) for fn in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    """Runs engine calls at the same time; raises the first failure once all have ended."""
+    first_failure(all_at_once(calls))
 
 
 @dataclass
@@ -180,21 +166,11 @@ class StackIO:
         """Runs a `pg_dump` (argv without `--snapshot`) in a snapshot exported for it, and meanwhile counts every
         table's rows in that same snapshot (another thread, another session); returns the counts."""
         with dbops.exported_snapshot(self.db, dbname) as (snapshot, conn):
-            counted: dict = {}
-
-            def count():
-                try:
-                    counted["rows"] = dbops.count_rows(conn)
-                except Exception as exc:  # reported below, after the dump
-                    counted["error"] = exc
-
-            counter = threading.Thread(target=count, name="count-rows", daemon=True)
-            counter.start()
-            self.run(c.Command([*cmd.argv, "--snapshot", snapshot], timeout=cmd.timeout), db_password=True)
-            counter.join()
-        if "error" in counted:
-            raise counted["error"]
-        return counted["rows"]
+            dumped, counted = all_at_once([
+                lambda: self.run(c.Command([*cmd.argv, "--snapshot", snapshot], timeout=cmd.timeout), db_password=True),
+                lambda: dbops.count_rows(conn, one_core=True)], ["pg-dump", "count-rows"])
+        first_failure([dumped, counted])
+        return counted[0]
 
     def databases(self) -> set[str]:
         return dbops.database_names(self.db)
@@ -288,9 +264,9 @@ class StackIO:
                       serving_first: bool = False) -> str | None:
         """Starts containers that `compose create` has just made current (service → id), through the engine API,
         then runs `meanwhile` (the wait). With `serving_first`, the services that publish the HTTP checks' ports go
-        first, with what they depend on, and the others start in another thread while `meanwhile` runs. Within each part, services whose
-        `depends_on` are all started go together, then the next group. None, starting nothing, if one of them is
-        gone or already running: the caller then runs `compose up`."""
+        first, with what they depend on, and the others start while `meanwhile` runs. Within each part, services
+        whose `depends_on` are all started go together, then the next group. None, starting nothing, if one of
+        them is gone or already running: the caller then runs `compose up`."""
         client = self.endpoint.client()
         try:
             info = {s: client.api.inspect_container(cid) for s, cid in containers.items()}
@@ -312,23 +288,10 @@ class StackIO:
                 groups.append("+".join(ready))
                 started.update(ready)
 
-        errors: list[BaseException] = []
-
-        def start_the_rest() -> None:
-            try:
-                start(set(containers) - serving)
-            except Exception as exc:
-                errors.append(exc)
-
         start(serving)
-        rest = threading.Thread(target=start_the_rest, name="start-the-rest", daemon=True)
-        rest.start()
-        try:
-            waited = meanwhile() if meanwhile else ""
-        finally:
-            rest.join()
-        if errors:
-            raise errors[0]
+        (waited, failed), (_, rest_failed) = all_at_once([meanwhile or str, lambda: start(set(containers) - serving)],
+                                                         ["wait", "start-the-rest"])
+        first_failure([(None, failed), (None, rest_failed)])
         return f"started {' then '.join(groups)} (engine API)" + (f"; {waited}" if waited else "")
 
     def _check_ports(self) -> set[int]:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +20,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from core import backup as bk
 from core import commands as c
-from core import envfile
+from core import envfile, kept
 from core import rollbackpoint as rp
 from core.compose import image_tag, parse_ps
 from core.errors import (BackupFailed, CheckoutFailed, CleanupFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
                          HealthCheckFailed, MigrationFailed, RestoreFailed, RollbackPointFailed, ServiceRemovalFailed,
                          StepFailed, StopFailed, UpgradeError, error_line)
+from core.parallel import all_at_once, first_failure
 from core.verify import CheckResult, Verification, revision_check, services_check
 
 if TYPE_CHECKING:
@@ -146,29 +146,21 @@ class CreateAhead:
     def alongside(self, ctx: StepContext, main: Callable[[], str]) -> str:
         path = ctx.facts.run_dir / self.record
         path.unlink(missing_ok=True)  # only this attempt's containers may be started as created
-        made: dict = {}
 
-        def create():
-            try:
-                ctx.io.run(c.Command(list(self.argv), env=dict(self.env)))
-                ids = ctx.io.service_containers(self.project_name, list(self.services))
-                missing = sorted(set(self.services) - set(ids))
-                if missing:
-                    made["error"] = f"no container for {', '.join(missing)}"
-                else:
-                    envfile.write_atomic(path, json.dumps(ids))
-            except Exception as exc:
-                made["error"] = exc
+        def create() -> None:
+            ctx.io.run(c.Command(list(self.argv), env=dict(self.env)))
+            ids = ctx.io.service_containers(self.project_name, list(self.services))
+            missing = sorted(set(self.services) - set(ids))
+            if missing:
+                raise RuntimeError(f"no container for {', '.join(missing)}")
+            envfile.write_atomic(path, json.dumps(ids))
 
-        worker = threading.Thread(target=create, name="compose-create", daemon=True)
-        worker.start()
-        try:
-            out = main()
-        finally:
-            worker.join()  # never leave a compose call running into the next step (or the rollback)
-        if "error" in made:
+        (out, failed), (_, not_created) = all_at_once([main, create], ["main", "compose-create"])
+        if failed is not None:
+            raise failed
+        if not_created is not None:
             log.warning("Creating the containers of %s ahead failed (%s); their start runs compose up.",
-                        ", ".join(self.services), made["error"])
+                        ", ".join(self.services), not_created)
             return f"{out}; {', '.join(self.services)} not created ahead"
         return f"{out}; {', '.join(self.services)} created meanwhile"
 
@@ -190,6 +182,21 @@ def start_created_ahead(ctx: StepContext, project: str, record: str, meanwhile: 
 @dataclass(frozen=True)
 class BackupCommand(CommandStep):
     error: ClassVar = BackupFailed
+
+
+@dataclass(frozen=True)
+class SaveResolvedConfig(BackupCommand):
+    """Records the resolved compose config: pre-flight's output of the same command when it kept one and the files
+    compose read are unchanged since (`core.kept`), else the command's own output."""
+
+    def apply(self, ctx: StepContext) -> str:
+        text = kept.take(self.argv)
+        if text is None:
+            return super().apply(ctx)
+        out = ctx.facts.run_dir / self.stdout_file
+        with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+            f.write(text)
+        return "pre-flight's output (the compose files and .env unchanged since)"
 
 
 @dataclass(frozen=True)
@@ -767,37 +774,22 @@ class Cleanup(Step):
 
 @dataclass(frozen=True)
 class Together(Step):
-    """Steps with no order between them, applied at the same time (one thread each): the backup's light records
-    beside the dump, the dump's check and the state record beside the volume archive. Journalled as one step; once
-    all have ended, the first failure is raised as that step's own error."""
+    """Steps with no order between them, applied at the same time (one thread each), each journalled, timed and
+    failing as itself (`execute`): the check-out beside the writers' stop, the backup's light records beside the
+    dump, the dump's check beside the volume archive. Once all have ended, the failure of the first failing step in
+    the plan's order is raised."""
 
     steps: tuple[Step, ...] = ()
 
     def apply(self, ctx: StepContext) -> str:
-        details: dict[str, str] = {}
-        failures: list[tuple[Step, BaseException]] = []
+        outcomes = all_at_once([lambda step=step: execute(step, ctx) for step in self.steps],
+                               [step.id for step in self.steps])
+        first_failure(outcomes)  # the first in the plan's order, whichever thread ended first
+        return "; ".join(f"{step.id} {done.seconds:.2f} s" for step, (done, _) in zip(self.steps, outcomes))
 
-        def one(step: Step) -> None:
-            t0 = time.monotonic()
-            try:
-                _inject(step, "before")
-                details[step.id] = step.apply(ctx) or ""
-                _inject(step, "after")
-                log.info("%s: %s (%.2f s) %s", step.id, step.title, time.monotonic() - t0, details[step.id])
-            except BaseException as exc:
-                failures.append((step, exc))
-
-        threads = [threading.Thread(target=one, args=(step,), name=step.id, daemon=True) for step in self.steps]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if failures:
-            step, exc = failures[0]
-            if not isinstance(exc, Exception):
-                raise exc
-            raise step.failure(exc) from exc
-        return "; ".join(f"{step.id}: {details[step.id]}" for step in self.steps)
+    @property
+    def error_class(self) -> type[StepFailed]:
+        return StepFailed  # each part fails with its own class
 
     def render(self) -> str:
         return "at the same time:<br>" + "<br>".join(f"- {step.id}: {step.render()}" for step in self.steps)

@@ -25,14 +25,17 @@ def facts(**over) -> Facts:
 def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
     plan = build_plan(facts(), "run1")
     ids = [s.id for s in plan.cutover]
-    assert ids == ["stop-writers", "rollback-point", "checkout-target", "install-env", "stop-retired", "start-db",
-                   "migrate", "start-target"]
+    assert ids == ["stop-and-check-out", "rollback-point", "install-env", "stop-retired", "start-db", "migrate",
+                   "start-target"]
+    assert [s.id for s in st.flat(plan.cutover)][:3] == ["stop-writers", "checkout-target", "rollback-point"]
     assert [s.id for s in plan.verify] == ["remove-retired", "verify"]
-    assert [type(s) for s in plan.cutover] == [st.StopContainers, st.TakeRollbackPoint, st.Checkout, st.InstallEnv,
-                                               st.StopContainers, st.StartDatabase, st.Migrate, st.StartApp]
-    assert plan.cutover[0].services == ("api", "worker") and plan.cutover[0].project_name == "dify"
-    assert plan.cutover[4].services == ("db",), "the renamed db must stop before db_postgres"
-    assert plan.cutover[5].argv[-1] == "db_postgres"
+    assert [type(s) for s in st.flat(plan.cutover)] == [st.StopContainers, st.Checkout, st.TakeRollbackPoint,
+                                                        st.InstallEnv, st.StopContainers, st.StartDatabase, st.Migrate,
+                                                        st.StartApp]
+    stop = plan.cutover[0].steps[0]
+    assert stop.services == ("api", "worker") and stop.project_name == "dify"
+    assert plan.cutover[3].services == ("db",), "the renamed db must stop before db_postgres"
+    assert plan.cutover[4].argv[-1] == "db_postgres"
     retired = plan.verify[0]
     assert retired.id == "remove-retired" and list(retired.argv[-4:]) == ["rm", "--stop", "--force", "db"], \
         "the stopped container of the renamed service goes after the downtime"
@@ -44,7 +47,7 @@ def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
 def test_task_names_are_the_ones_the_product_promises():
     plan = build_plan(facts(), "run1")
     names = [s.task_name for s in plan.cutover + plan.verify]
-    assert names == ["stop-writers", "rollback-point", "checkout", "install-env", "stop-retired", "compose-up",
+    assert names == ["stop-and-check-out", "rollback-point", "install-env", "stop-retired", "compose-up",
                      "migrate", "compose-up", "remove-retired", "verify-health"]
     assert all(s.task_name == "rollback-" + s.id for s in plan.rollback)
 

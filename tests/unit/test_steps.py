@@ -2,6 +2,7 @@
 failure class, the journal before and after, the restore with and without a rollback point, RollbackFailed, and an
 exception that is not stackshift's."""
 import json
+import re
 import subprocess
 
 import pytest
@@ -358,9 +359,44 @@ def test_steps_together_run_at_the_same_time_and_fail_with_the_failing_steps_own
 
     plan, ctx = ctx_for(tmp_path, StubIO())
     both = st.Together("both", "backup", "two at once", steps=(Meets("a", "backup", "A"), Meets("b", "backup", "B")))
-    assert st.execute(both, ctx).detail == "a: met; b: met"
+    assert re.fullmatch(r"a [0-9.]+ s; b [0-9.]+ s", st.execute(both, ctx).detail)
+    assert [(r.id, r.state) for r in ctx.journal.steps] == [("both", "done"), ("a", "done"), ("b", "done")] or \
+        [(r.id, r.state) for r in ctx.journal.steps] == [("both", "done"), ("b", "done"), ("a", "done")], \
+        "each part is journalled as itself"
     (tmp_path / "again").mkdir()
     plan, ctx = ctx_for(tmp_path / "again", StubIO(fail_on="--list"))
     with pytest.raises(BackupFailed) as raised:
         st.execute(next(s for s in plan.backup if s.id == "archive-and-check"), ctx)
     assert raised.value.step_id == "verify-dump-app"
+
+
+def test_the_backup_records_pre_flights_resolved_config_only_while_the_files_compose_read_are_unchanged(tmp_path):
+    from core import kept
+    from core.preflight import _current_project
+
+    compose_dir = tmp_path / "dify"
+    compose_dir.mkdir()
+    (compose_dir / "docker-compose.yaml").write_text("services: {}\n")
+    (compose_dir / ".env").write_text("SECRET_KEY=s3cret\n")
+    cfg = type("Cfg", (), dict(compose_dir=str(compose_dir), compose_files=["docker-compose.yaml"], env_file=".env",
+                               project_name="dify"))
+    current = _current_project(cfg)
+    io = StubIO()
+    plan, ctx = ctx_for(tmp_path, io, compose_dir=compose_dir)
+    save = step(plan, "resolved-config")
+    assert isinstance(save, st.SaveResolvedConfig)
+    assert list(save.argv) == c.compose_config_json(current), "pre-flight and the backup must name the same command"
+
+    kept.keep(c.compose_config_json(current), [*current.files, current.env_file], '{"services": {"api": {}}}')
+    assert "pre-flight's output" in st.execute(save, ctx).detail
+    out = ctx.facts.run_dir / "compose-config.json"
+    assert out.read_text() == '{"services": {"api": {}}}' and out.stat().st_mode & 0o777 == 0o600
+    assert io.commands == [], "compose must not run again"
+
+    st.execute(save, ctx)  # handed over once: a second run asks compose
+    assert io.commands == [list(save.argv)]
+
+    kept.keep(c.compose_config_json(current), [*current.files, current.env_file], '{"stale": true}')
+    (compose_dir / ".env").write_text("SECRET_KEY=rotated\n")
+    st.execute(save, ctx)
+    assert len(io.commands) == 2, "a changed .env means pre-flight's copy is stale: compose runs"
