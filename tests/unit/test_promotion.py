@@ -62,9 +62,9 @@ def test_a_pinned_image_is_pulled_by_digest_and_its_tag_pointed_at_it():
 def test_a_pinned_plan_verifies_the_running_digests():
     pinned = facts(target_images={"api": f"r/app:2@{D1}", "worker": f"r/app:2@{D1}", "db_postgres": f"r/pg:15@{D2}"})
     plan = build_plan(pinned, "run1")
-    assert [s.id for s in plan.verify] == ["verify", "verify-digests"]
-    assert plan.verify[1].digests == (("api", f"r/app@{D1}"), ("db_postgres", f"r/pg@{D2}"), ("worker", f"r/app@{D1}"))
-    assert [s.id for s in build_plan(facts(), "run1").verify] == ["verify"]
+    assert [s.id for s in plan.verify] == ["remove-retired", "verify", "verify-digests"]
+    assert plan.verify[-1].digests == (("api", f"r/app@{D1}"), ("db_postgres", f"r/pg@{D2}"), ("worker", f"r/app@{D1}"))
+    assert [s.id for s in build_plan(facts(), "run1").verify] == ["remove-retired", "verify"]
 
 
 def test_the_fingerprint_covers_state_target_and_env_diff_not_the_run():
