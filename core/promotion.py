@@ -114,6 +114,15 @@ class VerifyDigests(Step):
                                                                 for s, d in self.digests)
 
 
+def still_runs(verified: list[dict], running: list[dict]) -> bool:
+    """Whether an environment still runs what its last verified upgrade recorded (rows of `<env>-digests` and of
+    `<env>-running`): the same digest for every service, nothing more, and the same compose commit."""
+    if not verified or not running:
+        return False
+    return ({r["service"]: r["digest"] for r in verified} == {r["service"]: r["digest"] for r in running}
+            and {r.get("commit") for r in verified} == {r.get("commit") for r in running})
+
+
 # --- the fingerprint --------------------------------------------------------------------------------------------
 def fingerprint_material(f: Facts) -> dict:
     """What an approver of a prod upgrade approves: where prod is now (commit, images, database revision), where it

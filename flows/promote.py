@@ -26,12 +26,11 @@ from tasks import promotion as pt
 from tasks._common import artifact_key
 
 
-def resolve_release(release: str | None, prod: str) -> str:
+def resolve_release(release: str | None, prod_cfg) -> str:
     """The given release, else the newest `vX.Y.Z` tag of prod's compose checkout (on this host: prod's pool)."""
     if release:
         return release
-    cfg = load_environment(prod)
-    promotion.check_host(cfg, prod)
+    cfg = prod_cfg
     newest = promotion.newest_release(run(c.git_tags(cfg.compose_dir)).stdout.splitlines())
     if newest is None:
         raise NoReleaseFound(str(cfg.compose_dir))
@@ -41,7 +40,8 @@ def resolve_release(release: str | None, prod: str) -> str:
 @flow(name="promote", log_prints=False)
 def promote(release: str | None = None, staging: str = "staging", prod: str = "prod",
             approval_timeout_minutes: float = 240, run_timeout_minutes: float = 60,
-            staging_deployment: str = "upgrade/upgrade-staging", prod_deployment: str = "upgrade/upgrade-prod"):
+            staging_deployment: str = "upgrade/upgrade-staging", prod_deployment: str = "upgrade/upgrade-prod",
+            staging_status_deployment: str = "status/status-staging"):
     """Promote a release from staging to prod: upgrade staging, plan prod, wait for a person's approval, then
     upgrade prod to exactly the images staging verified.
 
@@ -54,25 +54,37 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
             down must not hang the promotion).
         staging_deployment: Deployment that upgrades staging on staging's host (its work pool).
         prod_deployment: Deployment that plans and upgrades prod on prod's host (its work pool).
+        staging_status_deployment: Deployment that reports what staging runs now, on staging's host.
     """
     log = get_run_logger()
-    release = resolve_release(release, prod)
+    prod_cfg = load_environment(prod)
+    promotion.check_host(prod_cfg, prod)  # the promotion runs on prod's host: it reads prod's engine itself
+    release = resolve_release(release, prod_cfg)
     me = flow_run.id
     seconds: dict[str, float] = {}
     notes = []
 
-    # 1. staging: upgraded and verified (skipped when its last verified upgrade is this release)
+    # 1. staging: upgraded and verified, unless its last verified upgrade is this release and it still runs it
     t0 = time.monotonic()
+    digests = None
     staged = pt.latest_rows(artifact_key(staging, pt.DIGESTS))
     if staged and all(r.get("release") == release for r in staged):
-        shipped = pt.latest_rows(artifact_key(prod, pt.DIGESTS))
-        if shipped and {r["service"]: r["digest"] for r in shipped} == {r["service"]: r["digest"] for r in staged}:
-            note = f"Nothing to promote: {staging} and {prod} both run {release} with the same digests."
-            log.info(note)
-            return Completed(name="Skipped", message=note)
-        notes.append(f"{staging} already runs {release} (verified earlier): not upgraded again")
-        digests = {r["service"]: r["digest"] for r in staged}
-    else:
+        look = pt.run_on_pool(f"a look at what {staging} runs", staging_status_deployment, {"environment": staging},
+                              run_timeout_minutes, f"{me}-staging-status")
+        running = pt.rows_of(pt.run_artifacts(look.id)[artifact_key(staging, pt.RUNNING)])
+        if promotion.still_runs(staged, running):
+            digests = {r["service"]: r["digest"] for r in staged}
+            here = pt.running_now(prod_cfg)
+            if here["digests"] == digests and here["commit"] == staged[0].get("commit"):
+                note = f"Nothing to promote: {staging} and {prod} both run {release} with the same digests."
+                log.info(note)
+                return Completed(name="Skipped", message=note)
+            notes.append(f"{staging} already runs {release}, verified earlier and checked now "
+                         f"([status run]({pt.run_url(look.id)})): not upgraded again")
+        else:
+            notes.append(f"{staging} no longer runs the {release} it verified earlier "
+                         f"([status run]({pt.run_url(look.id)})): upgraded again")
+    if digests is None:
         child = pt.run_on_pool(f"the upgrade of {staging} to {release}", staging_deployment,
                                {"environment": staging, "target": release}, run_timeout_minutes, f"{me}-staging")
         rows = pt.rows_of(pt.run_artifacts(child.id)[artifact_key(staging, pt.DIGESTS)])

@@ -18,6 +18,7 @@ from tasks._common import TASK_DEFAULTS, artifact_key
 
 DIGESTS = "digests"
 APPROVAL_FACTS = "approval-facts"
+RUNNING = "running"
 
 
 class Approval(RunInput):
@@ -43,6 +44,27 @@ def publish_digests(cfg, environment: str, ref: str, commit: str) -> dict[str, s
                                  for s, d in digests.items()],
                           description=f"Image digests verified on {environment} running {ref}")
     return digests
+
+
+def running_now(cfg) -> dict[str, str]:
+    """What the environment runs now, read on this host: `{service: repo@sha256:…}` of its running containers
+    (through the block's engine) and `commit`: its compose checkout's HEAD."""
+    from core import commands as c
+    from core.executor import run
+
+    digests = promotion.verified_digests(current_images(StackIO(cfg, cfg.project_name).endpoint.client(),
+                                                        cfg.project_name))
+    return {"digests": digests, "commit": run(c.git_rev_parse(cfg.compose_dir, "HEAD")).stdout.strip()}
+
+
+@task(name="publish-running", task_run_name="publish-running", **TASK_DEFAULTS)
+def publish_running(cfg, environment: str) -> dict:
+    """Publishes `running_now` as `<env>-running` (one row per service, each with the commit)."""
+    now = running_now(cfg)
+    create_table_artifact(key=artifact_key(environment, RUNNING),
+                          table=[{"service": s, "digest": d, "commit": now["commit"]} for s, d in now["digests"].items()],
+                          description=f"What {environment} runs now")
+    return now
 
 
 @task(name="publish-approval-facts", task_run_name="publish-approval-facts", **TASK_DEFAULTS)

@@ -314,7 +314,9 @@ def rejection_path(staging, prod):
     run = paused(start(staging, prod, "v2.0.0").id)
     assert run.state.is_paused(), run.state
     assert "already runs v2.0.0" in run_artifacts(run.id)["promotion-summary"].data, "staging is not upgraded twice"
-    assert [c.parameters.get("dry_run") for c in children(run.id)] == [True], "only prod's plan ran"
+    assert sorted((c.parameters["environment"], bool(c.parameters.get("dry_run")), "target" in c.parameters)
+                  for c in children(run.id)) == sorted([(staging.name, False, False), (prod.name, True, True)]), \
+        "staging's status only looked at (it still runs what it verified), prod only planned"
     decide(run.id, "reject", comment="not today")
     run = final(run.id)
     assert run.state.is_completed() and run.state.name == "Rejected", run.state

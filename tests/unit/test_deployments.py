@@ -44,3 +44,17 @@ def test_an_environment_prefect_yaml_does_not_name_is_served_from_stagings_entri
     assert "qa" in spec["tags"] and "staging" not in spec["tags"] and "staging" not in spec["description"]
     rec = recover_deployment("qa")
     assert rec.parameters == {"environment": "qa"} and automation_name("qa") in rec.description
+
+
+def test_every_environment_of_prefect_yaml_has_a_status_deployment_on_its_own_pool():
+    """A promotion runs on prod's host and asks staging's status deployment what staging runs: it must be on the
+    same pool (the same host) as that environment's upgrades."""
+    from deployments.serve import _prefect_yaml
+
+    by_name = {d["name"]: d for d in _prefect_yaml()["deployments"]}
+    envs = [name.removeprefix("upgrade-") for name in by_name if name.startswith("upgrade-")]
+    assert envs
+    for env in envs:
+        status = by_name[f"status-{env}"]
+        assert status["entrypoint"] == "flows/status.py:status" and status["parameters"] == {"environment": env}
+        assert status["work_pool"] == by_name[f"upgrade-{env}"]["work_pool"]

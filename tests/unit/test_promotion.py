@@ -113,14 +113,15 @@ def test_prefect_yaml_deploys_each_environment_on_its_hosts_pool_and_schedules_t
 
     from flows.promote import promote
     from flows.recover import recover
+    from flows.status import status
     from flows.upgrade import upgrade
 
     spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())
     by_name = {d["name"]: d for d in spec["deployments"]}
-    assert set(by_name) == {"upgrade-staging", "recover-staging", "upgrade-prod", "recover-prod",
-                            "promote-staging-to-prod"}
+    assert set(by_name) == {"upgrade-staging", "recover-staging", "status-staging", "upgrade-prod", "recover-prod",
+                            "status-prod", "promote-staging-to-prod"}
     flows = {"flows/upgrade.py:upgrade": upgrade, "flows/recover.py:recover": recover,
-             "flows/promote.py:promote": promote}
+             "flows/promote.py:promote": promote, "flows/status.py:status": status}
     for name, d in by_name.items():
         params = inspect.signature(flows[d["entrypoint"]].fn).parameters
         assert set(d["parameters"]) <= set(params), name
@@ -128,3 +129,17 @@ def test_prefect_yaml_deploys_each_environment_on_its_hosts_pool_and_schedules_t
         assert d["work_pool"]["name"] == f"stackshift-{env}", name
     promo = by_name["promote-staging-to-prod"]
     assert promo["schedules"][0]["cron"] and "concurrency_limit" not in promo, "a pause must not hold a lease"
+
+
+def test_a_verified_upgrade_counts_only_while_the_environment_still_runs_it():
+    verified = [{"service": "api", "digest": f"r/app@{D1}", "release": "v2", "commit": "c2"},
+                {"service": "db", "digest": f"r/pg@{D2}", "release": "v2", "commit": "c2"}]
+    running = [{"service": "api", "digest": f"r/app@{D1}", "commit": "c2"},
+               {"service": "db", "digest": f"r/pg@{D2}", "commit": "c2"}]
+    assert promotion.still_runs(verified, running)
+    assert not promotion.still_runs(verified, []), "nothing running, or no answer: not verified"
+    assert not promotion.still_runs([], running)
+    assert not promotion.still_runs(verified, [r | {"commit": "c1"} for r in running]), "redeployed at another commit"
+    assert not promotion.still_runs(verified, running[:1]), "a service gone"
+    assert not promotion.still_runs(verified, running + [{"service": "x", "digest": "r/x@sha256:0", "commit": "c2"}])
+    assert not promotion.still_runs(verified, [running[0], running[1] | {"digest": f"r/pg@{D1}"}]), "another image"
