@@ -54,6 +54,11 @@ class StackEnvironment(Block):
     docker_host: str | None = Field(
         default=None, description="Docker engine to talk to (`DOCKER_HOST`); the local engine if unset."
     )
+    host: str | None = Field(
+        default=None,
+        description="The host whose Docker engine and compose directory this environment is (e.g. `prod`): its flows "
+                    "refuse to run anywhere else. A host is named by `$STACKSHIFT_HOST` in its worker's environment, "
+                    "else its hostname. Unset: any host.")
     db_host: str = Field(default="127.0.0.1", description="Host where stackshift reaches PostgreSQL.")
     db_port: int = Field(default=5432, description="Port where stackshift reaches PostgreSQL.")
     db_name: str = Field(description="The app's database, migrated by Alembic.")

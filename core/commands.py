@@ -181,6 +181,15 @@ def docker_pull(image: str) -> list[str]:
     return ["docker", "pull", "--quiet", image]
 
 
+def docker_tag(source: str, target: str) -> list[str]:
+    """Points `target` (repo:tag) at the image `source` (repo@sha256:…) on the engine."""
+    return ["docker", "tag", source, target]
+
+
+def git_tags(repo: Path) -> list[str]:
+    return ["git", "-C", str(repo), "tag", "--list"]
+
+
 def docker_login(registry: str, username: str) -> list[str]:
     """The password goes to stdin (`--password-stdin`), never argv."""
     return ["docker", "login", "--username", username, "--password-stdin", registry]

@@ -14,6 +14,8 @@ from pathlib import Path
 from core import commands as c
 from core import rollbackpoint as rp
 from core import steps as st
+from core.compose import image_repo
+from core.promotion import VerifyDigests
 
 
 @dataclass
@@ -148,6 +150,11 @@ def target_project(f: Facts) -> c.ComposeProject:
 def scratch_glob(f: Facts) -> str:
     """Pre-flight's scratch folders of this stack (a killed pre-flight can leave one)."""
     return str(f.run_dir.parent / ".scratch-*")
+
+
+def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """(service, repo@sha256:…) of the target's images pinned by digest (a promotion pins every one)."""
+    return tuple((s, f"{image_repo(ref)}@{ref.split('@', 1)[1]}") for s, ref in sorted(images.items()) if "@" in ref)
 
 
 def rp_args(template: list[str], run_id: str) -> list[str]:
@@ -289,6 +296,10 @@ def build_plan(f: Facts, run_id: str) -> Plan:
                   project=new, heads=tuple(f.target_heads), services=tuple(f.target_services),
                   images=tuple(sorted(f.target_images.items()))),
     ]
+    digests = pinned_digests(f.target_images)
+    if digests:
+        verify.append(VerifyDigests("verify-digests", "verify", "Verify the running containers' images are the pinned "
+                                    "digests", digests=digests))
     points = tuple(rollback_point_name(db, run_id) for db in f.databases)
     failed = tuple(failed_db_name(db, run_id) for db in f.databases)
     pitr = _pitr_paths(f, run_id)

@@ -14,7 +14,7 @@ import docker
 
 from core import commands as c
 from core import db as dbops
-from core import envfile, envmerge, envsync, kept, revgraph
+from core import envfile, envmerge, envsync, kept, promotion, revgraph
 from core import rollbackpoint as rp
 from core.compose import ResolvedConfig, image_repo, parse_ps
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
@@ -218,7 +218,7 @@ def registry_login(io_: StackIO, cfg) -> None:
 
 
 def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
-           run_id: str = "", accept_env_conflicts: bool = False) -> Facts:
+           run_id: str = "", accept_env_conflicts: bool = False, pins: dict[str, str] | None = None) -> Facts:
     """Reads everything the plan needs; raises a PreflightError and changes nothing if anything is off.
 
     Every Docker call, SDK or CLI, goes to the block's engine (`docker_host`); a silent engine is refused first.
@@ -276,7 +276,7 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     auth = None
     if cfg.registry_username and cfg.registry_password:
         auth = {"username": cfg.registry_username, "password": cfg.registry_password.get_secret_value()}
-    images = target_cfg.images()
+    images = promotion.apply_pins(target_cfg.images(), pins or {})  # a promotion: staging's verified digests
     missing = missing_images(client, list(images.values()), auth)
     if missing:
         raise ImageMissing(missing)
