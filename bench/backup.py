@@ -1,14 +1,15 @@
 """Benchmark: stackshift's backup bundle against the raw tools doing the same work, on the same data, in one run.
 
 - **bundle**: the backup steps of a real plan (`core.plan.build_plan` from a real pre-flight), walked by the
-  same `execute` as an upgrade: config copies, the resolved compose config, `pg_dump -Fd -j N` in an exported
+  same `execute` as an upgrade: config copies, the resolved compose config (pre-flight's output, handed over
+  in memory while the files are unchanged), `pg_dump -Fd -j N` in an exported
   snapshot while another session counts every table's rows in that snapshot, `pg_restore --list`, the volumes
   with `tar --zstd`, the state record, the sha256 manifest of every file.
 - **raw**: `pg_dump -Fd -j N` and `tar --zstd` of the same volumes, nothing else.
 
-Rounds alternate (raw, bundle, raw, bundle, ...); the medians and their ratio are printed.
+Rounds alternate (raw, bundle, raw, bundle, ...); the medians, their ratio and the bundle's steps are printed.
 
-Run: `.venv/bin/python -m bench.backup [--rows 1000000] [--rounds 5]` (after lab/setup).
+Run: `.venv/bin/python -m bench.backup [--rows 1000000] [--rounds 7]` (after lab/setup).
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def bundle(cfg, dep: stack.Deployment, out: Path, i: int) -> tuple[float, int]:
         st.execute(step, ctx)
     took = time.monotonic() - t
     size = sum(p.stat().st_size for p in facts.run_dir.rglob("*") if p.is_file())
-    return took, size
+    parts = {r.id: r.ended - r.started for r in journal.steps if r.ended is not None}
+    return took, size, parts
 
 
 def raw(dep: stack.Deployment, out: Path, jobs: int) -> tuple[float, int]:
@@ -63,7 +65,7 @@ def raw(dep: stack.Deployment, out: Path, jobs: int) -> tuple[float, int]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-backup-", dir="/var/tmp") as tmp:
         root = Path(tmp)
@@ -74,15 +76,17 @@ def main():
             storage = dep.compose_dir / "volumes" / "app" / "storage"
             storage.mkdir(parents=True, exist_ok=True)
             (storage / "uploads.bin").write_bytes(os.urandom(16 << 20) + bytes(48 << 20))  # 64 MB of app files
-            b, r = [], []
+            b, r, parts = [], [], {}
             raw(dep, root / "warm", jobs)  # a first read of the data, not counted
             shutil.rmtree(root / "warm")
             for i in range(args.rounds):
                 took, size = raw(dep, root / f"raw{i}", jobs)
                 r.append(took)
                 print(f"round {i + 1}: raw    {took:6.2f} s  {size / 1e6:7.1f} MB", flush=True)
-                took, size = bundle(cfg, dep, root / "bundles", i)
+                took, size, steps = bundle(cfg, dep, root / "bundles", i)
                 b.append(took)
+                for name, secs in steps.items():
+                    parts.setdefault(name, []).append(secs)
                 print(f"round {i + 1}: bundle {took:6.2f} s  {size / 1e6:7.1f} MB", flush=True)
                 shutil.rmtree(root / f"raw{i}")
                 shutil.rmtree(root / "bundles")
@@ -91,6 +95,7 @@ def main():
     mb, mr = statistics.median(b), statistics.median(r)
     print(f"\n{args.rows:,} rows, pg_dump -j {jobs}, {args.rounds} rounds: median bundle {mb:.2f} s, raw {mr:.2f} s, "
           f"ratio {mb / mr:.3f}")
+    print("bundle steps (medians): " + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in parts.items()))
 
 
 if __name__ == "__main__":

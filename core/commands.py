@@ -73,6 +73,12 @@ def compose_rm(p: ComposeProject, services: list[str]) -> list[str]:
     return p.base() + ["rm", "--stop", "--force", *services]
 
 
+def compose_create(p: ComposeProject, services: list[str]) -> list[str]:
+    """Creates the services' containers (replacing those whose configuration or image changed) without starting
+    anything."""
+    return p.base() + ["create", *services]
+
+
 def compose_up(
     p: ComposeProject, services: list[str] | None = None, *, wait_timeout: int = 120, no_deps: bool = False,
     remove_orphans: bool = False, wait: bool = True,
@@ -87,19 +93,6 @@ def compose_up(
     if remove_orphans:
         argv.append("--remove-orphans")
     return argv + list(services or [])
-
-
-def compose_stop_timed(p: ComposeProject, services: list[str], timeouts: dict[str, int]) -> list[list[str]]:
-    """`stop` of `services`, one command per distinct stop timeout (`--timeout`); services without one use their
-    compose `stop_grace_period`. The services without a timeout come first, in one command."""
-    groups: dict[int | None, list[str]] = {}
-    for s in services:
-        groups.setdefault(timeouts.get(s), []).append(s)
-    out = []
-    for timeout in sorted(groups, key=lambda t: (t is not None, t or 0)):
-        flag = [] if timeout is None else ["--timeout", str(timeout)]
-        out.append(p.base() + ["stop", *flag, *groups[timeout]])
-    return out or [compose_stop(p, [])]
 
 
 def compose_exec(p: ComposeProject, service: str, command: list[str]) -> list[str]:
@@ -196,6 +189,15 @@ def pg_restore_list(dump: Path) -> list[str]:
 
 def docker_pull(image: str) -> list[str]:
     return ["docker", "pull", "--quiet", image]
+
+
+def docker_tag(source: str, target: str) -> list[str]:
+    """Points `target` (repo:tag) at the image `source` (repo@sha256:…) on the engine."""
+    return ["docker", "tag", source, target]
+
+
+def git_tags(repo: Path) -> list[str]:
+    return ["git", "-C", str(repo), "tag", "--list"]
 
 
 def docker_login(registry: str, username: str) -> list[str]:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ JOURNAL = "journal.json"
 PLAN = "plan.json"
 
 OPEN = "running"
+_WRITING = threading.RLock()  # steps applied together (`core.steps.Together`) journal from several threads
 CLOSED = ("completed", "rolled-back", "recovered-forward", "abandoned", "dry-run")
 
 
@@ -133,24 +135,28 @@ class Journal:
             log.error("Could not write the journal %s (%s); the rollback goes on.", self.path, exc)
 
     def begin(self, step_id: str, phase: str, kind: str = "") -> None:
-        self.phase = phase
-        self.steps.append(StepRecord(step_id, phase, "started", time.time(), kind=kind))
-        self.save()
+        with _WRITING:
+            self.phase = phase
+            self.steps.append(StepRecord(step_id, phase, "started", time.time(), kind=kind))
+            self.save()
 
     def end(self, step_id: str, ok: bool, detail: str = "") -> None:
-        r = self.record(step_id)
-        r.state, r.ended, r.detail = ("done" if ok else "failed"), time.time(), detail[:2000]
-        self.save()
+        with _WRITING:
+            r = self.record(step_id)
+            r.state, r.ended, r.detail = ("done" if ok else "failed"), time.time(), detail[:2000]
+            self.save()
 
     def enter(self, phase: str) -> None:
-        self.phase = phase
-        self.save()
+        with _WRITING:
+            self.phase = phase
+            self.save()
 
     def close(self, status: str, outcome: str) -> None:
         if status not in CLOSED and status != "rollback-failed":
             raise ValueError(f"not a final journal status: {status!r}")
-        self.status, self.outcome = status, outcome
-        self.save()
+        with _WRITING:
+            self.status, self.outcome = status, outcome
+            self.save()
 
     def summary(self) -> str:
         last = self.last
@@ -160,7 +166,7 @@ class Journal:
 
 def downtime(journal: Journal) -> dict[str, float]:
     """Measured downtime (writers stopped → target healthy: the whole cutover) and its parts, in seconds."""
-    recs = [r for r in journal.steps if r.phase == "cutover" and r.ended is not None]
+    recs = [r for r in journal.steps if r.phase == "cutover" and r.ended is not None and r.kind != "Together"]
     if not recs:
         return {}
     parts = {r.id: round(r.ended - r.started, 3) for r in recs}

@@ -14,6 +14,8 @@ from pathlib import Path
 from core import commands as c
 from core import rollbackpoint as rp
 from core import steps as st
+from core.compose import image_repo
+from core.promotion import VerifyDigests
 
 
 @dataclass
@@ -154,6 +156,11 @@ def scratch_glob(f: Facts) -> str:
     return str(f.run_dir.parent / ".scratch-*")
 
 
+def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """(service, repo@sha256:…) of the target's images pinned by digest (a promotion pins every one)."""
+    return tuple((s, f"{image_repo(ref)}@{ref.split('@', 1)[1]}") for s, ref in sorted(images.items()) if "@" in ref)
+
+
 def rp_args(template: list[str], run_id: str) -> list[str]:
     """A snapshot command with `{point}` replaced by the run's snapshot name."""
     return [a.replace("{point}", rp.restore_point_name(run_id)) for a in template]
@@ -195,16 +202,21 @@ def _rollback_point(f: Facts, run_id: str) -> st.RollbackPoint:
                                 databases=tuple((db, rollback_point_name(db, run_id)) for db in f.databases))
 
 
-def _start_target(f: Facts, new: c.ComposeProject, target_db: list[str], off, up_timeout: int) -> st.StartServices:
+def _create_ahead(f: Facts, new: c.ComposeProject, services: list[str], off, record: str) -> st.CreateAhead:
+    return st.CreateAhead(tuple(c.compose_create(new, services)), off, f.project, tuple(services), record)
+
+
+def _start_target(f: Facts, new: c.ComposeProject, target_db: list[str], off, up_timeout: int,
+                  ahead: st.CreateAhead | None) -> st.StartServices:
     """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
-    compose need not wait on it again (`--no-deps`) and the step polls health itself."""
+    compose need not wait on it again (`--no-deps`): the step polls the app's HTTP checks itself."""
     starts = f"{f.migration_switch}=false" if f.migration_switch else "the database already at the head"
     title = f"Start every service ({starts}) and wait for health: downtime ends"
     if target_db:
-        return st.StartServices("start-target", "cutover", title,
-                                argv=tuple(c.compose_up(new, no_deps=True, remove_orphans=True, wait=False)), env=off,
-                                timeout=up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
-                                wait_timeout=float(f.health_timeout))
+        return st.StartApp("start-target", "cutover", title,
+                           argv=tuple(c.compose_up(new, no_deps=True, remove_orphans=True, wait=False)), env=off,
+                           timeout=up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
+                           wait_timeout=float(f.health_timeout), created_ahead=ahead.record if ahead else "")
     return st.StartServices("start-target", "cutover", title, argv=tuple(c.compose_up(new, wait_timeout=f.health_timeout,
                                                                                     remove_orphans=True)),
                             env=off, timeout=up_timeout)
@@ -222,27 +234,32 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     # the one-off `migrate` below still runs first, with the writers stopped: each start then finds the database at
     # the head, and its own migration has nothing to do.
     off = ((f.migration_switch, "false"),) if f.migration_switch else ()
+    resolved = st.SaveResolvedConfig("resolved-config", "backup", "Save the resolved compose config (JSON)",
+                                argv=tuple(c.compose_config_json(new)), stdout_file="compose-config.json")
+    dumps, checks = [], []
+    for db in f.databases:
+        dump = f.run_dir / f"{db}.dump"
+        dumps.append(st.DumpDatabase(f"pg-dump-{db}", "backup", f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows counted in "
+                                     f"the same snapshot (online, the old version still serving)",
+                                     argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump, f.dump_jobs)),
+                                     needs_db_password=True, timeout=f.migration_timeout, database=db))
+        checks.append(st.BackupCommand(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore "
+                                       f"--list)", argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"))
+    archive = st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes (zstd), without the live "
+                               "database directory", argv=tuple(c.tar_create(f.run_dir / "volumes.tar.zst",
+                                                                            f.compose_dir / "volumes", f.volume_excludes)),
+                               env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.migration_timeout)
+    # the heavy work (each dump, then the archive) one after the other, as the raw tools would; the light records
+    # and checks beside it, so that they cost no time of their own
+    first = [st.Together("dump-and-config", "backup", "The first dump, and the resolved compose config beside it",
+                         steps=(dumps[0], resolved))] if dumps else [resolved]
     backup: list[st.Step] = [
         st.SaveConfig("save-config", "backup", "Copy compose files, .env and the env template",
                       names=(*f.compose_files, f.env_file, f.env_template)),
-        st.BackupCommand("resolved-config", "backup", "Save the resolved compose config (JSON)",
-                         argv=tuple(c.compose_config_json(new)), stdout_file="compose-config.json"),
-    ]
-    for db in f.databases:
-        dump = f.run_dir / f"{db}.dump"
-        backup += [
-            st.DumpDatabase(f"pg-dump-{db}", "backup", f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows counted in the same "
-                            f"snapshot (online, the old version still serving)",
-                            argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump, f.dump_jobs)),
-                            needs_db_password=True, timeout=f.migration_timeout, database=db),
-            st.BackupCommand(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore --list)",
-                             argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"),
-        ]
-    backup += [
-        st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes (zstd), without the live database "
-                         "directory", argv=tuple(c.tar_create(f.run_dir / "volumes.tar.zst", f.compose_dir / "volumes",
-                                                              f.volume_excludes)),
-                         env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.migration_timeout),
+        *first,
+        *dumps[1:],
+        st.Together("archive-and-check", "backup", "Archive the volumes, and check every dump beside it",
+                    steps=(archive, *checks)),
         *_base_backup(f, old, run_id),
         st.WriteState("write-state", "backup", "Record image digests, git commit and Alembic revision"),
         st.WriteManifest("manifest", "backup", "Write the sha256 manifest; files 0600"),
@@ -252,34 +269,52 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     retired = [s for s in f.current_services if s not in f.target_services and s in f.running_services]
     target_db = [s for s in f.db_services if s in f.target_services]
     up_timeout = f.health_timeout + 60
-    first_stop, *more_stops = c.compose_stop_timed(old, writers, f.stop_timeouts)
+    apps = [s for s in f.target_services if s not in target_db]
+    # containers are created while an earlier step waits (for a stop, for the migration); the starts then only start
+    db_ahead = _create_ahead(f, new, target_db, off, "created-db.json") if retired and target_db else None
+    app_ahead = _create_ahead(f, new, apps, off, "created-app.json") if target_db and apps else None
+    timeouts = lambda services: tuple((s, f.stop_timeouts[s]) for s in services if s in f.stop_timeouts)  # noqa: E731
     cutover: list[st.Step] = [
-        st.StopServices("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'}): downtime starts",
-                        argv=tuple(first_stop), then=tuple(tuple(a) for a in more_stops)),
+        # the files change while the writers stop: running containers never read them again
+        st.Together("stop-and-check-out", "cutover", "Stop the writers and, meanwhile, check out the target",
+                    steps=(st.StopContainers("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'})"
+                                             f": downtime starts", project_name=f.project, services=tuple(writers),
+                                             timeouts=timeouts(writers)),
+                           st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} "
+                                       f"({f.target_commit[:12]})",
+                                       argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))))),
         _rollback_point(f, run_id),
-        st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} ({f.target_commit[:12]})",
-                    argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))),
         st.InstallEnv("install-env", "cutover", f"Install the merged {f.env_file} (env-sync's result)"),
     ]
-    if retired:
-        cutover.append(st.RemoveServices("remove-retired", "cutover", f"Remove services the target no longer has "
-                                         f"({', '.join(retired)})", argv=tuple(c.compose_rm(old, retired))))
+    if retired:  # stopped now (a renamed database must let go of its data); removed after the downtime
+        cutover.append(st.StopContainers("stop-retired", "cutover", f"Stop services the target no longer has "
+                                         f"({', '.join(retired)})", project_name=f.project, services=tuple(retired),
+                                         timeouts=timeouts(retired), ahead=db_ahead))
     if target_db:
-        cutover.append(st.StartServices("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
+        cutover.append(st.StartDatabase("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
                                         f"for health", argv=tuple(c.compose_up(new, target_db, no_deps=True, wait=False)),
                                         env=off, timeout=up_timeout, project_name=f.project, wait_for=tuple(target_db),
-                                        wait_timeout=float(f.health_timeout)))
+                                        wait_timeout=float(f.health_timeout),
+                                        created_ahead=db_ahead.record if db_ahead else ""))
     cutover += [
         st.Migrate("migrate", "cutover", f"Migrate once: {' '.join(f.migrate_command)} in a one-off {f.migrate_service} "
-                   f"container", argv=tuple(c.compose_run_once(new, f.migrate_service, f.migrate_command, dict(off), run_id)),
-                   timeout=f.migration_timeout),
-        _start_target(f, new, target_db, off, up_timeout),
+                   f"container" + (f"; meanwhile create the containers of {', '.join(apps)}" if app_ahead else ""),
+                   argv=tuple(c.compose_run_once(new, f.migrate_service, f.migrate_command, dict(off), run_id)),
+                   timeout=f.migration_timeout, ahead=app_ahead),
+        _start_target(f, new, target_db, off, up_timeout, app_ahead),
     ]
     verify: list[st.Step] = [
+        *([st.RemoveServices("remove-retired", "verify", f"Remove the stopped containers of services the target no "
+                             f"longer has ({', '.join(retired)}), the downtime over", argv=tuple(c.compose_rm(old, retired)))]
+          if retired else []),
         st.Verify("verify", "verify", f"Verify: compose health, HTTP checks, database at {', '.join(f.target_heads)}",
                   project=new, heads=tuple(f.target_heads), services=tuple(f.target_services),
                   images=tuple(sorted(f.target_images.items())), version_argv=version_argv(new, f)),
     ]
+    digests = pinned_digests(f.target_images)
+    if digests:
+        verify.append(VerifyDigests("verify-digests", "verify", "Verify the running containers' images are the pinned "
+                                    "digests", digests=digests))
     points = tuple(rollback_point_name(db, run_id) for db in f.databases)
     failed = tuple(failed_db_name(db, run_id) for db in f.databases)
     pitr = _pitr_paths(f, run_id)

@@ -14,7 +14,7 @@ import docker
 
 from core import commands as c
 from core import db as dbops
-from core import envfile, envmerge, envsync, revgraph
+from core import envfile, envmerge, envsync, kept, promotion, revgraph
 from core import rollbackpoint as rp
 from core.compose import ResolvedConfig, image_repo, parse_ps
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
@@ -218,7 +218,7 @@ def registry_login(io_: StackIO, cfg) -> None:
 
 
 def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
-           run_id: str = "", accept_env_conflicts: bool = False) -> Facts:
+           run_id: str = "", accept_env_conflicts: bool = False, pins: dict[str, str] | None = None) -> Facts:
     """Reads everything the plan needs; raises a PreflightError and changes nothing if anything is off.
 
     Every Docker call, SDK or CLI, goes to the block's engine (`docker_host`); a silent engine is refused first.
@@ -237,7 +237,9 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     running = sorted(s.service for s in statuses if s.state == "running")
     if not running:
         raise NotDeployed(cfg.project_name)
-    current_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(current))).stdout)
+    resolved = io_.run(c.Command(c.compose_config_json(current))).stdout
+    current_cfg = ResolvedConfig.parse(resolved)
+    kept.keep(c.compose_config_json(current), [*current.files, current.env_file], resolved)  # the backup records it
 
     old_template = envsync.template_at(compose_dir, current_commit, cfg.env_template)
     new_template = envsync.template_at(compose_dir, target_commit, cfg.env_template)
@@ -274,7 +276,7 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     auth = None
     if cfg.registry_username and cfg.registry_password:
         auth = {"username": cfg.registry_username, "password": cfg.registry_password.get_secret_value()}
-    images = target_cfg.images()
+    images = promotion.apply_pins(target_cfg.images(), pins or {})  # a promotion: staging's verified digests
     missing = missing_images(client, list(images.values()), auth)
     if missing:
         raise ImageMissing(missing)

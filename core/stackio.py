@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +18,7 @@ from core import commands as c
 from core import db as dbops
 from core.errors import DockerHostUnreachable, UpgradeError
 from core.executor import run
+from core.parallel import all_at_once, first_failure
 from core.verify import CheckResult, http_probe, poll
 
 
@@ -57,16 +58,7 @@ class DockerEndpoint:
 
 def container_states(client, project: str) -> dict[str, dict]:
     """Service → the `State` of its (newest) container in the project, one-off containers left out."""
-    out: dict[str, tuple[str, dict]] = {}
-    for ctr in client.api.containers(all=True, filters={"label": f"com.docker.compose.project={project}"}):
-        labels = ctr.get("Labels") or {}
-        if labels.get("com.docker.compose.oneoff") == "True" or "com.docker.compose.service" not in labels:
-            continue
-        service = labels["com.docker.compose.service"]
-        created = ctr.get("Created", 0)
-        if service not in out or created > out[service][0]:
-            out[service] = (created, ctr["Id"])
-    return {s: client.api.inspect_container(cid)["State"] for s, (_, cid) in out.items()}
+    return {s: client.api.inspect_container(cid)["State"] for s, cid in _service_containers(client, project).items()}
 
 
 def health_verdict(state: dict | None) -> str:
@@ -91,6 +83,41 @@ def describe_state(state: dict | None) -> str:
     return (f"is {state.get('Status')}" + (f" ({health.get('Status')})" if health.get("Status") else "")
             + (f", exit code {state.get('ExitCode')}" if state.get("Status") == "exited" else "")
             + (f": {last[-1][:200]}" if last and health.get("Status") == "unhealthy" else ""))
+
+
+def _service_containers(client, project: str, services: list[str] | None = None) -> dict[str, str]:
+    """Service → id of its (newest) non one-off container in the project (only `services`, if given)."""
+    out: dict[str, tuple[int, str]] = {}
+    for ctr in client.api.containers(all=True, filters={"label": f"com.docker.compose.project={project}"}):
+        labels = ctr.get("Labels") or {}
+        service = labels.get("com.docker.compose.service")
+        if labels.get("com.docker.compose.oneoff") == "True" or service is None or \
+                (services is not None and service not in services):
+            continue
+        if service not in out or ctr.get("Created", 0) > out[service][0]:
+            out[service] = (ctr.get("Created", 0), ctr["Id"])
+    return {s: cid for s, (_, cid) in out.items()}
+
+
+def _publishes(container: dict, ports: set[int]) -> bool:
+    """Whether an inspected container publishes one of `ports` on the host."""
+    bindings = (container.get("HostConfig") or {}).get("PortBindings") or {}
+    return any(int(b.get("HostPort") or 0) in ports for binds in bindings.values() for b in (binds or []))
+
+
+def _with_deps(services: set[str], deps: dict[str, set[str]]) -> set[str]:
+    out, todo = set(), list(services)
+    while todo:
+        s = todo.pop()
+        if s not in out:
+            out.add(s)
+            todo += deps.get(s, ())
+    return out
+
+
+def _at_once(calls: list) -> None:
+    """Runs engine calls at the same time; raises the first failure once all have ended."""
+    first_failure(all_at_once(calls))
 
 
 @dataclass
@@ -139,21 +166,11 @@ class StackIO:
         """Runs a `pg_dump` (argv without `--snapshot`) in a snapshot exported for it, and meanwhile counts every
         table's rows in that same snapshot (another thread, another session); returns the counts."""
         with dbops.exported_snapshot(self.db, dbname) as (snapshot, conn):
-            counted: dict = {}
-
-            def count():
-                try:
-                    counted["rows"] = dbops.count_rows(conn)
-                except Exception as exc:  # reported below, after the dump
-                    counted["error"] = exc
-
-            counter = threading.Thread(target=count, name="count-rows", daemon=True)
-            counter.start()
-            self.run(c.Command([*cmd.argv, "--snapshot", snapshot], timeout=cmd.timeout), db_password=True)
-            counter.join()
-        if "error" in counted:
-            raise counted["error"]
-        return counted["rows"]
+            dumped, counted = all_at_once([
+                lambda: self.run(c.Command([*cmd.argv, "--snapshot", snapshot], timeout=cmd.timeout), db_password=True),
+                lambda: dbops.count_rows(conn, one_core=True)], ["pg-dump", "count-rows"])
+        first_failure([dumped, counted])
+        return counted[0]
 
     def databases(self) -> set[str]:
         return dbops.database_names(self.db)
@@ -161,8 +178,43 @@ class StackIO:
     def revisions(self, dbname: str) -> list[str]:
         return dbops.alembic_revisions(self.db, dbname)
 
-    def wait_for_database(self) -> None:
-        self.db.wait_until_reachable(dbops.MAINTENANCE_DB, deadline_seconds=self.cfg.health_timeout_seconds)
+    def wait_for_database(self, every: float = 0.3) -> str:
+        t0 = time.monotonic()
+        self.db.wait_until_reachable(dbops.MAINTENANCE_DB, deadline_seconds=self.cfg.health_timeout_seconds,
+                                     every=every)
+        return f"the database takes connections after {time.monotonic() - t0:.2f} s"
+
+    def wait_answering(self, project: str, services: list[str], timeout: float, every: float = 0.05) -> str | None:
+        """Polls the environment's HTTP checks (their status only) until each answers as expected, failing at once
+        when one of `services` turns unhealthy or exits with an error (Docker SDK); None when the environment has
+        no HTTP checks."""
+        from core.errors import ServicesNotHealthy
+
+        if not self.cfg.http_checks:
+            return None
+        client = self.endpoint.client()
+        probes = {check.name: http_probe(check.name, check.url, check.expect_status, None, None, timeout=2)
+                  for check in self.cfg.http_checks}
+        t0, last, looked = time.monotonic(), {}, 0.0
+        while probes:
+            for name, probe in list(probes.items()):
+                last[name] = probe()
+                if last[name].ok:
+                    del probes[name]
+            if not probes:
+                break
+            if time.monotonic() - looked >= 0.5:  # the engine is busy starting containers: ask it less often
+                looked = time.monotonic()
+                states = container_states(client, project)
+                failed = [f"{s} {describe_state(states.get(s))}" for s in services
+                          if health_verdict(states.get(s)) == "failed"]
+                if failed:
+                    raise ServicesNotHealthy("; ".join(failed))
+            if time.monotonic() - t0 > timeout:
+                raise ServicesNotHealthy(f"not answering after {timeout:.0f} s: "
+                                         + "; ".join(f"{n}: {last[n].detail}" for n in probes))
+            time.sleep(every)
+        return f"the HTTP checks answered after {time.monotonic() - t0:.2f} s"
 
     def http_checks(self, expected_version: str) -> list[CheckResult]:
         out = []
@@ -197,6 +249,62 @@ class StackIO:
             if time.monotonic() - t0 > timeout:
                 raise ServicesNotHealthy(f"not healthy after {timeout:.0f} s: {'; '.join(waiting)}")
             time.sleep(every)
+
+    def stop_containers(self, project: str, services: list[str], timeouts: dict[str, int] | None = None) -> str:
+        """Stops the services' containers through the engine API, all at once. Each stops the way compose would
+        stop it: its own stop signal and grace period, set on the container when compose created it, unless
+        `timeouts` names the service (seconds before the engine kills it)."""
+        client = self.endpoint.client()
+        found = _service_containers(client, project, services)
+        timeouts = timeouts or {}
+        _at_once([lambda cid=cid, t=timeouts.get(s): client.api.stop(cid, timeout=t) for s, cid in found.items()])
+        return f"stopped {', '.join(sorted(found)) or 'nothing (not running)'}"
+
+    def service_containers(self, project: str, services: list[str]) -> dict[str, str]:
+        return _service_containers(self.endpoint.client(), project, services)
+
+    def start_created(self, project: str, containers: dict[str, str], meanwhile: Callable[[], str] | None = None,
+                      serving_first: bool = False) -> str | None:
+        """Starts containers that `compose create` has just made current (service → id), through the engine API,
+        then runs `meanwhile` (the wait). With `serving_first`, the services that publish the HTTP checks' ports go
+        first, with what they depend on, and the others start while `meanwhile` runs. Within each part, services
+        whose `depends_on` are all started go together, then the next group. None, starting nothing, if one of
+        them is gone or already running: the caller then runs `compose up`."""
+        client = self.endpoint.client()
+        try:
+            info = {s: client.api.inspect_container(cid) for s, cid in containers.items()}
+        except Exception:  # docker.errors.NotFound: removed since
+            return None
+        if any(ctr["State"]["Status"] not in ("created", "exited") for ctr in info.values()):
+            return None
+        deps = {s: {d.split(":")[0] for d in (ctr["Config"]["Labels"].get("com.docker.compose.depends_on") or "")
+                    .split(",") if d} & set(containers) for s, ctr in info.items()}
+        serving = _with_deps({s for s, ctr in info.items() if _publishes(ctr, self._check_ports())}, deps) \
+            if serving_first else set(containers)
+        groups: list[str] = []
+        started: set[str] = set()
+
+        def start(part: set[str]) -> None:
+            while not part <= started:
+                ready = sorted(s for s in part - started if deps[s] <= started) or sorted(part - started)
+                _at_once([lambda cid=containers[s]: client.api.start(cid) for s in ready])
+                groups.append("+".join(ready))
+                started.update(ready)
+
+        start(serving)
+        (waited, failed), (_, rest_failed) = all_at_once([meanwhile or str, lambda: start(set(containers) - serving)],
+                                                         ["wait", "start-the-rest"])
+        first_failure([(None, failed), (None, rest_failed)])
+        return f"started {' then '.join(groups)} (engine API)" + (f"; {waited}" if waited else "")
+
+    def _check_ports(self) -> set[int]:
+        from urllib.parse import urlsplit
+
+        out = set()
+        for check in self.cfg.http_checks:
+            url = urlsplit(check.url)
+            out.add(url.port or (443 if url.scheme == "https" else 80))
+        return out
 
     def remove_stack_containers(self) -> int:
         """Removes the stack's leftover one-off containers (migration, SQL rendering, revision-file copies)."""

@@ -7,6 +7,7 @@ walker: it journals the step before and after, times it, and turns any failure i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,12 +20,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from core import backup as bk
 from core import commands as c
-from core import envfile
+from core import envfile, kept
 from core import rollbackpoint as rp
 from core.compose import image_tag, parse_ps
 from core.errors import (BackupFailed, CheckoutFailed, CleanupFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
                          HealthCheckFailed, MigrationFailed, RestoreFailed, RollbackPointFailed, ServiceRemovalFailed,
                          StepFailed, StopFailed, UpgradeError, error_line)
+from core.parallel import all_at_once, first_failure
 from core.verify import CheckResult, Verification, revision_check, services_check, version_output_check
 
 if TYPE_CHECKING:
@@ -128,10 +130,73 @@ class CommandStep(Step):
         return f"`{' '.join(self.argv)}`{env}"
 
 
+@dataclass(frozen=True)
+class CreateAhead:
+    """`compose create` of services the next start step needs, run alongside a step that mostly waits (a stop, the
+    migration): creating a container starts nothing, and takes that work out of the start. It records the
+    containers it made (service → id) in the run folder; the start step starts exactly those through the engine
+    API. If it fails, nothing is recorded, and the start runs `compose up` as usual."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    project_name: str
+    services: tuple[str, ...]
+    record: str  # file name in the run folder
+
+    def alongside(self, ctx: StepContext, main: Callable[[], str]) -> str:
+        path = ctx.facts.run_dir / self.record
+        path.unlink(missing_ok=True)  # only this attempt's containers may be started as created
+
+        def create() -> None:
+            ctx.io.run(c.Command(list(self.argv), env=dict(self.env)))
+            ids = ctx.io.service_containers(self.project_name, list(self.services))
+            missing = sorted(set(self.services) - set(ids))
+            if missing:
+                raise RuntimeError(f"no container for {', '.join(missing)}")
+            envfile.write_atomic(path, json.dumps(ids))
+
+        (out, failed), (_, not_created) = all_at_once([main, create], ["main", "compose-create"])
+        if failed is not None:
+            raise failed
+        if not_created is not None:
+            log.warning("Creating the containers of %s ahead failed (%s); their start runs compose up.",
+                        ", ".join(self.services), not_created)
+            return f"{out}; {', '.join(self.services)} not created ahead"
+        return f"{out}; {', '.join(self.services)} created meanwhile"
+
+    def render(self) -> str:
+        return f"; meanwhile `{' '.join(self.argv)}`"
+
+
+def start_created_ahead(ctx: StepContext, project: str, record: str, meanwhile: Callable[[], str] | None,
+                        serving_first: bool = False) -> str | None:
+    """Starts the containers a `CreateAhead` recorded, running `meanwhile` (the wait) once the serving ones are
+    started; None (nothing started) when there is no record or they are not startable as created."""
+    path = ctx.facts.run_dir / record
+    if not record or not path.exists():
+        return None
+    return ctx.io.start_created(project, json.loads(path.read_text()), meanwhile, serving_first)
+
+
 # --- backup ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BackupCommand(CommandStep):
     error: ClassVar = BackupFailed
+
+
+@dataclass(frozen=True)
+class SaveResolvedConfig(BackupCommand):
+    """Records the resolved compose config: pre-flight's output of the same command when it kept one and the files
+    compose read are unchanged since (`core.kept`), else the command's own output."""
+
+    def apply(self, ctx: StepContext) -> str:
+        text = kept.take(self.argv)
+        if text is None:
+            return super().apply(ctx)
+        out = ctx.facts.run_dir / self.stdout_file
+        with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+            f.write(text)
+        return "pre-flight's output (the compose files and .env unchanged since)"
 
 
 @dataclass(frozen=True)
@@ -229,20 +294,29 @@ class WriteManifest(Step):
 # --- cutover --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StopServices(CommandStep):
-    """`docker compose stop` (or `down`); `then` holds further stop commands, one per other stop timeout the
-    environment sets per service."""
+    error: ClassVar = StopFailed
 
-    then: tuple[tuple[str, ...], ...] = ()
+
+@dataclass(frozen=True)
+class StopContainers(Step):
+    """Stops services' containers through the engine API, all at once (compose's CLI costs its own start-up and
+    loads the project first); each with its own stop signal and grace period. Removing them waits until after the
+    downtime."""
+
+    project_name: str = ""
+    services: tuple[str, ...] = ()
+    timeouts: tuple[tuple[str, int], ...] = ()  # the block's per-service stop timeouts (seconds before the kill)
+    ahead: CreateAhead | None = None
     error: ClassVar = StopFailed
 
     def apply(self, ctx: StepContext) -> str:
-        detail = super().apply(ctx)
-        for argv in self.then:
-            ctx.io.run(c.Command(list(argv), env=dict(self.env), timeout=self.timeout))
-        return detail
+        stop = lambda: ctx.io.stop_containers(self.project_name, list(self.services), dict(self.timeouts))  # noqa: E731
+        return self.ahead.alongside(ctx, stop) if self.ahead else stop()
 
     def render(self) -> str:
-        return "<br>".join([super().render(), *(f"`{' '.join(a)}`" for a in self.then)])
+        timed = "".join(f"; {s} killed after {t} s" for s, t in self.timeouts)
+        return (f"engine API: stop the containers of {', '.join(self.services) or 'no service'} of project "
+                f"`{self.project_name}`, in parallel{timed}" + (self.ahead.render() if self.ahead else ""))
 
 
 @dataclass(frozen=True)
@@ -259,35 +333,82 @@ class RemoveServices(CommandStep):
 @dataclass(frozen=True)
 class StartServices(CommandStep):
     """`docker compose up`: fails when a service does not turn healthy in time. With `wait_for`, the command does
-    not wait (`--wait` and `depends_on` conditions cost compose's 500 ms ticks) and the step polls the containers'
-    health through the Docker SDK every 50 ms instead: the dependencies were started and waited for by an earlier
-    step."""
+    not wait (`--wait` and `depends_on` conditions cost compose's 500 ms ticks) and the step polls every 50 ms
+    instead (`wait`): the dependencies were started and waited for by an earlier step."""
 
     project_name: str = ""
     wait_for: tuple[str, ...] = ()
     wait_timeout: float = 120.0
+    created_ahead: str = ""  # the record of a `CreateAhead` whose containers this step starts, if it succeeded
     error: ClassVar = HealthCheckFailed
     task: ClassVar = "compose-up"
+    serving_first: ClassVar = False  # start the services behind the HTTP checks first, the rest while waiting
 
     def apply(self, ctx: StepContext) -> str:
+        wait = (lambda: self.wait(ctx)) if self.wait_for else None
+        if self.created_ahead:
+            started = start_created_ahead(ctx, self.project_name, self.created_ahead, wait, self.serving_first)
+            if started is not None:
+                return started
         out = super().apply(ctx)
-        if not self.wait_for:
-            return out
-        waited = ctx.io.wait_healthy(self.project_name, list(self.wait_for), self.wait_timeout)
-        return f"{out}; {waited}"
+        return f"{out}; {wait()}" if wait else out
+
+    def wait(self, ctx: StepContext) -> str:
+        """The containers' health, read through the Docker SDK."""
+        return ctx.io.wait_healthy(self.project_name, list(self.wait_for), self.wait_timeout)
 
     def render(self) -> str:
-        polled = f"; then health of {', '.join(self.wait_for)} polled every 50 ms" if self.wait_for else ""
-        return super().render() + polled
+        how = super().render()
+        if self.created_ahead:
+            how = f"engine API: start the containers created ahead, in `depends_on` order (else {how})"
+        return how + (f"; then {self.waits_for()}, polled every 50 ms" if self.wait_for else "")
+
+    def waits_for(self) -> str:
+        return f"health of {', '.join(self.wait_for)}"
+
+
+@dataclass(frozen=True)
+class StartDatabase(StartServices):
+    """Starts the database service; ready when it takes connections at the environment's address (what the
+    migration needs), which comes before the container's next health check."""
+
+    def wait(self, ctx: StepContext) -> str:
+        return ctx.io.wait_for_database(every=0.05)
+
+    def waits_for(self) -> str:
+        return "a connection to the database"
+
+
+@dataclass(frozen=True)
+class StartApp(StartServices):
+    """Starts every service; the downtime ends when the environment's HTTP checks answer (the app serves), before
+    the containers' next health check. `Verify` then waits for every container's health. Without HTTP checks,
+    the containers' health. Containers created ahead start serving ones first: the services publishing the HTTP
+    checks' ports, with their dependencies; the others while the checks are polled."""
+
+    serving_first: ClassVar = True
+
+    def wait(self, ctx: StepContext) -> str:
+        return ctx.io.wait_answering(self.project_name, list(self.wait_for), self.wait_timeout) or super().wait(ctx)
+
+    def waits_for(self) -> str:
+        return f"the HTTP checks answering (else health of {', '.join(self.wait_for)})"
 
 
 @dataclass(frozen=True)
 class Migrate(CommandStep):
     """The migration, once, in a one-off container of the target image (labelled with the run, so a recovery finds
-    it if the runner dies while it runs)."""
+    it if the runner dies while it runs); meanwhile, `ahead` may create the containers the start needs."""
 
+    ahead: CreateAhead | None = None
     error: ClassVar = MigrationFailed
     task: ClassVar = "migrate"
+
+    def apply(self, ctx: StepContext) -> str:
+        return self.ahead.alongside(ctx, lambda: super(Migrate, self).apply(ctx)) if self.ahead else super().apply(ctx)
+
+    def render(self) -> str:
+        return super().render() + (self.ahead.render() if self.ahead else "")
 
 
 def quote_ident(name: str) -> str:
@@ -433,6 +554,9 @@ class Verify(Step):
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
         images = dict(self.images)
+        if self.project is not None:  # the app may answer before docker's next health check: wait for it here
+            with contextlib.suppress(UpgradeError):
+                ctx.io.wait_healthy(self.project.name, list(self.services), float(f.health_timeout))
         statuses = parse_ps(ctx.io.run(c.Command(c.compose_ps_json(self.project))).stdout)
         result = Verification([services_check(statuses, list(self.services), images if self.check_images else {})])
         expected_version = image_tag(images.get(f.migrate_service, ""))
@@ -658,6 +782,34 @@ class Cleanup(Step):
                 + (f"; remove {', '.join(self.folders + self.failed_folders)}" if self.folders + self.failed_folders
                    else "")
                 + "; remove the stack's one-off containers, scratch folders and probe schemas")
+
+
+@dataclass(frozen=True)
+class Together(Step):
+    """Steps with no order between them, applied at the same time (one thread each), each journalled, timed and
+    failing as itself (`execute`): the check-out beside the writers' stop, the backup's light records beside the
+    dump, the dump's check beside the volume archive. Once all have ended, the failure of the first failing step in
+    the plan's order is raised."""
+
+    steps: tuple[Step, ...] = ()
+
+    def apply(self, ctx: StepContext) -> str:
+        outcomes = all_at_once([lambda step=step: execute(step, ctx) for step in self.steps],
+                               [step.id for step in self.steps])
+        first_failure(outcomes)  # the first in the plan's order, whichever thread ended first
+        return "; ".join(f"{step.id} {done.seconds:.2f} s" for step, (done, _) in zip(self.steps, outcomes))
+
+    @property
+    def error_class(self) -> type[StepFailed]:
+        return StepFailed  # each part fails with its own class
+
+    def render(self) -> str:
+        return "at the same time:<br>" + "<br>".join(f"- {step.id}: {step.render()}" for step in self.steps)
+
+
+def flat(steps: list[Step]) -> list[Step]:
+    """The steps with those of every `Together` in their place."""
+    return [sub for step in steps for sub in (flat(list(step.steps)) if isinstance(step, Together) else [step])]
 
 
 # --- the walker -----------------------------------------------------------------------------------------------

@@ -1,5 +1,11 @@
-"""Serves, per stack environment, the `upgrade-<environment>` and `recover-<environment>` deployments, and keeps the
-automation that starts recovery when an upgrade run ends Crashed.
+"""Serves `prefect.yaml`'s `upgrade-<environment>` and `recover-<environment>` deployments from this one process,
+without work pools or workers (a single machine, and the tests), and keeps the automation that starts recovery when
+an upgrade run ends Crashed or Cancelled.
+
+`prefect.yaml` is the one source of the deployments: their entrypoints, parameters, descriptions and tags are read
+from it; only the work pool is dropped (a served deployment runs in this process). An environment that
+`prefect.yaml` does not name is served from the template environment's entries (`staging`), with its name put in.
+Serve or deploy an environment, not both: the two register the same deployment names.
 
 In the UI: Deployments → `upgrade/upgrade-staging` → Run → Custom run: fill in `target` (a release tag such as
 `v2.0.0`) and, to only see the plan and env diff, tick `dry_run`. One run per environment at a time is enforced by
@@ -11,34 +17,65 @@ Run: `PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m deployments.
 """
 from __future__ import annotations
 
+import copy
+import importlib
+import re
 import sys
+from functools import cache
+from pathlib import Path
 
-from prefect import serve
+PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
+TEMPLATE_ENVIRONMENT = "staging"
+SERVED_KINDS = ("upgrade", "recover")
 
-from flows.recover import recover
-from flows.upgrade import upgrade
+
+@cache
+def _prefect_yaml() -> dict:
+    import yaml
+
+    return yaml.safe_load(PREFECT_YAML.read_text())
+
+
+def deployment_spec(kind: str, environment: str) -> dict:
+    """`prefect.yaml`'s entry `<kind>-<environment>`, else the template environment's with the name put in
+    (parameters, tags, description)."""
+    by_name = {d["name"]: d for d in _prefect_yaml()["deployments"]}
+    own = by_name.get(f"{kind}-{environment}")
+    if own is not None:
+        return copy.deepcopy(own)
+    template = by_name.get(f"{kind}-{TEMPLATE_ENVIRONMENT}")
+    if template is None:
+        raise KeyError(f"prefect.yaml has neither {kind}-{environment} nor {kind}-{TEMPLATE_ENVIRONMENT}")
+    spec = copy.deepcopy(template)
+    word = re.compile(rf"\b{re.escape(TEMPLATE_ENVIRONMENT)}\b")
+    spec["name"] = f"{kind}-{environment}"
+    spec["parameters"] = {**spec.get("parameters", {}), "environment": environment}
+    spec["tags"] = [environment if t == TEMPLATE_ENVIRONMENT else t for t in spec.get("tags", [])]
+    spec["description"] = word.sub(environment, spec.get("description", ""))
+    return spec
+
+
+def _flow(entrypoint: str):
+    path, attr = entrypoint.split(":")
+    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), attr)
+
+
+def to_deployment(kind: str, environment: str):
+    """The served deployment (`RunnerDeployment`) of `prefect.yaml`'s entry; no work pool, no schedule."""
+    spec = deployment_spec(kind, environment)
+    return _flow(spec["entrypoint"]).to_deployment(
+        name=spec["name"], parameters=spec.get("parameters") or {}, description=spec.get("description"),
+        tags=spec.get("tags") or [])
 
 
 def upgrade_deployment(environment: str):
     """The manual-upgrade deployment of one environment: `environment` fixed, `target` asked for in the UI."""
-    return upgrade.to_deployment(
-        name=f"upgrade-{environment}",
-        parameters={"environment": environment, "dry_run": False},
-        description=f"Upgrade the `{environment}` stack to a release. Fill in `target` (e.g. v2.0.0); tick "
-                    f"`dry_run` to publish only the plan, the env diff and the migration report.",
-        tags=["stackshift", environment],
-    )
+    return to_deployment("upgrade", environment)
 
 
 def recover_deployment(environment: str):
     """Finishes or rolls back an interrupted upgrade of the environment (started by the crash automation)."""
-    return recover.to_deployment(
-        name=f"recover-{environment}",
-        parameters={"environment": environment},
-        description=f"Finish or roll back an interrupted upgrade of `{environment}`, whichever is safe. Started by "
-                    f"the automation `{automation_name(environment)}` when an upgrade run ends Crashed.",
-        tags=["stackshift", environment, "recovery"],
-    )
+    return to_deployment("recover", environment)
 
 
 def automation_name(environment: str) -> str:
@@ -50,10 +87,9 @@ def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None
     (a cancel's SIGTERM starts the rollback, but the runner kills the process 30 s later, possibly mid-rollback) →
     run recover-<env>, which does nothing when no journal is open."""
     from prefect.automations import Automation
+    from prefect.client.orchestration import get_client
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
-
-    from prefect.client.orchestration import get_client
 
     name = automation_name(environment)
     with get_client(sync_client=True) as client:
@@ -72,6 +108,8 @@ def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None
 
 
 def main(environments: list[str]) -> None:
+    from prefect import serve
+
     deployments = []
     for env in environments:
         up, rec = upgrade_deployment(env), recover_deployment(env)

@@ -9,7 +9,8 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from blocks.stack_environment import StackEnvironment
-from core.errors import UnknownEnvironment
+from core import promotion
+from core.errors import PlanChangedSinceApproval, UnknownEnvironment
 from core.journal import downtime
 from flows import runbook
 from tasks.backup import backup
@@ -17,6 +18,7 @@ from tasks.images import pull
 from tasks.locking import environment_lock
 from tasks.migrations import analyze_migrations
 from tasks.preflight import env_sync, plan_upgrade, review_env
+from tasks.promotion import publish_approval_facts, publish_digests
 
 
 def load_environment(name: str) -> StackEnvironment:
@@ -26,13 +28,30 @@ def load_environment(name: str) -> StackEnvironment:
         raise UnknownEnvironment(name) from None
 
 
+def announce_rollback(environment: str, outcome: str) -> None:
+    """Emits `stackshift.upgrade.rolled-back` (the "rolled back" notification's trigger). Best effort: events are not
+    durable, and the run's Failed state notifies anyway."""
+    try:
+        from prefect.events import emit_event
+
+        emit_event("stackshift.upgrade.rolled-back",
+                   resource={"prefect.resource.id": f"stackshift.environment.{environment}",
+                             "prefect.resource.name": environment},
+                   related=[{"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                             "prefect.resource.role": "flow-run"}] if flow_run.id else [],
+                   payload={"outcome": outcome[:2000]})
+    except Exception:
+        pass
+
+
 def _run_id() -> str:
     return (flow_run.id or uuid.uuid4().hex)[:8]
 
 
 @flow(name="upgrade", log_prints=False)
 def upgrade(environment: str, target: str, dry_run: bool = False, accept_migration_risk: bool = False,
-            accept_env_conflicts: bool = False) -> dict:
+            accept_env_conflicts: bool = False, pinned_images: dict[str, str] | None = None,
+            approved_fingerprint: str | None = None) -> dict:
     """Upgrade one stack environment to a release (git tag, branch or commit of its compose directory).
 
     Args:
@@ -43,8 +62,13 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             environment's max_lock_seconds (set it only after reading that report).
         accept_env_conflicts: Go ahead although the merged .env leaves a service the target needs outside the
             active compose profiles (set it only after reading the env diff).
+        pinned_images: Leave empty. A promotion fills it: service → `repo@sha256:…`, the digests staging verified;
+            every image is pulled by that digest and checked on the running containers.
+        approved_fingerprint: Leave empty. A promotion fills it with the fingerprint the approver approved; the run
+            stops before any change if the plan computed now gives another one.
     """
     cfg = load_environment(environment)
+    promotion.check_host(cfg, environment)
     run_id = _run_id()
     with environment_lock(cfg, environment, run_id, flow_run.id):
         if dry_run:
@@ -52,12 +76,15 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             recovered = []
         else:
             recovered = runbook.recover_interrupted(cfg, environment, by=f"upgrade run {run_id}")
-        plan = plan_upgrade(cfg, environment, target, run_id, accept_env_conflicts)
+        plan = plan_upgrade(cfg, environment, target, run_id, accept_env_conflicts, pins=pinned_images)
+        if approved_fingerprint and promotion.fingerprint(plan.facts) != approved_fingerprint:
+            raise PlanChangedSinceApproval(environment, approved_fingerprint, promotion.fingerprint(plan.facts))
         migrations = analyze_migrations(plan, cfg, accept_risk=accept_migration_risk, dry_run=dry_run)
         if dry_run:
             review_env(plan)
+            fp = publish_approval_facts(plan, migrations)
             return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover + plan.verify],
-                    "rollback_point": plan.facts.rollback_forecast, "migrations": migrations}
+                    "rollback_point": plan.facts.rollback_forecast, "migrations": migrations, "fingerprint": fp}
 
         ctx = runbook.open_run(plan, cfg, flow_run.id)
         try:
@@ -72,9 +99,12 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             runbook.cut_over(plan, ctx, done)
         except BaseException:
             runbook.publish_report(ctx, f"FAILED and rolled back: {ctx.journal.outcome}")
+            if ctx.journal.status == "rolled-back":
+                announce_rollback(environment, ctx.journal.outcome)
             raise
         runbook.finish(plan, ctx, cfg.backup_retention)
         runbook.publish_report(ctx, f"upgraded to {target}")
+        publish_digests(cfg, environment, target, plan.facts.target_commit)
         return {"target": target, "backup": str(plan.facts.run_dir), "downtime": downtime(ctx.journal),
                 "rollback_point": plan.facts.rollback_forecast,
                 "migrations": migrations, "recovered": recovered}

@@ -20,11 +20,66 @@ def reset() -> None:
     DEMO_ROOT.mkdir(parents=True)
 
 
+def promote_demo(release: str, rows: int, approver: str | None) -> None:
+    """Staging (first engine) and prod (the prod engine) at v1, saved as the blocks `staging` and `prod`; the
+    `promote-staging-to-prod` deployment runs on the workers lab/setup started; the approval is yours to give."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from deployments.approve import decide
+    from tasks.promotion import run_url, ui_url
+
+    root = stack.LAB_HOME / "promote-demo"
+    for name, engine in (("staging", None), ("prod", stack.PROD_ENGINE)):
+        if (root / name).exists():
+            stack.Deployment(name, root / name, root / "backups", 0, 0, "", engine).down()
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    t0 = time.monotonic()
+    for name, engine in (("staging", None), ("prod", stack.PROD_ENGINE)):
+        print(f"[demo] deploying {name} at v1.0.0 with {rows:,} rows on {engine or 'the local engine'}", flush=True)
+        dep = stack.create(root, name, "v1.0.0", rows, docker_host=engine)
+        StackEnvironment(**(dep.block_fields() | {"host": name})).save(name, overwrite=True)
+    run = run_deployment("promote/promote-staging-to-prod", parameters={"release": release}, timeout=0,
+                         as_subflow=False)
+    print(f"[demo] promotion of {release} started: {run_url(run.id)}", flush=True)
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+        while not (state.is_paused() or state.is_final()):
+            time.sleep(2)
+            state = client.read_flow_run(run.id).state
+        if state.is_paused():
+            print(f"[demo] staging is upgraded; prod is planned. Review the summary and prod's env diff at "
+                  f"{ui_url()}/artifacts, then approve the run: ⋮ → Resume at {run_url(run.id)}, or", flush=True)
+            print(f"[demo]   PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m deployments.approve "
+                  f"{run.id} --approver YOUR-NAME   (add --reject to reject)", flush=True)
+            if approver:
+                decide(str(run.id), approver, True, "approved by ./lab/run-demo --promote --approve-as")
+                print(f"[demo] approved as {approver}", flush=True)
+        while not state.is_final():
+            time.sleep(2)
+            state = client.read_flow_run(run.id).state
+    print(f"[demo] promotion: {state.name}: {state.message or ''}")
+    from tasks.promotion import run_artifacts
+
+    timeline = run_artifacts(run.id).get("promotion-timeline")
+    if timeline is not None:
+        print(f"[demo] wall time by phase: {timeline.data}")
+    print(f"[demo] total demo time {time.monotonic() - t0:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Deploy the demo stack at v1 and upgrade it to v2 with stackshift.")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="events rows seeded at v1 (default 1,000,000)")
+    parser.add_argument("--rows", type=int, help="events rows seeded at v1 (default 1,000,000; 100,000 with --promote)")
     parser.add_argument("--target", default="v2.0.0", help="release to upgrade to (v2.0.0, v3.0.0, v3.0.0-unhealthy)")
+    parser.add_argument("--promote", action="store_true",
+                        help="show a staging → prod promotion instead (two engines, two workers, an approval)")
+    parser.add_argument("--approve-as", metavar="NAME", help="with --promote: approve at once as NAME")
     args = parser.parse_args()
+    if args.promote:
+        promote_demo(args.target, args.rows or 100_000, args.approve_as)
+        return
+    args.rows = args.rows or 1_000_000
 
     t0 = time.monotonic()
     reset()

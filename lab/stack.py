@@ -19,6 +19,7 @@ from core.db import DbAccess
 
 LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
 DEMO_REPO = LAB_HOME / "demo-stack.git"
+PROD_ENGINE = "unix:///var/run/stackshift-prod/docker.sock"  # the lab's second Docker engine: the "prod host"
 SEEDED_TABLES = {"accounts": "id, name, created_at", "events": "id, account_id, total_tokens, payload"}
 
 
@@ -36,10 +37,16 @@ class Deployment:
     api_port: int
     db_port: int
     db_password: str
+    docker_host: str | None = None  # the engine the stack runs on (None: the local one, or $DOCKER_HOST)
+
+    @property
+    def docker_env(self) -> dict[str, str]:
+        return {"DOCKER_HOST": self.docker_host} if self.docker_host else {}
 
     def compose(self, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["docker", "compose", "--project-directory", str(self.compose_dir), "-p", self.name, *args],
-                              check=check, capture_output=True, text=True, env=os.environ | (env or {}))
+                              check=check, capture_output=True, text=True,
+                              env=os.environ | self.docker_env | (env or {}))
 
     def connect(self, dbname: str = "app") -> psycopg.Connection:
         return psycopg.connect(host="127.0.0.1", port=self.db_port, user="app", password=self.db_password,
@@ -50,7 +57,7 @@ class Deployment:
         return dict(
             compose_dir=self.compose_dir, project_name=self.name, db_host="127.0.0.1", db_port=self.db_port,
             db_name="app", db_user="app", db_password=self.db_password, backup_dir=self.backup_dir,
-            health_timeout_seconds=60,
+            health_timeout_seconds=60, docker_host=self.docker_host,
             http_checks=[{"name": "api health", "url": f"http://127.0.0.1:{self.api_port}/health",
                           "expect_status": 200, "expect_version_field": "version"}],
         )
@@ -84,15 +91,15 @@ def seeded(root: Path, rows: int, release: str = "v1.0.0") -> Seeded:
     return Seeded(dep.compose_dir / "volumes" / "db" / "data", dep.db_password)
 
 
-def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000, from_seed: Seeded | None = None) \
-        -> Deployment:
-    """Clones the demo stack at `release`, writes an operator's .env, starts it, seeds `rows` events (or starts
-    on a copy of a seeded database directory)."""
+def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000, docker_host: str | None = None,
+           from_seed: Seeded | None = None) -> Deployment:
+    """Clones the demo stack at `release`, writes an operator's .env, starts it (on `docker_host`'s engine if
+    given), seeds `rows` events (or starts on a copy of a seeded database directory)."""
     compose_dir = root / name
     subprocess.run(["git", "clone", "-q", str(DEMO_REPO), str(compose_dir)], check=True)
     subprocess.run(["git", "-C", str(compose_dir), "checkout", "-q", release], check=True)
     password = from_seed.db_password if from_seed else "pw-" + secrets.token_hex(8)
-    dep = Deployment(name, compose_dir, root / f"{name}-backups", free_port(), free_port(), password)
+    dep = Deployment(name, compose_dir, root / f"{name}-backups", free_port(), free_port(), password, docker_host)
     if from_seed:
         (compose_dir / "volumes" / "db").mkdir(parents=True)
         subprocess.run(["cp", "-a", str(from_seed.data_dir), str(compose_dir / "volumes" / "db" / "data")], check=True)
@@ -104,7 +111,7 @@ def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000, 
     env += "\n# Mine: where support tickets go.\nSUPPORT_EMAIL=ops@example.com\n"
     (compose_dir / ".env").write_text(env)
     os.chmod(compose_dir / ".env", 0o600)
-    dep.compose("up", "--detach", "--wait", "--wait-timeout", "90")
+    dep.compose("up", "--detach", "--wait", "--wait-timeout", "180")  # a loaded lab machine can take long
     if not from_seed:
         seed(dep, rows)
     return dep

@@ -16,11 +16,14 @@ from tasks._common import TASK_DEFAULTS, artifact_key
 
 
 @task(name="plan", task_run_name="plan", **TASK_DEFAULTS)
-def plan_upgrade(cfg, environment: str, target: str, run_id: str, accept_env_conflicts: bool = False) -> Plan:
-    """Reads the deployment and the target and returns the plan; raises a PreflightError on bad input."""
+def plan_upgrade(cfg, environment: str, target: str, run_id: str, accept_env_conflicts: bool = False,
+                 pins: dict[str, str] | None = None) -> Plan:
+    """Reads the deployment and the target and returns the plan; raises a PreflightError on bad input. `pins`
+    (service → repo@sha256:…) pins every target image to a digest (a promotion: what staging verified)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     run_dir = Path(cfg.backup_dir) / cfg.project_name / f"{stamp}-{run_id}"
-    facts = pf.gather(cfg, environment, target, run_dir, run_id=run_id, accept_env_conflicts=accept_env_conflicts)
+    facts = pf.gather(cfg, environment, target, run_dir, run_id=run_id, accept_env_conflicts=accept_env_conflicts,
+                      pins=pins)
     plan = build_plan(facts, run_id)
     create_markdown_artifact(key=artifact_key(environment, "plan"), markdown=report.plan_markdown(plan),
                              description=f"Upgrade plan {environment} → {target}")

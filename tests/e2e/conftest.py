@@ -30,6 +30,8 @@ def lab_ready():
         problems.append("no registry on 127.0.0.1:5000")
     if not _reachable("http://127.0.0.1:4200/api/health"):
         problems.append("no Prefect server on 127.0.0.1:4200")
+    if subprocess.run(["docker", "-H", stack.PROD_ENGINE, "info"], capture_output=True).returncode != 0:
+        problems.append(f"no prod engine at {stack.PROD_ENGINE}")
     if not stack.DEMO_REPO.exists():
         problems.append(f"no demo repository at {stack.DEMO_REPO}")
     if problems:
@@ -43,18 +45,38 @@ def _deployments(tmp_path_factory):
     from blocks.stack_environment import StackEnvironment
 
     made = []
+    tmp_path_factory.getbasetemp()  # made once, before any thread asks for a folder in it
 
-    def make(release: str = "v1.0.0", rows: int = 200_000, **block_overrides):
+    def create(release: str = "v1.0.0", rows: int = 200_000, docker_host: str | None = None) -> stack.Deployment:
+        """The stack only (no Prefect call: safe in a thread)."""
         name = "e2e-" + secrets.token_hex(4)
         root = tmp_path_factory.mktemp(name)
-        dep = stack.create(root, name, release, rows)
+        dep = stack.create(root, name, release, rows, docker_host=docker_host)
         made.append((dep, root))
+        return dep
+
+    def register(dep: stack.Deployment, **block_overrides) -> stack.Deployment:
         # FILE_COPY unless a test asks: `auto` would pick by the copy rate measured on a busy host, and a test's path
         # must not depend on the machine's load (tests/e2e/test_rollback_point.py covers PITR and `auto`)
         fields = dep.block_fields() | {"rollback_point": "file-copy"} | block_overrides
-        StackEnvironment(**fields).save(name, overwrite=True)
+        StackEnvironment(**fields).save(dep.name, overwrite=True)
         return dep
 
+    def make(release: str = "v1.0.0", rows: int = 200_000, docker_host: str | None = None, **block_overrides):
+        return register(create(release, rows, docker_host), **block_overrides)
+
+    def make_many(*specs: dict) -> list[stack.Deployment]:
+        """Several deployments at once (each spec: make's arguments): the stacks start side by side, their
+        containers' start and health waits overlap; the blocks are then saved from this thread."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        keys = ("release", "rows", "docker_host")
+        with ThreadPoolExecutor(len(specs)) as pool:
+            futures = [pool.submit(create, **{k: v for k, v in spec.items() if k in keys}) for spec in specs]
+            deps = [f.result() for f in futures]
+        return [register(dep, **{k: v for k, v in spec.items() if k not in keys}) for dep, spec in zip(deps, specs)]
+
+    make.many = make_many
     try:
         yield make
     finally:

@@ -133,7 +133,8 @@ def v1(make_deployment):
 
 
 CUTOVER_FAULTS = [("cutover", s) for s in ("stop-writers", "rollback-point", "checkout-target", "install-env",
-                                            "remove-retired", "start-db", "migrate", "start-target")] + [("verify", "verify")]
+                                            "stop-retired", "start-db", "migrate", "start-target")] + \
+    [("verify", "remove-retired"), ("verify", "verify")]
 
 
 @pytest.mark.parametrize("phase, step", CUTOVER_FAULTS, ids=[s for _, s in CUTOVER_FAULTS])

@@ -16,13 +16,15 @@ from tests.unit.test_plan import facts
 
 def test_an_app_without_a_migration_switch_is_migrated_once_before_any_service_starts():
     plan = build_plan(facts(migration_switch=None), "run1")
-    kinds = [type(s) for s in plan.cutover]
-    migrate = kinds.index(st.Migrate)
-    starts = [i for i, k in enumerate(kinds) if k is st.StartServices]
-    assert starts[-1] > migrate, "the app's own start-migration must find the database at the head"
+    steps = st.flat(plan.cutover)
+    migrate = next(i for i, s in enumerate(steps) if isinstance(s, st.Migrate))
+    starts = [i for i, s in enumerate(steps) if isinstance(s, st.StartServices)]
+    assert [steps[i].id for i in starts] == ["start-db", "start-target"]
+    assert starts[-1] > migrate > starts[0], "the app's own start-migration must find the database at the head"
+    assert not steps[migrate].ahead.env, "containers created during the migration carry no switch either"
     db_start = next(s for s in plan.cutover if s.id == "start-db")
     assert list(db_start.argv[-2:]) == ["--no-deps", "db_postgres"], "before the migration only the database starts"
-    for step in plan.cutover + plan.rollback:
+    for step in st.flat(plan.cutover + plan.rollback):
         if isinstance(step, (st.StartServices, st.Migrate)):
             assert step.env == () and "MIGRATION_ENABLED" not in " ".join(step.argv)
     start = next(s for s in plan.cutover if s.id == "start-target")
@@ -32,30 +34,34 @@ def test_an_app_without_a_migration_switch_is_migrated_once_before_any_service_s
 def test_the_default_switch_is_unchanged():
     plan = build_plan(facts(), "run1")
     assert dict(next(s for s in plan.cutover if s.id == "start-target").env) == {"MIGRATION_ENABLED": "false"}
-    assert next(s for s in plan.cutover if s.id == "stop-writers").then == ()
 
 
-def test_stop_timeouts_per_service_group_the_stop_commands():
-    p = c.ComposeProject(Path("/s"), (Path("/s/c.yaml"),), Path("/s/.env"), "x")
-    assert c.compose_stop_timed(p, ["api", "worker"], {})[0][-3:] == ["stop", "api", "worker"]
-    cmds = c.compose_stop_timed(p, ["api", "worker", "beat"], {"worker": 30, "beat": 30, "api": 5})
-    assert [cmd[cmd.index("stop"):] for cmd in cmds] == [["stop", "--timeout", "5", "api"],
-                                                         ["stop", "--timeout", "30", "worker", "beat"]]
-    cmds = c.compose_stop_timed(p, ["api", "worker"], {"worker": 30})
-    assert [cmd[cmd.index("stop"):] for cmd in cmds] == [["stop", "api"], ["stop", "--timeout", "30", "worker"]]
+def test_stop_timeouts_per_service_reach_the_engine_stop():
     plan = build_plan(facts(stop_timeouts={"worker": 30}), "run1")
-    stop = plan.cutover[0]
-    assert stop.argv[-2:] == ("stop", "api") and stop.then[0][-3:] == ("--timeout", "30", "worker")
-    assert "--timeout 30 worker" in stop.render()
+    stop = next(s for s in st.flat(plan.cutover) if s.id == "stop-writers")
+    assert stop.timeouts == (("worker", 30),) and "worker killed after 30 s" in stop.render()
+    assert next(s for s in st.flat(build_plan(facts(), "run1").cutover) if s.id == "stop-writers").timeouts == ()
+
+    class Engine:  # records what the step asks the engine for
+        def __init__(self):
+            self.calls = []
+
+        def stop_containers(self, project, services, timeouts=None):
+            self.calls.append((project, services, timeouts))
+            return "stopped"
+
+    io = Engine()
+    stop.apply(st.StepContext(facts=plan.facts, io=io, journal=None))
+    assert io.calls == [(plan.facts.project, list(stop.services), {"worker": 30})]
 
 
 def test_a_version_command_is_checked_in_both_verifications():
     plan = build_plan(facts(version_command=["app", "--version"]), "run1")
-    verify = plan.verify[0]
+    verify = next(s for s in plan.verify if s.id == "verify")
     assert verify.version_argv[-4:] == ("--no-TTY", "api", "app", "--version") and "exec" in verify.version_argv
     previous = next(s for s in plan.rollback if s.id == "verify-previous")
     assert str(plan.facts.run_dir / "rollback-pins.yaml") in previous.version_argv
-    assert build_plan(facts(), "run1").verify[0].version_argv == ()
+    assert next(s for s in build_plan(facts(), "run1").verify if s.id == "verify").version_argv == ()
 
 
 @pytest.mark.parametrize("output, ok", [

@@ -21,3 +21,40 @@ def test_the_recover_deployment_names_the_automation_that_starts_it():
     dep = recover_deployment("prod")
     assert dep.name == "recover-prod" and dep.parameters == {"environment": "prod"}
     assert automation_name("prod") in dep.description
+
+
+def test_served_deployments_are_prefect_yamls_entries_without_the_pool():
+    from deployments.serve import SERVED_KINDS, _prefect_yaml, to_deployment
+
+    for entry in _prefect_yaml()["deployments"]:
+        kind, env = entry["name"].split("-", 1)
+        if kind not in SERVED_KINDS:
+            continue
+        dep = to_deployment(kind, env)
+        assert (dep.name, dep.parameters, dep.description, sorted(dep.tags)) == (
+            entry["name"], entry["parameters"], entry["description"], sorted(entry["tags"]))
+        assert dep.work_pool_name is None, "served: runs in the serving process"
+
+
+def test_an_environment_prefect_yaml_does_not_name_is_served_from_stagings_entries():
+    from deployments.serve import deployment_spec
+
+    spec = deployment_spec("upgrade", "qa")
+    assert spec["name"] == "upgrade-qa" and spec["parameters"] == {"environment": "qa", "dry_run": False}
+    assert "qa" in spec["tags"] and "staging" not in spec["tags"] and "staging" not in spec["description"]
+    rec = recover_deployment("qa")
+    assert rec.parameters == {"environment": "qa"} and automation_name("qa") in rec.description
+
+
+def test_every_environment_of_prefect_yaml_has_a_status_deployment_on_its_own_pool():
+    """A promotion runs on prod's host and asks staging's status deployment what staging runs: it must be on the
+    same pool (the same host) as that environment's upgrades."""
+    from deployments.serve import _prefect_yaml
+
+    by_name = {d["name"]: d for d in _prefect_yaml()["deployments"]}
+    envs = [name.removeprefix("upgrade-") for name in by_name if name.startswith("upgrade-")]
+    assert envs
+    for env in envs:
+        status = by_name[f"status-{env}"]
+        assert status["entrypoint"] == "flows/status.py:status" and status["parameters"] == {"environment": env}
+        assert status["work_pool"] == by_name[f"upgrade-{env}"]["work_pool"]

@@ -25,14 +25,20 @@ def facts(**over) -> Facts:
 def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
     plan = build_plan(facts(), "run1")
     ids = [s.id for s in plan.cutover]
-    assert ids == ["stop-writers", "rollback-point", "checkout-target", "install-env", "remove-retired", "start-db",
-                   "migrate", "start-target"]
-    assert [s.id for s in plan.verify] == ["verify"]
-    assert [type(s) for s in plan.cutover] == [st.StopServices, st.TakeRollbackPoint, st.Checkout, st.InstallEnv,
-                                               st.RemoveServices, st.StartServices, st.Migrate, st.StartServices]
-    retired = plan.cutover[4]
-    assert list(retired.argv[-4:]) == ["rm", "--stop", "--force", "db"], "the renamed db must stop before db_postgres"
-    assert plan.cutover[5].argv[-1] == "db_postgres"
+    assert ids == ["stop-and-check-out", "rollback-point", "install-env", "stop-retired", "start-db", "migrate",
+                   "start-target"]
+    assert [s.id for s in st.flat(plan.cutover)][:3] == ["stop-writers", "checkout-target", "rollback-point"]
+    assert [s.id for s in plan.verify] == ["remove-retired", "verify"]
+    assert [type(s) for s in st.flat(plan.cutover)] == [st.StopContainers, st.Checkout, st.TakeRollbackPoint,
+                                                        st.InstallEnv, st.StopContainers, st.StartDatabase, st.Migrate,
+                                                        st.StartApp]
+    stop = plan.cutover[0].steps[0]
+    assert stop.services == ("api", "worker") and stop.project_name == "dify"
+    assert plan.cutover[3].services == ("db",), "the renamed db must stop before db_postgres"
+    assert plan.cutover[4].argv[-1] == "db_postgres"
+    retired = plan.verify[0]
+    assert retired.id == "remove-retired" and list(retired.argv[-4:]) == ["rm", "--stop", "--force", "db"], \
+        "the stopped container of the renamed service goes after the downtime"
     for step in ("start-db", "start-target"):
         assert dict(next(s for s in plan.cutover if s.id == step).env) == {"MIGRATION_ENABLED": "false"}
     assert plan.cutover[1].databases == (("app", "app__ss_rb_run1"), ("plugin", "plugin__ss_rb_run1"))
@@ -41,20 +47,23 @@ def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
 def test_task_names_are_the_ones_the_product_promises():
     plan = build_plan(facts(), "run1")
     names = [s.task_name for s in plan.cutover + plan.verify]
-    assert names == ["stop-writers", "rollback-point", "checkout", "install-env", "remove-retired", "compose-up",
-                     "migrate", "compose-up", "verify-health"]
+    assert names == ["stop-and-check-out", "rollback-point", "install-env", "stop-retired", "compose-up",
+                     "migrate", "compose-up", "remove-retired", "verify-health"]
     assert all(s.task_name == "rollback-" + s.id for s in plan.rollback)
 
 
 def test_backup_covers_every_database_and_leaves_out_the_live_data_dir():
     plan = build_plan(facts(), "run1")
-    ids = [s.id for s in plan.backup]
-    assert ids == ["save-config", "resolved-config", "pg-dump-app", "verify-dump-app", "pg-dump-plugin",
-                   "verify-dump-plugin", "archive-volumes", "write-state", "manifest"]
-    tar = next(s for s in plan.backup if s.id == "archive-volumes")
+    assert [s.id for s in plan.backup] == ["save-config", "dump-and-config", "pg-dump-plugin", "archive-and-check",
+                                           "write-state", "manifest"]
+    ids = [s.id for s in st.flat(plan.backup)]
+    assert ids == ["save-config", "pg-dump-app", "resolved-config", "pg-dump-plugin", "archive-volumes",
+                   "verify-dump-app", "verify-dump-plugin", "write-state", "manifest"], \
+        "the dumps and the archive one after the other; the light records and checks beside them"
+    tar = next(s for s in st.flat(plan.backup) if s.id == "archive-volumes")
     argv = list(tar.argv)
     assert ["--exclude", "./db/data"] == argv[argv.index("--exclude"):argv.index("--exclude") + 2]
-    assert all(s.needs_db_password for s in plan.backup if s.id.startswith("pg-dump"))
+    assert all(s.needs_db_password for s in st.flat(plan.backup) if s.id.startswith("pg-dump"))
 
 
 def test_rollback_restores_files_digests_and_database_then_verifies_and_cleans_up():
@@ -82,7 +91,7 @@ def test_the_plan_renders_the_sql_of_the_rollback_point_and_of_the_restore():
 
 def test_no_service_rename_means_no_removal_step():
     plan = build_plan(facts(target_services=["api", "db", "worker"]), "run1")
-    assert "remove-retired" not in [s.id for s in plan.cutover]
+    assert "stop-retired" not in [s.id for s in plan.cutover] and "remove-retired" not in [s.id for s in plan.verify]
 
 
 def test_plan_is_pure_and_carries_no_secret():

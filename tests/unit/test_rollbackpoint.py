@@ -5,7 +5,7 @@ import pytest
 
 from core import rollbackpoint as rp
 from core import steps as st
-from core.errors import RestoreFailed, RollbackPointFailed
+from core.errors import HealthCheckFailed, RestoreFailed, RollbackPointFailed
 from core.journal import Journal
 from core.plan import build_plan
 from tests.unit.test_plan import facts
@@ -132,6 +132,7 @@ def test_snapshot_plan_runs_the_environments_commands(tmp_path):
     plan = build_plan(f, "r1")
     assert isinstance(plan.rollback_point, st.TakeSnapshot) and plan.rollback_point.argv == ("snap", "take",
                                                                                              "stackshift_r1")
+    assert plan.rollback_point.error is RollbackPointFailed and plan.rollback_point.task_name == "rollback-point"
     restore = next(s for s in plan.rollback if s.id == "restore-db")
     assert isinstance(restore, st.RestoreSnapshot) and restore.argv == ("snap", "restore", "stackshift_r1")
 
@@ -229,8 +230,18 @@ def test_start_target_polls_health_itself_once_the_database_was_waited_for(tmp_p
     f.run_dir.mkdir()
     ctx = st.StepContext(f, io, Journal(path=f.run_dir / "j.json", run="run1", environment="s", project="dify",
                                         target={}, previous={}, rollback_points={}))
+    assert isinstance(start_db, st.StartDatabase) and isinstance(start_target, st.StartApp)
+    st.execute(start_db, ctx)
+    assert io.commands[-1] == ["wait-for-database"], "the migration needs connections, not the next health check"
+    st.execute(start_target, ctx)
+    assert io.commands[-1] == ["wait-answering"], "the downtime ends when the app answers"
+    io.wait_answering = lambda project, services, timeout: None  # an environment without HTTP checks
     st.execute(start_target, ctx)
     assert io.commands[-1] == ["wait-healthy", "dify", "api", "db_postgres", "worker"]
+    io.commands.clear()
+    with pytest.raises(HealthCheckFailed):  # the stub's `ps` lists the api only
+        st.execute(plan.verify[-1], ctx)
+    assert io.commands[0] == ["wait-healthy", "dify", "api", "db_postgres", "worker"], "verify waits for health first"
     no_db = build_plan(facts(target_services=["api", "worker"], db_services=["db"]), "run1")
     assert "--wait" in next(s for s in no_db.cutover if s.id == "start-target").argv, "no database step: compose waits"
 

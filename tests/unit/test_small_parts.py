@@ -1,3 +1,4 @@
+import os
 import sys
 
 import pytest
@@ -70,3 +71,23 @@ def test_libpq_messages_lose_every_form_of_password():
     assert clean_error("bad dsn postgresql://u:hunter2@h:5432/d", None) == "bad dsn postgresql://u:***@h:5432/d"
     assert clean_error("invalid: host=h password='a b\\'c' port=x", None) == "invalid: host=h password=*** port=x"
     assert clean_error("FATAL: hunter2 rejected\nDETAIL: more", "hunter2") == "FATAL: *** rejected"
+
+
+def test_the_manifest_hashes_every_file_across_threads_and_names_a_changed_one(tmp_path):
+    import hashlib
+
+    from core import backup as bk
+
+    run = tmp_path / "run"
+    (run / "app.dump").mkdir(parents=True)
+    blobs = {"app.dump/3001.dat.gz": os.urandom(3 << 20), "app.dump/toc.dat": b"toc", "volumes.tar.zst": os.urandom(1 << 20),
+             "state.json": b"{}", "journal.json": b"live"}
+    for name, data in blobs.items():
+        (run / name).write_bytes(data)
+    manifest = bk.write_manifest(run, threads=3)
+    assert manifest["files"] == {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                                 for name, data in blobs.items() if name != "journal.json"}
+    assert all((run / name).stat().st_mode & 0o777 == 0o600 for name in manifest["files"])
+    assert bk.verify_manifest(run) == []
+    (run / "app.dump" / "toc.dat").write_bytes(b"tampered")
+    assert bk.verify_manifest(run) == ["app.dump/toc.dat"]

@@ -1,10 +1,13 @@
 """The step types with a stubbed I/O (`StubIO`, a stand-in for the Docker engine and PostgreSQL, named so): each
 failure class, the journal before and after, the restore with and without a rollback point, RollbackFailed, and an
 exception that is not stackshift's."""
+import json
+import re
 import subprocess
 
 import pytest
 
+from core import commands as c
 from core import recovery
 from core import steps as st
 from core.errors import (CheckoutFailed, CommandFailed, CommandTimedOut, HealthCheckFailed, MigrationFailed,
@@ -22,6 +25,7 @@ class StubIO:
         self.fail_on, self.exc = fail_on, exc
         self.commands, self.statements = [], []
         self.dbs = set(dbs)
+        self.missing, self.gone = set(), False
 
     def run(self, cmd, *, db_password=False):
         self.commands.append(cmd.argv)
@@ -63,14 +67,33 @@ class StubIO:
     def revisions(self, dbname):
         return ["r2"]
 
-    def wait_for_database(self):
-        pass
+    def wait_for_database(self, every=0.3):
+        self.commands.append(["wait-for-database"])
+        return "reachable"
+
+    def wait_answering(self, project, services, timeout):
+        self.commands.append(["wait-answering"])
+        return "answering"
 
     def http_checks(self, expected_version):
         return [CheckResult("api", True, "200")]
 
     def remove_stack_containers(self):
         return 0
+
+    def stop_containers(self, project, services, timeouts=None):
+        self.run(c.Command(["engine-stop", project, *services]))
+        return "stopped"
+
+    def service_containers(self, project, services):
+        self.commands.append(["engine-list", project, *services])
+        return {s: f"id-{s}" for s in services if s not in self.missing}
+
+    def start_created(self, project, containers, meanwhile=None, serving_first=False):
+        if self.gone:
+            return None
+        self.commands.append(["engine-start", *sorted(containers.values())])
+        return "started; " + (meanwhile() if meanwhile else "")
 
     def drop_probe_schemas(self):
         return []
@@ -85,11 +108,11 @@ def ctx_for(tmp_path, io, **over):
 
 
 def step(plan, step_id):
-    return next(s for lst in plan.lists().values() for s in lst if s.id == step_id)
+    return next(s for lst in plan.lists().values() for s in st.flat(lst) if s.id == step_id)
 
 
 @pytest.mark.parametrize("step_id, needle, error", [
-    ("stop-writers", "stop", StopFailed),
+    ("stop-writers", "engine-stop", StopFailed),
     ("checkout-target", "checkout", CheckoutFailed),
     ("migrate", "run", MigrationFailed),
     ("start-target", "--remove-orphans", HealthCheckFailed),
@@ -269,3 +292,111 @@ def test_journal_writes_are_atomic_files_with_no_temporary_left(tmp_path):
     ctx.journal.begin("stop-writers", "cutover")
     assert sorted(p.name for p in ctx.journal.path.parent.iterdir()) == ["journal.json"]
     assert Journal.load(ctx.journal.path).record("stop-writers").state == "started"
+
+
+def _ran(io, word):
+    return [a for a in io.commands if word in a]
+
+
+def test_the_migration_creates_the_target_containers_meanwhile_and_the_start_only_starts_them(tmp_path):
+    io = StubIO()
+    plan, ctx = ctx_for(tmp_path, io)
+    out = st.execute(step(plan, "migrate"), ctx)
+    create = _ran(io, "create")
+    assert create and create[0][-2:] == ["api", "worker"], "the app's services, not the running database"
+    assert "created meanwhile" in out.detail
+    assert json.loads((ctx.facts.run_dir / "created-app.json").read_text()) == {"api": "id-api", "worker": "id-worker"}
+    st.execute(step(plan, "start-target"), ctx)
+    assert ["engine-start", "id-api", "id-worker"] in io.commands
+    assert not _ran(io, "up"), "no compose up when the containers are ready"
+
+
+@pytest.mark.parametrize("trouble", ["create fails", "a container is missing", "a container is gone by the start"])
+def test_the_start_falls_back_to_compose_up_when_the_containers_were_not_made_ahead(tmp_path, trouble):
+    io = StubIO(fail_on="create" if trouble == "create fails" else None)
+    if trouble == "a container is missing":
+        io.missing = {"worker"}
+    io.gone = trouble == "a container is gone by the start"
+    plan, ctx = ctx_for(tmp_path, io)
+    out = st.execute(step(plan, "migrate"), ctx)  # the migration itself succeeds either way
+    assert out.detail.startswith("exit 0")
+    st.execute(step(plan, "start-target"), ctx)
+    assert _ran(io, "up"), "compose up does the whole start"
+
+
+def test_a_new_attempt_at_the_migration_forgets_the_containers_of_an_earlier_one(tmp_path):
+    io = StubIO()
+    plan, ctx = ctx_for(tmp_path, io)
+    st.execute(step(plan, "migrate"), ctx)
+    io.fail_on = "create"
+    st.execute(step(plan, "migrate"), ctx)
+    assert not (ctx.facts.run_dir / "created-app.json").exists()
+
+
+def test_the_renamed_database_is_created_while_the_old_one_stops_and_then_only_started(tmp_path):
+    io = StubIO()
+    plan, ctx = ctx_for(tmp_path, io)
+    out = st.execute(step(plan, "stop-retired"), ctx)
+    assert ["engine-stop", "dify", "db"] in io.commands and "db_postgres created meanwhile" in out.detail
+    create = _ran(io, "create")
+    assert create[0][-1] == "db_postgres"
+    st.execute(step(plan, "start-db"), ctx)
+    assert ["engine-start", "id-db_postgres"] in io.commands and not _ran(io, "up")
+    assert io.commands[-1] == ["wait-for-database"]
+
+
+def test_steps_together_run_at_the_same_time_and_fail_with_the_failing_steps_own_class(tmp_path):
+    import threading
+
+    from core.errors import BackupFailed
+
+    seen = threading.Barrier(2, timeout=5)  # both must be inside apply at once, or this breaks
+
+    class Meets(st.Step):
+        def apply(self, ctx):
+            seen.wait()
+            return "met"
+
+    plan, ctx = ctx_for(tmp_path, StubIO())
+    both = st.Together("both", "backup", "two at once", steps=(Meets("a", "backup", "A"), Meets("b", "backup", "B")))
+    assert re.fullmatch(r"a [0-9.]+ s; b [0-9.]+ s", st.execute(both, ctx).detail)
+    assert [(r.id, r.state) for r in ctx.journal.steps] == [("both", "done"), ("a", "done"), ("b", "done")] or \
+        [(r.id, r.state) for r in ctx.journal.steps] == [("both", "done"), ("b", "done"), ("a", "done")], \
+        "each part is journalled as itself"
+    (tmp_path / "again").mkdir()
+    plan, ctx = ctx_for(tmp_path / "again", StubIO(fail_on="--list"))
+    with pytest.raises(BackupFailed) as raised:
+        st.execute(next(s for s in plan.backup if s.id == "archive-and-check"), ctx)
+    assert raised.value.step_id == "verify-dump-app"
+
+
+def test_the_backup_records_pre_flights_resolved_config_only_while_the_files_compose_read_are_unchanged(tmp_path):
+    from core import kept
+    from core.preflight import _current_project
+
+    compose_dir = tmp_path / "dify"
+    compose_dir.mkdir()
+    (compose_dir / "docker-compose.yaml").write_text("services: {}\n")
+    (compose_dir / ".env").write_text("SECRET_KEY=s3cret\n")
+    cfg = type("Cfg", (), dict(compose_dir=str(compose_dir), compose_files=["docker-compose.yaml"], env_file=".env",
+                               project_name="dify"))
+    current = _current_project(cfg)
+    io = StubIO()
+    plan, ctx = ctx_for(tmp_path, io, compose_dir=compose_dir)
+    save = step(plan, "resolved-config")
+    assert isinstance(save, st.SaveResolvedConfig)
+    assert list(save.argv) == c.compose_config_json(current), "pre-flight and the backup must name the same command"
+
+    kept.keep(c.compose_config_json(current), [*current.files, current.env_file], '{"services": {"api": {}}}')
+    assert "pre-flight's output" in st.execute(save, ctx).detail
+    out = ctx.facts.run_dir / "compose-config.json"
+    assert out.read_text() == '{"services": {"api": {}}}' and out.stat().st_mode & 0o777 == 0o600
+    assert io.commands == [], "compose must not run again"
+
+    st.execute(save, ctx)  # handed over once: a second run asks compose
+    assert io.commands == [list(save.argv)]
+
+    kept.keep(c.compose_config_json(current), [*current.files, current.env_file], '{"stale": true}')
+    (compose_dir / ".env").write_text("SECRET_KEY=rotated\n")
+    st.execute(save, ctx)
+    assert len(io.commands) == 2, "a changed .env means pre-flight's copy is stale: compose runs"

@@ -1,0 +1,169 @@
+"""Staging → prod promotion, as plain functions: which host may run an environment, the release to promote, images
+pinned by the digests staging verified, the fingerprint an approver signs, and the summary they read.
+
+No Prefect here: `tasks/promotion.py` publishes and reads artifacts, `flows/promote.py` strings the runs together.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from core.compose import image_repo
+from core.errors import HealthCheckFailed, PinnedImageMismatch, WrongHost
+from core.steps import Step, StepContext
+
+if TYPE_CHECKING:
+    from core.plan import Facts
+
+HOST_VAR = "STACKSHIFT_HOST"
+RELEASE_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+
+
+# --- which host -----------------------------------------------------------------------------------------------
+def this_host() -> str:
+    """The host this process runs on, as the environments' blocks name it: `$STACKSHIFT_HOST` (set in the worker's
+    environment), else the machine's hostname."""
+    return os.environ.get(HOST_VAR) or socket.gethostname()
+
+
+def check_host(cfg, environment: str, here: str | None = None) -> None:
+    """Raises WrongHost unless the block's `host` is unset or names this host."""
+    expected = getattr(cfg, "host", None)
+    here = here or this_host()
+    if expected and expected != here:
+        raise WrongHost(environment, expected, here)
+
+
+# --- the release ------------------------------------------------------------------------------------------------
+def newest_release(tags: list[str]) -> str | None:
+    """The highest `vX.Y.Z` tag (pre-releases such as `v3.0.0-rc1` and other names are not releases)."""
+    releases = [(tuple(int(x) for x in m.groups()), t) for t in tags if (m := RELEASE_TAG.match(t.strip()))]
+    return max(releases)[1] if releases else None
+
+
+# --- digests ----------------------------------------------------------------------------------------------------
+def verified_digests(current_images: dict[str, dict]) -> dict[str, str]:
+    """`{service: repo@sha256:…}` of the running containers (pre-flight's `current_images`); services whose image
+    has no registry digest are left out."""
+    return {s: i["repo_digest"] for s, i in sorted(current_images.items()) if i.get("repo_digest")}
+
+
+def apply_pins(images: dict[str, str], pins: dict[str, str]) -> dict[str, str]:
+    """The target's images with each service pinned to the digest given: `repo:tag@sha256:…` (the tag still says
+    the version; the digest decides what is pulled). Every service of the target must be pinned, to the same repo."""
+    if not pins:
+        return dict(images)
+    problems = []
+    out = {}
+    for service, ref in sorted(images.items()):
+        pin = pins.get(service)
+        if pin is None:
+            problems.append(f"service {service} has no pinned digest")
+        elif "@sha256:" not in pin:
+            problems.append(f"{service}: {pin!r} is not pinned by digest (repo@sha256:…)")
+        elif image_repo(pin) != image_repo(ref):
+            problems.append(f"{service}: pinned {image_repo(pin)}, but the release uses {image_repo(ref)}")
+        else:
+            out[service] = ref.split("@", 1)[0] + "@" + pin.split("@", 1)[1]
+    extra = sorted(set(pins) - set(images))
+    if extra:
+        problems.append(f"pinned service(s) {', '.join(extra)} are not in the release")
+    if problems:
+        raise PinnedImageMismatch("; ".join(problems))
+    return out
+
+
+def tag_of_pinned(ref: str) -> tuple[str, str] | None:
+    """For `repo:tag@sha256:…`: (`repo@sha256:…` to pull, `repo:tag` to point at it); None when not pinned."""
+    if "@" not in ref:
+        return None
+    named, digest = ref.split("@", 1)
+    if named == image_repo(named):  # no tag
+        return None
+    return f"{image_repo(named)}@{digest}", named
+
+
+@dataclass(frozen=True)
+class VerifyDigests(Step):
+    """The running containers' images are exactly the pinned digests (what staging verified)."""
+
+    digests: tuple[tuple[str, str], ...] = ()  # (service, repo@sha256:…)
+    error: ClassVar = HealthCheckFailed
+    task: ClassVar = "verify-digests"
+
+    def apply(self, ctx: StepContext) -> str:
+        client = ctx.io.endpoint.client()
+        running = {}
+        for ctr in client.containers.list(filters={"label": f"com.docker.compose.project={ctx.facts.project}"}):
+            service = ctr.labels.get("com.docker.compose.service")
+            if service and ctr.labels.get("com.docker.compose.oneoff") != "True":
+                running[service] = client.images.get(ctr.attrs["Image"]).attrs.get("RepoDigests") or []
+        wrong = [f"{s} runs {', '.join(running.get(s, [])) or 'no container'}, expected {d}"
+                 for s, d in self.digests if d not in running.get(s, [])]
+        if wrong:
+            raise HealthCheckFailed(self.id, "; ".join(wrong))
+        return f"{len(self.digests)} services run the pinned digests"
+
+    def render(self) -> str:
+        return "running containers' image digests: " + ", ".join(f"{s} `{d.split('@')[-1][:19]}`"
+                                                                for s, d in self.digests)
+
+
+def still_runs(verified: list[dict], running: list[dict]) -> bool:
+    """Whether an environment still runs what its last verified upgrade recorded (rows of `<env>-digests` and of
+    `<env>-running`): the same digest for every service, nothing more, and the same compose commit."""
+    if not verified or not running:
+        return False
+    return ({r["service"]: r["digest"] for r in verified} == {r["service"]: r["digest"] for r in running}
+            and {r.get("commit") for r in verified} == {r.get("commit") for r in running})
+
+
+# --- the fingerprint --------------------------------------------------------------------------------------------
+def fingerprint_material(f: Facts) -> dict:
+    """What an approver of a prod upgrade approves: where prod is now (commit, images, database revision), where it
+    goes (commit, images by digest, revisions, services) and the env diff (secret values masked, so a secret's
+    change is not seen: name its key in the block's secret_env_keys only if that is acceptable). Run-specific
+    things (run id, folders, time, the forecast's durations) are left out, so that the same state gives the same
+    fingerprint."""
+    return {
+        "environment": f.environment, "project": f.project,
+        "current": {"commit": f.current_commit, "revision": sorted(f.db_revision),
+                    "images": {s: i.get("repo_digest") or i.get("id") for s, i in sorted(f.current_images.items())},
+                    "services": sorted(f.current_services)},
+        "target": {"ref": f.target_ref, "commit": f.target_commit, "images": dict(sorted(f.target_images.items())),
+                   "heads": sorted(f.target_heads), "pending": list(f.pending_revisions),
+                   "services": sorted(f.target_services)},
+        "env": [{k: str(v) for k, v in sorted(row.items())} for row in f.env_report],
+    }
+
+
+def fingerprint(f: Facts) -> str:
+    blob = json.dumps(fingerprint_material(f), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --- what people read -------------------------------------------------------------------------------------------
+def migration_verdict(migrations: dict) -> str:
+    if not migrations.get("pending"):
+        return "nothing to migrate"
+    gate = migrations.get("gate") or []
+    return ("BLOCKED: " + "; ".join(gate)) if gate else f"ok: {migrations['pending']} pending revision(s) within limits"
+
+
+def summary_markdown(release: str, staging: str, prod: str, digests: dict[str, str], verdict: str, fp: str,
+                     links: dict[str, str], notes: list[str]) -> str:
+    lines = [f"# Promotion of {release}: {staging} → {prod}", ""]
+    lines += [f"- {n}" for n in notes]
+    lines += ["", "## Images verified on staging (prod will run exactly these)", "", "| service | digest |", "|---|---|"]
+    lines += [f"| {s} | `{d}` |" for s, d in sorted(digests.items())]
+    lines += ["", f"## Migration verdict on {prod}", "", verdict, "", "## Review before approving", ""]
+    lines += [f"- [{title}]({url})" for title, url in links.items()]
+    lines += ["", "## Fingerprint", "", f"`{fp}`", "",
+              "It covers the digests and prod's plan and env diff as shown. The approval form carries it; prod is "
+              "upgraded only if prod's plan still gives the same fingerprint when the upgrade starts."]
+    return "\n".join(lines) + "\n"

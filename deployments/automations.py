@@ -1,0 +1,113 @@
+"""The automations and the notification block that go with the deployments of `prefect.yaml` (run after
+`prefect deploy --all`; idempotent: each automation is replaced by name).
+
+- `stackshift: recover <env> after a crash`: an `upgrade-<env>` run ends Crashed or Cancelled → run `recover-<env>`;
+- `stackshift: approval needed`: a `promote` run is about to pause for its approval (the event
+  `stackshift.promotion.approval-needed`) → notification with the run's URL (the resume form);
+- `stackshift: upgrade failed`: an `upgrade` run ends Failed or Crashed → notification with the reason;
+- `stackshift: rolled back`: the event `stackshift.upgrade.rolled-back` (an upgrade put the previous version back).
+
+Notifications go through the `custom-webhook` block `stackshift-notify` (any URL that takes a JSON POST: a chat
+webhook, an alerting gateway). Its URL comes from `--webhook-url` or `$STACKSHIFT_WEBHOOK_URL`; an existing block
+is kept when neither is given, so a URL set in the UI (Blocks → stackshift-notify) survives a re-run.
+
+Run: `PREFECT_API_URL=… .venv/bin/python -m deployments.automations staging prod [--webhook-url URL]`
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from deployments.serve import ensure_recovery_automation
+
+NOTIFY_BLOCK = "stackshift-notify"
+PLACEHOLDER_URL = "http://127.0.0.1:9/stackshift-notify-not-configured"
+
+
+def ensure_notify_block(url: str | None):
+    """The webhook block (created with a placeholder URL until one is given); returns its document id."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    try:
+        block = CustomWebhookNotificationBlock.load(NOTIFY_BLOCK)
+        if url and block.url != url:
+            block.url = url
+            block.save(NOTIFY_BLOCK, overwrite=True)
+    except ValueError:
+        block = CustomWebhookNotificationBlock(
+            name="stackshift", url=url or PLACEHOLDER_URL, method="POST",
+            json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "{{name}}"})
+        block.save(NOTIFY_BLOCK, overwrite=True)
+    return CustomWebhookNotificationBlock.load(NOTIFY_BLOCK)._block_document_id
+
+
+def _replace(automation) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for existing in client.read_automations_by_name(name=automation.name):
+            client.delete_automation(existing.id)
+    automation.create()
+
+
+def notification_automations(block_id) -> list:
+    from prefect.automations import Automation
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    def flow(name: str) -> dict:
+        return {"prefect.resource.role": "flow", "prefect.resource.name": name}
+
+    return [
+        Automation(
+            name="stackshift: approval needed",
+            description="A promotion waits for a person: the notification links to the run, whose Resume form takes "
+                        "the decision.",
+            trigger=EventTrigger(expect={"stackshift.promotion.approval-needed"}, posture=Posture.Reactive,
+                                 threshold=1),
+            actions=[SendNotification(
+                block_document_id=block_id,
+                subject="stackshift: approval needed for {{ event.resource.name }}",
+                body="Promotion {{ event.resource.name }} of {{ event.payload.release }} to "
+                     "{{ event.payload.prod }} waits for your approval: {{ event.payload.url }} (open the run, read "
+                     "the promotion summary, then ⋮ → Resume).")]),
+        Automation(
+            name="stackshift: upgrade failed",
+            description="An upgrade run ended Failed or Crashed (a failed upgrade has been rolled back when its "
+                        "message says so).",
+            trigger=EventTrigger(expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                                 match_related=flow("upgrade"), posture=Posture.Reactive, threshold=1),
+            actions=[SendNotification(
+                block_document_id=block_id, subject="stackshift: upgrade {{ flow_run.state.name }}",
+                body="Upgrade {{ flow_run.name }} ({{ flow_run.parameters.environment }} → "
+                     "{{ flow_run.parameters.target }}) ended {{ flow_run.state.name }}: "
+                     "{{ flow_run.state.message }} {{ flow_run|ui_url }}")]),
+        Automation(
+            name="stackshift: rolled back",
+            description="An upgrade failed after the writers stopped and put the previous version back.",
+            trigger=EventTrigger(expect={"stackshift.upgrade.rolled-back"}, posture=Posture.Reactive, threshold=1),
+            actions=[SendNotification(
+                block_document_id=block_id, subject="stackshift: {{ event.resource.name }} rolled back",
+                body="{{ event.resource.name }} was rolled back: {{ event.payload.outcome }}")]),
+    ]
+
+
+def main(environments: list[str], webhook_url: str | None) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for env in environments:
+            up = client.read_deployment_by_name(f"upgrade/upgrade-{env}").id
+            rec = client.read_deployment_by_name(f"recover/recover-{env}").id
+            ensure_recovery_automation(env, up, rec)
+    block_id = ensure_notify_block(webhook_url)
+    for automation in notification_automations(block_id):
+        _replace(automation)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("environments", nargs="*", default=["staging", "prod"])
+    parser.add_argument("--webhook-url", default=os.environ.get("STACKSHIFT_WEBHOOK_URL"))
+    args = parser.parse_args()
+    main(args.environments, args.webhook_url)

@@ -1,0 +1,145 @@
+"""Promotion's plain parts: the host check, the newest release, pinning by digest, the fingerprint, the form."""
+import pytest
+from pydantic import ValidationError
+
+from core import promotion
+from core.errors import PinnedImageMismatch, WrongHost
+from core.plan import build_plan
+from tests.unit.test_plan import facts
+
+D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+class Cfg:
+    def __init__(self, host):
+        self.host = host
+
+
+def test_a_flow_refuses_another_environments_host_and_names_both():
+    promotion.check_host(Cfg(None), "prod", here="staging")  # unset: any host
+    promotion.check_host(Cfg("prod"), "prod", here="prod")
+    with pytest.raises(WrongHost) as e:
+        promotion.check_host(Cfg("prod"), "prod", here="staging")
+    assert "'prod'" in str(e.value) and "'staging'" in str(e.value) and "stackshift-prod" in str(e.value)
+
+
+def test_this_host_is_the_workers_name_else_the_hostname(monkeypatch):
+    import socket
+
+    monkeypatch.setenv(promotion.HOST_VAR, "prod")
+    assert promotion.this_host() == "prod"
+    monkeypatch.delenv(promotion.HOST_VAR)
+    assert promotion.this_host() == socket.gethostname()
+
+
+def test_newest_release_is_the_highest_version_not_a_prerelease_nor_the_last_in_text_order():
+    tags = ["v1.0.0", "v10.0.0", "v2.0.0", "v3.0.0-unhealthy", "v9.9.9-rc1", "latest", "v2.10.1", "v2.9.9"]
+    assert promotion.newest_release(tags) == "v10.0.0"
+    assert promotion.newest_release(["v1.0.0", "v2.0.0", "v3.0.0-unhealthy"]) == "v2.0.0"
+    assert promotion.newest_release(["main", "nightly"]) is None
+
+
+def test_pins_keep_the_tag_and_take_the_digest_and_refuse_what_does_not_fit():
+    images = {"api": "r:5000/demo/app:2.0.0", "db_postgres": "r:5000/demo/postgres:15"}
+    pins = {"api": f"r:5000/demo/app@{D1}", "db_postgres": f"r:5000/demo/postgres@{D2}"}
+    assert promotion.apply_pins(images, pins) == {"api": f"r:5000/demo/app:2.0.0@{D1}",
+                                                  "db_postgres": f"r:5000/demo/postgres:15@{D2}"}
+    assert promotion.apply_pins(images, {}) == images
+    for bad, finding in [({"api": pins["api"]}, "db_postgres has no pinned digest"),
+                         (pins | {"api": f"r:5000/other/app@{D1}"}, "pinned r:5000/other/app"),
+                         (pins | {"api": "r:5000/demo/app:2.0.0"}, "not pinned by digest"),
+                         (pins | {"worker": f"r:5000/demo/app@{D1}"}, "worker are not in the release")]:
+        with pytest.raises(PinnedImageMismatch, match=finding):
+            promotion.apply_pins(images, bad)
+
+
+def test_a_pinned_image_is_pulled_by_digest_and_its_tag_pointed_at_it():
+    assert promotion.tag_of_pinned(f"r:5000/demo/app:2.0.0@{D1}") == (f"r:5000/demo/app@{D1}", "r:5000/demo/app:2.0.0")
+    assert promotion.tag_of_pinned("r:5000/demo/app:2.0.0") is None
+    assert promotion.tag_of_pinned(f"r:5000/demo/app@{D1}") is None
+
+
+def test_a_pinned_plan_verifies_the_running_digests():
+    pinned = facts(target_images={"api": f"r/app:2@{D1}", "worker": f"r/app:2@{D1}", "db_postgres": f"r/pg:15@{D2}"})
+    plan = build_plan(pinned, "run1")
+    assert [s.id for s in plan.verify] == ["remove-retired", "verify", "verify-digests"]
+    assert plan.verify[-1].digests == (("api", f"r/app@{D1}"), ("db_postgres", f"r/pg@{D2}"), ("worker", f"r/app@{D1}"))
+    assert [s.id for s in build_plan(facts(), "run1").verify] == ["remove-retired", "verify"]
+
+
+def test_the_fingerprint_covers_state_target_and_env_diff_not_the_run():
+    row = {"key": "LOG_LEVEL", "change": "default_moved", "old": "INFO", "new": "WARNING", "note": ""}
+    base = facts(env_report=[row])
+    fp = promotion.fingerprint(base)
+    assert fp == promotion.fingerprint(facts(env_report=[row], run_dir=base.run_dir.parent / "other", run_id="x"))
+    for changed in [facts(env_report=[row | {"new": "DEBUG"}]), facts(env_report=[]),
+                    facts(env_report=[row], current_commit="c" * 40), facts(env_report=[row], db_revision=["r0"]),
+                    facts(env_report=[row], target_images=base.target_images | {"api": f"r/app:2@{D1}"}),
+                    facts(env_report=[row], current_images={"api": {"image": "r/app:1", "repo_digest": "r/app@x"}})]:
+        assert promotion.fingerprint(changed) != fp
+
+
+def test_the_fingerprint_holds_no_secret_value():
+    masked = {"key": "DB_PASSWORD", "change": "customized", "old": "(secret)", "new": "(secret)", "note": ""}
+    material = str(promotion.fingerprint_material(facts(env_report=[masked])))
+    assert "(secret)" in material
+
+
+def test_the_approval_form_has_no_default_decision():
+    from tasks.promotion import Approval
+
+    with pytest.raises(ValidationError):
+        Approval(approver="ops", fingerprint="f")
+    with pytest.raises(ValidationError):
+        Approval(decision="maybe", approver="ops", fingerprint="f")
+    assert Approval(decision="approve", approver="ops", fingerprint="f").comment == ""
+    schema = Approval.model_json_schema()
+    assert "default" not in schema["properties"]["decision"]
+    assert all(schema["properties"][k].get("description") for k in ("decision", "approver", "comment", "fingerprint"))
+
+
+def test_summary_names_release_digests_verdict_links_and_fingerprint():
+    md = promotion.summary_markdown("v2.0.0", "staging", "prod", {"api": f"r/app@{D1}"}, "ok: 1 pending revision(s)",
+                                    "f" * 64, {"Prod env diff": "http://ui/artifacts/artifact/1"}, ["staging upgraded"])
+    for part in ("v2.0.0", f"r/app@{D1}", "ok: 1 pending", "[Prod env diff](http://ui/artifacts/artifact/1)", "f" * 64):
+        assert part in md
+
+
+def test_prefect_yaml_deploys_each_environment_on_its_hosts_pool_and_schedules_the_promotion():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    from flows.promote import promote
+    from flows.recover import recover
+    from flows.status import status
+    from flows.upgrade import upgrade
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())
+    by_name = {d["name"]: d for d in spec["deployments"]}
+    assert set(by_name) == {"upgrade-staging", "recover-staging", "status-staging", "upgrade-prod", "recover-prod",
+                            "status-prod", "promote-staging-to-prod"}
+    flows = {"flows/upgrade.py:upgrade": upgrade, "flows/recover.py:recover": recover,
+             "flows/promote.py:promote": promote, "flows/status.py:status": status}
+    for name, d in by_name.items():
+        params = inspect.signature(flows[d["entrypoint"]].fn).parameters
+        assert set(d["parameters"]) <= set(params), name
+        env = name.rsplit("-", 1)[1]
+        assert d["work_pool"]["name"] == f"stackshift-{env}", name
+    promo = by_name["promote-staging-to-prod"]
+    assert promo["schedules"][0]["cron"] and "concurrency_limit" not in promo, "a pause must not hold a lease"
+
+
+def test_a_verified_upgrade_counts_only_while_the_environment_still_runs_it():
+    verified = [{"service": "api", "digest": f"r/app@{D1}", "release": "v2", "commit": "c2"},
+                {"service": "db", "digest": f"r/pg@{D2}", "release": "v2", "commit": "c2"}]
+    running = [{"service": "api", "digest": f"r/app@{D1}", "commit": "c2"},
+               {"service": "db", "digest": f"r/pg@{D2}", "commit": "c2"}]
+    assert promotion.still_runs(verified, running)
+    assert not promotion.still_runs(verified, []), "nothing running, or no answer: not verified"
+    assert not promotion.still_runs([], running)
+    assert not promotion.still_runs(verified, [r | {"commit": "c1"} for r in running]), "redeployed at another commit"
+    assert not promotion.still_runs(verified, running[:1]), "a service gone"
+    assert not promotion.still_runs(verified, running + [{"service": "x", "digest": "r/x@sha256:0", "commit": "c2"}])
+    assert not promotion.still_runs(verified, [running[0], running[1] | {"digest": f"r/pg@{D1}"}]), "another image"
