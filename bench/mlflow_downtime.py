@@ -9,7 +9,8 @@ Documented procedure (MLflow's docs, `mlflow db upgrade`): stop the server, run 
 version (a one-off container of the 3.17.2 image after `git checkout 3.17.2`), start it (`docker compose up -d`).
 The new image is local for both methods.
 
-Run: `.venv/bin/python -m bench.mlflow_downtime [--rounds 1] [--metric-rows 1000000]` (after lab/setup).
+Run: `.venv/bin/python -m bench.mlflow_downtime [--rounds 1] [--metric-rows 1000000]` (after lab/setup; it builds
+the MLflow stack if `lab/setup --mlflow` has not).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")  # the lab
 
 from blocks.stack_environment import StackEnvironment  # noqa: E402
 from lab.mlflow import stack as mlstack  # noqa: E402
+from lab.mlflow import build  # noqa: E402
 from lab.mlflow.build import REPO  # noqa: E402
 from lab.stack import free_port  # noqa: E402
 
@@ -60,6 +62,7 @@ class Watch(threading.Thread):
 
 
 def seed_template(root: Path, metric_rows: int) -> mlstack.MlflowDeployment:
+    build.ensure()
     t = time.monotonic()
     dep = mlstack.create(root, "bench-mlflow-seed", "3.6.0", experiments=2, runs=5, metric_rows=metric_rows)
     with dep.connect() as conn:

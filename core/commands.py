@@ -110,14 +110,18 @@ def compose_down(p: ComposeProject) -> list[str]:
 
 
 def compose_run_once(p: ComposeProject, service: str, command: list[str], env: dict[str, str] | None = None,
-                     run_id: str = "") -> list[str]:
+                     run_id: str = "", pass_env: list[str] | tuple[str, ...] = ()) -> list[str]:
     """A one-off container of `service` (its image and env), no dependencies started, removed afterwards; labelled
-    with the stack and the run so that a recovery finds it if the runner dies while it runs."""
+    with the stack and the run so that a recovery finds it if the runner dies while it runs. `env` values are in the
+    argv (switches, nothing secret); `pass_env` names variables the container takes from the command's own
+    environment (`--env KEY`), so that their values never appear in an argv or a log."""
     argv = p.base() + ["run", "--rm", "--no-deps", "--no-TTY", "--label", f"{STACK_LABEL}={p.name}"]
     if run_id:
         argv += ["--label", f"{RUN_LABEL}={run_id}"]
     for key, value in sorted((env or {}).items()):
         argv += ["--env", f"{key}={value}"]
+    for key in sorted(pass_env):
+        argv += ["--env", key]
     return argv + [service, *command]
 
 

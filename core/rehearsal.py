@@ -22,16 +22,19 @@ It also proves, before any downtime, that the migration runs on this schema: a f
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import commands as c
-from core.errors import CommandFailed, RehearsalFailed, RehearsalUnavailable, error_line
+from core.errors import CommandFailed, CommandTimedOut, RehearsalFailed, RehearsalUnavailable, error_line
 from core.steps import quote_ident, quote_literal, terminate_sql
 
+log = logging.getLogger("stackshift")
 INFIX = "__ss_rh_"
+PLACEHOLDER = "{database}"
 _REVISION_MARK = re.compile(r"^-- Running (?:upgrade|downgrade) (\S*) -> (\S+)", re.M)
 _VERSION_WRITE = re.compile(
     r"^\s*(?:UPDATE\s+alembic_version\s+SET\s+version_num\s*=\s*'(?P<to>[^']+)'\s+WHERE\s+alembic_version\."
@@ -51,6 +54,7 @@ class Rehearsal:
     seconds: float
     statements: int
     notes: list[str] = field(default_factory=list)
+    dropped: bool = False
 
 
 def database_name(db: str, run_id: str) -> str:
@@ -67,7 +71,17 @@ def log_statements_sql(name: str) -> str:
 
 
 def drop_statements(name: str) -> list[str]:
-    return [terminate_sql(name), f"DROP DATABASE IF EXISTS {quote_ident(name)}"]
+    """`FORCE` ends sessions that connect again between the terminate and the drop (a killed `compose run` client
+    leaves its container migrating)."""
+    return [terminate_sql(name), f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"]
+
+
+def check_targets_the_copy(command: list[str], env: dict[str, str]) -> None:
+    """The rehearsal command must be pointed at the throw-away database: run as is, it would migrate the live one,
+    online and before any backup."""
+    if not any(PLACEHOLDER in part for part in [*command, *env.values()]):
+        raise RehearsalUnavailable(f"the block's rehearsal_command names no {PLACEHOLDER} (nor does rehearsal_env): it "
+                                   f"would migrate the live database instead of the throw-away copy")
 
 
 SERVER_SETTINGS_SQL = ("SELECT current_setting('log_destination'), current_setting('logging_collector'), "
@@ -84,9 +98,11 @@ def check_server(destination: str, collector: str, prefix: str, statement: str, 
         raise RehearsalUnavailable(f"the server logs to {destination} with logging_collector={collector}; the "
                                    f"rehearsal reads the statements from the database container's output, which "
                                    f"needs log_destination to include stderr and logging_collector off")
-    if statement not in ("none", "ddl"):
+    if statement not in ("none", "ddl") or (statement == "ddl" and "%d" not in prefix):
         raise RehearsalUnavailable(f"the server already logs statements of every database (log_statement="
-                                   f"{statement}): the rehearsal's could not be told apart")
+                                   f"{statement}) and its log_line_prefix {prefix!r} "
+                                   + ("names the database (%d), but logs every statement" if "%d" in prefix else
+                                      "does not name the database (%d)") + ": the rehearsal's could not be told apart")
     if not prefix_regex(prefix).pattern:
         raise RehearsalUnavailable("log_line_prefix is empty")
 
@@ -119,8 +135,9 @@ def image_override(service: str, image: str) -> str:
 
 def prefix_regex(prefix: str) -> re.Pattern:
     """A regex matching the start of a log entry written with PostgreSQL's `log_line_prefix`: literal text as is,
-    `%p` (process id) as digits, `%%` as `%`, every other escape as any text (non-greedy)."""
-    out, i = [], 0
+    `%p` (process id) as digits, `%%` as `%`, the first `%d` as the group `db`, every other escape as any text
+    (non-greedy). What follows `%q` is optional: background processes write only the part before it."""
+    out, i, optional, named = [], 0, False, False
     while i < len(prefix):
         ch = prefix[i]
         if ch == "%" and i + 1 < len(prefix):
@@ -130,17 +147,25 @@ def prefix_regex(prefix: str) -> re.Pattern:
                 if i >= len(prefix):
                     break
                 esc, i = prefix[i], i + 1
-            out.append({"p": r"\d+", "%": "%", "q": ""}.get(esc, r".*?"))
+            if esc == "q":
+                optional = True
+                out.append("(?:")
+            elif esc == "d" and not named:
+                named = True
+                out.append(r"(?P<db>.*?)")
+            else:
+                out.append({"p": r"\d+", "%": "%"}.get(esc, r".*?"))
         else:
             out.append(re.escape(ch))
             i += 1
-    return re.compile("".join(out))
+    return re.compile("".join(out) + (")?" if optional else ""))
 
 
 @dataclass(frozen=True)
 class LogEntry:
     level: str
     message: str
+    database: str | None = None  # when the prefix names it (%d)
 
 
 _LEVELS = r"(?P<level>DEBUG\d?|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC|DETAIL|HINT|QUERY|CONTEXT|LOCATION|STATEMENT)"
@@ -150,20 +175,23 @@ def parse_log(text: str, prefix: str) -> list[LogEntry]:
     """The entries of a stderr server log: a line that starts with the prefix and a severity opens one, and the lines
     that follow (a statement's further lines) belong to it."""
     start = re.compile("^" + prefix_regex(prefix).pattern + _LEVELS + ":  (?P<msg>.*)$")
-    entries: list[list[str]] = []
+    entries: list[list] = []
     for line in text.splitlines():
         m = start.match(line)
         if m:
-            entries.append([m.group("level"), m.group("msg")])
+            entries.append([m.group("level"), m.group("msg"), m.groupdict().get("db")])
         elif entries:
             entries[-1][1] += "\n" + line
-    return [LogEntry(level, msg) for level, msg in entries]
+    return [LogEntry(level, msg, db) for level, msg, db in entries]
 
 
-def executed(entries: list[LogEntry]) -> list[str]:
-    """The statements the sessions ran, in order (simple and extended protocol), without read-only queries."""
+def executed(entries: list[LogEntry], database: str | None = None) -> list[str]:
+    """The statements the sessions ran, in order (simple and extended protocol), without read-only queries; only
+    those of `database` when the log names each entry's database."""
     out = []
     for e in entries:
+        if database is not None and e.database is not None and e.database != database:
+            continue
         m = _STATEMENT.match(e.message) if e.level == "LOG" else None
         if m:
             sql = m.group("sql").strip().rstrip(";").strip()
@@ -172,8 +200,9 @@ def executed(entries: list[LogEntry]) -> list[str]:
     return out
 
 
-def server_errors(entries: list[LogEntry]) -> list[str]:
-    return [e.message.splitlines()[0] for e in entries if e.level in ("ERROR", "FATAL", "PANIC")]
+def server_errors(entries: list[LogEntry], database: str | None = None) -> list[str]:
+    return [e.message.splitlines()[0] for e in entries if e.level in ("ERROR", "FATAL", "PANIC")
+            and (database is None or e.database in (None, database))]
 
 
 def as_sql(statements: list[str]) -> tuple[str, list[str]]:
@@ -202,15 +231,17 @@ def rendered_revisions(sql: str, complete: bool) -> list[str]:
 
 def rehearse(io, f, scratch: Path) -> Rehearsal:
     """Runs the rehearsal for the plan's facts `f` (see the module's docstring) through the stack's I/O; the
-    throw-away database is dropped in every case."""
+    throw-away database is dropped in every case, an interruption (SIGTERM, cancellation) included."""
     t0 = time.monotonic()
     name = database_name(f.db_name, f.run_id or "x")
+    check_targets_the_copy(f.rehearsal_command, f.rehearsal_env)
     db_service = next((s for s in f.db_services if s in f.running_services), None)
     if db_service is None:
         raise RehearsalUnavailable(f"none of the database services {', '.join(f.db_services)} is running")
     with io.db.connect(f.db_name) as conn:
         check_server(*conn.execute(SERVER_SETTINGS_SQL).fetchone())
         prefix = conn.execute("SELECT current_setting('log_line_prefix')").fetchone()[0]
+    live_before = io.revisions(f.db_name)
     scratch.mkdir(parents=True, mode=0o700, exist_ok=True)
     deployed = c.ComposeProject(f.compose_dir, tuple(f.compose_dir / n for n in f.compose_files),
                                 f.compose_dir / f.env_file, f.project)
@@ -218,6 +249,7 @@ def rehearse(io, f, scratch: Path) -> Rehearsal:
     override.write_text(image_override(f.migrate_service, f.target_images[f.migrate_service]))
     with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file, f.project)
     schema, versions = scratch / "schema.dump", scratch / "alembic_version.dump"
+    dropped = False
     try:
         io.sql(create_statements(name))
         io.run(c.Command(dump_schema(f.db_host, f.db_port, f.db_user, f.db_name, schema), timeout=f.migration_timeout),
@@ -228,33 +260,59 @@ def rehearse(io, f, scratch: Path) -> Rehearsal:
             io.run(c.Command(dump_versions(f.db_host, f.db_port, f.db_user, f.db_name, versions)), db_password=True)
             io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, versions)), db_password=True)
         io.sql([log_statements_sql(name)])
-        since = time.time() - 1
-        argv = c.compose_run_once(with_target, f.migrate_service, fill(f.rehearsal_command, name),
-                                  fill(f.rehearsal_env, name), f.run_id)
+        since = time.time() - 1  # entries are told apart by database (%d) or by the server logging no others
+        env = fill(f.rehearsal_env, name)  # values through the command's environment, never its argv
+        argv = c.compose_run_once(with_target, f.migrate_service, fill(f.rehearsal_command, name), None, f.run_id,
+                                  pass_env=list(env))
         failure = None
         try:
-            io.run(c.Command(argv, timeout=f.migration_timeout))
+            io.run(c.Command(argv, env=env, timeout=f.migration_timeout))
+        except CommandTimedOut:
+            raise RehearsalUnavailable(f"the rehearsal's migration did not finish within {f.migration_timeout} s "
+                                       f"(the block's migration_timeout_seconds)") from None
         except CommandFailed as exc:
             failure = error_line(exc.stderr) if exc.stderr.strip() else str(exc)
         time.sleep(0.5)  # the server's last lines reach the container log
-        log = io.run(c.Command(c.compose_logs_since(deployed, db_service, f"{since:.3f}"))).stdout
-        entries = parse_log(log, prefix)
+        text = io.run(c.Command(c.compose_logs_since(deployed, db_service, f"{since:.3f}"))).stdout
+        entries = parse_log(text, prefix)
         if failure is not None:
-            errors = server_errors(entries)
+            errors = server_errors(entries, name)
             raise RehearsalFailed(failure + (f" (server: {errors[-1]})" if errors else ""))
-        statements = executed(entries)
+        statements = executed(entries, name)
     finally:
-        try:
-            io.sql(drop_statements(name))
-        finally:
-            for p in (schema, versions, override):
-                p.unlink(missing_ok=True)
+        dropped = _clean_up(io, f, name, (schema, versions, override))
+    if io.revisions(f.db_name) != live_before:
+        raise RehearsalFailed(f"the live database's revision changed during the rehearsal ({live_before} → "
+                              f"{io.revisions(f.db_name)}): the rehearsal_command reached it instead of {name}. Restore "
+                              f"it from the last backup before anything else")
     sql, revisions = as_sql(statements)
     notes = []
     missing = [r for r in f.pending_revisions if r not in revisions]
     if missing:
         notes.append(f"the rehearsal's log shows no alembic_version write for {', '.join(missing)}")
-    return Rehearsal(sql, revisions, name, round(time.monotonic() - t0, 2), len(statements), notes)
+    return Rehearsal(sql, revisions, name, round(time.monotonic() - t0, 2), len(statements), notes, dropped)
+
+
+def _clean_up(io, f, name: str, files) -> bool:
+    """Removes the rehearsal's one-off container (a killed client leaves it running), drops the throw-away database
+    and the scratch files. Runs while an error or an interruption unwinds, so it logs its own failures instead of
+    replacing that one (the next run's or `recover`'s sweep drops a leftover). Whether the database is gone."""
+    if f.run_id:
+        try:
+            ids = io.run(c.Command(c.docker_ps_labelled(c.RUN_LABEL, f.run_id))).stdout.split()
+            if ids:
+                io.run(c.Command(c.docker_rm_force(ids)))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not remove the rehearsal's container: %s", exc)
+    try:
+        io.sql(drop_statements(name))
+        dropped = name not in io.databases()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not drop the rehearsal database %s (the next run or `recover` drops it): %s", name, exc)
+        dropped = False
+    for p in files:
+        p.unlink(missing_ok=True)
+    return dropped
 
 
 def leftovers(db: str, names: set[str]) -> list[str]:

@@ -4,8 +4,9 @@
   PostgreSQL 15, all from Debian packages (debootstrap + `docker import`), since no public image can be pulled.
 - `127.0.0.1:5000/demo/postgres:15` and `127.0.0.1:5000/demo/app:{1.0.0,2.0.0,3.0.0}` built on it.
 - `$STACKSHIFT_LAB_HOME/demo-stack.git`: the demo stack's compose directory, one tag per release.
-- The MLflow stack (`lab.mlflow.build`): `127.0.0.1:5000/mlflow/mlflow:{3.6.0,3.17.2}` from cached PyPI wheels, and
-  `$STACKSHIFT_LAB_HOME/mlflow-stack.git`.
+
+The MLflow stack (`python -m lab.mlflow.build`, `lab/setup --mlflow`) is built apart: the demo does not need it, and
+the test command builds it while the other tests run.
 
 Each piece is rebuilt only when its inputs changed (a content hash is kept as a label or a file).
 """
@@ -184,9 +185,6 @@ def main() -> None:
     ensure_base(client)
     ensure_images(client)
     ensure_demo_repo()
-    from lab.mlflow import build as mlflow_build
-
-    mlflow_build.main(client, REGISTRY, BASE, in_registry, has_local, _local_digest, GIT_ENV)
     register_blocks()
 
 

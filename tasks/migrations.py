@@ -52,7 +52,7 @@ def pending_sql(plan: Plan, cfg) -> tuple[str, dict]:
     sources.update(rehearsed=[r for r in f.pending_revisions if r in done.revisions], analysed_from="rehearsal",
                    not_analysed=[r for r in f.pending_revisions if r not in done.revisions],
                    rehearsal={"database": done.database, "seconds": done.seconds, "statements": done.statements,
-                              "dropped": True, "notes": done.notes})
+                              "dropped": done.dropped, "notes": done.notes})
     return done.sql, sources
 
 

@@ -27,3 +27,8 @@ DIFY = SHARED / "fixtures" / "dify"
 if not DIFY.is_dir():
     raise SystemExit(f"The Dify fixtures are not at {DIFY}: keep shared/ beside the repository (or beside the "
                      f"checkout this one was cloned from), or set STACKSHIFT_SHARED.")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The MLflow tests last: the test command builds their images in the background meanwhile."""
+    items.sort(key=lambda item: "test_mlflow" in item.nodeid)

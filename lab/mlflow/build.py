@@ -7,9 +7,14 @@
   whose Python has no pip: `python3 -m venv --without-pip`, then pip run from its own wheel installs from the
   copied wheels only (`--no-index --find-links`). Two stages, so the wheels stay out of the final image.
 - `$STACKSHIFT_LAB_HOME/mlflow-stack.git`: the compose directory with tags 3.6.0, 3.17.2 and 3.17.2-broken.
+
+`ensure()` holds a file lock while it builds: the test command starts it in the background while the other tests
+run, and the MLflow tests call it too, which waits for that build (or builds, when nothing started one) and then
+finds everything in place.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -126,7 +131,22 @@ def ensure_repo(git_env: dict[str, str]) -> None:
     stamp_file.write_text(stamp)
 
 
-def main(client, registry: str, base: str, in_registry, has_local, local_digest, git_env: dict[str, str]) -> None:
-    for version in releases.VERSIONS:
-        ensure_image(client, registry, base, version, in_registry, has_local, local_digest)
-    ensure_repo(git_env)
+def ensure() -> None:
+    """The MLflow images and repository, built once (idempotent), one builder at a time on this machine."""
+    import docker
+
+    from lab import build as lab
+
+    LAB_HOME.mkdir(parents=True, exist_ok=True)
+    with open(LAB_HOME / "mlflow-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = docker.from_env()
+        t0 = time.monotonic()
+        for version in releases.VERSIONS:
+            ensure_image(client, lab.REGISTRY, lab.BASE, version, lab.in_registry, lab.has_local, lab._local_digest)
+        ensure_repo(lab.GIT_ENV)
+        say(f"MLflow stack ready ({time.monotonic() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    ensure()

@@ -17,6 +17,7 @@ import pytest
 from blocks.stack_environment import StackEnvironment
 from core.errors import HealthCheckFailed
 from flows.upgrade import upgrade
+from lab.mlflow import build
 from lab.mlflow import stack as mlstack
 from lab.mlflow.releases import HEADS
 from tests.e2e.conftest import _delete_block
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
+    build.ensure()  # waits for the test command's background build, or builds (idempotent)
     name = "e2e-mlflow-" + secrets.token_hex(3)
     root = tmp_path_factory.mktemp(name)
     dep = mlstack.create(root, name, "3.6.0", experiments=2, runs=3, metric_rows=1200)

@@ -43,7 +43,7 @@ def test_the_log_becomes_sql_marked_by_revision_that_the_rules_analyse():
     assert (index.revision, index.table, index.lock) == ("r2", "metrics", "SHARE")
     pk = [f for f in findings if "experiment_pk" in f.sql]
     assert {f.revision for f in pk} == {"r3"} and all(f.lock == "ACCESS EXCLUSIVE" for f in pk)
-    assert by_sql and rh.server_errors(entries) == ['relation "nope" does not exist at character 15']
+    assert len(by_sql) >= 2 and rh.server_errors(entries) == ['relation "nope" does not exist at character 15']
 
 
 def test_a_first_revision_inserts_the_version_row():
@@ -57,9 +57,26 @@ def test_a_first_revision_inserts_the_version_row():
     ("%t [%p]: [%l-1] user=%u,db=%d ", "2026-11-30 17:00:01 UTC [77]: [3-1] user=m,db=x LOG:  statement: x", True),
     ("%m [%p] ", "  ALTER TABLE x", False),
     ("%%%m %-10u|", "%2026-11-30 17:00:01.1 UTC mlflow    |LOG:  statement: x", True),
+    # Debian's default: background processes write only the part before %q
+    ("%m [%p] %q%u@%d ", "2026-11-30 17:00:01.1 UTC [41] LOG:  checkpoint starting: time", True),
+    ("%m [%p] %q%u@%d ", "2026-11-30 17:00:01.1 UTC [77] mlflow@m__ss_rh_1 LOG:  statement: x", True),
 ])
 def test_entries_are_recognised_by_the_servers_own_prefix(prefix, line, matches):
     assert bool(rh.parse_log(line, prefix)) is matches
+
+
+def test_entries_of_other_databases_are_left_out_when_the_prefix_names_the_database():
+    prefix = "%m [%p] %q%u@%d "
+    log = ("2026-11-30 17:00:00.0 UTC [41] LOG:  checkpoint starting: time\n"
+           "2026-11-30 17:00:00.1 UTC [70] mlflow@mlflow LOG:  statement: ALTER ROLE app PASSWORD 'secret'\n"
+           "2026-11-30 17:00:00.2 UTC [70] mlflow@postgres LOG:  statement: ALTER DATABASE \"m__ss_rh_1\" SET x = 1\n"
+           "2026-11-30 17:00:01.1 UTC [77] mlflow@m__ss_rh_1 LOG:  statement: CREATE TABLE t (i int)\n"
+           "2026-11-30 17:00:01.2 UTC [41] LOG:  checkpoint complete: wrote 3 buffers\n"
+           "2026-11-30 17:00:01.3 UTC [77] mlflow@m__ss_rh_1 LOG:  statement: DROP TABLE t\n")
+    entries = rh.parse_log(log, prefix)
+    assert [e.database for e in entries] == [None, "mlflow", "postgres", "m__ss_rh_1", None, "m__ss_rh_1"]
+    assert rh.executed(entries, "m__ss_rh_1") == ["CREATE TABLE t (i int)", "DROP TABLE t"], \
+        "a checkpoint line is an entry of its own, not the end of a statement; other databases' DDL is not ours"
 
 
 def test_offline_rendering_counts_only_revisions_it_finished():
@@ -71,8 +88,8 @@ def test_offline_rendering_counts_only_revisions_it_finished():
 
 def test_server_settings_the_rehearsal_needs():
     rh.check_server("stderr", "off", "%m [%p] ", "none", True)
-    rh.check_server("stderr,csvlog", "off", "%m [%p] ", "ddl", True)
-    for args, needle in [(("stderr", "off", "%m ", "none", False), "superuser"),
+    rh.check_server("stderr,csvlog", "off", "%m [%p] %d ", "ddl", True)
+    for args, needle in [(("stderr", "off", "%m [%p] ", "ddl", True), "does not name the database"),(("stderr", "off", "%m ", "none", False), "superuser"),
                          (("csvlog", "off", "%m ", "none", True), "stderr"),
                          (("stderr", "on", "%m ", "none", True), "logging_collector"),
                          (("stderr", "off", "%m ", "all", True), "log_statement=all")]:
@@ -84,7 +101,7 @@ def test_names_statements_and_argv_are_data_without_secrets():
     name = rh.database_name("mlflow", "ab12cd34")
     assert name == "mlflow__ss_rh_ab12cd34"
     assert rh.create_statements(name)[-1] == 'CREATE DATABASE "mlflow__ss_rh_ab12cd34"'
-    assert rh.drop_statements(name)[-1] == 'DROP DATABASE IF EXISTS "mlflow__ss_rh_ab12cd34"'
+    assert rh.drop_statements(name)[-1] == 'DROP DATABASE IF EXISTS "mlflow__ss_rh_ab12cd34" WITH (FORCE)'
     assert rh.log_statements_sql(name) == 'ALTER DATABASE "mlflow__ss_rh_ab12cd34" SET log_statement = \'all\''
     dump = rh.dump_schema("127.0.0.1", 5432, "mlflow", "mlflow", Path("/s/schema.dump"))
     assert "--schema-only" in dump and "--no-password" in dump
@@ -118,3 +135,99 @@ def test_the_report_lists_every_revision_and_the_primary_key_changes_with_their_
     assert migcheck.gate(report, 60) == []
     report.sources["not_analysed"] = ["r3"]
     assert "could not be analysed" in migcheck.gate(report, 60)[0]
+
+
+# --- rehearse() against a recording stand-in for the stack's I/O (the real run is the MLflow e2e test) ----------
+class RecordingIO:
+    """Named so: records what the rehearsal asks of the stack's I/O; `fail` makes the migration's command raise."""
+
+    def __init__(self, fail: BaseException | None = None):
+        self.sql_calls, self.commands, self.fail, self.dbs = [], [], fail, {"mlflow", "postgres"}
+        self.db = self
+
+    def connect(self, dbname):
+        io = self
+
+        class Conn:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *a):
+                return False
+
+            def execute(self, sql):
+                class R:
+                    def fetchone(self):
+                        return ("stderr", "off", "%m [%p] %q%u@%d ", "none", True) if "log_destination" in sql \
+                            else ("%m [%p] %q%u@%d ",)
+                return R()
+        return Conn()
+
+    def sql(self, statements):
+        self.sql_calls.append(statements)
+        for st in statements:
+            if st.startswith("CREATE DATABASE"):
+                self.dbs.add(st.split('"')[1])
+            if st.startswith("DROP DATABASE"):
+                self.dbs.discard(st.split('"')[1])
+
+    def databases(self):
+        return set(self.dbs)
+
+    def revisions(self, dbname):
+        return ["r1"]
+
+    def run(self, cmd, db_password=False):
+        from types import SimpleNamespace
+        self.commands.append(cmd)
+        if "run" in cmd.argv and "upgrade" in cmd.argv and self.fail is not None:
+            raise self.fail
+        out = ("2026-11-30 17:00:01.1 UTC [77] u@m__ss_rh_run1 LOG:  statement: CREATE TABLE t (i int)\n"
+               "2026-11-30 17:00:01.2 UTC [77] u@m__ss_rh_run1 LOG:  statement: UPDATE alembic_version SET "
+               "version_num='r2' WHERE alembic_version.version_num = 'r1'\n") if "logs" in cmd.argv else \
+            "c0ffee\n" if cmd.argv[:3] == ["docker", "container", "ls"] else ""
+        return SimpleNamespace(stdout=out)
+
+
+def _facts(tmp_path, **kw):
+    from tests.unit.test_plan import facts
+    return facts(**({"db_name": "m", "run_id": "run1", "db_services": ["db"], "migrate_service": "api",
+                     "rehearsal_command": ["app", "upgrade", "postgresql://u@db/{database}"],
+                     "rehearsal_env": {"DB_URL": "postgresql://u:pw-secret@db/{database}"},
+                     "pending_revisions": ["r2"], "db_revision": ["r1"]} | kw))
+
+
+def test_a_rehearsal_passes_its_env_by_name_and_drops_its_database(tmp_path):
+    io, f = RecordingIO(), _facts(tmp_path)
+    done = rh.rehearse(io, f, tmp_path / "scratch")
+    assert done.revisions == ["r2"] and done.dropped and "m__ss_rh_run1" not in io.dbs
+    migration = next(c for c in io.commands if "upgrade" in c.argv)
+    assert "pw-secret" not in " ".join(migration.argv) and migration.argv[migration.argv.index("DB_URL") - 1] == "--env"
+    assert migration.env == {"DB_URL": "postgresql://u:pw-secret@db/m__ss_rh_run1"}
+
+
+@pytest.mark.parametrize("fail", [KeyboardInterrupt(), SystemExit(143)])
+def test_an_interrupted_rehearsal_still_drops_its_database(tmp_path, fail):
+    io = RecordingIO(fail)
+    with pytest.raises(type(fail)):
+        rh.rehearse(io, _facts(tmp_path), tmp_path / "scratch")
+    assert "m__ss_rh_run1" not in io.dbs and io.sql_calls[-1][-1].startswith("DROP DATABASE")
+    listed = next(c for c in io.commands if c.argv[:3] == ["docker", "container", "ls"])
+    assert "io.stackshift.run=run1" in listed.argv[-1], "the run's one-off container (a killed client leaves it)"
+    assert any("c0ffee" in c.argv and "rm" in " ".join(c.argv) for c in io.commands), "... is removed"
+
+
+def test_a_failed_or_timed_out_rehearsal_is_told_apart(tmp_path):
+    from core.errors import CommandFailed, CommandTimedOut, RehearsalFailed
+    with pytest.raises(RehearsalFailed, match="boom"):
+        rh.rehearse(RecordingIO(CommandFailed(["x"], 1, "boom")), _facts(tmp_path), tmp_path / "s")
+    with pytest.raises(RehearsalUnavailable, match="did not finish within"):
+        rh.rehearse(RecordingIO(CommandTimedOut(["x"], 5)), _facts(tmp_path), tmp_path / "s")
+
+
+def test_a_rehearsal_command_not_pointed_at_the_copy_is_refused_before_anything(tmp_path):
+    io = RecordingIO()
+    with pytest.raises(RehearsalUnavailable, match="would migrate the live database"):
+        rh.rehearse(io, _facts(tmp_path, rehearsal_command=["flask", "db", "upgrade"], rehearsal_env={}),
+                    tmp_path / "s")
+    assert io.sql_calls == [] and io.commands == []
