@@ -173,8 +173,6 @@ class UI:
                     raise
 
     def custom_run(self, deployment: str, fields: dict[str, str], tick: list[str] = ()) -> str:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-
         with get_client(sync_client=True) as client:
             dep = client.read_deployment_by_name(deployment)
         self.open(f"{UI_URL}/deployments/deployment/{dep.id}/run", lambda: self.page.get_by_role("button", name="Submit"))
@@ -185,12 +183,31 @@ class UI:
         for label in tick:
             self.page.get_by_label(label, exact=True).click()
         self.shot("custom-run-form")
-        self.page.get_by_role("button", name="Submit").click()
-        self.page.wait_for_url(re.compile(r".*/deployments/deployment/.*tab=Runs.*"), timeout=30_000)
-        with get_client(sync_client=True) as client:
-            [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        submit = self.page.get_by_role("button", name="Submit")
+        submit.click()
+        runs_tab = re.compile(r".*/deployments/deployment/.*tab=Runs.*")
+        try:
+            self.page.wait_for_url(runs_tab, timeout=30_000)
+        except PlaywrightTimeout:
+            # Seen once in a full CI run with the Prefect server busy: the click made no run at all. Keep what the
+            # page showed, and press Submit again only if no run of that name exists (never two runs).
+            self.shot("after-submit-no-navigation")
+            if not self._runs_named(name):
+                print(f"\n[browser] Submit made no run in 30 s ({self.page.url}); pressing it again")
+                submit.click()
+            self.page.wait_for_url(runs_tab, timeout=60_000)
+        [run] = self._runs_named(name)
         assert run.deployment_id == dep.id and run.parameters["environment"] == fields["environment"]
         return run.id
+
+    @staticmethod
+    def _runs_named(name: str) -> list:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
 
     def see_completed(self, flow_run_id, name: str) -> None:
         self.open(f"{UI_URL}/runs/flow-run/{flow_run_id}", lambda: self.page.get_by_text("Completed", exact=True))
