@@ -88,7 +88,7 @@ def copy_of(template: mlstack.MlflowDeployment, root: Path, name: str) -> mlstac
     return dep
 
 
-def run_stackshift(template, root: Path) -> tuple[float, dict]:
+def run_stackshift(template, root: Path, accept_risk: bool) -> tuple[float, dict]:
     dep = copy_of(template, root, "bench-mlflow-ss")
     StackEnvironment(**dep.block_fields()).save(dep.name, overwrite=True)
     from flows.upgrade import upgrade
@@ -96,7 +96,7 @@ def run_stackshift(template, root: Path) -> tuple[float, dict]:
     watch = Watch(dep)
     watch.start()
     try:
-        result = upgrade(environment=dep.name, target="3.17.2")
+        result = upgrade(environment=dep.name, target="3.17.2", accept_migration_risk=accept_risk)
         watch.join(120)
     finally:
         dep.down()
@@ -130,6 +130,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--metric-rows", type=int, default=1_000_000)
+    ap.add_argument("--accept-migration-risk", action="store_true",
+                    help="go ahead when the migration gate stops the upgrade (a forecast lock-hold over the limit)")
     args = ap.parse_args()
     ss, doc = [], []
     with tempfile.TemporaryDirectory(prefix="bench-mlflow-", dir="/var/tmp") as tmp:
@@ -137,7 +139,7 @@ def main():
         try:
             for i in range(args.rounds):
                 with tempfile.TemporaryDirectory(prefix="round-", dir=tmp) as r:
-                    d1, p1 = run_stackshift(template, Path(r))
+                    d1, p1 = run_stackshift(template, Path(r), args.accept_migration_risk)
                 ss.append((d1, p1))
                 print(f"round {i + 1}: stackshift {d1:.2f} s  {p1}", flush=True)
                 with tempfile.TemporaryDirectory(prefix="round-", dir=tmp) as r:
