@@ -145,31 +145,40 @@ def ensure_images(client: docker.DockerClient) -> None:
         )
 
 
-def ensure_demo_repo() -> None:
-    """The demo stack's compose directory as a bare git repository with one tag per release."""
-    content = json.dumps([(r.tag, releases.compose_yaml(r), r.env_example) for r in releases.RELEASES])
+def ensure_release_repo(repo: Path, stamp_name: str, content: str, commit_releases) -> None:
+    """A stack's compose directory as a bare git repository, one tag per release, rewritten only when `content` (what
+    it holds) changed. `commit_releases(git, work)` writes and commits the releases in the work tree `work`."""
     stamp = hashlib.sha256(content.encode()).hexdigest()
-    stamp_file = LAB_HOME / "demo-stack.sha256"
-    if DEMO_REPO.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+    stamp_file = LAB_HOME / stamp_name
+    if repo.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
         return
-    say(f"writing the demo stack repository {DEMO_REPO}")
-    shutil.rmtree(DEMO_REPO, ignore_errors=True)
+    say(f"writing the stack repository {repo}")
+    shutil.rmtree(repo, ignore_errors=True)
     env = os.environ | GIT_ENV
     with tempfile.TemporaryDirectory() as work:
         run(["git", "init", "-q", "-b", "main", work])
-        Path(work, ".gitignore").write_text(".env\nvolumes/\n")
+        commit_releases(lambda *args: run(["git", "-C", work, *args], env=env), Path(work))
+        run(["git", "clone", "-q", "--bare", work, str(repo)])
+    stamp_file.write_text(stamp)
+
+
+def ensure_demo_repo() -> None:
+    """The demo stack's compose directory as a bare git repository with one tag per release."""
+    def commit_releases(git, work: Path) -> None:
+        (work / ".gitignore").write_text(".env\nvolumes/\n")
         for i, rel in enumerate(releases.RELEASES):
             if rel.tag.endswith("-unhealthy"):
-                run(["git", "-C", work, "checkout", "-q", "-B", "broken", "v2.0.0"])
+                git("checkout", "-q", "-B", "broken", "v2.0.0")
             elif i:
-                run(["git", "-C", work, "checkout", "-q", "main"])
-            Path(work, "docker-compose.yaml").write_text(releases.compose_yaml(rel))
-            Path(work, ".env.example").write_text(rel.env_example)
-            run(["git", "-C", work, "add", "-A"])
-            run(["git", "-C", work, "commit", "-q", "-m", f"release {rel.tag}"], env=env)
-            run(["git", "-C", work, "tag", rel.tag], env=env)
-        run(["git", "clone", "-q", "--bare", work, str(DEMO_REPO)])
-    stamp_file.write_text(stamp)
+                git("checkout", "-q", "main")
+            (work / "docker-compose.yaml").write_text(releases.compose_yaml(rel))
+            (work / ".env.example").write_text(rel.env_example)
+            git("add", "-A")
+            git("commit", "-q", "-m", f"release {rel.tag}")
+            git("tag", rel.tag)
+
+    content = json.dumps([(r.tag, releases.compose_yaml(r), r.env_example) for r in releases.RELEASES])
+    ensure_release_repo(DEMO_REPO, "demo-stack.sha256", content, commit_releases)
 
 
 def register_blocks() -> None:

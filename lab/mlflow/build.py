@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -103,32 +102,22 @@ def ensure_image(client, registry: str, base: str, version: str, in_registry, ha
         client.images.push(ref)
 
 
-def ensure_repo(git_env: dict[str, str]) -> None:
-    content = json.dumps([(r.tag, releases.compose_yaml(r)) for r in releases.RELEASES] + [releases.ENV_EXAMPLE])
-    stamp = hashlib.sha256(content.encode()).hexdigest()
-    stamp_file = LAB_HOME / "mlflow-stack.sha256"
-    if REPO.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
-        return
-    say(f"writing the MLflow stack repository {REPO}")
-    shutil.rmtree(REPO, ignore_errors=True)
-    env = os.environ | git_env
+def ensure_repo() -> None:
+    from lab import build as lab
 
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", work, *args], check=True, env=env)
-
-    with tempfile.TemporaryDirectory() as work:
-        subprocess.run(["git", "init", "-q", "-b", "main", work], check=True)
-        Path(work, ".gitignore").write_text(".env\nvolumes/\nenv-backup/\n")
-        Path(work, ".env.example").write_text(releases.ENV_EXAMPLE)
+    def commit_releases(git, work: Path) -> None:
+        (work / ".gitignore").write_text(".env\nvolumes/\nenv-backup/\n")
+        (work / ".env.example").write_text(releases.ENV_EXAMPLE)
         for r in releases.RELEASES:
             if r.tag.endswith("-broken"):
                 git("checkout", "-q", "-B", "broken", r.mlflow_version)
-            Path(work, "docker-compose.yaml").write_text(releases.compose_yaml(r))
+            (work / "docker-compose.yaml").write_text(releases.compose_yaml(r))
             git("add", "-A")
             git("commit", "-q", "-m", f"release {r.tag}")
             git("tag", r.tag)
-        subprocess.run(["git", "clone", "-q", "--bare", work, str(REPO)], check=True)
-    stamp_file.write_text(stamp)
+
+    content = json.dumps([(r.tag, releases.compose_yaml(r)) for r in releases.RELEASES] + [releases.ENV_EXAMPLE])
+    lab.ensure_release_repo(REPO, "mlflow-stack.sha256", content, commit_releases)
 
 
 def ensure() -> None:
@@ -144,7 +133,7 @@ def ensure() -> None:
         t0 = time.monotonic()
         for version in releases.VERSIONS:
             ensure_image(client, lab.REGISTRY, lab.BASE, version, lab.in_registry, lab.has_local, lab._local_digest)
-        ensure_repo(lab.GIT_ENV)
+        ensure_repo()
         say(f"MLflow stack ready ({time.monotonic() - t0:.0f} s)")
 
 
