@@ -30,7 +30,7 @@ from pathlib import Path
 
 from core import commands as c
 from core.errors import CommandFailed, CommandTimedOut, RehearsalFailed, RehearsalUnavailable, error_line
-from core.steps import quote_ident, quote_literal, terminate_sql
+from core.steps import quote_ident, terminate_sql
 
 log = logging.getLogger("stackshift")
 INFIX = "__ss_rh_"

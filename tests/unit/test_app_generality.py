@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from blocks.stack_environment import StackEnvironment
-from core import commands as c
 from core import steps as st
 from core.plan import build_plan
 from core.verify import http_probe, version_output_check

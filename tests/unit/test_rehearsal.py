@@ -146,8 +146,6 @@ class RecordingIO:
         self.db = self
 
     def connect(self, dbname):
-        io = self
-
         class Conn:
             def __enter__(self):
                 return self
