@@ -136,8 +136,8 @@ class StackEnvironment(Block):
     )
     stop_timeouts: dict[str, int] = Field(
         default_factory=dict,
-        description="Seconds a writer service may take to stop before it is killed (`docker compose stop --timeout`), "
-                    "per service; services not named use their compose `stop_grace_period` (10 s by default).",
+        description="Seconds a writer service may take to stop before the engine kills it, per service; services not "
+                    "named use their compose `stop_grace_period` (10 s by default).",
     )
     http_checks: list[HttpCheck] = Field(default_factory=list, description="HTTP checks run after an upgrade.")
     health_timeout_seconds: int = Field(default=120, description="How long services may take to turn healthy.")

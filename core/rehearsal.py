@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,7 +250,6 @@ def rehearse(io, f, scratch: Path) -> Rehearsal:
     override.write_text(image_override(f.migrate_service, f.target_images[f.migrate_service]))
     with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file, f.project)
     schema, versions = scratch / "schema.dump", scratch / "alembic_version.dump"
-    dropped = False
     try:
         io.sql(create_statements(name))
         io.run(c.Command(dump_schema(f.db_host, f.db_port, f.db_user, f.db_name, schema), timeout=f.migration_timeout),
@@ -280,7 +280,7 @@ def rehearse(io, f, scratch: Path) -> Rehearsal:
             raise RehearsalFailed(failure + (f" (server: {errors[-1]})" if errors else ""))
         statements = executed(entries, name)
     finally:
-        dropped = _clean_up(io, f, name, (schema, versions, override))
+        dropped = _clean_up(io, f, name, scratch)
     if io.revisions(f.db_name) != live_before:
         raise RehearsalFailed(f"the live database's revision changed during the rehearsal ({live_before} → "
                               f"{io.revisions(f.db_name)}): the rehearsal_command reached it instead of {name}. Restore "
@@ -293,9 +293,9 @@ def rehearse(io, f, scratch: Path) -> Rehearsal:
     return Rehearsal(sql, revisions, name, round(time.monotonic() - t0, 2), len(statements), notes, dropped)
 
 
-def _clean_up(io, f, name: str, files) -> bool:
+def _clean_up(io, f, name: str, scratch: Path) -> bool:
     """Removes the rehearsal's one-off container (a killed client leaves it running), drops the throw-away database
-    and the scratch files. Runs while an error or an interruption unwinds, so it logs its own failures instead of
+    and the scratch folder. Runs while an error or an interruption unwinds, so it logs its own failures instead of
     replacing that one (the next run's or `recover`'s sweep drops a leftover). Whether the database is gone."""
     if f.run_id:
         try:
@@ -310,8 +310,7 @@ def _clean_up(io, f, name: str, files) -> bool:
     except Exception as exc:  # noqa: BLE001
         log.warning("could not drop the rehearsal database %s (the next run or `recover` drops it): %s", name, exc)
         dropped = False
-    for p in files:
-        p.unlink(missing_ok=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     return dropped
 
 

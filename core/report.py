@@ -123,7 +123,8 @@ def _sources_markdown(pending: list[str], src: dict) -> list[str]:
         r = src["rehearsal"]
         lines.append(f"Rehearsal: the target's migration ran on `{r['database']}`, a throw-away copy of the live "
                      f"schema (no rows but `alembic_version`), in {r['seconds']:.1f} s, {r['statements']} statements "
-                     f"captured; the database was dropped afterwards.")
+                     f"captured; " + ("the database was dropped afterwards." if r.get("dropped") else
+                                      "**the database could not be dropped**: the next run or `recover` drops it."))
     lines += ["", "| # | revision | rendered offline | rehearsed |", "|---|---|---|---|"]
     lines += [f"| {i} | `{rev}` | {'yes' if rev in rendered else '**no**'} | {'yes' if rev in rehearsed else 'no'} |"
               for i, rev in enumerate(pending, 1)]

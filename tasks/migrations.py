@@ -5,8 +5,6 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-import shutil
-
 from core import commands as c
 from core import db as dbops
 from core import migcheck, pgcatalog, rehearsal, report
@@ -43,10 +41,7 @@ def pending_sql(plan: Plan, cfg) -> tuple[str, dict]:
     if not sources["not_analysed"] or not f.rehearsal_command:
         return text, sources
     scratch = f.run_dir.parent / f".scratch-{f.run_id or 'x'}-rehearsal"  # swept by the recovery if we are killed
-    try:
-        done = rehearsal.rehearse(StackIO(cfg, f.project), f, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    done = rehearsal.rehearse(StackIO(cfg, f.project), f, scratch)
     get_run_logger().info("Rehearsed the migration on %s in %.1f s: %d statements, %d revisions", done.database,
                           done.seconds, done.statements, len(done.revisions))
     sources.update(rehearsed=[r for r in f.pending_revisions if r in done.revisions], analysed_from="rehearsal",

@@ -132,6 +132,9 @@ def test_the_report_lists_every_revision_and_the_primary_key_changes_with_their_
     assert "`ALTER TABLE experiments DROP CONSTRAINT experiment_pk`" in drop, "the statement, on one line"
     assert "| r3 | experiments | ACCESS EXCLUSIVE | **scan** | MS011" in text
     assert "| r2 | metrics | SHARE | **scan** | MS012" in text
+    assert "the database was dropped afterwards" in text
+    report.sources["rehearsal"]["dropped"] = False
+    assert "**the database could not be dropped**" in migration_markdown(report, "t", [])
     assert migcheck.gate(report, 60) == []
     report.sources["not_analysed"] = ["r3"]
     assert "could not be analysed" in migcheck.gate(report, 60)[0]
@@ -199,6 +202,7 @@ def test_a_rehearsal_passes_its_env_by_name_and_drops_its_database(tmp_path):
     io, f = RecordingIO(), _facts(tmp_path)
     done = rh.rehearse(io, f, tmp_path / "scratch")
     assert done.revisions == ["r2"] and done.dropped and "m__ss_rh_run1" not in io.dbs
+    assert not (tmp_path / "scratch").exists(), "the schema dump and the override go with the database"
     migration = next(c for c in io.commands if "upgrade" in c.argv)
     assert "pw-secret" not in " ".join(migration.argv) and migration.argv[migration.argv.index("DB_URL") - 1] == "--env"
     assert migration.env == {"DB_URL": "postgresql://u:pw-secret@db/m__ss_rh_run1"}
@@ -210,6 +214,7 @@ def test_an_interrupted_rehearsal_still_drops_its_database(tmp_path, fail):
     with pytest.raises(type(fail)):
         rh.rehearse(io, _facts(tmp_path), tmp_path / "scratch")
     assert "m__ss_rh_run1" not in io.dbs and io.sql_calls[-1][-1].startswith("DROP DATABASE")
+    assert not (tmp_path / "scratch").exists()
     listed = next(c for c in io.commands if c.argv[:3] == ["docker", "container", "ls"])
     assert "io.stackshift.run=run1" in listed.argv[-1], "the run's one-off container (a killed client leaves it)"
     assert any("c0ffee" in c.argv and "rm" in " ".join(c.argv) for c in io.commands), "... is removed"
