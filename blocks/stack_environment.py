@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 from prefect.blocks.core import Block
+from prefect.types import SecretDict
 from pydantic import BaseModel, Field, SecretStr
 
 
@@ -108,10 +109,11 @@ class StackEnvironment(Block):
                     "it executes are analysed. Needs a superuser role (it sets `log_statement` on that database). "
                     "None: no rehearsal.",
     )
-    rehearsal_env: dict[str, str] = Field(
-        default_factory=dict,
+    rehearsal_env: SecretDict = Field(
+        default_factory=lambda: SecretDict({}),
         description="Environment for the rehearsal's container, `{database}` standing for the throw-away database "
-                    "(for apps that read the database name from a variable: {\"DB_DATABASE\": \"{database}\"}).",
+                    "(for apps that read the database name, or a whole URL with its password, from a variable: "
+                    "{\"DB_DATABASE\": \"{database}\"}). Secret: masked in the UI, passed to the container by name.",
     )
     max_lock_seconds: float = Field(
         default=60.0,

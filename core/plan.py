@@ -69,7 +69,6 @@ class Facts:
     stop_timeouts: dict[str, int] = field(default_factory=dict)
     version_command: list[str] = field(default_factory=list)
     rehearsal_command: list[str] = field(default_factory=list)  # `{database}` = the throw-away database ([] = none)
-    rehearsal_env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)

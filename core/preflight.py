@@ -325,5 +325,5 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         snapshot_command=list(cfg.snapshot_command), snapshot_restore_command=list(cfg.snapshot_restore_command),
         dump_jobs=cfg.dump_jobs or max(1, min(4, os.cpu_count() or 1)),
         stop_timeouts=dict(cfg.stop_timeouts), version_command=list(cfg.version_command or []),
-        rehearsal_command=list(cfg.rehearsal_command or []), rehearsal_env=dict(cfg.rehearsal_env),
+        rehearsal_command=list(cfg.rehearsal_command or []),
     )

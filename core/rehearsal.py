@@ -230,12 +230,13 @@ def rendered_revisions(sql: str, complete: bool) -> list[str]:
     return revs if complete else revs[:-1]
 
 
-def rehearse(io, f, scratch: Path) -> Rehearsal:
-    """Runs the rehearsal for the plan's facts `f` (see the module's docstring) through the stack's I/O; the
-    throw-away database is dropped in every case, an interruption (SIGTERM, cancellation) included."""
+def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
+    """Runs the rehearsal for the plan's facts `f` (see the module's docstring) through the stack's I/O, with the
+    block's `rehearsal_env` (a SecretDict, unwrapped only into the container's command environment); the throw-away
+    database is dropped in every case, an interruption (SIGTERM, cancellation) included."""
     t0 = time.monotonic()
     name = database_name(f.db_name, f.run_id or "x")
-    check_targets_the_copy(f.rehearsal_command, f.rehearsal_env)
+    check_targets_the_copy(f.rehearsal_command, secret_env.get_secret_value() if secret_env else {})
     db_service = next((s for s in f.db_services if s in f.running_services), None)
     if db_service is None:
         raise RehearsalUnavailable(f"none of the database services {', '.join(f.db_services)} is running")
@@ -261,7 +262,7 @@ def rehearse(io, f, scratch: Path) -> Rehearsal:
             io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, versions)), db_password=True)
         io.sql([log_statements_sql(name)])
         since = time.time() - 1  # entries are told apart by database (%d) or by the server logging no others
-        env = fill(f.rehearsal_env, name)  # values through the command's environment, never its argv
+        env = fill(secret_env.get_secret_value() if secret_env else {}, name)  # by name in argv, values in env
         argv = c.compose_run_once(with_target, f.migrate_service, fill(f.rehearsal_command, name), None, f.run_id,
                                   pass_env=list(env))
         failure = None

@@ -41,7 +41,7 @@ def pending_sql(plan: Plan, cfg) -> tuple[str, dict]:
     if not sources["not_analysed"] or not f.rehearsal_command:
         return text, sources
     scratch = f.run_dir.parent / f".scratch-{f.run_id or 'x'}-rehearsal"  # swept by the recovery if we are killed
-    done = rehearsal.rehearse(StackIO(cfg, f.project), f, scratch)
+    done = rehearsal.rehearse(StackIO(cfg, f.project), f, scratch, cfg.rehearsal_env)
     get_run_logger().info("Rehearsed the migration on %s in %.1f s: %d statements, %d revisions", done.database,
                           done.seconds, done.statements, len(done.revisions))
     sources.update(rehearsed=[r for r in f.pending_revisions if r in done.revisions], analysed_from="rehearsal",

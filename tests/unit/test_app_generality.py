@@ -117,3 +117,11 @@ def test_the_block_takes_an_mlflow_deployment():
                                 backup_dir="/b")
     assert defaults.migration_switch == "MIGRATION_ENABLED" and defaults.rehearsal_command is None
     assert defaults.stop_timeouts == {} and defaults.version_command is None
+
+
+def test_the_rehearsal_env_is_a_secret_of_the_block():
+    block = StackEnvironment(compose_dir="/x", project_name="x", db_name="a", db_user="u", db_password="p",
+                             backup_dir="/b", rehearsal_env={"DB_URL": "postgresql://u:hunter2@db/{database}"})
+    assert "rehearsal_env.*" in StackEnvironment.model_json_schema()["secret_fields"], "masked in the UI and API"
+    assert "hunter2" not in repr(block) and "hunter2" not in str(block.rehearsal_env)
+    assert block.rehearsal_env.get_secret_value() == {"DB_URL": "postgresql://u:hunter2@db/{database}"}

@@ -1,7 +1,9 @@
 """The rehearsal's pure parts: names, SQL, argv, reading the server's log back into SQL the rules analyse."""
+import json
 from pathlib import Path
 
 import pytest
+from prefect.types import SecretDict
 
 from core import rehearsal as rh
 from core import sqlrules
@@ -194,13 +196,16 @@ def _facts(tmp_path, **kw):
     from tests.unit.test_plan import facts
     return facts(**({"db_name": "m", "run_id": "run1", "db_services": ["db"], "migrate_service": "api",
                      "rehearsal_command": ["app", "upgrade", "postgresql://u@db/{database}"],
-                     "rehearsal_env": {"DB_URL": "postgresql://u:pw-secret@db/{database}"},
                      "pending_revisions": ["r2"], "db_revision": ["r1"]} | kw))
+
+
+ENV = SecretDict({"DB_URL": "postgresql://u:pw-secret@db/{database}"})
 
 
 def test_a_rehearsal_passes_its_env_by_name_and_drops_its_database(tmp_path):
     io, f = RecordingIO(), _facts(tmp_path)
-    done = rh.rehearse(io, f, tmp_path / "scratch")
+    assert "pw-secret" not in json.dumps(f.to_dict()), "the facts (plan.json) never hold the rehearsal's env"
+    done = rh.rehearse(io, f, tmp_path / "scratch", ENV)
     assert done.revisions == ["r2"] and done.dropped and "m__ss_rh_run1" not in io.dbs
     assert not (tmp_path / "scratch").exists(), "the schema dump and the override go with the database"
     migration = next(c for c in io.commands if "upgrade" in c.argv)
@@ -212,7 +217,7 @@ def test_a_rehearsal_passes_its_env_by_name_and_drops_its_database(tmp_path):
 def test_an_interrupted_rehearsal_still_drops_its_database(tmp_path, fail):
     io = RecordingIO(fail)
     with pytest.raises(type(fail)):
-        rh.rehearse(io, _facts(tmp_path), tmp_path / "scratch")
+        rh.rehearse(io, _facts(tmp_path), tmp_path / "scratch", ENV)
     assert "m__ss_rh_run1" not in io.dbs and io.sql_calls[-1][-1].startswith("DROP DATABASE")
     assert not (tmp_path / "scratch").exists()
     listed = next(c for c in io.commands if c.argv[:3] == ["docker", "container", "ls"])
@@ -231,6 +236,6 @@ def test_a_failed_or_timed_out_rehearsal_is_told_apart(tmp_path):
 def test_a_rehearsal_command_not_pointed_at_the_copy_is_refused_before_anything(tmp_path):
     io = RecordingIO()
     with pytest.raises(RehearsalUnavailable, match="would migrate the live database"):
-        rh.rehearse(io, _facts(tmp_path, rehearsal_command=["flask", "db", "upgrade"], rehearsal_env={}),
-                    tmp_path / "s")
+        rh.rehearse(io, _facts(tmp_path, rehearsal_command=["flask", "db", "upgrade"]), tmp_path / "s",
+                    SecretDict({"DB_URL": "postgresql://u:pw@db/app"}))
     assert io.sql_calls == [] and io.commands == []
