@@ -8,10 +8,12 @@
 - `stackshift: rolled back`: the event `stackshift.upgrade.rolled-back` (an upgrade put the previous version back).
 
 Notifications go through the `custom-webhook` block `stackshift-notify` (any URL that takes a JSON POST: a chat
-webhook, an alerting gateway). Its URL comes from `--webhook-url` or `$STACKSHIFT_WEBHOOK_URL`; an existing block
-is kept when neither is given, so a URL set in the UI (Blocks → stackshift-notify) survives a re-run.
+webhook, an alerting gateway). A webhook URL usually carries a token, so it is a secret: it comes from
+`$STACKSHIFT_WEBHOOK_URL` (never an argument, which the process list shows), and the block keeps it in its `secrets`
+(masked in the UI), its `url` field only the placeholder `{{webhook_url}}`. An existing block is kept when the variable
+is unset, so a URL set in the UI (Blocks → stackshift-notify → Secrets) survives a re-run.
 
-Run: `PREFECT_API_URL=… .venv/bin/python -m deployments.automations staging prod [--webhook-url URL]`
+Run: `PREFECT_API_URL=… [STACKSHIFT_WEBHOOK_URL=…] .venv/bin/python -m deployments.automations staging prod`
 """
 from __future__ import annotations
 
@@ -24,20 +26,35 @@ NOTIFY_BLOCK = "stackshift-notify"
 PLACEHOLDER_URL = "http://127.0.0.1:9/stackshift-notify-not-configured"
 
 
-def ensure_notify_block(url: str | None):
-    """The webhook block (created with a placeholder URL until one is given); returns its document id."""
+URL_FIELD = "{{webhook_url}}"  # the block's url: filled from its secrets when a notification is sent
+
+
+def webhook_url() -> str | None:
+    """The URL the notification block posts to (its secret), or None when there is no block."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
     try:
         block = CustomWebhookNotificationBlock.load(NOTIFY_BLOCK)
-        if url and block.url != url:
-            block.url = url
-            block.save(NOTIFY_BLOCK, overwrite=True)
     except ValueError:
-        block = CustomWebhookNotificationBlock(
-            name="stackshift", url=url or PLACEHOLDER_URL, method="POST",
-            json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "{{name}}"})
-        block.save(NOTIFY_BLOCK, overwrite=True)
+        return None
+    return block.secrets.get_secret_value().get("webhook_url", block.url)
+
+
+def ensure_notify_block(url: str | None):
+    """The webhook block, its URL a secret (a placeholder URL until one is given); returns its document id."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.types import SecretDict
+
+    url = url or webhook_url() or PLACEHOLDER_URL
+    try:
+        block = CustomWebhookNotificationBlock.load(NOTIFY_BLOCK)
+    except ValueError:
+        block = None
+    if block is None or block.url != URL_FIELD or block.secrets.get_secret_value().get("webhook_url") != url:
+        CustomWebhookNotificationBlock(
+            name="stackshift", url=URL_FIELD, method="POST", secrets=SecretDict({"webhook_url": url}),
+            json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "{{name}}"},
+        ).save(NOTIFY_BLOCK, overwrite=True)
     return CustomWebhookNotificationBlock.load(NOTIFY_BLOCK)._block_document_id
 
 
@@ -92,7 +109,7 @@ def notification_automations(block_id) -> list:
     ]
 
 
-def main(environments: list[str], webhook_url: str | None) -> None:
+def main(environments: list[str], url: str | None) -> None:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -100,7 +117,7 @@ def main(environments: list[str], webhook_url: str | None) -> None:
             up = client.read_deployment_by_name(f"upgrade/upgrade-{env}").id
             rec = client.read_deployment_by_name(f"recover/recover-{env}").id
             ensure_recovery_automation(env, up, rec)
-    block_id = ensure_notify_block(webhook_url)
+    block_id = ensure_notify_block(url)
     for automation in notification_automations(block_id):
         _replace(automation)
 
@@ -108,6 +125,5 @@ def main(environments: list[str], webhook_url: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("environments", nargs="*", default=["staging", "prod"])
-    parser.add_argument("--webhook-url", default=os.environ.get("STACKSHIFT_WEBHOOK_URL"))
     args = parser.parse_args()
-    main(args.environments, args.webhook_url)
+    main(args.environments, os.environ.get("STACKSHIFT_WEBHOOK_URL"))

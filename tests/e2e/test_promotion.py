@@ -38,7 +38,7 @@ from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.deployments import run_deployment
 
 from deployments.approve import resume, summary_fingerprint
-from deployments.automations import NOTIFY_BLOCK, ensure_notify_block
+from deployments.automations import NOTIFY_BLOCK, URL_FIELD, ensure_notify_block, webhook_url
 from lab import stack
 from tasks.promotion import run_artifacts
 
@@ -272,9 +272,12 @@ def browser(shots):
 def receiver():
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    before = CustomWebhookNotificationBlock.load(NOTIFY_BLOCK).url
+    before = webhook_url()
     r = Receiver()
     ensure_notify_block(r.url)
+    saved = CustomWebhookNotificationBlock.load(NOTIFY_BLOCK)
+    assert saved.url == URL_FIELD and saved.secrets.get_secret_value() == {"webhook_url": r.url}, \
+        "the URL is the block's secret, not its url"
     yield r
     ensure_notify_block(before)
     r.server.shutdown()
