@@ -80,9 +80,17 @@ def test_the_fingerprint_covers_state_target_and_env_diff_not_the_run():
 
 
 def test_the_fingerprint_holds_no_secret_value():
-    masked = {"key": "DB_PASSWORD", "change": "customized", "old": "(secret)", "new": "(secret)", "note": ""}
-    material = str(promotion.fingerprint_material(facts(env_report=[masked])))
-    assert "(secret)" in material
+    from core import envmerge
+
+    # the env report as pre-flight makes it, from a real merge with real values (a changed password among them)
+    user = envmerge.parse("DB_PASSWORD=hunter2-live\nLOG_LEVEL=INFO\n")
+    old = envmerge.parse("DB_PASSWORD=difyai123456\nLOG_LEVEL=INFO\n")
+    new = envmerge.parse("DB_PASSWORD=difyai654321\nLOG_LEVEL=WARNING\nSECRET_KEY=sk-9f8e7d6c5b4a3f2e1d0c\n")
+    rows = envmerge.masked_changes(envmerge.merge(user, old, new))
+    material = str(promotion.fingerprint_material(facts(env_report=rows)))
+    assert "DB_PASSWORD" in material and "SECRET_KEY" in material, "the secret keys' changes are part of it"
+    for value in ("hunter2-live", "difyai123456", "difyai654321", "sk-9f8e7d6c5b4a3f2e1d0c"):
+        assert value not in material
 
 
 def test_the_approval_form_has_no_default_decision():
@@ -143,3 +151,12 @@ def test_a_verified_upgrade_counts_only_while_the_environment_still_runs_it():
     assert not promotion.still_runs(verified, running[:1]), "a service gone"
     assert not promotion.still_runs(verified, running + [{"service": "x", "digest": "r/x@sha256:0", "commit": "c2"}])
     assert not promotion.still_runs(verified, [running[0], running[1] | {"digest": f"r/pg@{D1}"}]), "another image"
+
+
+def test_a_plan_is_held_to_the_approved_fingerprint():
+    from core.errors import PlanChangedSinceApproval
+
+    f = facts()
+    promotion.check_approved("prod", f, promotion.fingerprint(f))
+    with pytest.raises(PlanChangedSinceApproval, match="no longer matches the approved one"):
+        promotion.check_approved("prod", facts(db_revision=["r0"]), promotion.fingerprint(f))
