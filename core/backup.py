@@ -5,9 +5,8 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-from core.parallel import all_at_once, first_failure
 
 MANIFEST = "manifest.json"
 LIVE = ("journal.json",)  # written on through the run: not part of the checked backup
@@ -53,15 +52,9 @@ def write_manifest(run_dir: Path, threads: int | None = None) -> dict:
             continue
         os.chmod(p, 0o600)
         todo.append((p, p.stat().st_size))
-    shares: list[list[Path]] = [[] for _ in range(max(1, threads or os.cpu_count() or 1))]
-    loads = [0] * len(shares)
-    for p, size in sorted(todo, key=lambda t: -t[1]):  # the biggest first, each to the least loaded share
-        i = loads.index(min(loads))
-        shares[i].append(p)
-        loads[i] += size
-    digests: dict[Path, str] = {}
-    first_failure(all_at_once([lambda share=share: digests.update((p, sha256(p)) for p in share)
-                               for share in shares if share]))
+    biggest_first = [p for p, _ in sorted(todo, key=lambda t: -t[1])]  # a free thread takes the next biggest
+    with ThreadPoolExecutor(max(1, threads or os.cpu_count() or 1)) as pool:
+        digests = dict(zip(biggest_first, pool.map(sha256, biggest_first)))
     files = {str(p.relative_to(run_dir)): {"sha256": digests[p], "bytes": size} for p, size in todo}
     manifest = {"run_dir": str(run_dir), "files": files}
     write_json(run_dir / MANIFEST, manifest)

@@ -6,7 +6,8 @@ backup takes pre-flight's copy instead — once, and only while every file compo
 `.env`) is byte for byte what it was. Otherwise the backup runs the command itself.
 
 The text holds the resolved environment, secrets included: it never goes into facts, flow parameters, task results
-or artifacts, only into this module's memory and then the backup's private file.
+or artifacts, only into this module's memory and then the backup's private file. At most one entry per compose
+project lives here (the key is its `compose config` argv): a dry run's is replaced by the next pre-flight's.
 """
 from __future__ import annotations
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from core import commands as c
 from core import rollbackpoint as rp
 from core import steps as st
-from core.compose import image_repo
-from core.promotion import VerifyDigests
+from core.promotion import VerifyDigests, digest_ref
 
 
 @dataclass
@@ -157,7 +156,7 @@ def scratch_glob(f: Facts) -> str:
 
 def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
     """(service, repo@sha256:…) of the target's images pinned by digest (a promotion pins every one)."""
-    return tuple((s, f"{image_repo(ref)}@{ref.split('@', 1)[1]}") for s, ref in sorted(images.items()) if "@" in ref)
+    return tuple((s, digest_ref(ref)) for s, ref in sorted(images.items()) if digest_ref(ref))
 
 
 def rp_args(template: list[str], run_id: str) -> list[str]:

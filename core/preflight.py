@@ -48,7 +48,8 @@ def current_images(client: docker.DockerClient, project: str) -> dict[str, dict]
         image = client.images.get(ctr.attrs["Image"])
         repo = image_repo(ref)
         digests = [d for d in image.attrs.get("RepoDigests") or [] if d.startswith(repo + "@")]
-        out[service] = {"image": ref, "id": image.id, "repo_digest": digests[0] if digests else None}
+        out[service] = {"image": ref, "id": image.id, "repo_digest": digests[0] if digests else None,
+                        "repo_digests": digests}
     return out
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from core.compose import image_repo
-from core.errors import HealthCheckFailed, PinnedImageMismatch, WrongHost
+from core.errors import HealthCheckFailed, PinnedImageMismatch, PlanChangedSinceApproval, WrongHost
 from core.steps import Step, StepContext
 
 if TYPE_CHECKING:
@@ -78,14 +78,21 @@ def apply_pins(images: dict[str, str], pins: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def tag_of_pinned(ref: str) -> tuple[str, str] | None:
-    """For `repo:tag@sha256:…`: (`repo@sha256:…` to pull, `repo:tag` to point at it); None when not pinned."""
+def digest_ref(ref: str) -> str | None:
+    """`repo@sha256:…` of a reference pinned by digest (`repo[:tag]@sha256:…`); None when not pinned."""
     if "@" not in ref:
         return None
     named, digest = ref.split("@", 1)
-    if named == image_repo(named):  # no tag
+    return f"{image_repo(named)}@{digest}"
+
+
+def tag_of_pinned(ref: str) -> tuple[str, str] | None:
+    """For `repo:tag@sha256:…`: (`repo@sha256:…` to pull, `repo:tag` to point at it); None when not pinned."""
+    pinned = digest_ref(ref)
+    named = ref.split("@", 1)[0]
+    if pinned is None or named == image_repo(named):  # no tag
         return None
-    return f"{image_repo(named)}@{digest}", named
+    return pinned, named
 
 
 @dataclass(frozen=True)
@@ -97,12 +104,9 @@ class VerifyDigests(Step):
     task: ClassVar = "verify-digests"
 
     def apply(self, ctx: StepContext) -> str:
-        client = ctx.io.endpoint.client()
-        running = {}
-        for ctr in client.containers.list(filters={"label": f"com.docker.compose.project={ctx.facts.project}"}):
-            service = ctr.labels.get("com.docker.compose.service")
-            if service and ctr.labels.get("com.docker.compose.oneoff") != "True":
-                running[service] = client.images.get(ctr.attrs["Image"]).attrs.get("RepoDigests") or []
+        from core.preflight import current_images  # pre-flight imports this module
+
+        running = {s: i["repo_digests"] for s, i in current_images(ctx.io.endpoint.client(), ctx.facts.project).items()}
         wrong = [f"{s} runs {', '.join(running.get(s, [])) or 'no container'}, expected {d}"
                  for s, d in self.digests if d not in running.get(s, [])]
         if wrong:
@@ -145,6 +149,13 @@ def fingerprint_material(f: Facts) -> dict:
 def fingerprint(f: Facts) -> str:
     blob = json.dumps(fingerprint_material(f), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def check_approved(environment: str, f: Facts, approved: str) -> None:
+    """Refuses a plan whose fingerprint is not the one the approver approved (prod or the digests changed since)."""
+    now = fingerprint(f)
+    if now != approved:
+        raise PlanChangedSinceApproval(environment, approved, now)
 
 
 # --- what people read -------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from deployments.serve import ensure_recovery_automation
+from deployments.serve import ensure_recovery_automation, replace_automation
 
 NOTIFY_BLOCK = "stackshift-notify"
 PLACEHOLDER_URL = "http://127.0.0.1:9/stackshift-notify-not-configured"
@@ -56,15 +56,6 @@ def ensure_notify_block(url: str | None):
             json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "{{name}}"},
         ).save(NOTIFY_BLOCK, overwrite=True)
     return CustomWebhookNotificationBlock.load(NOTIFY_BLOCK)._block_document_id
-
-
-def _replace(automation) -> None:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        for existing in client.read_automations_by_name(name=automation.name):
-            client.delete_automation(existing.id)
-    automation.create()
 
 
 def notification_automations(block_id) -> list:
@@ -119,7 +110,7 @@ def main(environments: list[str], url: str | None) -> None:
             ensure_recovery_automation(env, up, rec)
     block_id = ensure_notify_block(url)
     for automation in notification_automations(block_id):
-        _replace(automation)
+        replace_automation(automation)
 
 
 if __name__ == "__main__":

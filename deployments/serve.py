@@ -87,16 +87,11 @@ def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None
     (a cancel's SIGTERM starts the rollback, but the runner kills the process 30 s later, possibly mid-rollback) →
     run recover-<env>, which does nothing when no journal is open."""
     from prefect.automations import Automation
-    from prefect.client.orchestration import get_client
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
 
-    name = automation_name(environment)
-    with get_client(sync_client=True) as client:
-        for existing in client.read_automations_by_name(name=name):
-            client.delete_automation(existing.id)
-    Automation(
-        name=name,
+    replace_automation(Automation(
+        name=automation_name(environment),
         description=f"When an upgrade of {environment} ends Crashed or Cancelled, recover it.",
         trigger=EventTrigger(
             expect={"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"},
@@ -104,7 +99,17 @@ def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None
             posture=Posture.Reactive, threshold=1,
         ),
         actions=[RunDeployment(source="selected", deployment_id=recover_id, parameters={"environment": environment})],
-    ).create()
+    ))
+
+
+def replace_automation(automation) -> None:
+    """Creates `automation`, first deleting any of the same name (so a re-run replaces, never duplicates)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for existing in client.read_automations_by_name(name=automation.name):
+            client.delete_automation(existing.id)
+    automation.create()
 
 
 def main(environments: list[str]) -> None:

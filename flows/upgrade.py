@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 
 from blocks.stack_environment import StackEnvironment
 from core import promotion
-from core.errors import PlanChangedSinceApproval, UnknownEnvironment
+from core.errors import UnknownEnvironment
 from core.journal import downtime
 from flows import runbook
 from tasks.backup import backup
@@ -77,8 +77,8 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
         else:
             recovered = runbook.recover_interrupted(cfg, environment, by=f"upgrade run {run_id}")
         plan = plan_upgrade(cfg, environment, target, run_id, accept_env_conflicts, pins=pinned_images)
-        if approved_fingerprint and promotion.fingerprint(plan.facts) != approved_fingerprint:
-            raise PlanChangedSinceApproval(environment, approved_fingerprint, promotion.fingerprint(plan.facts))
+        if approved_fingerprint:
+            promotion.check_approved(environment, plan.facts, approved_fingerprint)
         migrations = analyze_migrations(plan, cfg, accept_risk=accept_migration_risk, dry_run=dry_run)
         if dry_run:
             review_env(plan)
