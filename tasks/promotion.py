@@ -37,8 +37,7 @@ class Approval(RunInput):
 def publish_digests(cfg, environment: str, ref: str, commit: str) -> dict[str, str]:
     """Reads the running containers' image digests on the environment's engine and publishes them (`<env>-digests`),
     for a promotion to pin prod to."""
-    digests = promotion.verified_digests(current_images(StackIO(cfg, cfg.project_name).endpoint.client(),
-                                                        cfg.project_name))
+    digests = _running_digests(cfg)
     create_table_artifact(key=artifact_key(environment, DIGESTS),
                           table=[{"service": s, "digest": d, "release": ref, "commit": commit}
                                  for s, d in digests.items()],
@@ -52,9 +51,13 @@ def running_now(cfg) -> dict[str, str]:
     from core import commands as c
     from core.executor import run
 
-    digests = promotion.verified_digests(current_images(StackIO(cfg, cfg.project_name).endpoint.client(),
-                                                        cfg.project_name))
-    return {"digests": digests, "commit": run(c.git_rev_parse(cfg.compose_dir, "HEAD")).stdout.strip()}
+    return {"digests": _running_digests(cfg), "commit": run(c.git_rev_parse(cfg.compose_dir, "HEAD")).stdout.strip()}
+
+
+def _running_digests(cfg) -> dict[str, str]:
+    """`{service: repo@sha256:…}` of the environment's running containers, through the block's engine."""
+    return promotion.verified_digests(current_images(StackIO(cfg, cfg.project_name).endpoint.client(),
+                                                     cfg.project_name))
 
 
 @task(name="publish-running", task_run_name="publish-running", **TASK_DEFAULTS)
@@ -95,8 +98,6 @@ def run_artifacts(flow_run_id: UUID | str) -> dict[str, object]:
 
 def latest_rows(key: str) -> list[dict]:
     """The rows of the latest version of a table artifact ([] if there is none)."""
-    import json
-
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
@@ -104,13 +105,11 @@ def latest_rows(key: str) -> list[dict]:
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
                                       sort=ArtifactSort.CREATED_DESC, limit=1)
-    if not found:
-        return []
-    data = found[0].data
-    return json.loads(data) if isinstance(data, str) else list(data or [])
+    return rows_of(found[0]) if found else []
 
 
 def rows_of(artifact) -> list[dict]:
+    """The rows of a table artifact (stored as JSON text or as a list)."""
     import json
 
     return json.loads(artifact.data) if isinstance(artifact.data, str) else list(artifact.data or [])
