@@ -38,14 +38,15 @@ def scratch_server(name_prefix: str = "stackshift-scratch-pg", shm: str = "256m"
     client = docker.from_env()
     port = free_port()
     password = secrets.token_urlsafe(12)
-    ctr = client.containers.run(
-        IMAGE, detach=True, name=f"{name_prefix}-{secrets.token_hex(3)}", shm_size=shm,
+    ctr = client.containers.create(
+        IMAGE, name=f"{name_prefix}-{secrets.token_hex(3)}", shm_size=shm,
         environment={"POSTGRES_USER": "lab", "POSTGRES_PASSWORD": password, "POSTGRES_DB": "app",
                      "PGDATA": "/var/lib/postgresql/data/pgdata"},
         ports={"5432/tcp": ("127.0.0.1", port)},
     )
     server = Server(port, "lab", password, "app")
-    try:
+    try:  # created, then started inside the try: a container that cannot start is removed too
+        ctr.start()
         try:
             DbAccess("127.0.0.1", port, server.user, SecretStr(password)).wait_until_reachable(server.dbname, 60)
         except DatabaseUnreachable as exc:
