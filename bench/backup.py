@@ -1,6 +1,6 @@
 """Benchmark: stackshift's backup bundle against the raw tools doing the same work, on the same data, in one run.
 
-- **bundle**: the backup steps of a real plan (`core.plan.build_plan` from a real pre-flight), walked by the
+- **bundle**: the backup steps of a real plan (`core.cutover.plan.build_plan` from a real pre-flight), walked by the
   same `execute` as an upgrade: config copies, the resolved compose config (pre-flight's output, handed over
   in memory while the files are unchanged), `pg_dump -Fd -j N` in an exported
   snapshot while another session counts every table's rows in that snapshot, `pg_restore --list`, the volumes
@@ -25,11 +25,11 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
 
 from blocks.stack_environment import StackEnvironment  # noqa: E402
-from core import commands as c  # noqa: E402
-from core import preflight as pf  # noqa: E402
-from core import steps as st  # noqa: E402
-from core.journal import Journal  # noqa: E402
-from core.plan import build_plan  # noqa: E402
+from core.io import commands as c  # noqa: E402
+from core.cutover import preflight as pf  # noqa: E402
+from core.cutover import steps as st  # noqa: E402
+from core.cutover.journal import Journal  # noqa: E402
+from core.cutover.plan import build_plan  # noqa: E402
 from core.stackio import StackIO  # noqa: E402
 from lab import stack  # noqa: E402
 

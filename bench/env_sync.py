@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.envmerge import merge, parse
+from core.env.envmerge import merge, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 DIFY = ROOT.parent / "shared" / "fixtures" / "dify"

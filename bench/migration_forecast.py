@@ -15,7 +15,9 @@ import math
 import statistics
 import time
 
-from core import migcheck, pgcatalog
+from core.migrations import migcheck
+
+from core.migrations import pgcatalog
 from lab.pg import scratch_server
 
 ALTER = "ALTER TABLE big ALTER COLUMN total_tokens TYPE bigint"

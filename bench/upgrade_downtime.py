@@ -34,9 +34,9 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")  # the lab's server, before Prefect loads
 
 from blocks.stack_environment import StackEnvironment  # noqa: E402
-from core import envsync  # noqa: E402
-from core.envfile import write_atomic  # noqa: E402
-from core.journal import Journal  # noqa: E402
+from core.env import envsync  # noqa: E402
+from core.env.envfile import write_atomic  # noqa: E402
+from core.cutover.journal import Journal  # noqa: E402
 from lab import stack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

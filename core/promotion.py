@@ -7,36 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import socket
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from core.compose import image_repo
-from core.errors import HealthCheckFailed, PinnedImageMismatch, PlanChangedSinceApproval, WrongHost
-from core.steps import Step, StepContext
+from core.errors import PlanChangedSinceApproval
+
 
 if TYPE_CHECKING:
-    from core.plan import Facts
+    from core.cutover.plan import Facts
 
-HOST_VAR = "STACKSHIFT_HOST"
 RELEASE_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
-
-
-# --- which host -----------------------------------------------------------------------------------------------
-def this_host() -> str:
-    """The host this process runs on, as the environments' blocks name it: `$STACKSHIFT_HOST` (set in the worker's
-    environment), else the machine's hostname."""
-    return os.environ.get(HOST_VAR) or socket.gethostname()
-
-
-def check_host(cfg, environment: str, here: str | None = None) -> None:
-    """Raises WrongHost unless the block's `host` is unset or names this host."""
-    expected = getattr(cfg, "host", None)
-    here = here or this_host()
-    if expected and expected != here:
-        raise WrongHost(environment, expected, here)
 
 
 # --- the release ------------------------------------------------------------------------------------------------
@@ -51,71 +31,6 @@ def verified_digests(current_images: dict[str, dict]) -> dict[str, str]:
     """`{service: repo@sha256:…}` of the running containers (pre-flight's `current_images`); services whose image
     has no registry digest are left out."""
     return {s: i["repo_digest"] for s, i in sorted(current_images.items()) if i.get("repo_digest")}
-
-
-def apply_pins(images: dict[str, str], pins: dict[str, str]) -> dict[str, str]:
-    """The target's images with each service pinned to the digest given: `repo:tag@sha256:…` (the tag still says
-    the version; the digest decides what is pulled). Every service of the target must be pinned, to the same repo."""
-    if not pins:
-        return dict(images)
-    problems = []
-    out = {}
-    for service, ref in sorted(images.items()):
-        pin = pins.get(service)
-        if pin is None:
-            problems.append(f"service {service} has no pinned digest")
-        elif "@sha256:" not in pin:
-            problems.append(f"{service}: {pin!r} is not pinned by digest (repo@sha256:…)")
-        elif image_repo(pin) != image_repo(ref):
-            problems.append(f"{service}: pinned {image_repo(pin)}, but the release uses {image_repo(ref)}")
-        else:
-            out[service] = ref.split("@", 1)[0] + "@" + pin.split("@", 1)[1]
-    extra = sorted(set(pins) - set(images))
-    if extra:
-        problems.append(f"pinned service(s) {', '.join(extra)} are not in the release")
-    if problems:
-        raise PinnedImageMismatch("; ".join(problems))
-    return out
-
-
-def digest_ref(ref: str) -> str | None:
-    """`repo@sha256:…` of a reference pinned by digest (`repo[:tag]@sha256:…`); None when not pinned."""
-    if "@" not in ref:
-        return None
-    named, digest = ref.split("@", 1)
-    return f"{image_repo(named)}@{digest}"
-
-
-def tag_of_pinned(ref: str) -> tuple[str, str] | None:
-    """For `repo:tag@sha256:…`: (`repo@sha256:…` to pull, `repo:tag` to point at it); None when not pinned."""
-    pinned = digest_ref(ref)
-    named = ref.split("@", 1)[0]
-    if pinned is None or named == image_repo(named):  # no tag
-        return None
-    return pinned, named
-
-
-@dataclass(frozen=True)
-class VerifyDigests(Step):
-    """The running containers' images are exactly the pinned digests (what staging verified)."""
-
-    digests: tuple[tuple[str, str], ...] = ()  # (service, repo@sha256:…)
-    error: ClassVar = HealthCheckFailed
-    task: ClassVar = "verify-digests"
-
-    def apply(self, ctx: StepContext) -> str:
-        from core.preflight import current_images  # pre-flight imports this module
-
-        running = {s: i["repo_digests"] for s, i in current_images(ctx.io.endpoint.client(), ctx.facts.project).items()}
-        wrong = [f"{s} runs {', '.join(running.get(s, [])) or 'no container'}, expected {d}"
-                 for s, d in self.digests if d not in running.get(s, [])]
-        if wrong:
-            raise HealthCheckFailed(self.id, "; ".join(wrong))
-        return f"{len(self.digests)} services run the pinned digests"
-
-    def render(self) -> str:
-        return "running containers' image digests: " + ", ".join(f"{s} `{d.split('@')[-1][:19]}`"
-                                                                for s, d in self.digests)
 
 
 def still_runs(verified: list[dict], running: list[dict]) -> bool:

@@ -2,7 +2,7 @@
 the plan holds none, and env values come already masked."""
 from __future__ import annotations
 
-from core.plan import Plan
+from core.cutover.plan import Plan
 
 
 def plan_markdown(plan: Plan) -> str:
@@ -41,7 +41,7 @@ def plan_markdown(plan: Plan) -> str:
 def rollback_point_line(forecast: dict, method: str) -> str:
     if not forecast:
         return f"rollback point: {method}"
-    from core.rollbackpoint import Forecast
+    from core.backup.rollbackpoint import Forecast
 
     return Forecast(**forecast).summary()
 
@@ -61,7 +61,7 @@ def env_markdown(environment: str, rows: list[dict], counts: dict[str, int]) -> 
 
 def timeline_markdown(journal, outcome: str) -> str:
     """The run's steps as the journal recorded them, with the measured downtime."""
-    from core.journal import downtime
+    from core.cutover.journal import downtime
 
     lines = [f"# Timeline: {outcome}", ""]
     dt = downtime(journal)
@@ -157,7 +157,7 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
         lines += ["## Writes blocked, per table (high estimate)", "", "| table | blocked for |", "|---|---|"]
         lines += [f"| {t} | {_secs(s)} |" for t, s in report.lock_hold.items()]
         lines.append("")
-    from core.sqlrules import blocks_writes
+    from core.migrations.sqlrules import blocks_writes
 
     created = report.created_tables
     risky = [f for f in report.statements if f.rules or f.effect != "none" or blocks_writes(f, created)]

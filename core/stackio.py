@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from core import commands as c
-from core import db as dbops
+from core.io import commands as c
+from core.io import db as dbops
 from core.errors import DockerHostUnreachable, UpgradeError
-from core.executor import run
+from core.io.executor import run
 from core.parallel import all_at_once, first_failure
-from core.verify import CheckResult, http_probe, poll
+from core.io.http import CheckResult, http_probe
+from core.polling import poll
 
 
 LOCAL_ENGINE = "unix:///var/run/docker.sock"
@@ -138,8 +139,8 @@ class StackIO:
     @cached_property
     def env_secrets(self) -> list[str]:
         """Secret values of the stack's .env (as it is now): apps print them in tracebacks; errors must not."""
-        from core import envmerge, envsecrets
-
+        from core.env import envmerge
+        from core.env import envsecrets
         path = Path(self.cfg.compose_dir) / self.cfg.env_file
         try:
             values = envmerge.parse(path.read_text(encoding="utf-8-sig"), str(path)).values
@@ -322,8 +323,7 @@ class StackIO:
 
     def drop_rehearsal_databases(self) -> list[str]:
         """Drops throw-away rehearsal databases a killed run left behind (`<db>__ss_rh_*`); returns their names."""
-        from core import rehearsal
-
+        from core.migrations import rehearsal
         names = rehearsal.leftovers(self.cfg.db_name, self.databases())
         for name in names:
             self.sql(rehearsal.drop_statements(name))

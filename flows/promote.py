@@ -17,10 +17,10 @@ from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
-from core import commands as c
-from core import promotion
+from core.io import commands as c
+from core import hosts, promotion
 from core.errors import ApprovalRefused, NoReleaseFound
-from core.executor import run
+from core.io.executor import run
 from flows.upgrade import load_environment
 from tasks import promotion as pt
 from tasks._common import artifact_key
@@ -58,7 +58,7 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
     """
     log = get_run_logger()
     prod_cfg = load_environment(prod)
-    promotion.check_host(prod_cfg, prod)  # the promotion runs on prod's host: it reads prod's engine itself
+    hosts.check_host(prod_cfg, prod)  # the promotion runs on prod's host: it reads prod's engine itself
     release = resolve_release(release, prod_cfg)
     me = flow_run.id
     seconds: dict[str, float] = {}

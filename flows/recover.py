@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from core import promotion
+from core import hosts
 from flows import runbook
 from flows.upgrade import _run_id, load_environment
 from prefect.runtime import flow_run
@@ -18,7 +18,7 @@ def recover(environment: str) -> list[dict]:
         environment: Name of the `stack-environment` block whose interrupted run to recover.
     """
     cfg = load_environment(environment)
-    promotion.check_host(cfg, environment)
+    hosts.check_host(cfg, environment)
     run_id = _run_id()
     with environment_lock(cfg, environment, run_id, flow_run.id):
         return runbook.recover_interrupted(cfg, environment, by=f"recover run {run_id}")

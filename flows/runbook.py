@@ -13,14 +13,14 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from core import drill
-from core import backup as bk
-from core import recovery
+from core.backup import drill
+from core.backup import bundle as bk
+from core.cutover import recovery
 from core import report
-from core import steps as st
+from core.cutover import steps as st
 from core.errors import CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError, UpgradeInterrupted
-from core.journal import JOURNAL, PLAN, Journal
-from core.plan import Facts, Plan, build_plan
+from core.cutover.journal import JOURNAL, PLAN, Journal
+from core.cutover.plan import Facts, Plan, build_plan
 from core.stackio import StackIO
 from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
 from tasks.steps import Progress, step_task

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from core import promotion
+from core import hosts
 from flows.upgrade import load_environment
 from tasks.promotion import publish_running
 
@@ -22,5 +22,5 @@ def status(environment: str) -> dict:
         environment: Name of the `stack-environment` block to look at (on this host).
     """
     cfg = load_environment(environment)
-    promotion.check_host(cfg, environment)
+    hosts.check_host(cfg, environment)
     return publish_running(cfg, environment)

@@ -9,9 +9,9 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from blocks.stack_environment import StackEnvironment
-from core import promotion
+from core import hosts, promotion
 from core.errors import UnknownEnvironment
-from core.journal import downtime
+from core.cutover.journal import downtime
 from flows import runbook
 from tasks.backup import backup
 from tasks.images import pull
@@ -68,7 +68,7 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             stops before any change if the plan computed now gives another one.
     """
     cfg = load_environment(environment)
-    promotion.check_host(cfg, environment)
+    hosts.check_host(cfg, environment)
     run_id = _run_id()
     with environment_lock(cfg, environment, run_id, flow_run.id):
         if dry_run:

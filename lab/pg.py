@@ -9,7 +9,7 @@ import docker
 import psycopg
 from pydantic import SecretStr
 
-from core.db import DbAccess
+from core.io.db import DbAccess
 from core.errors import DatabaseUnreachable
 from lab.stack import free_port
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from pydantic import SecretStr
 
-from core.db import DbAccess
+from core.io.db import DbAccess
 
 LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
 DEMO_REPO = LAB_HOME / "demo-stack.git"

@@ -7,7 +7,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from core import report
-from core import steps as st
+from core.cutover import steps as st
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 

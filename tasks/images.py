@@ -5,10 +5,10 @@ import time
 
 from prefect import task
 
-from core import commands as c
-from core import steps as st
+from core.io import commands as c
+from core.cutover import steps as st
 from core.errors import CommandFailed, PullFailed
-from core.promotion import tag_of_pinned
+from core.io.compose import tag_of_pinned
 from tasks._common import TASK_DEFAULTS
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from core import commands as c
-from core import db as dbops
-from core import migcheck, pgcatalog, rehearsal, report
+from core.io import commands as c
+from core.io import db as dbops
+from core import report
+from core.migrations import migcheck
+from core.migrations import pgcatalog
+from core.migrations import rehearsal
 from core.errors import MigrationRiskTooHigh, error_line
 from core.stackio import StackIO
-from core.plan import Plan
-from core.revgraph import RevisionState
+from core.cutover.plan import Plan
+from core.migrations.revgraph import RevisionState
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from core import envsync, report
-from core import preflight as pf
-from core import steps as st
-from core.plan import Facts, Plan, build_plan
+from core import report
+
+from core.env import envsync
+from core.cutover import preflight as pf
+from core.cutover import steps as st
+from core.cutover.plan import Facts, Plan, build_plan
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 

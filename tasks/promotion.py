@@ -11,8 +11,8 @@ from pydantic import Field
 from typing import Literal
 
 from core import promotion
-from core.plan import Plan
-from core.preflight import current_images
+from core.cutover.plan import Plan
+from core.io.engine import current_images
 from core.stackio import StackIO
 from tasks._common import TASK_DEFAULTS, artifact_key
 
@@ -48,8 +48,8 @@ def publish_digests(cfg, environment: str, ref: str, commit: str) -> dict[str, s
 def running_now(cfg) -> dict[str, str]:
     """What the environment runs now, read on this host: `{service: repo@sha256:…}` of its running containers
     (through the block's engine) and `commit`: its compose checkout's HEAD."""
-    from core import commands as c
-    from core.executor import run
+    from core.io import commands as c
+    from core.io.executor import run
 
     return {"digests": _running_digests(cfg), "commit": run(c.git_rev_parse(cfg.compose_dir, "HEAD")).stdout.strip()}
 

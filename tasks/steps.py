@@ -9,7 +9,7 @@ import threading
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from core import steps as st
+from core.cutover import steps as st
 from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
 
 

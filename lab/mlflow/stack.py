@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 from pydantic import SecretStr
 
-from core.db import DbAccess
+from core.io.db import DbAccess
 from lab.mlflow.build import REPO
 from lab.stack import free_port
 

@@ -4,8 +4,8 @@ import subprocess
 
 from prefect.client.orchestration import get_client
 
-from core.compose import parse_ps
-from core.lock import LOCK_FILE
+from core.io.compose import parse_ps
+from core.cutover.lock import LOCK_FILE
 from lab import stack
 
 

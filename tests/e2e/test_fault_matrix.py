@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from core.journal import Journal
+from core.cutover.journal import Journal
 from lab import stack
 from lab.demo.releases import HEADS
 from tests.e2e.helpers import databases, head, revision, services

@@ -17,8 +17,8 @@ from prefect.client.schemas.sorting import TaskRunSort
 
 from blocks.stack_environment import StackEnvironment
 from core.errors import DockerHostUnreachable, InsufficientDisk, MissingPrivilege
-from core.journal import Journal
-from core.lock import LOCK_FILE
+from core.cutover.journal import Journal
+from core.cutover.lock import LOCK_FILE
 from flows.upgrade import upgrade
 from lab import stack
 from tests.e2e.conftest import _delete_block

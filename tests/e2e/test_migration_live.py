@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from core import pgcatalog
-from core.sqlrules import analyse
+from core.migrations import pgcatalog
+from core.migrations.sqlrules import analyse
 from lab.pg import scratch_server
 from tests.conftest import DIFY, ROOT
 

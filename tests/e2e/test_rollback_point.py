@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.journal import Journal
+from core.cutover.journal import Journal
 from lab import stack
 from lab.demo.releases import HEADS
 from tests.e2e.helpers import databases, head, revision, services

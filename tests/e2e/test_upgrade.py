@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from core import backup as bk
+from core.backup import bundle as bk
 from core.errors import HealthCheckFailed, MigrationFailed
 from flows.upgrade import upgrade
 from lab import stack

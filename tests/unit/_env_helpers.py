@@ -23,8 +23,8 @@ def sync(env: Path, *extra: str, old: Path = OLD, new: Path = NEW) -> subprocess
 
 
 def sync_in_process(argv: list[str]) -> tuple[int, str, str]:
-    """`core.cli.main(["env-sync", ...])` in this process (fast enough for property tests): code, stdout, stderr."""
-    from core.cli import main
+    """`cli.main.main(["env-sync", ...])` in this process (fast enough for property tests): code, stdout, stderr."""
+    from cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

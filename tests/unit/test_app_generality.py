@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from blocks.stack_environment import StackEnvironment
-from core import steps as st
-from core.plan import build_plan
-from core.verify import http_probe, version_output_check
+from core.cutover import steps as st
+from core.cutover.plan import build_plan
+from core.cutover.verify import version_output_check
+from core.io.http import http_probe
 from tests.unit.test_plan import facts
 
 

@@ -1,7 +1,6 @@
 from pathlib import Path
 
-from core import commands as c
-
+from core.io import commands as c
 P = c.ComposeProject(Path("/srv/app"), (Path("/srv/app/docker-compose.yaml"),), Path("/srv/app/.env"), "app")
 BASE = ["docker", "compose", "--project-directory", "/srv/app", "--project-name", "app", "--env-file", "/srv/app/.env",
         "--file", "/srv/app/docker-compose.yaml"]

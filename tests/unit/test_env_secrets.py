@@ -10,7 +10,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import envmerge, envsecrets
+from core.env import envmerge
+
+from core.env import envsecrets
 from core.report import env_markdown
 from tests.unit._env_helpers import NEW, OLD, operator_env, sync, sync_in_process
 

@@ -6,7 +6,11 @@ import subprocess
 
 import pytest
 
-from core import envcheck, envmerge, envsync
+from core.env import envcheck
+
+from core.env import envmerge
+
+from core.env import envsync
 from core.errors import NeededServiceInactive, PreflightError
 from core.report import env_markdown
 from tests.unit._env_helpers import CLEAN_ENV, COMPOSE_1_12_1, NEW, OLD, operator_env, snapshot, sync

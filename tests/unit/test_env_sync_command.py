@@ -86,7 +86,7 @@ def test_no_secret_in_any_report(tmp_path):
     for done in outputs:
         for secret in SECRETS:
             assert secret not in done.stdout and secret not in done.stderr
-    from core import envmerge
+    from core.env import envmerge
     from core.report import env_markdown
     result = envmerge.merge(envmerge.parse((tmp_path / "env-backup").iterdir().__next__().read_text()),
                             envmerge.parse(OLD.read_text()), envmerge.parse(NEW.read_text()))

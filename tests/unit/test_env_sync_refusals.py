@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from core import envmerge
+from core.env import envmerge
 from tests.unit._env_helpers import CLEAN_ENV, NEW, OLD, operator_env, snapshot, sync, sync_in_process
 
 
@@ -131,8 +131,7 @@ def test_backup_folder_that_cannot_be_made_is_an_error(tmp_path):
 
 
 def test_a_write_failing_after_the_backup_leaves_no_backup_behind(tmp_path, monkeypatch):
-    from core import envfile
-
+    from core.env import envfile
     env = operator_env(tmp_path)
     before = snapshot(tmp_path)
 

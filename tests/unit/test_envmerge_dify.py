@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from core import envmerge
-from core.envmerge import merge, parse, render
+from core.env import envmerge
+from core.env.envmerge import merge, parse, render
 from tests.conftest import DIFY
 
 OLD = (DIFY / "env.example.1.0.0").read_text()

@@ -2,7 +2,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.envmerge import merge, parse, render
+from core.env.envmerge import merge, parse, render
 
 KEYS = st.sampled_from([f"K{i}" for i in range(12)])
 VALUES = st.one_of(
@@ -90,6 +90,6 @@ def test_fast_path_yields_exactly_python_dotenv_bindings(lines, trailing_newline
 
     from dotenv.parser import parse_stream
 
-    from core.envmerge import _bindings
+    from core.env.envmerge import _bindings
     text = "\n".join(lines) + ("\n" if trailing_newline else "")
     assert list(_bindings(text)) == list(parse_stream(io.StringIO(text)))

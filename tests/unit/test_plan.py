@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from core import steps as st
-from core.plan import Facts, build_plan
+from core.cutover import steps as st
+from core.cutover.plan import Facts, build_plan
 from core.report import plan_markdown
 
 

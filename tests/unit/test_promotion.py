@@ -2,9 +2,10 @@
 import pytest
 from pydantic import ValidationError
 
-from core import promotion
+from core import hosts, promotion
+from core.io import compose
 from core.errors import PinnedImageMismatch, WrongHost
-from core.plan import build_plan
+from core.cutover.plan import build_plan
 from tests.unit.test_plan import facts
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -16,20 +17,20 @@ class Cfg:
 
 
 def test_a_flow_refuses_another_environments_host_and_names_both():
-    promotion.check_host(Cfg(None), "prod", here="staging")  # unset: any host
-    promotion.check_host(Cfg("prod"), "prod", here="prod")
+    hosts.check_host(Cfg(None), "prod", here="staging")  # unset: any host
+    hosts.check_host(Cfg("prod"), "prod", here="prod")
     with pytest.raises(WrongHost) as e:
-        promotion.check_host(Cfg("prod"), "prod", here="staging")
+        hosts.check_host(Cfg("prod"), "prod", here="staging")
     assert "'prod'" in str(e.value) and "'staging'" in str(e.value) and "stackshift-prod" in str(e.value)
 
 
 def test_this_host_is_the_workers_name_else_the_hostname(monkeypatch):
     import socket
 
-    monkeypatch.setenv(promotion.HOST_VAR, "prod")
-    assert promotion.this_host() == "prod"
-    monkeypatch.delenv(promotion.HOST_VAR)
-    assert promotion.this_host() == socket.gethostname()
+    monkeypatch.setenv(hosts.HOST_VAR, "prod")
+    assert hosts.this_host() == "prod"
+    monkeypatch.delenv(hosts.HOST_VAR)
+    assert hosts.this_host() == socket.gethostname()
 
 
 def test_newest_release_is_the_highest_version_not_a_prerelease_nor_the_last_in_text_order():
@@ -42,21 +43,21 @@ def test_newest_release_is_the_highest_version_not_a_prerelease_nor_the_last_in_
 def test_pins_keep_the_tag_and_take_the_digest_and_refuse_what_does_not_fit():
     images = {"api": "r:5000/demo/app:2.0.0", "db_postgres": "r:5000/demo/postgres:15"}
     pins = {"api": f"r:5000/demo/app@{D1}", "db_postgres": f"r:5000/demo/postgres@{D2}"}
-    assert promotion.apply_pins(images, pins) == {"api": f"r:5000/demo/app:2.0.0@{D1}",
+    assert compose.apply_pins(images, pins) == {"api": f"r:5000/demo/app:2.0.0@{D1}",
                                                   "db_postgres": f"r:5000/demo/postgres:15@{D2}"}
-    assert promotion.apply_pins(images, {}) == images
+    assert compose.apply_pins(images, {}) == images
     for bad, finding in [({"api": pins["api"]}, "db_postgres has no pinned digest"),
                          (pins | {"api": f"r:5000/other/app@{D1}"}, "pinned r:5000/other/app"),
                          (pins | {"api": "r:5000/demo/app:2.0.0"}, "not pinned by digest"),
                          (pins | {"worker": f"r:5000/demo/app@{D1}"}, "worker are not in the release")]:
         with pytest.raises(PinnedImageMismatch, match=finding):
-            promotion.apply_pins(images, bad)
+            compose.apply_pins(images, bad)
 
 
 def test_a_pinned_image_is_pulled_by_digest_and_its_tag_pointed_at_it():
-    assert promotion.tag_of_pinned(f"r:5000/demo/app:2.0.0@{D1}") == (f"r:5000/demo/app@{D1}", "r:5000/demo/app:2.0.0")
-    assert promotion.tag_of_pinned("r:5000/demo/app:2.0.0") is None
-    assert promotion.tag_of_pinned(f"r:5000/demo/app@{D1}") is None
+    assert compose.tag_of_pinned(f"r:5000/demo/app:2.0.0@{D1}") == (f"r:5000/demo/app@{D1}", "r:5000/demo/app:2.0.0")
+    assert compose.tag_of_pinned("r:5000/demo/app:2.0.0") is None
+    assert compose.tag_of_pinned(f"r:5000/demo/app@{D1}") is None
 
 
 def test_a_pinned_plan_verifies_the_running_digests():
@@ -80,8 +81,7 @@ def test_the_fingerprint_covers_state_target_and_env_diff_not_the_run():
 
 
 def test_the_fingerprint_holds_no_secret_value():
-    from core import envmerge
-
+    from core.env import envmerge
     # the env report as pre-flight makes it, from a real merge with real values (a changed password among them)
     user = envmerge.parse("DB_PASSWORD=hunter2-live\nLOG_LEVEL=INFO\n")
     old = envmerge.parse("DB_PASSWORD=difyai123456\nLOG_LEVEL=INFO\n")

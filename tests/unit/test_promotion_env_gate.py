@@ -10,8 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import executor, preflight
-from core.envmerge import ComposeRejectsEnv
+from core.io import executor
+
+from core.cutover import preflight
+from core.env.envmerge import ComposeRejectsEnv
 from core.errors import PreflightError, PromotionStopped
 from tests.unit._env_helpers import COMPOSE_1_12_1, NEW, OLD
 

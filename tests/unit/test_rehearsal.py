@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from prefect.types import SecretDict
 
-from core import rehearsal as rh
-from core import sqlrules
+from core.migrations import rehearsal as rh
+from core.migrations import sqlrules
 from core.errors import RehearsalUnavailable
 
 PREFIX = "%m [%p] "
@@ -117,9 +117,9 @@ def test_names_statements_and_argv_are_data_without_secrets():
 
 
 def test_the_report_lists_every_revision_and_the_primary_key_changes_with_their_locks():
-    from core import migcheck
+    from core.migrations import migcheck
     from core.report import migration_markdown
-    from core.revgraph import RevisionState
+    from core.migrations.revgraph import RevisionState
 
     sql, revisions = rh.as_sql(rh.executed(rh.parse_log(LOG, PREFIX)))
     report = migcheck.analyze(sql, revisions=RevisionState(["r1"], "r3", ["r2", "r3"], []))

@@ -6,7 +6,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from core.errors import MigrationFileUnreadable, MultipleHeads, SeveralDatabaseRevisions, UnknownDatabaseRevision
-from core.revgraph import RevisionGraph, parse_revision_file, read_sources, state
+from core.migrations.revgraph import RevisionGraph, parse_revision_file, read_sources, state
 from tests.conftest import DIFY
 
 

@@ -3,11 +3,11 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from core import rollbackpoint as rp
-from core import steps as st
+from core.backup import rollbackpoint as rp
+from core.cutover import steps as st
 from core.errors import HealthCheckFailed, RestoreFailed, RollbackPointFailed
-from core.journal import Journal
-from core.plan import build_plan
+from core.cutover.journal import Journal
+from core.cutover.plan import build_plan
 from tests.unit.test_plan import facts
 from tests.unit.test_steps import StubIO
 

@@ -3,11 +3,13 @@ import sys
 
 import pytest
 
-from core.commands import Command
-from core.compose import image_repo, image_tag, parse_ps
+from core.io.commands import Command
+from core.io.compose import image_repo, image_tag, parse_ps
 from core.errors import CommandFailed, error_line
-from core.executor import run
-from core.verify import CheckResult, poll, revision_check, services_check
+from core.io.executor import run
+from core.cutover.verify import revision_check, services_check
+from core.io.http import CheckResult
+from core.polling import poll
 
 PS_NDJSON = ('{"Service":"api","Name":"p-api-1","State":"running","Health":"healthy","Image":"r/app:2"}\n'
              '{"Service":"worker","Name":"p-worker-1","State":"running","Health":"","Image":"r/app:2"}\n')
@@ -66,7 +68,7 @@ def test_executor_passes_secrets_by_env_and_scrubs_them_from_errors():
 
 
 def test_libpq_messages_lose_every_form_of_password():
-    from core.db import clean_error
+    from core.io.db import clean_error
 
     assert clean_error("bad dsn postgresql://u:hunter2@h:5432/d", None) == "bad dsn postgresql://u:***@h:5432/d"
     assert clean_error("invalid: host=h password='a b\\'c' port=x", None) == "invalid: host=h password=*** port=x"
@@ -76,8 +78,7 @@ def test_libpq_messages_lose_every_form_of_password():
 def test_the_manifest_hashes_every_file_across_threads_and_names_a_changed_one(tmp_path):
     import hashlib
 
-    from core import backup as bk
-
+    from core.backup import bundle as bk
     run = tmp_path / "run"
     (run / "app.dump").mkdir(parents=True)
     blobs = {"app.dump/3001.dat.gz": os.urandom(3 << 20), "app.dump/toc.dat": b"toc", "volumes.tar.zst": os.urandom(1 << 20),

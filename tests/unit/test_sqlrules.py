@@ -3,9 +3,11 @@ import collections
 
 import pytest
 
-from core import forecast, migcheck
-from core.pgcatalog import Rates
-from core.sqlrules import AE, SHARE, SRE, SUE, ColumnType, TableInfo, analyse, rewrite_needed
+from core.migrations import forecast
+
+from core.migrations import migcheck
+from core.migrations.pgcatalog import Rates
+from core.migrations.sqlrules import AE, SHARE, SRE, SUE, ColumnType, TableInfo, analyse, rewrite_needed
 from tests.conftest import DIFY
 
 SQL_0_15 = (DIFY / "migrate.0.14.2-to-0.15.3.sql").read_text()

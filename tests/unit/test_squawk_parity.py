@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.sqlrules import AE, ColumnType, TableInfo, analyse
+from core.migrations.sqlrules import AE, ColumnType, TableInfo, analyse
 from tests.conftest import DIFY
 
 SQUAWK = Path(sys.executable).parent / "squawk"

@@ -7,14 +7,14 @@ import subprocess
 
 import pytest
 
-from core import commands as c
-from core import recovery
-from core import steps as st
+from core.io import commands as c
+from core.cutover import recovery
+from core.cutover import steps as st
 from core.errors import (CheckoutFailed, CommandFailed, CommandTimedOut, HealthCheckFailed, MigrationFailed,
                          RestoreFailed, RollbackFailed, RollbackPointFailed, StopFailed)
-from core.journal import Journal
-from core.plan import build_plan
-from core.verify import CheckResult
+from core.cutover.journal import Journal
+from core.cutover.plan import build_plan
+from core.io.http import CheckResult
 from tests.unit.test_plan import facts
 
 
@@ -256,7 +256,7 @@ def test_an_unreadable_journal_stops_everything(tmp_path):
 def test_command_errors_never_carry_the_stacks_env_secrets(tmp_path):
     from pydantic import SecretStr
 
-    from core.commands import Command
+    from core.io.commands import Command
     from core.stackio import StackIO
 
     (tmp_path / ".env").write_text("DB_PASSWORD=hunter2-very-secret\nLOG_LEVEL=INFO\n")
@@ -371,8 +371,8 @@ def test_steps_together_run_at_the_same_time_and_fail_with_the_failing_steps_own
 
 
 def test_the_backup_records_pre_flights_resolved_config_only_while_the_files_compose_read_are_unchanged(tmp_path):
-    from core import kept
-    from core.preflight import _current_project
+    from core.backup import kept
+    from core.cutover.preflight import _current_project
 
     compose_dir = tmp_path / "dify"
     compose_dir.mkdir()

@@ -1,6 +1,6 @@
 """The kinds of step an upgrade is made of. Each knows how to apply itself, how it fails and how it reads in the plan.
 
-A step is frozen data (built by `core.plan.build_plan`, pure); `apply(ctx)` is its only side effect and goes
+A step is frozen data (built by `core.cutover.plan.build_plan`, pure); `apply(ctx)` is its only side effect and goes
 through the context's executor, database and HTTP probe, which tests replace. `execute(step, ctx)` is the one
 walker: it journals the step before and after, times it, and turns any failure into the step's own error class
 (`StepFailed` subclasses, each saying what to do next).
@@ -18,20 +18,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from core import backup as bk
-from core import commands as c
-from core import envfile, kept
-from core import rollbackpoint as rp
-from core.compose import image_tag, parse_ps
+from core.backup import bundle as bk
+from core.io import commands as c
+from core.env import envfile
+from core.backup import kept
+from core.backup import rollbackpoint as rp
+from core.io.compose import image_tag, parse_ps
+from core.io.engine import current_images
+from core.io.pgsql import drop_slot_sql, quote_ident, quote_literal, terminate_sql
 from core.errors import (BackupFailed, CheckoutFailed, CleanupFailed, CommandFailed, CommandTimedOut, EnvWriteFailed,
                          HealthCheckFailed, MigrationFailed, RestoreFailed, RollbackPointFailed, ServiceRemovalFailed,
                          StepFailed, StopFailed, UpgradeError, error_line)
 from core.parallel import all_at_once, first_failure
-from core.verify import CheckResult, Verification, revision_check, services_check, version_output_check
+from core.cutover.verify import revision_check, services_check, version_output_check
+from core.io.http import CheckResult, Verification
 
 if TYPE_CHECKING:
-    from core.journal import Journal
-    from core.plan import Facts
+    from core.cutover.journal import Journal
+    from core.cutover.plan import Facts
     from core.stackio import StackIO
 
 log = logging.getLogger("stackshift")
@@ -187,7 +191,7 @@ class BackupCommand(CommandStep):
 @dataclass(frozen=True)
 class SaveResolvedConfig(BackupCommand):
     """Records the resolved compose config: pre-flight's output of the same command when it kept one and the files
-    compose read are unchanged since (`core.kept`), else the command's own output."""
+    compose read are unchanged since (`core.backup.kept`), else the command's own output."""
 
     def apply(self, ctx: StepContext) -> str:
         text = kept.take(self.argv)
@@ -411,36 +415,10 @@ class Migrate(CommandStep):
         return super().render() + (self.ahead.render() if self.ahead else "")
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def drop_slot_sql(slot: str) -> list[str]:
-    """Ends the slot's WAL sender if one still streams (a killed pg_basebackup), then drops it; no-op when absent."""
-    name = quote_literal(slot)
-    return [f"SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots WHERE slot_name = {name} "
-            f"AND active_pid IS NOT NULL",
-            f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {name}"]
-
-
-def terminate_sql(dbname: str) -> str:
-    """Ends every session on `dbname`, and any statement still creating or renaming it (a runner killed halfway
-    leaves one running on the server), waiting up to 5 s for each to end. Only sessions the role may end are asked
-    (a refusal would abort the statement); pre-flight refuses a role that could not end the ones that are there."""
-    return ("SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND "
-            f"(a.datname = {quote_literal(dbname)} OR position({quote_literal(quote_ident(dbname))} in a.query) > 0) "
-            "AND (a.usename = current_user OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') "
-            "OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))")
-
-
 @dataclass(frozen=True)
 class RollbackPoint(Step):
     """The state a rollback returns the databases to, taken with the writers stopped. One subclass per method
-    (`core.rollbackpoint`): a file-level copy, a named restore point over an online base backup, or a provider's
+    (`core.backup.rollbackpoint`): a file-level copy, a named restore point over an online base backup, or a provider's
     snapshot."""
 
     error: ClassVar = RollbackPointFailed
@@ -584,6 +562,26 @@ class Verify(Step):
 
 # --- rollback -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class VerifyDigests(Step):
+    """The running containers' images are exactly the pinned digests (what staging verified)."""
+
+    digests: tuple[tuple[str, str], ...] = ()  # (service, repo@sha256:…)
+    error: ClassVar = HealthCheckFailed
+    task: ClassVar = "verify-digests"
+
+    def apply(self, ctx: StepContext) -> str:
+        running = {s: i["repo_digests"] for s, i in current_images(ctx.io.endpoint.client(), ctx.facts.project).items()}
+        wrong = [f"{s} runs {', '.join(running.get(s, [])) or 'no container'}, expected {d}"
+                 for s, d in self.digests if d not in running.get(s, [])]
+        if wrong:
+            raise HealthCheckFailed(self.id, "; ".join(wrong))
+        return f"{len(self.digests)} services run the pinned digests"
+
+    def render(self) -> str:
+        return "running containers' image digests: " + ", ".join(f"{s} `{d.split('@')[-1][:19]}`"
+                                                                for s, d in self.digests)
+
+
 class RestoreEnv(Step):
     error: ClassVar = RestoreFailed
 

@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import commands as c
-from core import envcheck, envmerge, envsecrets
-from core.executor import run
+from core.io import commands as c
+from core.env import envcheck
+from core.env import envmerge
+from core.env import envsecrets
+from core.io.executor import run
 
 FLOW_OVERRIDE = "plan again with accept_env_conflicts=true"
 

@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import PinnedImageMismatch
+
 
 @dataclass(frozen=True)
 class ServiceStatus:
@@ -68,3 +70,45 @@ def image_tag(image: str) -> str:
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     return last.split(":", 1)[1] if ":" in last else ""
+
+
+def digest_ref(ref: str) -> str | None:
+    """`repo@sha256:…` of a reference pinned by digest (`repo[:tag]@sha256:…`); None when not pinned."""
+    if "@" not in ref:
+        return None
+    named, digest = ref.split("@", 1)
+    return f"{image_repo(named)}@{digest}"
+
+
+def tag_of_pinned(ref: str) -> tuple[str, str] | None:
+    """For `repo:tag@sha256:…`: (`repo@sha256:…` to pull, `repo:tag` to point at it); None when not pinned."""
+    pinned = digest_ref(ref)
+    named = ref.split("@", 1)[0]
+    if pinned is None or named == image_repo(named):  # no tag
+        return None
+    return pinned, named
+
+
+def apply_pins(images: dict[str, str], pins: dict[str, str]) -> dict[str, str]:
+    """The target's images with each service pinned to the digest given: `repo:tag@sha256:…` (the tag still says
+    the version; the digest decides what is pulled). Every service of the target must be pinned, to the same repo."""
+    if not pins:
+        return dict(images)
+    problems = []
+    out = {}
+    for service, ref in sorted(images.items()):
+        pin = pins.get(service)
+        if pin is None:
+            problems.append(f"service {service} has no pinned digest")
+        elif "@sha256:" not in pin:
+            problems.append(f"{service}: {pin!r} is not pinned by digest (repo@sha256:…)")
+        elif image_repo(pin) != image_repo(ref):
+            problems.append(f"{service}: pinned {image_repo(pin)}, but the release uses {image_repo(ref)}")
+        else:
+            out[service] = ref.split("@", 1)[0] + "@" + pin.split("@", 1)[1]
+    extra = sorted(set(pins) - set(images))
+    if extra:
+        problems.append(f"pinned service(s) {', '.join(extra)} are not in the release")
+    if problems:
+        raise PinnedImageMismatch("; ".join(problems))
+    return out

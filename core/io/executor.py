@@ -12,7 +12,7 @@ import signal
 import subprocess
 from collections.abc import Iterable
 
-from core.commands import DEFAULT_TIMEOUT, Command
+from core.io.commands import DEFAULT_TIMEOUT, Command
 from core.errors import CommandFailed, CommandTimedOut
 
 log = logging.getLogger("stackshift")

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from core.errors import ProbeFailed
-from core.sqlrules import ColumnType, TableInfo
+from core.migrations.sqlrules import ColumnType, TableInfo
 
 _TYPMOD_LENGTH = {"varchar": 4, "bpchar": 4}  # typmod = length + VARHDRSZ
 
@@ -31,7 +31,7 @@ def _mods(typname: str, typmod: int) -> tuple[int, ...]:
 
 
 class LiveCatalog:
-    """`core.sqlrules.Catalog` read from a live server (pg_class, pg_attribute, pg_proc, pg_cast)."""
+    """`core.migrations.sqlrules.Catalog` read from a live server (pg_class, pg_attribute, pg_proc, pg_cast)."""
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn

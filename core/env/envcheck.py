@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import envsecrets
-from core.envmerge import Change, ComposeRejectsEnv, MergeResult, parse
+from core.env import envsecrets
+from core.env.envmerge import Change, ComposeRejectsEnv, MergeResult, parse
 from core.errors import ComposeUnavailable, NeededServiceInactive
 
 PROFILES_KEY = "COMPOSE_PROFILES"
@@ -158,10 +158,10 @@ def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[st
     compose's, with every value in `secrets` replaced by ***. Raises ComposeUnavailable when `docker` cannot
     be run at all.
     """
-    from core import commands as c
-    from core.envfile import write_atomic
+    from core.io import commands as c
+    from core.env.envfile import write_atomic
     from core.errors import error_line
-    from core.executor import run, scrub
+    from core.io.executor import run, scrub
 
     with tempfile.TemporaryDirectory(prefix="stackshift-env-", dir=scratch) as tmp:  # holds the merged .env: 0700
         env, probe = Path(tmp) / ".env", Path(tmp) / "profiles-probe.yaml"

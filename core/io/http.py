@@ -1,9 +1,7 @@
-"""Post-conditions of an upgrade (and of a rollback): compose health, HTTP checks, database revision."""
+"""HTTP checks of a running stack, and the result type every post-condition check returns."""
 from __future__ import annotations
 
 import json
-import re
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -27,17 +25,6 @@ class Verification:
 
     def failures(self) -> list[str]:
         return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
-
-
-def poll(probe: Callable[[], CheckResult], deadline_seconds: float, interval: float = 0.5,
-         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> CheckResult:
-    """Calls `probe` until it passes or the deadline passes; returns the last result."""
-    end = clock() + deadline_seconds
-    while True:
-        result = probe()
-        if result.ok or clock() >= end:
-            return result
-        sleep(interval)
 
 
 def http_probe(name: str, url: str, expect_status: int, version_field: str | None, expected_version: str | None,
@@ -70,35 +57,3 @@ def http_probe(name: str, url: str, expect_status: int, version_field: str | Non
         shown = f" {text[:40]!r}" if (expect_body is not None or version_in_body) else ""
         return CheckResult(name, True, f"{url} answered {status}{shown}")
     return probe
-
-
-def version_output_check(name: str, output: str, expected_version: str) -> CheckResult:
-    """A command's output names the expected version as a whole word (`mlflow, version 3.17.2`)."""
-    first = output.strip().splitlines()[0][:120] if output.strip() else "(no output)"
-    if not expected_version:  # the image has no tag to compare with (a digest only): nothing to hold it to
-        return CheckResult(name, True, f"{first!r} (the image names no version to compare)")
-    if re.search(rf"(?<![\w.]){re.escape(expected_version)}(?![\w.])", output):
-        return CheckResult(name, True, f"{first!r}")
-    return CheckResult(name, False, f"printed {first!r}, which does not name version {expected_version!r}")
-
-
-def services_check(statuses, expected_services: list[str], expected_images: dict[str, str]) -> CheckResult:
-    by_service = {s.service: s for s in statuses}
-    problems = []
-    for name in expected_services:
-        s = by_service.get(name)
-        if s is None:
-            problems.append(f"{name} has no container")
-        elif not s.ok:
-            problems.append(f"{name} is {s.state}{'/' + s.health if s.health else ''}")
-        elif expected_images.get(name) and s.image != expected_images[name] and "@" not in expected_images[name]:
-            problems.append(f"{name} runs {s.image}, expected {expected_images[name]}")
-    extra = sorted(set(by_service) - set(expected_services))
-    if extra:
-        problems.append(f"unexpected containers of services {', '.join(extra)} (orphans)")
-    return CheckResult("compose services", not problems, "; ".join(problems) or f"{len(expected_services)} services healthy")
-
-
-def revision_check(revisions: list[str], heads: list[str]) -> CheckResult:
-    ok = sorted(revisions) == sorted(heads)
-    return CheckResult("database revision", ok, f"alembic_version={revisions or '(none)'}, expected {sorted(heads)}")

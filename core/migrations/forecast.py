@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from core.sqlrules import Analysis, Finding, TableInfo, locked_tables
+from core.migrations.sqlrules import Analysis, Finding, TableInfo, locked_tables
 
 if TYPE_CHECKING:
-    from core.pgcatalog import Rates
+    from core.migrations.pgcatalog import Rates
 
 SPREAD = (0.8, 1.3)
 

@@ -12,7 +12,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from core.errors import DatabaseUnreachable, InvalidDsn
-from core.executor import scrub
+from core.io.executor import scrub
 
 MAINTENANCE_DB = "postgres"
 

@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import commands as c
+from core.io import commands as c
 from core.errors import CommandFailed, CommandTimedOut, RehearsalFailed, RehearsalUnavailable, error_line
-from core.steps import quote_ident, terminate_sql
+from core.io.pgsql import quote_ident, terminate_sql
 
 log = logging.getLogger("stackshift")
 INFIX = "__ss_rh_"

@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from core import forecast, sqlrules
+from core.migrations import forecast
 
+from core.migrations import sqlrules
 if TYPE_CHECKING:  # kept out of the import path: `analyze-migrations` without a DSN needs neither
-    from core.pgcatalog import Rates
-    from core.revgraph import RevisionState
+    from core.migrations.pgcatalog import Rates
+    from core.migrations.revgraph import RevisionState
 
 
 @dataclass

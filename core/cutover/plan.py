@@ -1,7 +1,7 @@
 """The upgrade plan: facts gathered by pre-flight, turned into ordered, typed steps by one pure function.
 
 Dry-run renders the steps, apply walks them, and rollback and recovery walk their own lists built from the same
-facts. Each step is a type from `core.steps` that knows how to apply itself, how it fails and how it renders.
+facts. Each step is a type from `core.cutover.steps` that knows how to apply itself, how it fails and how it renders.
 The plan holds no secret (steps that need the database password say so with `needs_db_password`; the password is
 added to the child's environment at the last call).
 """
@@ -11,10 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core import commands as c
-from core import rollbackpoint as rp
-from core import steps as st
-from core.promotion import VerifyDigests, digest_ref
+from core.io import commands as c
+from core.backup import rollbackpoint as rp
+from core.cutover import steps as st
+from core.io.compose import digest_ref
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Facts:
         return cls(**d)
 
     def save(self, path: Path) -> None:
-        from core.journal import write_atomic_json
+        from core.cutover.journal import write_atomic_json
 
         write_atomic_json(path, self.to_dict())
 
@@ -311,7 +311,7 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     ]
     digests = pinned_digests(f.target_images)
     if digests:
-        verify.append(VerifyDigests("verify-digests", "verify", "Verify the running containers' images are the pinned "
+        verify.append(st.VerifyDigests("verify-digests", "verify", "Verify the running containers' images are the pinned "
                                     "digests", digests=digests))
     points = tuple(rollback_point_name(db, run_id) for db in f.databases)
     failed = tuple(failed_db_name(db, run_id) for db in f.databases)

@@ -12,16 +12,22 @@ from pathlib import Path
 
 import docker
 
-from core import commands as c
-from core import db as dbops
-from core import envfile, envmerge, envsync, kept, promotion, revgraph
-from core import rollbackpoint as rp
-from core.compose import ResolvedConfig, image_repo, parse_ps
+from core.io import commands as c
+from core.io import db as dbops
+from core.io import compose
+from core.env import envfile
+from core.env import envmerge
+from core.env import envsync
+from core.backup import kept
+from core.migrations import revgraph
+from core.backup import rollbackpoint as rp
+from core.io.compose import ResolvedConfig, parse_ps
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
                          MigrationFileUnreadable, MissingPrivilege, NotDeployed, RollbackPointUnavailable, UnknownRef,
                          UnsupportedServer)
-from core.executor import run
-from core.plan import Facts
+from core.io.engine import current_images
+from core.io.executor import run
+from core.cutover.plan import Facts
 from core.stackio import StackIO
 
 
@@ -35,22 +41,6 @@ def resolve_commit(compose_dir: Path, ref: str) -> str:
     if done.returncode != 0:
         raise UnknownRef(ref, str(compose_dir))
     return done.stdout.strip()
-
-
-def current_images(client: docker.DockerClient, project: str) -> dict[str, dict]:
-    """Per service of the running project: configured image, image id and repo digest (docker SDK)."""
-    out = {}
-    for ctr in client.containers.list(filters={"label": f"com.docker.compose.project={project}"}):
-        service = ctr.labels.get("com.docker.compose.service")
-        if not service or ctr.labels.get("com.docker.compose.oneoff") == "True":
-            continue
-        ref = ctr.attrs["Config"]["Image"]
-        image = client.images.get(ctr.attrs["Image"])
-        repo = image_repo(ref)
-        digests = [d for d in image.attrs.get("RepoDigests") or [] if d.startswith(repo + "@")]
-        out[service] = {"image": ref, "id": image.id, "repo_digest": digests[0] if digests else None,
-                        "repo_digests": digests}
-    return out
 
 
 def missing_images(client: docker.DockerClient, images: list[str], auth: dict | None) -> list[str]:
@@ -182,7 +172,7 @@ def locate_data_dir(client: docker.DockerClient, current_cfg: ResolvedConfig, db
 
 def choose_rollback_point(cfg, db: dbops.DbAccess, client: docker.DockerClient, current_cfg: ResolvedConfig,
                           running: list[str], database_bytes: int, run_id: str) -> tuple[rp.Forecast, rp.DataDir | None]:
-    """Which rollback point this upgrade takes and what it will cost (see `core.rollbackpoint`). The copy rate is
+    """Which rollback point this upgrade takes and what it will cost (see `core.backup.rollbackpoint`). The copy rate is
     measured on the server with a probe (unless the block's migration_probe is off). Refuses an explicit method
     that cannot work here."""
     requested = cfg.rollback_point
@@ -277,7 +267,7 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     auth = None
     if cfg.registry_username and cfg.registry_password:
         auth = {"username": cfg.registry_username, "password": cfg.registry_password.get_secret_value()}
-    images = promotion.apply_pins(target_cfg.images(), pins or {})  # a promotion: staging's verified digests
+    images = compose.apply_pins(target_cfg.images(), pins or {})  # a promotion: staging's verified digests
     missing = missing_images(client, list(images.values()), auth)
     if missing:
         raise ImageMissing(missing)

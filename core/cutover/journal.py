@@ -21,7 +21,7 @@ JOURNAL = "journal.json"
 PLAN = "plan.json"
 
 OPEN = "running"
-_WRITING = threading.RLock()  # steps applied together (`core.steps.Together`) journal from several threads
+_WRITING = threading.RLock()  # steps applied together (`core.cutover.steps.Together`) journal from several threads
 CLOSED = ("completed", "rolled-back", "recovered-forward", "abandoned", "dry-run")
 
 
@@ -50,7 +50,7 @@ class StepRecord:
     started: float
     ended: float | None = None
     detail: str = ""
-    kind: str = ""  # the step's type name (core.steps), so readers ask about kinds of step, not ids
+    kind: str = ""  # the step's type name (core.cutover.steps), so readers ask about kinds of step, not ids
 
 
 @dataclass

@@ -17,7 +17,7 @@ around `=`); values are compared parsed, so `"x"` equals `x`. Per key:
 | commented out by the user | stays commented | commented |
 
 The result follows the new template's order, sections and comments; kept keys go to a marked section at
-the end with their own comments. Nothing here touches a file; `core.envfile` writes.
+the end with their own comments. Nothing here touches a file; `core.env.envfile` writes.
 
 Input that compose would read otherwise than python-dotenv, or that cannot be what the operator meant, is
 refused with file and line (`parse`): a bare name without `=`, a quote that swallows the lines after it, a
@@ -30,9 +30,9 @@ import io
 import re
 from dataclasses import dataclass, field
 
-from core._dotenv_parser import parser as _dotenv
+from core.env._dotenv_parser import parser as _dotenv
 
-from core import envsecrets
+from core.env import envsecrets
 from core.errors import EnvSyncError, TemplateImplausible
 
 KEPT_HEADER = (
@@ -247,7 +247,7 @@ def render(doc: EnvDoc) -> str:
     return "".join(ln.text for ln in doc.lines)
 
 
-is_secret = envsecrets.is_secret  # the detector lives in core.envsecrets; this name is kept for callers
+is_secret = envsecrets.is_secret  # the detector lives in core.env.envsecrets; this name is kept for callers
 
 
 def check_templates(user: EnvDoc, old: EnvDoc, new: EnvDoc) -> None:

@@ -57,9 +57,9 @@ def _verify_backup(args: argparse.Namespace) -> int:
     import socket
     from pathlib import Path
 
-    from core import drill
+    from core.backup import drill
     from core.errors import BackupCheckFailed, UpgradeError
-    from core.lock import StackLock, lock_path
+    from core.cutover.lock import StackLock, lock_path
     from core.stackio import StackIO
     from flows.upgrade import load_environment
 
@@ -92,7 +92,9 @@ def _env_sync(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
-    from core import envfile, envmerge
+    from core.env import envfile
+
+    from core.env import envmerge
     from core.errors import UpgradeError
 
     if args.db_service and not args.compose_file:
@@ -123,8 +125,11 @@ def _env_sync_checked(args: argparse.Namespace, user, old, new, secret_keys: fro
     """The merge, checked against --compose-file: compose accepts it and the services the target needs start."""
     from pathlib import Path
 
-    from core import envcheck, envmerge, envsecrets
+    from core.env import envcheck
 
+    from core.env import envmerge
+
+    from core.env import envsecrets
     compose = Path(args.compose_file)
     required = envcheck.required_variables(envmerge.read_env_file(compose, "compose file"))
     result = envmerge.merge(user, old, new, required)
@@ -137,9 +142,8 @@ def _env_sync_checked(args: argparse.Namespace, user, old, new, secret_keys: fro
 
 
 def _env_sync_report(args: argparse.Namespace, result, changed: bool, backup, secret_keys: frozenset[str]) -> None:
-    """Prints the merge: key names only with --json, else masked rows (see core.envsecrets) and notes."""
-    from core import envmerge
-
+    """Prints the merge: key names only with --json, else masked rows (see core.env.envsecrets) and notes."""
+    from core.env import envmerge
     counts = result.counts()
     rows = envmerge.masked_changes(result, secret_keys)
     hint = _compose_file_hint(args, result)
@@ -175,7 +179,9 @@ def _analyze_migrations(args: argparse.Namespace) -> int:
     """Rules on a migration's SQL; with --dsn, live sizes and a forecast calibrated on that server."""
     from pathlib import Path
 
-    from core import migcheck, report
+    from core import report
+
+    from core.migrations import migcheck
     from core.errors import SqlFileUnreadable, UpgradeError
 
     conn = None
@@ -186,8 +192,8 @@ def _analyze_migrations(args: argparse.Namespace) -> int:
             raise SqlFileUnreadable(args.sql, exc.strerror if isinstance(exc, OSError) else "not UTF-8") from None
         catalog = rates = None
         if args.dsn:
-            from core import db, pgcatalog
-
+            from core.io import db
+            from core.migrations import pgcatalog
             if db.dsn_has_password(args.dsn):
                 print("stackshift analyze-migrations: warning: the DSN carries a password, which other users can "
                       "see in the process list; prefer PGPASSWORD or ~/.pgpass", file=sys.stderr)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.backup import sha256
+from core.backup.bundle import sha256
 
 _kept: dict[tuple[str, ...], tuple[dict[str, str | None], str]] = {}
 _lock = threading.Lock()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.journal import Journal
-from core.steps import Migrate
+from core.cutover.journal import Journal
+from core.cutover.steps import Migrate
 
 NOTHING, FINISH, ROLLBACK, CLEAN_UP = "nothing", "finish", "rollback", "clean-up"
 

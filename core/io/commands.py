@@ -1,6 +1,6 @@
 """Every docker, compose, git, tar and pg command stackshift runs, built as data (argv lists).
 
-Nothing here runs anything: `core.executor.run` does. Secrets never appear in argv: pg tools read the
+Nothing here runs anything: `core.io.executor.run` does. Secrets never appear in argv: pg tools read the
 password from PGPASSWORD in their environment.
 """
 from __future__ import annotations

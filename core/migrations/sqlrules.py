@@ -1,7 +1,7 @@
 """What each statement of a migration's SQL will lock, rewrite or scan: the MS001–MS025 rules on pglast's parse tree.
 
 Pure: input is SQL text plus, optionally, what the live catalog says (`Catalog`); output is one `Finding` per
-statement in file order. Durations are added by `core.forecast`. A statement the parser cannot read is a finding
+statement in file order. Durations are added by `core.migrations.forecast`. A statement the parser cannot read is a finding
 with effect "unknown" and a warning, never dropped.
 """
 from __future__ import annotations

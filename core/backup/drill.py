@@ -12,12 +12,12 @@ import secrets
 import time
 from pathlib import Path
 
-from core import backup as bk
-from core import commands as c
-from core import db as dbops
+from core.backup import bundle as bk
+from core.io import commands as c
+from core.io import db as dbops
 from core.errors import BackupCheckFailed, CommandFailed, UpgradeError
 from core.stackio import StackIO
-from core.steps import quote_ident
+from core.io.pgsql import quote_ident
 
 DRILL_TAG = "__ss_drill_"
 
