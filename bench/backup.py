@@ -72,7 +72,7 @@ def main():
         dep = stack.create(root, "bench-backup", "v1.0.0", args.rows)
         try:
             cfg = StackEnvironment(**(dep.block_fields() | {"rollback_point": "file-copy"}))
-            jobs = cfg.dump_jobs or max(1, min(4, os.cpu_count() or 1))
+            jobs = cfg.backup.dump_jobs or max(1, min(4, os.cpu_count() or 1))
             storage = dep.compose_dir / "volumes" / "app" / "storage"
             storage.mkdir(parents=True, exist_ok=True)
             (storage / "uploads.bin").write_bytes(os.urandom(16 << 20) + bytes(48 << 20))  # 64 MB of app files

@@ -65,16 +65,16 @@ def _verify_backup(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_environment(args.environment)
-        project_dir = Path(cfg.backup_dir) / cfg.project_name
+        project_dir = Path(cfg.backup.dir) / cfg.stack.project_name
         bundles = drill.backups(project_dir)
         target = Path(args.backup) if args.backup else (bundles[-1] if bundles else None)
         if target is None:
             print(f"stackshift verify-backup: no backup of {args.environment!r} in {project_dir}", file=sys.stderr)
             return 2
         holder = {"run": "verify-backup", "host": socket.gethostname(), "pid": os.getpid()}
-        with StackLock(lock_path(cfg.backup_dir, cfg.project_name), holder):
-            io_ = StackIO(cfg, cfg.project_name)
-            result = drill.restore_drill(io_, target, cfg.dump_jobs or max(1, min(4, os.cpu_count() or 1)))
+        with StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name), holder):
+            io_ = StackIO(cfg, cfg.stack.project_name)
+            result = drill.restore_drill(io_, target, cfg.backup.dump_jobs or max(1, min(4, os.cpu_count() or 1)))
     except BackupCheckFailed as exc:
         print(f"stackshift verify-backup: {exc}", file=sys.stderr)
         return 3

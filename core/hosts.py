@@ -16,9 +16,8 @@ def this_host() -> str:
     return os.environ.get(HOST_VAR) or socket.gethostname()
 
 
-def check_host(cfg, environment: str, here: str | None = None) -> None:
-    """Raises WrongHost unless the block's `host` is unset or names this host."""
-    expected = getattr(cfg, "host", None)
+def check_host(expected: str | None, environment: str, here: str | None = None) -> None:
+    """Raises WrongHost unless the environment's host (`Settings.stack.host`) is unset or names this host."""
     here = here or this_host()
     if expected and expected != here:
         raise WrongHost(environment, expected, here)

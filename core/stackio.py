@@ -37,7 +37,7 @@ class DockerEndpoint:
 
     @classmethod
     def of(cls, cfg) -> "DockerEndpoint":
-        return cls(cfg.docker_host or os.environ.get("DOCKER_HOST") or LOCAL_ENGINE)
+        return cls(cfg.stack.docker_host or os.environ.get("DOCKER_HOST") or LOCAL_ENGINE)
 
     @property
     def env(self) -> dict[str, str]:
@@ -141,18 +141,18 @@ class StackIO:
         """Secret values of the stack's .env (as it is now): apps print them in tracebacks; errors must not."""
         from core.env import envmerge
         from core.env import envsecrets
-        path = Path(self.cfg.compose_dir) / self.cfg.env_file
+        path = Path(self.cfg.stack.compose_dir) / self.cfg.stack.env_file
         try:
             values = envmerge.parse(path.read_text(encoding="utf-8-sig"), str(path)).values
         except (OSError, UnicodeDecodeError, UpgradeError):
             return []
-        return envsecrets.secret_values(values, self.cfg.secret_env_keys)
+        return envsecrets.secret_values(values, self.cfg.stack.secret_env_keys)
 
     def run(self, cmd: c.Command, *, db_password: bool = False) -> subprocess.CompletedProcess:
         env = dict(cmd.env) | self.endpoint.env
         if db_password:
-            env["PGPASSWORD"] = self.cfg.db_password.get_secret_value()
-        secrets = [*self.env_secrets, self.cfg.db_password.get_secret_value()]
+            env["PGPASSWORD"] = self.cfg.database.password.get_secret_value()
+        secrets = [*self.env_secrets, self.cfg.database.password.get_secret_value()]
         return run(c.Command(cmd.argv, env=env, stdout_path=cmd.stdout_path, ok_codes=cmd.ok_codes,
                              timeout=cmd.timeout or self.cfg.command_timeout_seconds, stdin=cmd.stdin),
                    secrets=secrets)
@@ -181,7 +181,7 @@ class StackIO:
 
     def wait_for_database(self, every: float = 0.3) -> str:
         t0 = time.monotonic()
-        self.db.wait_until_reachable(dbops.MAINTENANCE_DB, deadline_seconds=self.cfg.health_timeout_seconds,
+        self.db.wait_until_reachable(dbops.MAINTENANCE_DB, deadline_seconds=self.cfg.health.timeout_seconds,
                                      every=every)
         return f"the database takes connections after {time.monotonic() - t0:.2f} s"
 
@@ -191,11 +191,11 @@ class StackIO:
         no HTTP checks."""
         from core.errors import ServicesNotHealthy
 
-        if not self.cfg.http_checks:
+        if not self.cfg.health.http_checks:
             return None
         client = self.endpoint.client()
         probes = {check.name: http_probe(check.name, check.url, check.expect_status, None, None, timeout=2)
-                  for check in self.cfg.http_checks}
+                  for check in self.cfg.health.http_checks}
         t0, last, looked = time.monotonic(), {}, 0.0
         while probes:
             for name, probe in list(probes.items()):
@@ -219,11 +219,11 @@ class StackIO:
 
     def http_checks(self, expected_version: str) -> list[CheckResult]:
         out = []
-        for check in self.cfg.http_checks:
+        for check in self.cfg.health.http_checks:
             probe = http_probe(check.name, check.url, check.expect_status, check.expect_version_field,
                                expected_version, expect_body=check.expect_body,
                                version_in_body=check.expect_version_in_body)
-            out.append(poll(probe, deadline_seconds=min(30, self.cfg.health_timeout_seconds)))
+            out.append(poll(probe, deadline_seconds=min(30, self.cfg.health.timeout_seconds)))
         return out
 
     def wait_healthy(self, project: str, services: list[str], timeout: float, every: float = 0.05) -> str:
@@ -302,7 +302,7 @@ class StackIO:
         from urllib.parse import urlsplit
 
         out = set()
-        for check in self.cfg.http_checks:
+        for check in self.cfg.health.http_checks:
             url = urlsplit(check.url)
             out.add(url.port or (443 if url.scheme == "https" else 80))
         return out
@@ -316,7 +316,7 @@ class StackIO:
 
     def drop_probe_schemas(self) -> list[str]:
         names = []
-        for dbname in [self.cfg.db_name, *self.cfg.extra_databases]:
+        for dbname in [self.cfg.database.name, *self.cfg.database.extra_databases]:
             if dbname in self.databases():
                 names += dbops.drop_probe_schemas(self.db, dbname)
         return names
@@ -324,7 +324,7 @@ class StackIO:
     def drop_rehearsal_databases(self) -> list[str]:
         """Drops throw-away rehearsal databases a killed run left behind (`<db>__ss_rh_*`); returns their names."""
         from core.migrations import rehearsal
-        names = rehearsal.leftovers(self.cfg.db_name, self.databases())
+        names = rehearsal.leftovers(self.cfg.database.name, self.databases())
         for name in names:
             self.sql(rehearsal.drop_statements(name))
         return names

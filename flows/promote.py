@@ -31,9 +31,9 @@ def resolve_release(release: str | None, prod_cfg) -> str:
     if release:
         return release
     cfg = prod_cfg
-    newest = promotion.newest_release(run(c.git_tags(cfg.compose_dir)).stdout.splitlines())
+    newest = promotion.newest_release(run(c.git_tags(cfg.stack.compose_dir)).stdout.splitlines())
     if newest is None:
-        raise NoReleaseFound(str(cfg.compose_dir))
+        raise NoReleaseFound(str(cfg.stack.compose_dir))
     return newest
 
 
@@ -58,7 +58,7 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
     """
     log = get_run_logger()
     prod_cfg = load_environment(prod)
-    hosts.check_host(prod_cfg, prod)  # the promotion runs on prod's host: it reads prod's engine itself
+    hosts.check_host(prod_cfg.stack.host, prod)  # the promotion runs on prod's host: it reads prod's engine itself
     release = resolve_release(release, prod_cfg)
     me = flow_run.id
     seconds: dict[str, float] = {}

@@ -18,7 +18,7 @@ def recover(environment: str) -> list[dict]:
         environment: Name of the `stack-environment` block whose interrupted run to recover.
     """
     cfg = load_environment(environment)
-    hosts.check_host(cfg, environment)
+    hosts.check_host(cfg.stack.host, environment)
     run_id = _run_id()
     with environment_lock(cfg, environment, run_id, flow_run.id):
         return runbook.recover_interrupted(cfg, environment, by=f"recover run {run_id}")

@@ -46,7 +46,7 @@ def open_run(plan: Plan, cfg, flow_run_id: str | None) -> st.StepContext:
 
 def context_for(facts: Facts, cfg, journal: Journal) -> st.StepContext:
     return st.StepContext(facts, StackIO(cfg, facts.project), journal,
-                          keep_failed_database=bool(getattr(cfg, "keep_failed_database", False)))
+                          keep_failed_database=cfg.rollback_point.keep_failed_database)
 
 
 @contextmanager
@@ -190,7 +190,7 @@ def _publish_report(ctx: st.StepContext, outcome: str) -> None:
 # --- recovery -------------------------------------------------------------------------------------------------
 def refuse_if_interrupted(cfg) -> None:
     """For a dry run: an interrupted run is named, not recovered (a dry run changes nothing)."""
-    pending = Journal.open_runs(Path(cfg.backup_dir) / cfg.project_name)
+    pending = Journal.open_runs(Path(cfg.backup.dir) / cfg.stack.project_name)
     if pending:
         raise InterruptedRunPending([j.summary() for j in pending])
 
@@ -200,7 +200,7 @@ def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
     safe, and says which; then sweeps what a run killed before its journal existed can leave (one-off containers,
     probe schemas, scratch folders). Called under the environment's lock, by `recover` and before every upgrade."""
     results = []
-    project_dir = Path(cfg.backup_dir) / cfg.project_name
+    project_dir = Path(cfg.backup.dir) / cfg.stack.project_name
     if api_reachable():
         reconcile_run_states(project_dir)
     for journal in Journal.open_runs(project_dir):
@@ -236,19 +236,19 @@ def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
 def sweep_leftovers(cfg) -> None:
     """Under the lock nothing else of this stack runs: its labelled containers, probe schemas and scratch folders
     are leftovers of a run killed before (or after) its journal."""
-    io_ = StackIO(cfg, cfg.project_name)
+    io_ = StackIO(cfg, cfg.stack.project_name)
     try:
         if n := io_.remove_stack_containers():
-            log.warning("Removed %s leftover one-off container(s) of %s", n, cfg.project_name)
+            log.warning("Removed %s leftover one-off container(s) of %s", n, cfg.stack.project_name)
         for schema in io_.drop_probe_schemas():
             log.warning("Dropped the leftover probe schema %s", schema)
-        for name in drill.drop_leftover_scratch(io_, [cfg.db_name, *cfg.extra_databases]):
+        for name in drill.drop_leftover_scratch(io_, [cfg.database.name, *cfg.database.extra_databases]):
             log.warning("Dropped the leftover restore-drill database %s", name)
         for name in io_.drop_rehearsal_databases():
             log.warning("Dropped the leftover rehearsal database %s", name)
     except UpgradeError as exc:
         log.warning("Could not sweep leftovers (%s)", exc)
-    for folder in (Path(cfg.backup_dir) / cfg.project_name).glob(".scratch-*"):
+    for folder in (Path(cfg.backup.dir) / cfg.stack.project_name).glob(".scratch-*"):
         shutil.rmtree(folder, ignore_errors=True)
 
 

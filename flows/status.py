@@ -22,5 +22,5 @@ def status(environment: str) -> dict:
         environment: Name of the `stack-environment` block to look at (on this host).
     """
     cfg = load_environment(environment)
-    hosts.check_host(cfg, environment)
+    hosts.check_host(cfg.stack.host, environment)
     return publish_running(cfg, environment)

@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from blocks.stack_environment import StackEnvironment
 from core import hosts, promotion
 from core.errors import UnknownEnvironment
+from core.settings import Settings
 from core.cutover.journal import downtime
 from flows import runbook
 from tasks.backup import backup
@@ -21,9 +22,10 @@ from tasks.preflight import env_sync, plan_upgrade, review_env
 from tasks.promotion import publish_approval_facts, publish_digests
 
 
-def load_environment(name: str) -> StackEnvironment:
+def load_environment(name: str) -> Settings:
+    """The environment's settings, read from its block once (a run passes them down; nothing reads the block again)."""
     try:
-        return StackEnvironment.load(name)
+        return StackEnvironment.load(name).settings()
     except ValueError:
         raise UnknownEnvironment(name) from None
 
@@ -68,7 +70,7 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             stops before any change if the plan computed now gives another one.
     """
     cfg = load_environment(environment)
-    hosts.check_host(cfg, environment)
+    hosts.check_host(cfg.stack.host, environment)
     run_id = _run_id()
     with environment_lock(cfg, environment, run_id, flow_run.id):
         if dry_run:
@@ -102,7 +104,7 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             if ctx.journal.status == "rolled-back":
                 announce_rollback(environment, ctx.journal.outcome)
             raise
-        runbook.finish(plan, ctx, cfg.backup_retention)
+        runbook.finish(plan, ctx, cfg.backup.retention)
         runbook.publish_report(ctx, f"upgraded to {target}")
         publish_digests(cfg, environment, target, plan.facts.target_commit)
         return {"target": target, "backup": str(plan.facts.run_dir), "downtime": downtime(ctx.journal),

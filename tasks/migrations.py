@@ -44,7 +44,7 @@ def pending_sql(plan: Plan, cfg) -> tuple[str, dict]:
     if not sources["not_analysed"] or not f.rehearsal_command:
         return text, sources
     scratch = f.run_dir.parent / f".scratch-{f.run_id or 'x'}-rehearsal"  # swept by the recovery if we are killed
-    done = rehearsal.rehearse(StackIO(cfg, f.project), f, scratch, cfg.rehearsal_env)
+    done = rehearsal.rehearse(StackIO(cfg, f.project), f, scratch, cfg.migration.rehearsal.env)
     get_run_logger().info("Rehearsed the migration on %s in %.1f s: %d statements, %d revisions", done.database,
                           done.seconds, done.statements, len(done.revisions))
     sources.update(rehearsed=[r for r in f.pending_revisions if r in done.revisions], analysed_from="rehearsal",
@@ -60,7 +60,7 @@ def migration_report(plan: Plan, cfg) -> migcheck.MigrationReport:
     sql, sources = pending_sql(plan, cfg)
     with dbops.DbAccess.of(cfg).connect(f.db_name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)
-        rates = pgcatalog.probe(conn) if cfg.migration_probe else None
+        rates = pgcatalog.probe(conn) if cfg.migration.probe else None
         result = migcheck.analyze(sql, catalog, rates, revisions)
     result.sources = sources
     if sources["not_analysed"]:
@@ -84,7 +84,7 @@ def analyze_migrations(plan: Plan, cfg, accept_risk: bool = False, dry_run: bool
                                           f"database is at the target head `{f.target_heads[0]}`.\n")
         return {"pending": 0, "gate": []}
     result = migration_report(plan, cfg)
-    reasons = migcheck.gate(result, cfg.max_lock_seconds)
+    reasons = migcheck.gate(result, cfg.migration.max_lock_seconds)
     title = f"Migrations: {f.environment} → {f.target_ref}"
     if reasons and accept_risk:
         title += " (risk accepted by the operator)"

@@ -23,7 +23,7 @@ def plan_upgrade(cfg, environment: str, target: str, run_id: str, accept_env_con
     """Reads the deployment and the target and returns the plan; raises a PreflightError on bad input. `pins`
     (service → repo@sha256:…) pins every target image to a digest (a promotion: what staging verified)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    run_dir = Path(cfg.backup_dir) / cfg.project_name / f"{stamp}-{run_id}"
+    run_dir = Path(cfg.backup.dir) / cfg.stack.project_name / f"{stamp}-{run_id}"
     facts = pf.gather(cfg, environment, target, run_dir, run_id=run_id, accept_env_conflicts=accept_env_conflicts,
                       pins=pins)
     plan = build_plan(facts, run_id)

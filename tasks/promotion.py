@@ -51,13 +51,13 @@ def running_now(cfg) -> dict[str, str]:
     from core.io import commands as c
     from core.io.executor import run
 
-    return {"digests": _running_digests(cfg), "commit": run(c.git_rev_parse(cfg.compose_dir, "HEAD")).stdout.strip()}
+    return {"digests": _running_digests(cfg), "commit": run(c.git_rev_parse(cfg.stack.compose_dir, "HEAD")).stdout.strip()}
 
 
 def _running_digests(cfg) -> dict[str, str]:
     """`{service: repo@sha256:…}` of the environment's running containers, through the block's engine."""
-    return promotion.verified_digests(current_images(StackIO(cfg, cfg.project_name).endpoint.client(),
-                                                     cfg.project_name))
+    return promotion.verified_digests(current_images(StackIO(cfg, cfg.stack.project_name).endpoint.client(),
+                                                     cfg.stack.project_name))
 
 
 @task(name="publish-running", task_run_name="publish-running", **TASK_DEFAULTS)

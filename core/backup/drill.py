@@ -44,7 +44,7 @@ def restore_drill(io: StackIO, run_dir: Path, jobs: int) -> dict:
     archive = run_dir / "volumes.tar.zst"
     if archive.exists():
         try:
-            io.run(c.Command(c.tar_list(archive), timeout=io.cfg.migration_timeout_seconds))
+            io.run(c.Command(c.tar_list(archive), timeout=io.cfg.migration.timeout_seconds))
         except CommandFailed as exc:
             problems.append(f"volumes.tar.zst does not read to its end ({exc.stderr.strip()[-200:]})")
     state = json.loads((run_dir / "state.json").read_text())
@@ -68,7 +68,7 @@ def _restore_one(io: StackIO, run_dir: Path, db: str, jobs: int, problems: list[
     try:
         io.sql([f"CREATE DATABASE {quote_ident(scratch)} TEMPLATE template0"])
         io.run(c.Command(c.pg_restore(access.host, access.port, access.user, scratch, dump, jobs),
-                         timeout=io.cfg.migration_timeout_seconds), db_password=True)
+                         timeout=io.cfg.migration.timeout_seconds), db_password=True)
         with access.connect(scratch) as conn:
             got = dbops.count_rows(conn)
     except (CommandFailed, UpgradeError) as exc:

@@ -32,8 +32,8 @@ from core.stackio import StackIO
 
 
 def _current_project(cfg) -> c.ComposeProject:
-    d = Path(cfg.compose_dir)
-    return c.ComposeProject(d, tuple(d / f for f in cfg.compose_files), d / cfg.env_file, cfg.project_name)
+    d = Path(cfg.stack.compose_dir)
+    return c.ComposeProject(d, tuple(d / f for f in cfg.stack.compose_files), d / cfg.stack.env_file, cfg.stack.project_name)
 
 
 def resolve_commit(compose_dir: Path, ref: str) -> str:
@@ -175,20 +175,20 @@ def choose_rollback_point(cfg, db: dbops.DbAccess, client: docker.DockerClient, 
     """Which rollback point this upgrade takes and what it will cost (see `core.backup.rollbackpoint`). The copy rate is
     measured on the server with a probe (unless the block's migration_probe is off). Refuses an explicit method
     that cannot work here."""
-    requested = cfg.rollback_point
-    snapshot = bool(cfg.snapshot_command)
-    if requested == rp.SNAPSHOT and not (cfg.snapshot_command and cfg.snapshot_restore_command):
+    requested = cfg.rollback_point.method
+    snapshot = bool(cfg.rollback_point.snapshot_command)
+    if requested == rp.SNAPSHOT and not (cfg.rollback_point.snapshot_command and cfg.rollback_point.snapshot_restore_command):
         raise RollbackPointUnavailable(rp.SNAPSHOT, "snapshot_command and snapshot_restore_command must both be set")
     data, blocker = None, ""
     if requested in ("auto", rp.PITR) and not snapshot:
-        data, blocker = locate_data_dir(client, current_cfg, cfg.db_services, running)
+        data, blocker = locate_data_dir(client, current_cfg, cfg.database.services, running)
         if data is not None:
             blocker = pitr_blocker(dbops.pitr_facts(db))
         if requested == rp.PITR and blocker:
             raise RollbackPointUnavailable(rp.PITR, blocker)
-    measured = bool(cfg.migration_probe) and requested == "auto" and not snapshot
+    measured = bool(cfg.migration.probe) and requested == "auto" and not snapshot
     rate, fixed = dbops.measure_copy_rate(db, run_id or "x") if measured else (rp.DEFAULT_COPY_MB_S, 0.3)
-    chosen = rp.forecast(requested, database_bytes, rate, fixed, measured, blocker, cfg.file_copy_max_seconds, snapshot)
+    chosen = rp.forecast(requested, database_bytes, rate, fixed, measured, blocker, cfg.rollback_point.file_copy_max_seconds, snapshot)
     return chosen, (data if chosen.method == rp.PITR else None)
 
 
@@ -203,9 +203,9 @@ def dir_bytes(root: Path, excludes: list[Path]) -> int:
 
 def registry_login(io_: StackIO, cfg) -> None:
     """Logs the environment's engine in to the target's registry (password on stdin), before any pull."""
-    if cfg.registry_username and cfg.registry_password and cfg.registry:
-        io_.run(c.Command(c.docker_login(cfg.registry, cfg.registry_username),
-                          stdin=cfg.registry_password.get_secret_value().encode()))
+    if cfg.registry.username and cfg.registry.password and cfg.registry.host:
+        io_.run(c.Command(c.docker_login(cfg.registry.host, cfg.registry.username),
+                          stdin=cfg.registry.password.get_secret_value().encode()))
 
 
 def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
@@ -214,9 +214,9 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
 
     Every Docker call, SDK or CLI, goes to the block's engine (`docker_host`); a silent engine is refused first.
     """
-    io_ = StackIO(cfg, cfg.project_name)
+    io_ = StackIO(cfg, cfg.stack.project_name)
     client = client or io_.endpoint.client()
-    compose_dir = Path(cfg.compose_dir)
+    compose_dir = Path(cfg.stack.compose_dir)
     current = _current_project(cfg)
     target_commit = resolve_commit(compose_dir, target)
     current_commit = resolve_commit(compose_dir, "HEAD")
@@ -227,15 +227,15 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
     statuses = parse_ps(io_.run(c.Command(c.compose_ps_json(current))).stdout)
     running = sorted(s.service for s in statuses if s.state == "running")
     if not running:
-        raise NotDeployed(cfg.project_name)
+        raise NotDeployed(cfg.stack.project_name)
     resolved = io_.run(c.Command(c.compose_config_json(current))).stdout
     current_cfg = ResolvedConfig.parse(resolved)
     kept.keep(c.compose_config_json(current), [*current.files, current.env_file], resolved)  # the backup records it
 
-    old_template = envsync.template_at(compose_dir, current_commit, cfg.env_template)
-    new_template = envsync.template_at(compose_dir, target_commit, cfg.env_template)
-    required = envsync.required_at(compose_dir, target_commit, cfg.compose_files)
-    merged = envsync.merge_for(compose_dir / cfg.env_file, old_template, new_template, required)
+    old_template = envsync.template_at(compose_dir, current_commit, cfg.stack.env_template)
+    new_template = envsync.template_at(compose_dir, target_commit, cfg.stack.env_template)
+    required = envsync.required_at(compose_dir, target_commit, cfg.stack.compose_files)
+    merged = envsync.merge_for(compose_dir / cfg.stack.env_file, old_template, new_template, required)
     staging = run_dir.parent / f".scratch-{run_id or os.getpid()}"  # the recovery removes it if we are killed
     staging.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
@@ -243,78 +243,78 @@ def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.Doc
         (staging / "tree").mkdir()
         run(c.tar_extract(staging / "target.tar", staging / "tree"))
         envfile.write_atomic(staging / "merged.env", merged.text)
-        staged = c.ComposeProject(compose_dir, tuple(staging / "tree" / f for f in cfg.compose_files),
-                                  staging / "merged.env", cfg.project_name)
+        staged = c.ComposeProject(compose_dir, tuple(staging / "tree" / f for f in cfg.stack.compose_files),
+                                  staging / "merged.env", cfg.stack.project_name)
         try:  # the release's own files first (syntax, schema), before any variable is read
             io_.run(c.Command(c.compose_config_check(staged)))
         except CommandFailed as exc:
             raise InvalidComposeFile(target, exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else str(exc)) from None
         # then the merged .env: compose accepts it, and it starts everything the target needs
-        with envsync.target_tree(compose_dir, target_commit, cfg.compose_files, scratch=staging) as target_files:
-            envsync.check_startable(target_files, merged, cfg.db_services, accept_env_conflicts,
-                                    frozenset(cfg.secret_env_keys))
+        with envsync.target_tree(compose_dir, target_commit, cfg.stack.compose_files, scratch=staging) as target_files:
+            envsync.check_startable(target_files, merged, cfg.database.services, accept_env_conflicts,
+                                    frozenset(cfg.stack.secret_env_keys))
         target_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
     finally:
         shutil.rmtree(staging)
 
     db = dbops.DbAccess.of(cfg)
-    databases = [cfg.db_name, *cfg.extra_databases]
+    databases = [cfg.database.name, *cfg.database.extra_databases]
     privileges = check_privileges(db, databases, run_id)
-    revision = dbops.alembic_revisions(db, cfg.db_name)
-    for extra in cfg.extra_databases:
+    revision = dbops.alembic_revisions(db, cfg.database.name)
+    for extra in cfg.database.extra_databases:
         db.connect(extra).close()
 
     auth = None
-    if cfg.registry_username and cfg.registry_password:
-        auth = {"username": cfg.registry_username, "password": cfg.registry_password.get_secret_value()}
+    if cfg.registry.username and cfg.registry.password:
+        auth = {"username": cfg.registry.username, "password": cfg.registry.password.get_secret_value()}
     images = compose.apply_pins(target_cfg.images(), pins or {})  # a promotion: staging's verified digests
     missing = missing_images(client, list(images.values()), auth)
     if missing:
         raise ImageMissing(missing)
-    migrate_image = images[cfg.migrate_service]
+    migrate_image = images[cfg.migration.service]
     registry_login(io_, cfg)
     io_.run(c.Command(c.docker_pull(migrate_image)))
-    graph = revgraph.RevisionGraph.from_sources(migration_sources(client, migrate_image, cfg.migrations_path,
-                                                                  cfg.project_name))
+    graph = revgraph.RevisionGraph.from_sources(migration_sources(client, migrate_image, cfg.migration.versions_path,
+                                                                  cfg.stack.project_name))
     revisions = revgraph.state(graph, revision)
-    sql_command = render_sql_command(cfg.render_sql_command, revisions.sql_range) \
-        if revisions.pending and cfg.render_sql_command else []
+    sql_command = render_sql_command(cfg.migration.render_sql_command, revisions.sql_range) \
+        if revisions.pending and cfg.migration.render_sql_command else []
 
     excludes = []
     volumes_root = compose_dir / "volumes"
-    for service in cfg.db_services:
+    for service in cfg.database.services:
         for cfg_ in (current_cfg, target_cfg):
             if service in cfg_.services:
                 for src in cfg_.bind_sources(service):
                     if src.is_relative_to(volumes_root):
                         excludes.append("./" + str(src.relative_to(volumes_root)))
-    data_dirs = [src for service in cfg.db_services if service in current_cfg.services
+    data_dirs = [src for service in cfg.database.services if service in current_cfg.services
                  for src in current_cfg.bind_sources(service)]
     db_bytes = sum(privileges["sizes"].values())
     forecast, data_dir = choose_rollback_point(cfg, db, client, current_cfg, running, db_bytes, run_id)
     point_bytes = {rp.FILE_COPY: db_bytes, rp.PITR: dbops.pitr_facts(db)["cluster_bytes"] if data_dir else 0}
-    check_disk(Path(cfg.backup_dir), data_dirs, db_bytes, dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir()
+    check_disk(Path(cfg.backup.dir), data_dirs, db_bytes, dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir()
                else 0, point_bytes.get(forecast.method, 0))
-    secret_keys = frozenset(cfg.secret_env_keys)
+    secret_keys = frozenset(cfg.stack.secret_env_keys)
     return Facts(
-        environment=environment, project=cfg.project_name, compose_dir=compose_dir,
-        compose_files=list(cfg.compose_files), env_file=cfg.env_file, env_template=cfg.env_template,
+        environment=environment, project=cfg.stack.project_name, compose_dir=compose_dir,
+        compose_files=list(cfg.stack.compose_files), env_file=cfg.stack.env_file, env_template=cfg.stack.env_template,
         current_commit=current_commit, target_ref=target, target_commit=target_commit,
         current_services=current_cfg.services, running_services=running, target_services=target_cfg.services,
-        current_images=current_images(client, cfg.project_name), target_images=images,
-        db_name=cfg.db_name, databases=databases, db_host=cfg.db_host, db_port=cfg.db_port, db_user=cfg.db_user,
+        current_images=current_images(client, cfg.stack.project_name), target_images=images,
+        db_name=cfg.database.name, databases=databases, db_host=cfg.database.host, db_port=cfg.database.port, db_user=cfg.database.user,
         db_revision=revision, target_heads=[revisions.head], pending_revisions=revisions.pending,
-        noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command, db_services=list(cfg.db_services),
-        writer_services=list(cfg.writer_services), migrate_service=cfg.migrate_service,
-        migrate_command=list(cfg.migrate_command), migration_switch=cfg.migration_switch,
-        health_timeout=cfg.health_timeout_seconds, run_dir=run_dir, volume_excludes=sorted(set(excludes)),
+        noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command, db_services=list(cfg.database.services),
+        writer_services=list(cfg.writers.services), migrate_service=cfg.migration.service,
+        migrate_command=list(cfg.migration.command), migration_switch=cfg.migration.switch,
+        health_timeout=cfg.health.timeout_seconds, run_dir=run_dir, volume_excludes=sorted(set(excludes)),
         env_report=envmerge.masked_changes(merged, secret_keys), env_counts=merged.counts(),
-        run_id=run_id, migration_timeout=cfg.migration_timeout_seconds, keep_failed_database=cfg.keep_failed_database,
+        run_id=run_id, migration_timeout=cfg.migration.timeout_seconds, keep_failed_database=cfg.rollback_point.keep_failed_database,
         rollback_method=forecast.method, rollback_forecast=forecast.to_dict(),
         data_dir={"service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}
         if data_dir else None,
-        snapshot_command=list(cfg.snapshot_command), snapshot_restore_command=list(cfg.snapshot_restore_command),
-        dump_jobs=cfg.dump_jobs or max(1, min(4, os.cpu_count() or 1)),
-        stop_timeouts=dict(cfg.stop_timeouts), version_command=list(cfg.version_command or []),
-        rehearsal_command=list(cfg.rehearsal_command or []),
+        snapshot_command=list(cfg.rollback_point.snapshot_command), snapshot_restore_command=list(cfg.rollback_point.snapshot_restore_command),
+        dump_jobs=cfg.backup.dump_jobs or max(1, min(4, os.cpu_count() or 1)),
+        stop_timeouts=dict(cfg.writers.stop_timeouts), version_command=list(cfg.health.version_command or []),
+        rehearsal_command=list(cfg.migration.rehearsal.command or []),
     )

@@ -26,7 +26,7 @@ class DbAccess:
 
     @classmethod
     def of(cls, cfg) -> "DbAccess":
-        return cls(cfg.db_host, cfg.db_port, cfg.db_user, cfg.db_password)
+        return cls(cfg.database.host, cfg.database.port, cfg.database.user, cfg.database.password)
 
     def where(self, dbname: str) -> str:
         return f"{self.user}@{self.host}:{self.port}/{dbname}"

@@ -11,16 +11,11 @@ from tests.unit.test_plan import facts
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
 
-class Cfg:
-    def __init__(self, host):
-        self.host = host
-
-
 def test_a_flow_refuses_another_environments_host_and_names_both():
-    hosts.check_host(Cfg(None), "prod", here="staging")  # unset: any host
-    hosts.check_host(Cfg("prod"), "prod", here="prod")
+    hosts.check_host(None, "prod", here="staging")  # unset: any host
+    hosts.check_host("prod", "prod", here="prod")
     with pytest.raises(WrongHost) as e:
-        hosts.check_host(Cfg("prod"), "prod", here="staging")
+        hosts.check_host("prod", "prod", here="staging")
     assert "'prod'" in str(e.value) and "'staging'" in str(e.value) and "stackshift-prod" in str(e.value)
 
 

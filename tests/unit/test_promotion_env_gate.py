@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.unit._settings import settings
+
 from core.io import executor
 
 from core.cutover import preflight
@@ -86,9 +88,7 @@ def gather_prod(repo, tmp_path, monkeypatch):
         raise ReachedDatabase()
 
     monkeypatch.setattr(preflight.dbops.DbAccess, "of", staticmethod(no_database))
-    cfg = SimpleNamespace(compose_dir=repo, compose_files=["docker-compose.yaml"], env_file=".env",
-                          env_template=".env.example", project_name="dify", db_services=["db", "db_postgres"],
-                          secret_env_keys=[])
+    cfg = settings(compose_dir=repo, project_name="dify")
     run_dir = tmp_path / "backups" / "dify" / "run1"
     return preflight.gather(cfg, "prod", "v2.0.0", run_dir, client=object(), run_id="run1")
 
@@ -132,7 +132,7 @@ def test_a_failed_prod_plan_ends_the_promotion_before_the_approval(monkeypatch):
         raise AssertionError("asked for an approval although prod's plan failed")
 
     monkeypatch.setattr(fp, "get_run_logger", lambda: SimpleNamespace(info=lambda *a, **kw: None))
-    monkeypatch.setattr(fp, "load_environment", lambda name: SimpleNamespace(host=None))  # prod's block
+    monkeypatch.setattr(fp, "load_environment", lambda name: SimpleNamespace(stack=SimpleNamespace(host=None)))  # prod's settings
     monkeypatch.setattr(fp.pt, "latest_rows", lambda key: [])
     monkeypatch.setattr(fp.pt, "run_on_pool", run_on_pool)
     monkeypatch.setattr(fp.pt, "run_artifacts", lambda run_id: {"staging-digests": SimpleNamespace(

@@ -15,6 +15,7 @@ from core.errors import (CheckoutFailed, CommandFailed, CommandTimedOut, HealthC
 from core.cutover.journal import Journal
 from core.cutover.plan import build_plan
 from core.io.http import CheckResult
+from tests.unit._settings import settings
 from tests.unit.test_plan import facts
 
 
@@ -254,20 +255,16 @@ def test_an_unreadable_journal_stops_everything(tmp_path):
 
 
 def test_command_errors_never_carry_the_stacks_env_secrets(tmp_path):
-    from pydantic import SecretStr
 
     from core.io.commands import Command
     from core.stackio import StackIO
 
     (tmp_path / ".env").write_text("DB_PASSWORD=hunter2-very-secret\nLOG_LEVEL=INFO\n")
 
-    class Cfg:
-        compose_dir, env_file, secret_env_keys = tmp_path, ".env", []
-        docker_host, db_password, command_timeout_seconds = None, SecretStr("pg-pass-123"), 30
 
     (tmp_path / "app.log").write_text("conn to db:hunter2-very-secret pw pg-pass-123 failed")
     with pytest.raises(CommandFailed) as raised:  # an app printing what it was configured with
-        StackIO(Cfg(), "p").run(Command(["python3", "-c", "import sys; sys.exit(open(sys.argv[1]).read())",
+        StackIO(settings(compose_dir=tmp_path, db_password="pg-pass-123", command_timeout_seconds=30), "p").run(Command(["python3", "-c", "import sys; sys.exit(open(sys.argv[1]).read())",
                                          str(tmp_path / "app.log")]))
     assert "hunter2" not in str(raised.value) and "pg-pass-123" not in str(raised.value) and "***" in str(raised.value)
 
@@ -378,8 +375,7 @@ def test_the_backup_records_pre_flights_resolved_config_only_while_the_files_com
     compose_dir.mkdir()
     (compose_dir / "docker-compose.yaml").write_text("services: {}\n")
     (compose_dir / ".env").write_text("SECRET_KEY=s3cret\n")
-    cfg = type("Cfg", (), dict(compose_dir=str(compose_dir), compose_files=["docker-compose.yaml"], env_file=".env",
-                               project_name="dify"))
+    cfg = settings(compose_dir=str(compose_dir), project_name="dify")
     current = _current_project(cfg)
     io = StubIO()
     plan, ctx = ctx_for(tmp_path, io, compose_dir=compose_dir)
