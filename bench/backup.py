@@ -25,6 +25,7 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
 
 from blocks.stack_environment import StackEnvironment  # noqa: E402
+from core.settings import Settings
 from core.io import commands as c  # noqa: E402
 from core.cutover import preflight as pf  # noqa: E402
 from core.cutover import steps as st  # noqa: E402
@@ -34,7 +35,7 @@ from core.stackio import StackIO  # noqa: E402
 from lab import stack  # noqa: E402
 
 
-def bundle(cfg, dep: stack.Deployment, out: Path, i: int) -> tuple[float, int]:
+def bundle(cfg: Settings, dep: stack.Deployment, out: Path, i: int) -> tuple[float, int]:
     run_id = f"bench{i}"
     facts = pf.gather(cfg, "bench-backup", "v2.0.0", out / run_id, run_id=run_id)
     plan = build_plan(facts, run_id)
@@ -71,7 +72,7 @@ def main():
         root = Path(tmp)
         dep = stack.create(root, "bench-backup", "v1.0.0", args.rows)
         try:
-            cfg = StackEnvironment(**(dep.block_fields() | {"rollback_point": "file-copy"}))
+            cfg = StackEnvironment(**(dep.block_fields() | {"rollback_point": "file-copy"})).settings()
             jobs = cfg.backup.dump_jobs or max(1, min(4, os.cpu_count() or 1))
             storage = dep.compose_dir / "volumes" / "app" / "storage"
             storage.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from core.settings import Settings
 from core.io import commands as c
 from core.io import db as dbops
 from core.errors import DockerHostUnreachable, UpgradeError
@@ -36,7 +37,7 @@ class DockerEndpoint:
     timeout: int = 30
 
     @classmethod
-    def of(cls, cfg) -> "DockerEndpoint":
+    def of(cls, cfg: Settings) -> "DockerEndpoint":
         return cls(cfg.stack.docker_host or os.environ.get("DOCKER_HOST") or LOCAL_ENGINE)
 
     @property
@@ -125,7 +126,7 @@ def _at_once(calls: list) -> None:
 class StackIO:
     """The real I/O of one environment, made from its block."""
 
-    cfg: object
+    cfg: Settings
     project: str
 
     @property

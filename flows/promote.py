@@ -17,6 +17,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
+from core.settings import Settings
 from core.io import commands as c
 from core import hosts, promotion
 from core.errors import ApprovalRefused, NoReleaseFound
@@ -26,7 +27,7 @@ from tasks import promotion as pt
 from tasks._common import artifact_key
 
 
-def resolve_release(release: str | None, prod_cfg) -> str:
+def resolve_release(release: str | None, prod_cfg: Settings) -> str:
     """The given release, else the newest `vX.Y.Z` tag of prod's compose checkout (on this host: prod's pool)."""
     if release:
         return release

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from core.settings import Settings
 from core.backup import drill
 from core.backup import bundle as bk
 from core.cutover import recovery
@@ -28,7 +29,7 @@ from tasks.steps import Progress, step_task
 log = logging.getLogger("stackshift")
 
 
-def open_run(plan: Plan, cfg, flow_run_id: str | None) -> st.StepContext:
+def open_run(plan: Plan, cfg: Settings, flow_run_id: str | None) -> st.StepContext:
     """Creates the run folder (0700) with the plan's facts and a fresh journal, before the first change."""
     f = plan.facts
     f.run_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -44,7 +45,7 @@ def open_run(plan: Plan, cfg, flow_run_id: str | None) -> st.StepContext:
     return context_for(f, cfg, journal)
 
 
-def context_for(facts: Facts, cfg, journal: Journal) -> st.StepContext:
+def context_for(facts: Facts, cfg: Settings, journal: Journal) -> st.StepContext:
     return st.StepContext(facts, StackIO(cfg, facts.project), journal,
                           keep_failed_database=cfg.rollback_point.keep_failed_database)
 
@@ -188,14 +189,14 @@ def _publish_report(ctx: st.StepContext, outcome: str) -> None:
 
 
 # --- recovery -------------------------------------------------------------------------------------------------
-def refuse_if_interrupted(cfg) -> None:
+def refuse_if_interrupted(cfg: Settings) -> None:
     """For a dry run: an interrupted run is named, not recovered (a dry run changes nothing)."""
     pending = Journal.open_runs(Path(cfg.backup.dir) / cfg.stack.project_name)
     if pending:
         raise InterruptedRunPending([j.summary() for j in pending])
 
 
-def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
+def recover_interrupted(cfg: Settings, environment: str, by: str) -> list[dict]:
     """Finishes or rolls back every run of this stack whose journal is still open (its runner died), whichever is
     safe, and says which; then sweeps what a run killed before its journal existed can leave (one-off containers,
     probe schemas, scratch folders). Called under the environment's lock, by `recover` and before every upgrade."""
@@ -233,7 +234,7 @@ def recover_interrupted(cfg, environment: str, by: str) -> list[dict]:
     return results
 
 
-def sweep_leftovers(cfg) -> None:
+def sweep_leftovers(cfg: Settings) -> None:
     """Under the lock nothing else of this stack runs: its labelled containers, probe schemas and scratch folders
     are leftovers of a run killed before (or after) its journal."""
     io_ = StackIO(cfg, cfg.stack.project_name)

@@ -12,6 +12,7 @@ import logging
 from contextlib import contextmanager
 from uuid import UUID
 
+from core.settings import Settings
 from core.cutover.lock import StackLock, lock_path
 
 log = logging.getLogger("stackshift")
@@ -71,7 +72,7 @@ def _ui_slot(environment: str, flow_run_id: str | None):
 
 
 @contextmanager
-def environment_lock(cfg, environment: str, run: str, flow_run_id: str | None):
+def environment_lock(cfg: Settings, environment: str, run: str, flow_run_id: str | None):
     """Holds the stack's lock for the whole run, or raises StackLocked at once (naming the holder)."""
     with StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name),
                    {"run": run, "flow_run": flow_run_id, "environment": environment}):

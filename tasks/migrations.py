@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from core.settings import Settings
 from core.io import commands as c
 from core.io import db as dbops
 from core import report
@@ -18,7 +19,7 @@ from core.migrations.revgraph import RevisionState
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 
-def render_pending_sql(plan: Plan, cfg) -> tuple[str, bool, str | None]:
+def render_pending_sql(plan: Plan, cfg: Settings) -> tuple[str, bool, str | None]:
     """The pending migrations' SQL, printed by the target image's own migration tool with no network, on the
     environment's engine: (text, whether the tool finished, its error line if not). What it printed before an error
     still counts, revision by revision."""
@@ -30,7 +31,7 @@ def render_pending_sql(plan: Plan, cfg) -> tuple[str, bool, str | None]:
     return done.stdout, False, f"exit {done.returncode}: " + (error_line(done.stderr) if done.stderr.strip() else "")
 
 
-def pending_sql(plan: Plan, cfg) -> tuple[str, dict]:
+def pending_sql(plan: Plan, cfg: Settings) -> tuple[str, dict]:
     """The SQL to analyse and where each pending revision's came from. Offline rendering first; when it fails or
     covers only part of the range and the environment has a rehearsal command, the rehearsal's statements (the whole
     range, as it really runs) are analysed instead."""
@@ -54,7 +55,7 @@ def pending_sql(plan: Plan, cfg) -> tuple[str, dict]:
     return done.sql, sources
 
 
-def migration_report(plan: Plan, cfg) -> migcheck.MigrationReport:
+def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
     f = plan.facts
     revisions = RevisionState(f.db_revision, f.target_heads[0], f.pending_revisions, f.noop_downgrades)
     sql, sources = pending_sql(plan, cfg)
@@ -73,7 +74,7 @@ def migration_report(plan: Plan, cfg) -> migcheck.MigrationReport:
 
 
 @task(name="analyze-migrations", task_run_name="analyze-migrations", **TASK_DEFAULTS)
-def analyze_migrations(plan: Plan, cfg, accept_risk: bool = False, dry_run: bool = False) -> dict:
+def analyze_migrations(plan: Plan, cfg: Settings, accept_risk: bool = False, dry_run: bool = False) -> dict:
     """Publishes what the pending migrations will lock, rewrite and cost; raises MigrationRiskTooHigh (nothing has
     changed yet) on data loss or a forecast lock-hold over the environment's `max_lock_seconds`, unless the
     operator accepted the risk. A dry run reports the verdict without raising."""

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from core import report
 
+from core.settings import Settings
 from core.env import envsync
 from core.cutover import preflight as pf
 from core.cutover import steps as st
@@ -18,7 +19,7 @@ from tasks._common import TASK_DEFAULTS, artifact_key
 
 
 @task(name="plan", task_run_name="plan", **TASK_DEFAULTS)
-def plan_upgrade(cfg, environment: str, target: str, run_id: str, accept_env_conflicts: bool = False,
+def plan_upgrade(cfg: Settings, environment: str, target: str, run_id: str, accept_env_conflicts: bool = False,
                  pins: dict[str, str] | None = None) -> Plan:
     """Reads the deployment and the target and returns the plan; raises a PreflightError on bad input. `pins`
     (service → repo@sha256:…) pins every target image to a digest (a promotion: what staging verified)."""

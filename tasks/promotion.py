@@ -11,6 +11,7 @@ from pydantic import Field
 from typing import Literal
 
 from core import promotion
+from core.settings import Settings
 from core.cutover.plan import Plan
 from core.io.engine import current_images
 from core.stackio import StackIO
@@ -34,7 +35,7 @@ class Approval(RunInput):
 
 
 @task(name="publish-digests", task_run_name="publish-digests", **TASK_DEFAULTS)
-def publish_digests(cfg, environment: str, ref: str, commit: str) -> dict[str, str]:
+def publish_digests(cfg: Settings, environment: str, ref: str, commit: str) -> dict[str, str]:
     """Reads the running containers' image digests on the environment's engine and publishes them (`<env>-digests`),
     for a promotion to pin prod to."""
     digests = _running_digests(cfg)
@@ -45,7 +46,7 @@ def publish_digests(cfg, environment: str, ref: str, commit: str) -> dict[str, s
     return digests
 
 
-def running_now(cfg) -> dict[str, str]:
+def running_now(cfg: Settings) -> dict[str, str]:
     """What the environment runs now, read on this host: `{service: repo@sha256:…}` of its running containers
     (through the block's engine) and `commit`: its compose checkout's HEAD."""
     from core.io import commands as c
@@ -54,14 +55,14 @@ def running_now(cfg) -> dict[str, str]:
     return {"digests": _running_digests(cfg), "commit": run(c.git_rev_parse(cfg.stack.compose_dir, "HEAD")).stdout.strip()}
 
 
-def _running_digests(cfg) -> dict[str, str]:
+def _running_digests(cfg: Settings) -> dict[str, str]:
     """`{service: repo@sha256:…}` of the environment's running containers, through the block's engine."""
     return promotion.verified_digests(current_images(StackIO(cfg, cfg.stack.project_name).endpoint.client(),
                                                      cfg.stack.project_name))
 
 
 @task(name="publish-running", task_run_name="publish-running", **TASK_DEFAULTS)
-def publish_running(cfg, environment: str) -> dict:
+def publish_running(cfg: Settings, environment: str) -> dict:
     """Publishes `running_now` as `<env>-running` (one row per service, each with the commit)."""
     now = running_now(cfg)
     create_table_artifact(key=artifact_key(environment, RUNNING),

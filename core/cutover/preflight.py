@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docker
 
+from core.settings import Settings
 from core.io import commands as c
 from core.io import db as dbops
 from core.io import compose
@@ -31,7 +32,7 @@ from core.cutover.plan import Facts
 from core.stackio import StackIO
 
 
-def _current_project(cfg) -> c.ComposeProject:
+def _current_project(cfg: Settings) -> c.ComposeProject:
     d = Path(cfg.stack.compose_dir)
     return c.ComposeProject(d, tuple(d / f for f in cfg.stack.compose_files), d / cfg.stack.env_file, cfg.stack.project_name)
 
@@ -170,7 +171,7 @@ def locate_data_dir(client: docker.DockerClient, current_cfg: ResolvedConfig, db
     return data, ""
 
 
-def choose_rollback_point(cfg, db: dbops.DbAccess, client: docker.DockerClient, current_cfg: ResolvedConfig,
+def choose_rollback_point(cfg: Settings, db: dbops.DbAccess, client: docker.DockerClient, current_cfg: ResolvedConfig,
                           running: list[str], database_bytes: int, run_id: str) -> tuple[rp.Forecast, rp.DataDir | None]:
     """Which rollback point this upgrade takes and what it will cost (see `core.backup.rollbackpoint`). The copy rate is
     measured on the server with a probe (unless the block's migration_probe is off). Refuses an explicit method
@@ -201,14 +202,14 @@ def dir_bytes(root: Path, excludes: list[Path]) -> int:
     return total
 
 
-def registry_login(io_: StackIO, cfg) -> None:
+def registry_login(io_: StackIO, cfg: Settings) -> None:
     """Logs the environment's engine in to the target's registry (password on stdin), before any pull."""
     if cfg.registry.username and cfg.registry.password and cfg.registry.host:
         io_.run(c.Command(c.docker_login(cfg.registry.host, cfg.registry.username),
                           stdin=cfg.registry.password.get_secret_value().encode()))
 
 
-def gather(cfg, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
+def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
            run_id: str = "", accept_env_conflicts: bool = False, pins: dict[str, str] | None = None) -> Facts:
     """Reads everything the plan needs; raises a PreflightError and changes nothing if anything is off.
 

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
+from core.settings import Settings
 from core.errors import DatabaseUnreachable, InvalidDsn
 from core.io.executor import scrub
 
@@ -25,7 +26,7 @@ class DbAccess:
     password: SecretStr
 
     @classmethod
-    def of(cls, cfg) -> "DbAccess":
+    def of(cls, cfg: Settings) -> "DbAccess":
         return cls(cfg.database.host, cfg.database.port, cfg.database.user, cfg.database.password)
 
     def where(self, dbname: str) -> str:
