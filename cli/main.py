@@ -217,13 +217,27 @@ def _analyze_migrations(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    args = parser().parse_args(argv)
+    return args.fn(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per verb, each calling its `_<verb>` function."""
+    top = argparse.ArgumentParser(
         prog="stackshift",
         description="Safe, reviewable, reversible upgrades of docker-compose stacks with an Alembic-migrated "
                     "PostgreSQL. Environments are Prefect blocks (stack-environment/<name>); runs and their "
                     "artifacts show in the Prefect UI (http://127.0.0.1:4200 in the lab).",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True)
+    _add_run_verbs(sub)
+    _add_recovery_verbs(sub)
+    _add_env_sync(sub)
+    _add_analyze_migrations(sub)
+    return top
+
+
+def _add_run_verbs(sub: argparse._SubParsersAction) -> None:
     for name, fn, helptext in (
         ("upgrade", _upgrade, "back up, migrate once, cut over, verify; roll back on failure"),
         ("plan", _plan, "pre-flight and plan only (a dry run): publishes the plan and env diff, changes nothing"),
@@ -239,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="go ahead although the merged .env leaves a service the target needs outside the active "
                             "compose profiles (read the env diff first)")
         p.set_defaults(fn=fn, dry_run=False, accept_migration_risk=False)
+
+
+def _add_recovery_verbs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recover", help="finish or roll back an interrupted upgrade, whichever is safe",
                        description="Reads the environment's run journals under its lock. A run whose runner died is "
                                    "finished when its migration had completed (the database is at the target head), "
@@ -255,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--environment", "-e", required=True, help="stack-environment block name, e.g. staging")
     p.add_argument("--backup", metavar="DIR", help="a backup folder (default: the environment's newest)")
     p.set_defaults(fn=_verify_backup)
+
+
+def _add_env_sync(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("env-sync", help="three-way merge of an env file onto a new template",
                        description="Merge PATH (made from --old-template) onto --new-template: stale defaults move, "
                                    "customizations and your own keys stay. A backup goes to env-backup/ first; the "
@@ -276,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="report only; write nothing")
     p.add_argument("--json", action="store_true", help="machine-readable report (key names only)")
     p.set_defaults(fn=_env_sync)
+
+
+def _add_analyze_migrations(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze-migrations", help="what migration SQL will lock, rewrite and cost",
                        description="Analyse migration SQL (e.g. `alembic upgrade A:B --sql`) with PostgreSQL's own "
                                    "parser: per statement the table, lock, rewrite/scan/none/data-loss, the MS rules "
@@ -291,8 +314,6 @@ def main(argv: list[str] | None = None) -> int:
                                                                         "blocked longer than this")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(fn=_analyze_migrations)
-    args = parser.parse_args(argv)
-    return args.fn(args)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ deployment with a concurrency limit (a pause gives the slot up and the lost leas
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
-from prefect.states import Completed
+from prefect.states import Completed, State
 
 from core.settings import Settings
 from core.io import commands as c
@@ -60,89 +61,117 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
     log = get_run_logger()
     prod_cfg = load_environment(prod)
     hosts.check_host(prod_cfg.stack.host, prod)  # the promotion runs on prod's host: it reads prod's engine itself
-    release = resolve_release(release, prod_cfg)
-    me = flow_run.id
-    seconds: dict[str, float] = {}
-    notes = []
+    p = _Promotion(resolve_release(release, prod_cfg), staging, prod, flow_run.id, run_timeout_minutes)
 
-    # 1. staging: upgraded and verified, unless its last verified upgrade is this release and it still runs it
     t0 = time.monotonic()
-    digests = None
-    staged = pt.latest_rows(artifact_key(staging, pt.DIGESTS))
-    if staged and all(r.get("release") == release for r in staged):
-        look = pt.run_on_pool(f"a look at what {staging} runs", staging_status_deployment, {"environment": staging},
-                              run_timeout_minutes, f"{me}-staging-status")
-        running = pt.rows_of(pt.run_artifacts(look.id)[artifact_key(staging, pt.RUNNING)])
-        if promotion.still_runs(staged, running):
-            digests = {r["service"]: r["digest"] for r in staged}
-            here = pt.running_now(prod_cfg)
-            if here["digests"] == digests and here["commit"] == staged[0].get("commit"):
-                note = f"Nothing to promote: {staging} and {prod} both run {release} with the same digests."
-                log.info(note)
-                return Completed(name="Skipped", message=note)
-            notes.append(f"{staging} already runs {release}, verified earlier and checked now "
-                         f"([status run]({pt.run_url(look.id)})): not upgraded again")
-        else:
-            notes.append(f"{staging} no longer runs the {release} it verified earlier "
-                         f"([status run]({pt.run_url(look.id)})): upgraded again")
-    if digests is None:
-        child = pt.run_on_pool(f"the upgrade of {staging} to {release}", staging_deployment,
-                               {"environment": staging, "target": release}, run_timeout_minutes, f"{me}-staging")
-        rows = pt.rows_of(pt.run_artifacts(child.id)[artifact_key(staging, pt.DIGESTS)])
-        digests = {r["service"]: r["digest"] for r in rows}
-        notes.append(f"{staging} upgraded to {release} and verified: [run]({pt.run_url(child.id)})")
-    seconds["staging"] = time.monotonic() - t0
-
-    # 2. prod: the plan, the env diff and the migration report, as a dry run on prod's host
+    digests = _staging_verified(p, prod_cfg, staging_status_deployment, staging_deployment)
+    p.seconds["staging"] = time.monotonic() - t0
+    if isinstance(digests, State):
+        return digests
     t0 = time.monotonic()
-    planned = pt.run_on_pool(f"the plan of {prod} for {release}", prod_deployment,
-                             {"environment": prod, "target": release, "dry_run": True, "pinned_images": digests},
-                             run_timeout_minutes, f"{me}-prod-plan")
-    made = pt.run_artifacts(planned.id)
-    facts = pt.rows_of(made[artifact_key(prod, pt.APPROVAL_FACTS)])[0]
-    fp, verdict = facts["fingerprint"], facts["verdict"]
-    links = {f"{title} ({key})": pt.artifact_url(made[key].id)
-             for title, key in (("Prod plan", artifact_key(prod, "plan")),
-                                ("Prod env diff, secrets masked", artifact_key(prod, "env-diff")),
-                                ("Prod migration report", artifact_key(prod, "migrations"))) if key in made}
-    links["Prod plan run"] = pt.run_url(planned.id)
-    seconds["prod plan"] = time.monotonic() - t0
-    if verdict.startswith("BLOCKED"):
-        notes.append("the migration gate blocks prod: its upgrade would stop before any change")
-    summary = promotion.summary_markdown(release, staging, prod, digests, verdict, fp, links, notes)
-    pt.publish_summary(summary, release)
-
-    # 3. the approval
-    t0 = time.monotonic()
-    form = pt.Approval.with_initial_data(description=summary, fingerprint=fp)
-    pt.announce_approval_needed(release, prod, fp)
-    try:
-        answer = pause_flow_run(wait_for_input=form, timeout=int(approval_timeout_minutes * 60), poll_interval=3,
-                                key="approval")
-    except FlowPauseTimeout:
-        pt.end_expired_pause()
-        seconds["waiting"] = time.monotonic() - t0
-        pt.publish_timeline(release, "no decision in time", seconds)
-        return Completed(name="Expired", message=f"No decision within {approval_timeout_minutes:g} min: prod was "
-                                                 f"not touched; {staging} stays on {release}.")
-    seconds["waiting"] = time.monotonic() - t0
+    fp, summary = _prod_plan(p, digests, prod_deployment)
+    p.seconds["prod plan"] = time.monotonic() - t0
+    answer = _approval(p, fp, summary, approval_timeout_minutes)
+    if isinstance(answer, State):
+        return answer
     who = f"{answer.approver}" + (f" ({answer.comment})" if answer.comment else "")
-    if answer.decision == "reject":
-        pt.publish_timeline(release, f"rejected by {who}", seconds)
-        return Completed(name="Rejected", message=f"Rejected by {who}: prod was not touched; {staging} stays on "
-                                                  f"{release}.")
-    if answer.fingerprint != fp:
-        raise ApprovalRefused(answer.fingerprint, fp)
-    log.info("Approved by %s: upgrading %s to %s, pinned to staging's digests", who, prod, release)
+    log.info("Approved by %s: upgrading %s to %s, pinned to staging's digests", who, prod, p.release)
 
     # 4. prod, pinned to the digests staging verified, only if its plan is still the approved one
     t0 = time.monotonic()
     try:
-        done = pt.run_on_pool(f"the upgrade of {prod} to {release}", prod_deployment,
-                              {"environment": prod, "target": release, "pinned_images": digests,
-                               "approved_fingerprint": fp}, run_timeout_minutes, f"{me}-prod")
+        done = pt.run_on_pool(f"the upgrade of {prod} to {p.release}", prod_deployment,
+                              {"environment": prod, "target": p.release, "pinned_images": digests,
+                               "approved_fingerprint": fp}, run_timeout_minutes, f"{p.me}-prod")
     finally:
-        seconds["prod"] = time.monotonic() - t0
-        pt.publish_timeline(release, f"approved by {who}", seconds)
-    return {"release": release, "digests": digests, "fingerprint": fp, "approved_by": answer.approver,
-            "prod_run": str(done.id), "seconds": seconds}
+        p.seconds["prod"] = time.monotonic() - t0
+        pt.publish_timeline(p.release, f"approved by {who}", p.seconds)
+    return {"release": p.release, "digests": digests, "fingerprint": fp, "approved_by": answer.approver,
+            "prod_run": str(done.id), "seconds": p.seconds}
+
+
+@dataclass
+class _Promotion:
+    """One promotion's names, and what it measures and notes on the way."""
+
+    release: str
+    staging: str
+    prod: str
+    me: str | None
+    run_timeout_minutes: float
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _staging_verified(p: _Promotion, prod_cfg: Settings, status_deployment: str,
+                      deployment: str) -> dict[str, str] | State:
+    """1. staging: upgraded and verified, unless its last verified upgrade is this release and it still runs it.
+    Returns the digests staging verified, or a Skipped state when prod already runs them too."""
+    staged = pt.latest_rows(artifact_key(p.staging, pt.DIGESTS))
+    if staged and all(r.get("release") == p.release for r in staged):
+        look = pt.run_on_pool(f"a look at what {p.staging} runs", status_deployment, {"environment": p.staging},
+                              p.run_timeout_minutes, f"{p.me}-staging-status")
+        running = pt.rows_of(pt.run_artifacts(look.id)[artifact_key(p.staging, pt.RUNNING)])
+        if promotion.still_runs(staged, running):
+            digests = {r["service"]: r["digest"] for r in staged}
+            here = pt.running_now(prod_cfg)
+            if here["digests"] == digests and here["commit"] == staged[0].get("commit"):
+                note = f"Nothing to promote: {p.staging} and {p.prod} both run {p.release} with the same digests."
+                get_run_logger().info(note)
+                return Completed(name="Skipped", message=note)
+            p.notes.append(f"{p.staging} already runs {p.release}, verified earlier and checked now "
+                           f"([status run]({pt.run_url(look.id)})): not upgraded again")
+            return digests
+        p.notes.append(f"{p.staging} no longer runs the {p.release} it verified earlier "
+                       f"([status run]({pt.run_url(look.id)})): upgraded again")
+    child = pt.run_on_pool(f"the upgrade of {p.staging} to {p.release}", deployment,
+                           {"environment": p.staging, "target": p.release}, p.run_timeout_minutes, f"{p.me}-staging")
+    rows = pt.rows_of(pt.run_artifacts(child.id)[artifact_key(p.staging, pt.DIGESTS)])
+    p.notes.append(f"{p.staging} upgraded to {p.release} and verified: [run]({pt.run_url(child.id)})")
+    return {r["service"]: r["digest"] for r in rows}
+
+
+def _prod_plan(p: _Promotion, digests: dict[str, str], deployment: str) -> tuple[str, str]:
+    """2. prod: the plan, the env diff and the migration report, as a dry run on prod's host. Returns the plan's
+    fingerprint and the summary the approver reads (published)."""
+    planned = pt.run_on_pool(f"the plan of {p.prod} for {p.release}", deployment,
+                             {"environment": p.prod, "target": p.release, "dry_run": True, "pinned_images": digests},
+                             p.run_timeout_minutes, f"{p.me}-prod-plan")
+    made = pt.run_artifacts(planned.id)
+    facts = pt.rows_of(made[artifact_key(p.prod, pt.APPROVAL_FACTS)])[0]
+    fp, verdict = facts["fingerprint"], facts["verdict"]
+    links = {f"{title} ({key})": pt.artifact_url(made[key].id)
+             for title, key in (("Prod plan", artifact_key(p.prod, "plan")),
+                                ("Prod env diff, secrets masked", artifact_key(p.prod, "env-diff")),
+                                ("Prod migration report", artifact_key(p.prod, "migrations"))) if key in made}
+    links["Prod plan run"] = pt.run_url(planned.id)
+    if verdict.startswith("BLOCKED"):
+        p.notes.append("the migration gate blocks prod: its upgrade would stop before any change")
+    summary = promotion.summary_markdown(p.release, p.staging, p.prod, digests, verdict, fp, links, p.notes)
+    pt.publish_summary(summary, p.release)
+    return fp, summary
+
+
+def _approval(p: _Promotion, fp: str, summary: str, timeout_minutes: float) -> pt.Approval | State:
+    """3. a person's approval (the pause's form), or the Expired / Rejected state that ends the promotion."""
+    t0 = time.monotonic()
+    form = pt.Approval.with_initial_data(description=summary, fingerprint=fp)
+    pt.announce_approval_needed(p.release, p.prod, fp)
+    try:
+        answer = pause_flow_run(wait_for_input=form, timeout=int(timeout_minutes * 60), poll_interval=3,
+                                key="approval")
+    except FlowPauseTimeout:
+        pt.end_expired_pause()
+        p.seconds["waiting"] = time.monotonic() - t0
+        pt.publish_timeline(p.release, "no decision in time", p.seconds)
+        return Completed(name="Expired", message=f"No decision within {timeout_minutes:g} min: prod was "
+                                                 f"not touched; {p.staging} stays on {p.release}.")
+    p.seconds["waiting"] = time.monotonic() - t0
+    who = f"{answer.approver}" + (f" ({answer.comment})" if answer.comment else "")
+    if answer.decision == "reject":
+        pt.publish_timeline(p.release, f"rejected by {who}", p.seconds)
+        return Completed(name="Rejected", message=f"Rejected by {who}: prod was not touched; {p.staging} stays on "
+                                                  f"{p.release}.")
+    if answer.fingerprint != fp:
+        raise ApprovalRefused(answer.fingerprint, fp)
+    return answer
