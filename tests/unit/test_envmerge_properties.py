@@ -90,6 +90,6 @@ def test_fast_path_yields_exactly_python_dotenv_bindings(lines, trailing_newline
 
     from dotenv.parser import parse_stream
 
-    from core.env.envmerge import _bindings
+    from core.env.envdoc import _bindings
     text = "\n".join(lines) + ("\n" if trailing_newline else "")
     assert list(_bindings(text)) == list(parse_stream(io.StringIO(text)))
