@@ -57,7 +57,7 @@ def fingerprint_material(f: Facts) -> dict:
         "target": {"ref": f.target_ref, "commit": f.target_commit, "images": dict(sorted(f.target_images.items())),
                    "heads": sorted(f.target_heads), "pending": list(f.pending_revisions),
                    "services": sorted(f.target_services)},
-        "env": [{k: str(v) for k, v in sorted(row.items())} for row in f.env_report],
+        "env": [{k: str(v) for k, v in sorted(row.items())} for row in f.env_sync.rows],
     }
 
 

@@ -24,7 +24,7 @@ def plan_markdown(plan: Plan) -> str:
     for s in sorted(set(f.current_images) | set(f.target_images)):
         cur = f.current_images.get(s, {})
         lines.append(f"| {s} | {cur.get('repo_digest') or cur.get('image', '—')} | {f.target_images.get(s, '— (removed)')} |")
-    counts = ", ".join(f"{k} {v}" for k, v in f.env_counts.items() if v)
+    counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
     for title, steps in (("Backup (old version serving)", plan.backup),
                          ("Right before the downtime (after the pull)", plan.prepare), ("Cutover (downtime)", plan.cutover),

@@ -22,6 +22,7 @@ from core.cutover import steps as st
 from core.errors import CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError, UpgradeInterrupted
 from core.cutover.journal import JOURNAL, PLAN, Journal
 from core.cutover.plan import Facts, Plan, build_plan
+from core.env import envsync
 from core.stackio import StackIO
 from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
 from tasks.steps import Progress, step_task
@@ -30,8 +31,10 @@ log = logging.getLogger("stackshift")
 
 
 def open_run(plan: Plan, cfg: Settings, flow_run_id: str | None) -> st.StepContext:
-    """Creates the run folder (0700) with the plan's facts and a fresh journal, before the first change."""
+    """Creates the run folder (0700) with the env merge pre-flight staged, the plan's facts and a fresh journal, before
+    the first change."""
     f = plan.facts
+    envsync.write_staged(f.env_sync)  # first: if it is refused, no run folder is left behind
     f.run_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
     f.save(f.run_dir / PLAN)
     journal = Journal(

@@ -1,7 +1,7 @@
-"""Pre-flight and env-sync tasks: gather facts, compute the plan, publish it and the env diff."""
+"""Pre-flight and env-sync tasks: gather facts (the env merge among them, once), compute the plan, publish it and
+the env diff."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -9,9 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from core import report
-
 from core.settings import Settings
-from core.env import envsync
 from core.cutover import preflight as pf
 from core.cutover import steps as st
 from core.cutover.plan import Facts, Plan, build_plan
@@ -33,41 +31,33 @@ def plan_upgrade(cfg: Settings, environment: str, target: str, run_id: str, acce
     return plan
 
 
-def _publish_env_diff(f: Facts, rows: list[dict], counts: dict[str, int]) -> None:
+def _publish_env_diff(f: Facts) -> None:
+    """The env diff artifacts, from pre-flight's result (rows already masked)."""
+    result = f.env_sync
     create_markdown_artifact(key=artifact_key(f.environment, "env-diff"),
-                             markdown=report.env_markdown(f.environment, rows, counts),
+                             markdown=report.env_markdown(f.environment, result.rows, result.counts),
                              description=f"Env diff {f.environment} → {f.target_ref} (secrets masked)")
-    if rows:
-        create_table_artifact(key=artifact_key(f.environment, "env-diff-table"), table=rows,
+    if result.rows:
+        create_table_artifact(key=artifact_key(f.environment, "env-diff-table"), table=result.rows,
                               description="Env diff rows (secrets masked)")
 
 
 @task(name="env-sync", task_run_name="env-sync", **TASK_DEFAULTS)
 def review_env(plan: Plan) -> dict[str, int]:
     """Dry run: publishes the masked env diff pre-flight computed, for review; writes nothing."""
-    f = plan.facts
-    _publish_env_diff(f, f.env_report, f.env_counts)
-    return f.env_counts
+    _publish_env_diff(plan.facts)
+    return plan.facts.env_sync.counts
 
 
 @task(name="env-sync", task_run_name="env-sync", **TASK_DEFAULTS)
 def env_sync(ctx: st.StepContext, after: st.Outcome | None = None) -> st.Outcome:
-    """Merges the backed-up `.env` onto the target's template (three-way, with the deployed template as the base),
-    stages the result in the run folder (0600) and publishes the masked diff. The stack is not touched: the
-    cutover's `install-env` step installs the staged file."""
+    """Publishes the env merge pre-flight computed and staged in the run folder (0600), once the backup holds the
+    `.env`: no second merge. Refuses (EnvChangedSincePlan) if the `.env` was edited since pre-flight read it, or the
+    staged file changed. The stack is not touched: the cutover's `install-env` step installs the staged bytes."""
     f = ctx.facts
     t0 = time.monotonic()
-    saved = f.run_dir / "compose"
-    old_template = (saved / f.env_template).read_text() if (saved / f.env_template).exists() else \
-        envsync.template_at(f.compose_dir, f.current_commit, f.env_template)
-    new_template = envsync.template_at(f.compose_dir, f.target_commit, f.env_template)
-    required = envsync.required_at(f.compose_dir, f.target_commit, f.compose_files)
-    merged = envsync.merge_for(saved / f.env_file, old_template, new_template, required)
-    staged = f.run_dir / st.MERGED_ENV
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-        out.write(merged.text)
-    _publish_env_diff(f, f.env_report, merged.counts())
-    counts = ", ".join(f"{k} {v}" for k, v in merged.counts().items() if v) or "no change"
-    return st.Outcome("env-sync", "backup", "Merge .env onto the target's template (staged)",
-                      time.monotonic() - t0, counts)
+    f.env_sync.check_unchanged(f.run_dir / "compose" / f.env_file)
+    _publish_env_diff(f)
+    counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v) or "no change"
+    return st.Outcome("env-sync", "backup", "Publish the .env merge pre-flight staged (merged onto the target's "
+                      "template)", time.monotonic() - t0, counts)

@@ -14,6 +14,7 @@ from pathlib import Path
 from core.io import commands as c
 from core.backup import rollbackpoint as rp
 from core.cutover import steps as st
+from core.env.envsync import EnvSyncResult
 from core.io.compose import digest_ref
 
 
@@ -53,8 +54,7 @@ class Facts:
     health_timeout: int
     run_dir: Path
     volume_excludes: list[str]
-    env_report: list[dict]
-    env_counts: dict[str, int]
+    env_sync: EnvSyncResult  # pre-flight's one env merge: masked rows, counts, the staged file and its sha256
     warnings: list[str] = field(default_factory=list)
     run_id: str = ""
     migration_timeout: int = 3600
@@ -77,8 +77,9 @@ class Facts:
     @classmethod
     def from_dict(cls, d: dict) -> "Facts":
         known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
+        d, old = {k: v for k, v in d.items() if k in known}, d
         d["compose_dir"], d["run_dir"] = Path(d["compose_dir"]), Path(d["run_dir"])
+        d["env_sync"] = EnvSyncResult.from_facts(old)
         return cls(**d)
 
     def save(self, path: Path) -> None:

@@ -17,7 +17,6 @@ from core.io import commands as c
 from core.io import db as dbops
 from core.io import compose
 from core.env import envfile
-from core.env import envmerge
 from core.env import envsync
 from core.backup import kept
 from core.migrations import revgraph
@@ -29,6 +28,7 @@ from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, Insuffici
 from core.io.engine import current_images
 from core.io.executor import run
 from core.cutover.plan import Facts
+from core.cutover.steps import MERGED_ENV
 from core.stackio import StackIO
 
 
@@ -236,7 +236,7 @@ def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: 
     old_template = envsync.template_at(compose_dir, current_commit, cfg.stack.env_template)
     new_template = envsync.template_at(compose_dir, target_commit, cfg.stack.env_template)
     required = envsync.required_at(compose_dir, target_commit, cfg.stack.compose_files)
-    merged = envsync.merge_for(compose_dir / cfg.stack.env_file, old_template, new_template, required)
+    merged, env_source = envsync.merge_env(compose_dir / cfg.stack.env_file, old_template, new_template, required)  # once
     staging = run_dir.parent / f".scratch-{run_id or os.getpid()}"  # the recovery removes it if we are killed
     staging.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
@@ -309,7 +309,7 @@ def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: 
         writer_services=list(cfg.writers.services), migrate_service=cfg.migration.service,
         migrate_command=list(cfg.migration.command), migration_switch=cfg.migration.switch,
         health_timeout=cfg.health.timeout_seconds, run_dir=run_dir, volume_excludes=sorted(set(excludes)),
-        env_report=envmerge.masked_changes(merged, secret_keys), env_counts=merged.counts(),
+        env_sync=envsync.stage(merged, run_dir / MERGED_ENV, env_source, secret_keys),
         run_id=run_id, migration_timeout=cfg.migration.timeout_seconds, keep_failed_database=cfg.rollback_point.keep_failed_database,
         rollback_method=forecast.method, rollback_forecast=forecast.to_dict(),
         data_dir={"service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}

@@ -499,7 +499,9 @@ class TakeSnapshot(CommandStep, RollbackPoint):
 
 @dataclass(frozen=True)
 class InstallEnv(Step):
-    """Installs the env-sync result staged in the run folder as the stack's env file (backup first, atomic)."""
+    """Installs the env merge pre-flight staged in the run folder as the stack's env file (backup first, atomic):
+    exactly the bytes whose sha256 the plan holds, or none (StagedEnvChanged). A plan.json from before the sha256 was
+    recorded names none: then the run folder's staged file is installed unchecked, as it was then."""
 
     error: ClassVar = EnvWriteFailed
     task: ClassVar = "install-env"
@@ -507,13 +509,13 @@ class InstallEnv(Step):
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
         path = f.compose_dir / f.env_file
-        staged = f.run_dir / MERGED_ENV
-        text = staged.read_text()
-        if path.exists() and path.read_text() == text:
+        result = f.env_sync
+        text = result.read_staged(self.id) if result.sha256 else (f.run_dir / MERGED_ENV).read_text()
+        if path.exists() and path.read_bytes() == text.encode("utf-8"):
             return "already installed"
         saved = envfile.backup(path)
         envfile.write_atomic(path, text)
-        return f"backup {saved}"
+        return f"backup {saved}" + (f"; {result.size} bytes, sha256 as planned" if result.sha256 else "")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from core.cutover import steps as st
 from core.cutover.plan import Facts, build_plan
+from core.env.envsync import EnvSyncResult
 from core.report import plan_markdown
 
 
@@ -17,7 +18,8 @@ def facts(**over) -> Facts:
         db_revision=["r1"], target_heads=["r2"], pending_revisions=["r2"], noop_downgrades=[],
         render_sql_command=["alembic", "upgrade", "r1:r2", "--sql"], db_services=["db", "db_postgres"], writer_services=["api", "worker"],
         migrate_service="api", migrate_command=["alembic", "upgrade", "head"], migration_switch="MIGRATION_ENABLED",
-        health_timeout=60, run_dir=Path("/b/dify/run1"), volume_excludes=["./db/data"], env_report=[], env_counts={},
+        health_timeout=60, run_dir=Path("/b/dify/run1"), volume_excludes=["./db/data"],
+        env_sync=EnvSyncResult([], {}),
     )
     return Facts(**(base | over))
 

@@ -6,9 +6,20 @@ from core import hosts, promotion
 from core.io import compose
 from core.errors import PinnedImageMismatch, WrongHost
 from core.cutover.plan import build_plan
+from core.env.envsync import EnvSyncResult
 from tests.unit.test_plan import facts
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+def env(rows: list[dict]) -> EnvSyncResult:
+    """Pre-flight's env result with these (masked) rows."""
+    return EnvSyncResult(rows, {})
+
+
+class Cfg:
+    def __init__(self, host):
+        self.host = host
 
 
 def test_a_flow_refuses_another_environments_host_and_names_both():
@@ -65,13 +76,13 @@ def test_a_pinned_plan_verifies_the_running_digests():
 
 def test_the_fingerprint_covers_state_target_and_env_diff_not_the_run():
     row = {"key": "LOG_LEVEL", "change": "default_moved", "old": "INFO", "new": "WARNING", "note": ""}
-    base = facts(env_report=[row])
+    base = facts(env_sync=env([row]))
     fp = promotion.fingerprint(base)
-    assert fp == promotion.fingerprint(facts(env_report=[row], run_dir=base.run_dir.parent / "other", run_id="x"))
-    for changed in [facts(env_report=[row | {"new": "DEBUG"}]), facts(env_report=[]),
-                    facts(env_report=[row], current_commit="c" * 40), facts(env_report=[row], db_revision=["r0"]),
-                    facts(env_report=[row], target_images=base.target_images | {"api": f"r/app:2@{D1}"}),
-                    facts(env_report=[row], current_images={"api": {"image": "r/app:1", "repo_digest": "r/app@x"}})]:
+    assert fp == promotion.fingerprint(facts(env_sync=env([row]), run_dir=base.run_dir.parent / "other", run_id="x"))
+    for changed in [facts(env_sync=env([row | {"new": "DEBUG"}])), facts(env_sync=env([])),
+                    facts(env_sync=env([row]), current_commit="c" * 40), facts(env_sync=env([row]), db_revision=["r0"]),
+                    facts(env_sync=env([row]), target_images=base.target_images | {"api": f"r/app:2@{D1}"}),
+                    facts(env_sync=env([row]), current_images={"api": {"image": "r/app:1", "repo_digest": "r/app@x"}})]:
         assert promotion.fingerprint(changed) != fp
 
 
@@ -82,7 +93,7 @@ def test_the_fingerprint_holds_no_secret_value():
     old = envmerge.parse("DB_PASSWORD=difyai123456\nLOG_LEVEL=INFO\n")
     new = envmerge.parse("DB_PASSWORD=difyai654321\nLOG_LEVEL=WARNING\nSECRET_KEY=sk-9f8e7d6c5b4a3f2e1d0c\n")
     rows = envmerge.masked_changes(envmerge.merge(user, old, new))
-    material = str(promotion.fingerprint_material(facts(env_report=rows)))
+    material = str(promotion.fingerprint_material(facts(env_sync=env(rows))))
     assert "DB_PASSWORD" in material and "SECRET_KEY" in material, "the secret keys' changes are part of it"
     for value in ("hunter2-live", "difyai123456", "difyai654321", "sk-9f8e7d6c5b4a3f2e1d0c"):
         assert value not in material
