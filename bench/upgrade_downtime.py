@@ -35,7 +35,8 @@ os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")  # the lab
 
 from blocks.stack_environment import StackEnvironment  # noqa: E402
 from core.env import envsync  # noqa: E402
-from core.env.envfile import write_atomic  # noqa: E402
+from core.files import write_atomic  # noqa: E402
+from core.io import pgsql  # noqa: E402
 from core.cutover.journal import Journal  # noqa: E402
 from lab import stack  # noqa: E402
 
@@ -111,7 +112,7 @@ def run_documented(root: Path, rows: int, seed: stack.Seeded) -> tuple[float, di
     subprocess.run(["tar", "-czf", str(root / "volumes-backup.tar.gz"), "-C", str(d), "volumes"], check=True)
     parts["tar"] = time.monotonic() - t
     subprocess.run(["git", "-C", str(d), "checkout", "-q", "v2.0.0"], check=True)
-    write_atomic(d / ".env", merged)
+    write_atomic(d / ".env", merged, keep_mode=True)
     parts["up"] = _compose(dep, "up", "-d")
     watch.join(900)
     parts["until healthy"] = watch.downtime - sum(parts.values())
@@ -127,13 +128,13 @@ def bare_floor(root: Path) -> dict[str, float]:
     with dep.connect("postgres") as conn:
         conn.autocommit = True
         t = time.monotonic()
-        conn.execute("SELECT pg_create_restore_point('bench')")
+        conn.execute(pgsql.restore_point("bench"))
         parts["rollback-point"] = time.monotonic() - t
     t = time.monotonic()
     subprocess.run(["git", "-C", str(d), "checkout", "-q", "v2.0.0"], check=True)
     parts["checkout-target"] = time.monotonic() - t
     env = (d / ".env").read_text().replace("DB_HOST=db\n", "DB_HOST=db_postgres\n")
-    write_atomic(d / ".env", env)
+    write_atomic(d / ".env", env, keep_mode=True)
     parts["remove-retired"] = _compose(dep, "rm", "--stop", "--force", "db")
     parts["start-db"] = _compose(dep, "up", "--detach", "--wait", "--no-deps", "db_postgres")
     parts["migrate(one-off)"] = _compose(dep, "run", "--rm", "--no-deps", "-e", "MIGRATION_ENABLED=false", "api",

@@ -21,6 +21,7 @@ from core.errors import DockerHostUnreachable, UpgradeError
 from core.io.executor import run
 from core.parallel import all_at_once, first_failure
 from core.io.http import CheckResult, http_probe
+from core.io.pgsql import Statement
 from core.polling import poll
 
 
@@ -117,6 +118,17 @@ def _with_deps(services: set[str], deps: dict[str, set[str]]) -> set[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    """What a wait still waits on, as `core.polling.poll` reads it: done when nothing."""
+
+    on: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.on
+
+
 def _at_once(calls: list) -> None:
     """Runs engine calls at the same time; raises the first failure once all have ended."""
     first_failure(all_at_once(calls))
@@ -158,10 +170,11 @@ class StackIO:
                              timeout=cmd.timeout or self.cfg.command_timeout_seconds, stdin=cmd.stdin),
                    secrets=secrets)
 
-    def sql(self, statements: list[str]) -> None:
+    def sql(self, statements: list[Statement]) -> None:
+        """Runs statements (constant strings, or composed by `core.io.pgsql`) on the maintenance database."""
         dbops.execute_maintenance(self.db, statements)
 
-    def query(self, statement: str, params: tuple = ()) -> list[tuple]:
+    def query(self, statement: Statement, params: tuple = ()) -> list[tuple]:
         return dbops.query_maintenance(self.db, statement, params)
 
     def dump_in_snapshot(self, dbname: str, cmd: c.Command) -> dict[str, int]:
@@ -198,24 +211,25 @@ class StackIO:
         probes = {check.name: http_probe(check.name, check.url, check.expect_status, None, None, timeout=2)
                   for check in self.cfg.health.http_checks}
         t0, last, looked = time.monotonic(), {}, 0.0
-        while probes:
+
+        def answered() -> _Waiting:
+            nonlocal looked
             for name, probe in list(probes.items()):
                 last[name] = probe()
                 if last[name].ok:
                     del probes[name]
-            if not probes:
-                break
-            if time.monotonic() - looked >= 0.5:  # the engine is busy starting containers: ask it less often
+            if probes and time.monotonic() - looked >= 0.5:  # the engine is busy starting containers: ask it less
                 looked = time.monotonic()
                 states = container_states(client, project)
                 failed = [f"{s} {describe_state(states.get(s))}" for s in services
                           if health_verdict(states.get(s)) == "failed"]
                 if failed:
                     raise ServicesNotHealthy("; ".join(failed))
-            if time.monotonic() - t0 > timeout:
-                raise ServicesNotHealthy(f"not answering after {timeout:.0f} s: "
-                                         + "; ".join(f"{n}: {last[n].detail}" for n in probes))
-            time.sleep(every)
+            return _Waiting([f"{n}: {last[n].detail}" for n in probes])
+
+        waiting = poll(answered, timeout, every)
+        if not waiting.ok:
+            raise ServicesNotHealthy(f"not answering after {timeout:.0f} s: " + "; ".join(waiting.on))
         return f"the HTTP checks answered after {time.monotonic() - t0:.2f} s"
 
     def http_checks(self, expected_version: str) -> list[CheckResult]:
@@ -235,7 +249,8 @@ class StackIO:
 
         client = self.endpoint.client()
         t0 = time.monotonic()
-        while True:
+
+        def healthy() -> _Waiting:
             states = container_states(client, project)
             waiting, failed = [], []
             for service in services:
@@ -246,11 +261,12 @@ class StackIO:
                 (failed if verdict == "failed" else waiting).append(f"{service} {describe_state(state)}")
             if failed:
                 raise ServicesNotHealthy("; ".join(failed))
-            if not waiting:
-                return f"{', '.join(services)} healthy after {time.monotonic() - t0:.2f} s"
-            if time.monotonic() - t0 > timeout:
-                raise ServicesNotHealthy(f"not healthy after {timeout:.0f} s: {'; '.join(waiting)}")
-            time.sleep(every)
+            return _Waiting(waiting)
+
+        waiting = poll(healthy, timeout, every)
+        if not waiting.ok:
+            raise ServicesNotHealthy(f"not healthy after {timeout:.0f} s: {'; '.join(waiting.on)}")
+        return f"{', '.join(services)} healthy after {time.monotonic() - t0:.2f} s"
 
     def stop_containers(self, project: str, services: list[str], timeouts: dict[str, int] | None = None) -> str:
         """Stops the services' containers through the engine API, all at once. Each stops the way compose would

@@ -25,13 +25,12 @@ from pathlib import Path
 import docker
 
 from lab.demo import releases
+from lab.paths import DEMO_REPO, LAB_HOME
 
 REGISTRY = "127.0.0.1:5000"
 BASE = f"{REGISTRY}/lab/base:bookworm"
 HERE = Path(__file__).resolve().parent
 DEMO = HERE / "demo"
-LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
-DEMO_REPO = LAB_HOME / "demo-stack.git"
 DEB_PACKAGES = "python3,python3-sqlalchemy,python3-alembic,python3-psycopg2,postgresql-15"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "stackshift lab", "GIT_AUTHOR_EMAIL": "lab@stackshift.invalid",

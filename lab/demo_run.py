@@ -8,8 +8,9 @@ import time
 
 from blocks.stack_environment import StackEnvironment
 from lab import stack
+from lab.paths import LAB_HOME
 
-DEMO_ROOT = stack.LAB_HOME / "demo"
+DEMO_ROOT = LAB_HOME / "demo"
 NAME = "demo"
 
 
@@ -29,7 +30,7 @@ def promote_demo(release: str, rows: int, approver: str | None) -> None:
     from deployments.approve import decide
     from tasks.promotion import run_url, ui_url
 
-    root = stack.LAB_HOME / "promote-demo"
+    root = LAB_HOME / "promote-demo"
     for name, engine in (("staging", None), ("prod", stack.PROD_ENGINE)):
         if (root / name).exists():
             stack.Deployment(name, root / name, root / "backups", 0, 0, "", engine).down()

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from pydantic import SecretStr
 
 from core.io.db import DbAccess
+from lab.paths import DEMO_REPO
 
-LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
-DEMO_REPO = LAB_HOME / "demo-stack.git"
 PROD_ENGINE = "unix:///var/run/stackshift-prod/docker.sock"  # the lab's second Docker engine: the "prod host"
-SEEDED_TABLES = {"accounts": "id, name, created_at", "events": "id, account_id, total_tokens, payload"}
+SEEDED_TABLES = {"accounts": ("id", "name", "created_at"), "events": ("id", "account_id", "total_tokens", "payload")}
 
 
 def free_port() -> int:
@@ -135,8 +135,9 @@ def fingerprint(dep: Deployment) -> dict[str, tuple[int, int]]:
     out = {}
     with dep.connect() as conn:
         for table, cols in SEEDED_TABLES.items():
-            out[table] = tuple(conn.execute(
-                f"SELECT count(*), coalesce(sum(hashtextextended(row({cols})::text, 0)), 0) FROM {table}").fetchone())
+            out[table] = tuple(conn.execute(sql.SQL(
+                "SELECT count(*), coalesce(sum(hashtextextended(row({})::text, 0)), 0) FROM {}").format(
+                _columns(cols), sql.Identifier(table))).fetchone())
     return out
 
 
@@ -145,6 +146,11 @@ def checksums(dep: Deployment) -> dict[str, tuple[int, str]]:
     out = {}
     with dep.connect() as conn:
         for table, cols in SEEDED_TABLES.items():
-            out[table] = conn.execute(
-                f"SELECT count(*), md5(string_agg(row({cols})::text, ',' ORDER BY id)) FROM {table}").fetchone()
+            out[table] = conn.execute(sql.SQL(
+                "SELECT count(*), md5(string_agg(row({})::text, ',' ORDER BY id)) FROM {}").format(
+                _columns(cols), sql.Identifier(table))).fetchone()
     return out
+
+
+def _columns(names: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, names))

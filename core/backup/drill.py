@@ -15,9 +15,9 @@ from pathlib import Path
 from core.backup import bundle as bk
 from core.io import commands as c
 from core.io import db as dbops
+from core.io import pgsql
 from core.errors import BackupCheckFailed, CommandFailed, UpgradeError
 from core.stackio import StackIO
-from core.io.pgsql import quote_ident
 
 DRILL_TAG = "__ss_drill_"
 
@@ -66,7 +66,7 @@ def _restore_one(io: StackIO, run_dir: Path, db: str, jobs: int, problems: list[
     access = io.db
     t0 = time.monotonic()
     try:
-        io.sql([f"CREATE DATABASE {quote_ident(scratch)} TEMPLATE template0"])
+        io.sql([pgsql.create_database(scratch, "template0")])
         io.run(c.Command(c.pg_restore(access.host, access.port, access.user, scratch, dump, jobs),
                          timeout=io.cfg.migration.timeout_seconds), db_password=True)
         with access.connect(scratch) as conn:
@@ -75,7 +75,7 @@ def _restore_one(io: StackIO, run_dir: Path, db: str, jobs: int, problems: list[
         problems.append(f"{db}: the dump does not restore ({str(exc)[-300:]})")
         return {}
     finally:
-        io.sql([f"DROP DATABASE IF EXISTS {quote_ident(scratch)} WITH (FORCE)"])
+        io.sql([pgsql.drop_database(scratch, force=True)])
     differ = {t: (expected.get(t), got.get(t)) for t in sorted(set(expected) | set(got)) if expected.get(t) != got.get(t)}
     for table, (want, have) in differ.items():
         problems.append(f"{db}.{table}: {want} rows in the dump's snapshot, {have} restored")
@@ -88,5 +88,5 @@ def drop_leftover_scratch(io: StackIO, databases: list[str]) -> list[str]:
     prefixes = tuple(f"{db[:40]}{DRILL_TAG}" for db in databases)
     names = [n for n in io.databases() if n.startswith(prefixes)]
     for name in names:
-        io.sql([f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"])
+        io.sql([pgsql.drop_database(name, force=True)])
     return names

@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core import files
+
 log = logging.getLogger("stackshift")
 JOURNAL = "journal.json"
 PLAN = "plan.json"
@@ -26,20 +28,8 @@ CLOSED = ("completed", "rolled-back", "recovered-forward", "abandoned", "dry-run
 
 
 def write_atomic_json(path: Path, data: dict) -> None:
-    """Replaces `path` with `data` so that a reader (or a crash) sees the old file or the new one, never a torn one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Kept for callers not yet on `core.files.write_json`, which it is."""
+    files.write_json(path, data)
 
 
 @dataclass
@@ -127,7 +117,7 @@ class Journal:
         data = asdict(self)
         data.pop("path")
         try:
-            write_atomic_json(self.path, data)
+            files.write_json(self.path, data)
         except OSError as exc:
             if self.phase != "rollback":
                 raise

@@ -159,7 +159,7 @@ def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[st
     be run at all.
     """
     from core.io import commands as c
-    from core.env.envfile import write_atomic
+    from core.files import write_atomic
     from core.errors import error_line
     from core.io.executor import run, scrub
 

@@ -1,9 +1,12 @@
-"""Writing an env file safely: backup first, atomic replace, mode and owner kept, symlinks written through."""
+"""Writing an env file safely: backup first, atomic replace (`core.files`), mode and owner kept, symlinks written
+through."""
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+
+from core import files
 
 
 def backup(path: Path) -> Path:
@@ -28,32 +31,8 @@ def backup(path: Path) -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replaces the file at `path` (through a symlink, if it is one) by `text`, atomically, keeping mode and owner."""
-    import tempfile
-
-    real = path.resolve()
-    st = real.stat() if real.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", dir=real.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if st is not None:
-            os.chmod(tmp, st.st_mode & 0o7777)
-            os.chown(tmp, st.st_uid, st.st_gid)
-        else:
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, real)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(real.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Kept for callers not yet on `core.files.write_atomic(path, text, keep_mode=True)`, which it is."""
+    files.write_atomic(path, text, keep_mode=True)
 
 
 def _backup_dir(path: Path) -> Path:
@@ -88,7 +67,7 @@ def replace_with_backup(path: Path, text: str) -> Path:
     saved = None
     try:
         saved = backup(path)
-        write_atomic(path, text)
+        files.write_atomic(path, text, keep_mode=True)
     except OSError as exc:
         if saved is not None:
             saved.unlink(missing_ok=True)

@@ -61,10 +61,6 @@ def compose_ps_json(p: ComposeProject) -> list[str]:
     return p.base() + ["ps", "--all", "--format", "json"]
 
 
-def compose_pull(p: ComposeProject, services: list[str] | None = None) -> list[str]:
-    return p.base() + ["pull", "--quiet", *(services or [])]
-
-
 def compose_stop(p: ComposeProject, services: list[str]) -> list[str]:
     return p.base() + ["stop", *services]
 

@@ -13,7 +13,10 @@ from pydantic import SecretStr
 
 from core.settings import Settings
 from core.errors import DatabaseUnreachable, InvalidDsn
+from core.io import pgsql
 from core.io.executor import scrub
+from core.io.pgsql import Statement
+from core.polling import poll
 
 MAINTENANCE_DB = "postgres"
 
@@ -42,15 +45,28 @@ class DbAccess:
             raise DatabaseUnreachable(self.where(dbname), clean_error(str(exc), self.password.get_secret_value())) from None
 
     def wait_until_reachable(self, dbname: str, deadline_seconds: float = 60, every: float = 0.3) -> None:
-        end = time.monotonic() + deadline_seconds
-        while True:
+        """Tries to connect every `every` seconds; raises the last DatabaseUnreachable at the deadline."""
+        def attempt() -> _Attempt:
             try:
                 self.connect(dbname, timeout=2).close()
-                return
-            except DatabaseUnreachable:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(every)
+                return _Attempt()
+            except DatabaseUnreachable as exc:
+                return _Attempt(exc)
+
+        last = poll(attempt, deadline_seconds, every)
+        if last.error is not None:
+            raise last.error
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One connection attempt, as `core.polling.poll` reads it."""
+
+    error: DatabaseUnreachable | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 def clean_error(message: str, password: str | None) -> str:
@@ -104,22 +120,19 @@ def database_names(db: DbAccess) -> set[str]:
         return {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
 
 
-def database_exists(db: DbAccess, dbname: str) -> bool:
-    return dbname in database_names(db)
-
-
-def execute_maintenance(db: DbAccess, statements: list[str]) -> None:
-    """Runs statements (built as text by the steps, so the plan shows exactly them) on the maintenance database, one
-    by one, outside a transaction (CREATE/DROP/ALTER DATABASE need that)."""
+def execute_maintenance(db: DbAccess, statements: list[Statement]) -> None:
+    """Runs statements (constant strings, or composed by `core.io.pgsql`, which the plan renders with `as_text`) on
+    the maintenance database, one by one, outside a transaction (CREATE/DROP/ALTER DATABASE need that)."""
     with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
         for statement in statements:
-            conn.execute(statement.encode())
+            conn.execute(statement)
 
 
-def query_maintenance(db: DbAccess, statement: str, params: tuple = ()) -> list[tuple]:
-    """Rows of one statement on the maintenance database (autocommit)."""
+def query_maintenance(db: DbAccess, statement: Statement, params: tuple = ()) -> list[tuple]:
+    """Rows of one statement (a constant string with `%s` placeholders for `params`, or composed) on the maintenance
+    database (autocommit)."""
     with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
-        cur = conn.execute(statement.encode(), params or None)
+        cur = conn.execute(statement, params or None)
         return cur.fetchall() if cur.description else []
 
 
@@ -178,16 +191,15 @@ def measure_copy_rate(db: DbAccess, tag: str) -> tuple[float, float]:
     """Times FILE_COPY on this server: a copy of template0 (the fixed cost: checkpoints, catalog) and a copy of a
     probe database holding about 60 MB more. Returns (MB/s, fixed seconds). Both probe databases are dropped."""
     small, big = f"{PROBE_DB_PREFIX}{tag}_a", f"{PROBE_DB_PREFIX}{tag}_b"
-    ident = sql.Identifier
     try:
         with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
             t = time.monotonic()
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 STRATEGY FILE_COPY").format(ident(small)))
+            conn.execute(pgsql.create_database(small, "template0", file_copy=True))
             fixed = time.monotonic() - t
             with db.connect(small, autocommit=True) as probe:
                 probe.execute("CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g")
             t = time.monotonic()
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(ident(big), ident(small)))
+            conn.execute(pgsql.create_database(big, small, file_copy=True))
             took = time.monotonic() - t
             size, base = conn.execute("SELECT pg_database_size(%s), pg_database_size('template0')", (big,)).fetchone()
     finally:
@@ -200,7 +212,7 @@ def drop_probe_databases(db: DbAccess) -> list[str]:
         names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
                                             (PROBE_DB_PREFIX.replace("_", "\\_") + "%",))]
         for name in names:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(pgsql.drop_database(name, force=True))
     return names
 
 
@@ -209,7 +221,7 @@ def drop_probe_schemas(db: DbAccess, dbname: str) -> list[str]:
     with db.connect(dbname, autocommit=True) as conn:
         names = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift\\_probe\\_%'")]
         for name in names:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+            conn.execute(pgsql.drop_schema(name))
     return names
 
 

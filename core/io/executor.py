@@ -36,8 +36,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec: one 
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def run(cmd: Command | list[str], *, check: bool = True, base_env: dict[str, str] | None = None,
-        secrets: Iterable[str] = ()) -> subprocess.CompletedProcess:
+def run(cmd: Command | list[str], *, check: bool = True, secrets: Iterable[str] = ()) -> subprocess.CompletedProcess:
     """Runs one command and returns its completed process (stdout and stderr as text).
 
     Environment overrides (which may hold secrets) are passed to the child only; the log line shows their names.
@@ -47,7 +46,7 @@ def run(cmd: Command | list[str], *, check: bool = True, base_env: dict[str, str
     """
     if isinstance(cmd, list):
         cmd = Command(cmd)
-    env = os.environ | (base_env or {}) | cmd.env
+    env = os.environ | cmd.env
     timeout = cmd.timeout or DEFAULT_TIMEOUT
     log.info("run: %s", cmd.describe())
     stdout = open(cmd.stdout_path, "wb") if cmd.stdout_path else subprocess.PIPE

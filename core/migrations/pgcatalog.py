@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from core.errors import ProbeFailed
+from core.io import pgsql
 from core.migrations.sqlrules import ColumnType, TableInfo
 
 _TYPMOD_LENGTH = {"varchar": 4, "bpchar": 4}  # typmod = length + VARHDRSZ
@@ -120,10 +121,10 @@ def probe(conn: psycopg.Connection, rows: int = 300_000, rounds: int = 2) -> Rat
             conn.execute(sql.SQL("INSERT INTO {} SELECT g, (g::bigint * 7919) %% %s, md5(g::text) || md5((g * 31)::text) "
                                  "FROM generate_series(1, %s) g").format(t), (rows, rows))
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(t))  # hint bits set, as on a settled table
-            heap = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"{schema}.t",)).fetchone()[0]
+            heap = conn.execute("SELECT pg_relation_size(%s::regclass)", (pgsql.as_text(t),)).fetchone()[0]
             t_scan = _timed(conn, sql.SQL("SELECT count(pad) FROM {}").format(t))
             t_rw = _timed(conn, sql.SQL("ALTER TABLE {} ALTER COLUMN k TYPE bigint").format(t))
-            heap_after = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"{schema}.t",)).fetchone()[0]
+            heap_after = conn.execute("SELECT pg_relation_size(%s::regclass)", (pgsql.as_text(t),)).fetchone()[0]
             t_idx = _timed(conn, sql.SQL("CREATE INDEX ON {} (k)").format(t))
             rw.append(heap / t_rw)
             sc.append(heap / t_scan)
@@ -132,7 +133,7 @@ def probe(conn: psycopg.Connection, rows: int = 300_000, rounds: int = 2) -> Rat
     except psycopg.Error as exc:
         raise ProbeFailed(str(exc).strip().splitlines()[0]) from None
     finally:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute(pgsql.drop_schema(schema))
     return Rates((max(rw), min(rw)), (max(sc), min(sc)), (max(so), min(so)), rows, heap,
                  round(time.monotonic() - started, 2))
 

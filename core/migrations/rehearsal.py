@@ -31,7 +31,7 @@ from pathlib import Path
 
 from core.io import commands as c
 from core.errors import CommandFailed, CommandTimedOut, RehearsalFailed, RehearsalUnavailable, error_line
-from core.io.pgsql import quote_ident, terminate_sql
+from core.io import pgsql
 
 log = logging.getLogger("stackshift")
 INFIX = "__ss_rh_"
@@ -62,19 +62,19 @@ def database_name(db: str, run_id: str) -> str:
     return f"{db}{INFIX}{run_id}"
 
 
-def create_statements(name: str) -> list[str]:
-    return [*drop_statements(name), f"CREATE DATABASE {quote_ident(name)}"]
+def create_statements(name: str) -> list[pgsql.Statement]:
+    return [*drop_statements(name), pgsql.create_database(name)]
 
 
-def log_statements_sql(name: str) -> str:
+def log_statements_sql(name: str) -> pgsql.Statement:
     """Every statement of every session of `name` goes to the server log (only new sessions see it)."""
-    return f"ALTER DATABASE {quote_ident(name)} SET log_statement = 'all'"
+    return pgsql.log_every_statement(name)
 
 
-def drop_statements(name: str) -> list[str]:
+def drop_statements(name: str) -> list[pgsql.Statement]:
     """`FORCE` ends sessions that connect again between the terminate and the drop (a killed `compose run` client
     leaves its container migrating)."""
-    return [terminate_sql(name), f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"]
+    return [pgsql.terminate(name), pgsql.drop_database(name, force=True)]
 
 
 def check_targets_the_copy(command: list[str], env: dict[str, str]) -> None:

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from lab.mlflow import releases
+from lab.paths import LAB_HOME
 
-LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
 WHEELS = LAB_HOME / "mlflow" / "wheels"
 REPO = LAB_HOME / "mlflow-stack.git"
 STAMP = ".stackshift-requirements"

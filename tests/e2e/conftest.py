@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 
 from lab import stack
+from lab.paths import DEMO_REPO
 
 
 def _reachable(url: str) -> bool:
@@ -32,8 +33,8 @@ def lab_ready():
         problems.append("no Prefect server on 127.0.0.1:4200")
     if subprocess.run(["docker", "-H", stack.PROD_ENGINE, "info"], capture_output=True).returncode != 0:
         problems.append(f"no prod engine at {stack.PROD_ENGINE}")
-    if not stack.DEMO_REPO.exists():
-        problems.append(f"no demo repository at {stack.DEMO_REPO}")
+    if not DEMO_REPO.exists():
+        problems.append(f"no demo repository at {DEMO_REPO}")
     if problems:
         pytest.fail("The lab is not up (" + ", ".join(problems) + "): run lab/setup", pytrace=False)
 

@@ -23,11 +23,12 @@ from prefect.client.orchestration import get_client
 from core.cutover.journal import Journal
 from lab import stack
 from lab.demo.releases import HEADS
+from lab.paths import LAB_HOME
 from tests.e2e.helpers import databases, head, revision, services
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-REPORT = stack.LAB_HOME / "logs" / "fault-matrix.tsv"
+REPORT = LAB_HOME / "logs" / "fault-matrix.tsv"
 DUMPED = "backup:manifest:hold-after"  # the online dump is done: the test writes through the app here
 
 

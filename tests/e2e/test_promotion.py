@@ -40,6 +40,7 @@ from prefect.deployments import run_deployment
 from deployments.approve import resume, summary_fingerprint
 from deployments.automations import NOTIFY_BLOCK, URL_FIELD, ensure_notify_block, webhook_url
 from lab import stack
+from lab.paths import LAB_HOME
 from tasks.promotion import run_artifacts
 
 pytestmark = pytest.mark.e2e
@@ -241,7 +242,7 @@ class UI:
 @pytest.fixture
 def shots(request):
     """Screenshots go with the lab's logs (kept as test output, never in git)."""
-    folder = stack.LAB_HOME / "logs" / "screenshots" / request.node.name
+    folder = LAB_HOME / "logs" / "screenshots" / request.node.name
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():
         old.unlink()

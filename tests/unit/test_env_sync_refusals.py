@@ -131,14 +131,14 @@ def test_backup_folder_that_cannot_be_made_is_an_error(tmp_path):
 
 
 def test_a_write_failing_after_the_backup_leaves_no_backup_behind(tmp_path, monkeypatch):
-    from core.env import envfile
+    from core import files
     env = operator_env(tmp_path)
     before = snapshot(tmp_path)
 
-    def disk_full(path, text):
+    def disk_full(path, data, **how):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(envfile, "write_atomic", disk_full)
+    monkeypatch.setattr(files, "write_atomic", disk_full)
     code, out, err = sync_in_process(["--env-file", str(env), "--old-template", str(OLD), "--new-template", str(NEW)])
     assert code == 2 and "No space left on device" in err and "no backup was left behind" in err
     assert snapshot(tmp_path) == before and not (tmp_path / "env-backup").exists()

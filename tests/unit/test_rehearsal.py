@@ -8,6 +8,7 @@ from prefect.types import SecretDict
 from core.migrations import rehearsal as rh
 from core.migrations import sqlrules
 from core.errors import RehearsalUnavailable
+from core.io.pgsql import as_text
 
 PREFIX = "%m [%p] "
 LOG = """\
@@ -102,9 +103,9 @@ def test_server_settings_the_rehearsal_needs():
 def test_names_statements_and_argv_are_data_without_secrets():
     name = rh.database_name("mlflow", "ab12cd34")
     assert name == "mlflow__ss_rh_ab12cd34"
-    assert rh.create_statements(name)[-1] == 'CREATE DATABASE "mlflow__ss_rh_ab12cd34"'
-    assert rh.drop_statements(name)[-1] == 'DROP DATABASE IF EXISTS "mlflow__ss_rh_ab12cd34" WITH (FORCE)'
-    assert rh.log_statements_sql(name) == 'ALTER DATABASE "mlflow__ss_rh_ab12cd34" SET log_statement = \'all\''
+    assert as_text(rh.create_statements(name)[-1]) == 'CREATE DATABASE "mlflow__ss_rh_ab12cd34"'
+    assert as_text(rh.drop_statements(name)[-1]) == 'DROP DATABASE IF EXISTS "mlflow__ss_rh_ab12cd34" WITH (FORCE)'
+    assert as_text(rh.log_statements_sql(name)) == 'ALTER DATABASE "mlflow__ss_rh_ab12cd34" SET log_statement = \'all\''
     dump = rh.dump_schema("127.0.0.1", 5432, "mlflow", "mlflow", Path("/s/schema.dump"))
     assert "--schema-only" in dump and "--no-password" in dump
     versions = rh.dump_versions("127.0.0.1", 5432, "mlflow", "mlflow", Path("/s/v.dump"))
@@ -167,6 +168,7 @@ class RecordingIO:
         return Conn()
 
     def sql(self, statements):
+        statements = [as_text(s) for s in statements]
         self.sql_calls.append(statements)
         for st in statements:
             if st.startswith("CREATE DATABASE"):
