@@ -8,6 +8,8 @@ import argparse
 import json
 import sys
 
+from core.cutover import faults
+
 
 def _upgrade(args: argparse.Namespace) -> int:
     from core.errors import UpgradeError
@@ -292,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(fn=_analyze_migrations)
     args = parser.parse_args(argv)
+    faults.install_from_env()  # the fault-injection tests only: nothing without STACKSHIFT_INJECT_FAULT
     return args.fn(args)
 
 

@@ -27,10 +27,12 @@ CASES = {
     "file-copy-pinned-no-switch": dict(
         run_id="run1", databases=["app"], migration_switch=None, stop_timeouts={"worker": 30},
         version_command=["app", "--version"], keep_failed_database=True,
-        target_images={"api": "r/app@sha256:" + "2" * 64, "worker": "r/app@sha256:" + "2" * 64, "db_postgres": "r/pg:15"}),
+        target_images={"api": "r/app@sha256:" + "2" * 64, "worker": "r/app@sha256:" + "2" * 64,
+                       "db_postgres": "r/pg:15"}),
     "pitr": dict(run_id="r1", rollback_method="pitr", data_dir=DATA_DIR),
     "pitr-without-data-dir": dict(run_id="r1", rollback_method="pitr"),
-    "snapshot-command": dict(run_id="r1", rollback_method="snapshot-command", snapshot_command=["snap", "take", "{point}"],
+    "snapshot-command": dict(run_id="r1", rollback_method="snapshot-command",
+                             snapshot_command=["snap", "take", "{point}"],
                              snapshot_restore_command=["snap", "restore", "{point}"]),
 }
 
@@ -50,11 +52,16 @@ def plain(value):
     return value
 
 
+def step_record(s) -> dict:
+    own = {k: v for k, v in plain(s).items() if k not in ("id", "phase", "title")}
+    return {"id": s.id, "kind": type(s).__name__, "task": s.task_name, "phase": s.phase, "title": s.title,
+            "does": s.render(), "fields": own}
+
+
 def rendered(case: str) -> dict:
     over = CASES[case]
     plan = build_plan(facts(**over), over["run_id"])
-    return {name: [{"id": s.id, "kind": type(s).__name__, "task": s.task_name, "phase": s.phase, "title": s.title,
-                    "does": s.render(), "fields": {k: v for k, v in plain(s).items() if k not in ("id", "phase", "title")}} for s in steps] for name, steps in plan.lists().items()}
+    return {name: [step_record(s) for s in steps] for name, steps in plan.lists().items()}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
