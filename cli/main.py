@@ -8,6 +8,8 @@ import argparse
 import json
 import sys
 
+from core.cutover import faults
+
 
 def _upgrade(args: argparse.Namespace) -> int:
     from core.errors import UpgradeError
@@ -218,6 +220,7 @@ def _analyze_migrations(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    faults.install_from_env()  # the fault-injection tests only: nothing without STACKSHIFT_INJECT_FAULT
     return args.fn(args)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from prefect import flow
 
 from core import hosts
+from core.cutover import faults
 from flows import runbook
 from flows.upgrade import _run_id, load_environment
 from prefect.runtime import flow_run
@@ -17,6 +18,7 @@ def recover(environment: str) -> list[dict]:
     Args:
         environment: Name of the `stack-environment` block whose interrupted run to recover.
     """
+    faults.install_from_env()  # the fault-injection tests only (a served or worker's run is a process of its own)
     cfg = load_environment(environment)
     hosts.check_host(cfg.stack.host, environment)
     run_id = _run_id()

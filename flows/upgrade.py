@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from blocks.stack_environment import StackEnvironment
 from core import hosts, promotion
 from core.errors import UnknownEnvironment
+from core.cutover import faults
 from core.settings import Settings
 from core.cutover.journal import downtime
 from flows import runbook
@@ -69,6 +70,7 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
         approved_fingerprint: Leave empty. A promotion fills it with the fingerprint the approver approved; the run
             stops before any change if the plan computed now gives another one.
     """
+    faults.install_from_env()  # the fault-injection tests only (a served or worker's run is a process of its own)
     cfg = load_environment(environment)
     hosts.check_host(cfg.stack.host, environment)
     run_id = _run_id()

@@ -1,15 +1,14 @@
-"""Which rollback point an upgrade takes, what it will cost, and the file work of a point-in-time restore.
+"""The rollback point's cost model and names, and the file work of a point-in-time restore.
 
-Three methods, chosen by pre-flight (`choose`) from what the server and the host allow:
+The methods themselves (what each adds to the plan, and the choice between them) are strategies in
+`core.cutover.rollback_methods`; this module holds what they share below the plan:
 
-- `file-copy`: `CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY` of each database with the writers stopped. Its
-  downtime grows with the databases' size (a measured copy rate forecasts it), and a rollback only renames.
-- `pitr`: a base backup of the whole cluster taken online (`pg_basebackup` in the database's own container, with a
-  physical replication slot that keeps every WAL segment from then on), and, with the writers stopped, a named
-  restore point (`pg_create_restore_point`): constant time whatever the size. A rollback swaps the data directory
-  for the base backup (two renames on one filesystem) and replays the WAL up to the restore point, so every write
-  made after the online backup is there.
-- `snapshot-command`: a per-environment command (a managed database's provider snapshot), with its restore command.
+- `Forecast`: what pre-flight says about the rollback point (the method chosen, why, and what each would cost);
+- the names a run's point uses (restore point, replication slot, base-backup and failed-state folders);
+- the data directory of the cluster (`DataDir`, `data_dir`) and the swap a PITR restore does on it
+  (`swap_in_base_backup`: the failed data directory moves aside, the base backup takes its place, two renames on one
+  filesystem, and the WAL is replayed up to the restore point, so every write made after the online backup is
+  there).
 
 Nothing here talks to a server; the functions that touch the data directory take paths and are idempotent.
 """
@@ -20,8 +19,6 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-FILE_COPY, PITR, SNAPSHOT = "file-copy", "pitr", "snapshot-command"
-METHODS = ("auto", FILE_COPY, PITR, SNAPSHOT)
 RESTORE_POINT_SECONDS = 0.05  # pg_create_restore_point plus its WAL flush, measured well under this
 DEFAULT_COPY_MB_S = 200.0  # used only when the probe is off
 RECOVERY_KEYS = ("restore_command", "recovery_target_name", "recovery_target_action")
@@ -114,28 +111,6 @@ class Forecast:
             return out + f"; PITR unavailable: {self.pitr_unavailable}"
         return out + (f", PITR {self.pitr_seconds:.2f} s (its base backup, about {self.base_backup_seconds:.1f} s, "
                       f"runs online before the downtime)")
-
-
-def forecast(requested: str, database_bytes: int, copy_mb_s: float, copy_fixed_seconds: float, measured: bool,
-             pitr_unavailable: str, file_copy_max_seconds: float, snapshot_configured: bool) -> Forecast:
-    """Picks the method. `auto` takes FILE_COPY while its forecast stays within `file_copy_max_seconds` (it is the
-    cheapest to restore and needs nothing of the server), PITR beyond that when the server and host allow it, else
-    FILE_COPY with the reason. An explicit method is kept (pre-flight refuses it if it cannot work)."""
-    fc = copy_fixed_seconds + database_bytes / (copy_mb_s * 1e6)
-    base = database_bytes / (copy_mb_s * 1e6)
-    if requested == SNAPSHOT or (requested == "auto" and snapshot_configured):
-        method, why = SNAPSHOT, "the environment's snapshot command"
-    elif requested == FILE_COPY:
-        method, why = FILE_COPY, "set in the environment"
-    elif requested == PITR:
-        method, why = PITR, "set in the environment"
-    elif fc <= file_copy_max_seconds:
-        method, why = FILE_COPY, f"its forecast {fc:.2f} s is within file_copy_max_seconds {file_copy_max_seconds:g}"
-    elif not pitr_unavailable:
-        method, why = PITR, f"FILE_COPY would add {fc:.2f} s, over file_copy_max_seconds {file_copy_max_seconds:g}"
-    else:
-        method, why = FILE_COPY, f"PITR is unavailable, so FILE_COPY's {fc:.2f} s is taken"
-    return Forecast(method, why, database_bytes, copy_mb_s, measured, fc, RESTORE_POINT_SECONDS, base, pitr_unavailable)
 
 
 # --- the data directory, for a point-in-time restore (run with the database stopped) ---------------------------

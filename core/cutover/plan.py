@@ -2,19 +2,23 @@
 
 Dry-run renders the steps, apply walks them, and rollback and recovery walk their own lists built from the same
 facts. Each step is a type from `core.cutover.steps` that knows how to apply itself, how it fails and how it renders.
+`build_plan` is one function per phase (`Phase`: backup, prepare, cutover, verify, finish, rollback) over what they
+share (`Stack`); what depends on the rollback method comes from its strategy (`core.cutover.rollback_methods`).
 The plan holds no secret (steps that need the database password say so with `needs_db_password`; the password is
 added to the child's environment at the last call).
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core.io import commands as c
-from core.backup import rollbackpoint as rp
+from core.cutover import rollback_methods as rm
 from core.cutover import steps as st
+from core.cutover.steps import Phase
 from core.env.envsync import EnvSyncResult
+from core.io import commands as c
 from core.io.compose import digest_ref
 
 
@@ -59,7 +63,7 @@ class Facts:
     run_id: str = ""
     migration_timeout: int = 3600
     keep_failed_database: bool = False
-    rollback_method: str = rp.FILE_COPY
+    rollback_method: str = rm.FileCopy.name
     data_dir: dict | None = None  # {"service", "host", "container"} of the cluster's data directory (PITR)
     snapshot_command: list[str] = field(default_factory=list)
     snapshot_restore_command: list[str] = field(default_factory=list)
@@ -106,15 +110,15 @@ class Plan:
     rollback: list[st.Step]
     prepare: list[st.Step] = field(default_factory=list)
 
-    def lists(self) -> dict[str, list[st.Step]]:
-        return {"backup": self.backup, "prepare": self.prepare, "cutover": self.cutover, "verify": self.verify,
-                "finish": self.finish, "rollback": self.rollback}
+    def lists(self) -> dict[Phase, list[st.Step]]:
+        """The lists in the order an upgrade walks them."""
+        return {phase: getattr(self, phase.value) for phase in Phase}
 
     def to_dict(self) -> dict:
         out = {"facts": self.facts.to_dict()}
-        for name, steps in self.lists().items():
-            out[name] = [{"id": s.id, "kind": type(s).__name__, "task": s.task_name, "title": s.title,
-                          "does": s.render()} for s in steps]
+        for phase, steps in self.lists().items():
+            out[phase.value] = [{"id": s.id, "kind": type(s).__name__, "task": s.task_name, "title": s.title,
+                                 "does": s.render()} for s in steps]
         return out
 
     def after_migration(self) -> list[st.Step]:
@@ -125,15 +129,6 @@ class Plan:
     @property
     def rollback_point(self) -> st.RollbackPoint:
         return next(s for s in self.cutover if isinstance(s, st.RollbackPoint))
-
-
-def rollback_point_name(db: str, run_id: str) -> str:
-    """`<db>__ss_rb_<run>`; pre-flight refuses names that would pass PostgreSQL's 63 bytes (no silent truncation)."""
-    return f"{db}__ss_rb_{run_id}"
-
-
-def failed_db_name(db: str, run_id: str) -> str:
-    return f"{db}__ss_failed_{run_id}"
 
 
 def old_project(f: Facts, pinned: bool = False) -> c.ComposeProject:
@@ -160,220 +155,229 @@ def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((s, digest_ref(ref)) for s, ref in sorted(images.items()) if digest_ref(ref))
 
 
-def rp_args(template: list[str], run_id: str) -> list[str]:
-    """A snapshot command with `{point}` replaced by the run's snapshot name."""
-    return [a.replace("{point}", rp.restore_point_name(run_id)) for a in template]
-
-
-def _pitr_paths(f: Facts, run_id: str) -> dict[str, tuple[str, ...]]:
-    if f.rollback_method != rp.PITR or not f.data_dir:
-        return {"slots": (), "base": (), "failed": ()}
-    host = Path(f.data_dir["host"])
-    return {"slots": (rp.slot_name(run_id),), "base": (str(host.parent / rp.base_dir_name(run_id)),),
-            "failed": (str(host.parent / rp.failed_dir_name(run_id)),)}
-
-
-def _base_backup(f: Facts, old: c.ComposeProject, run_id: str) -> list[st.Step]:
-    """PITR only: the online base backup, taken in the running database container, beside its data directory."""
-    if f.rollback_method != rp.PITR or not f.data_dir:
-        return []
-    d = rp.DataDir(f.data_dir["service"], Path(f.data_dir["host"]), rp.PurePosixPath(f.data_dir["container"]))
-    name = rp.base_dir_name(run_id)
-    return [st.BaseBackup("base-backup", "backup", f"Base backup of the cluster beside its data directory, with the "
-                          f"replication slot {rp.slot_name(run_id)} keeping the WAL from now on (online)",
-                          argv=tuple(c.pg_basebackup(old, d.service, f.db_user, d.container_sibling(name),
-                                                     rp.slot_name(run_id))),
-                          timeout=f.migration_timeout, host_dir=str(d.host_sibling(name)), slot=rp.slot_name(run_id))]
-
-
-def _rollback_point(f: Facts, run_id: str) -> st.RollbackPoint:
-    if f.rollback_method == rp.PITR:
-        base = _pitr_paths(f, run_id)["base"]
-        return st.TakeRestorePoint("rollback-point", "cutover", "Take the rollback point (a named restore point in "
-                                   "the WAL, over the online base backup: constant time)", run_id=run_id,
-                                   base_backup=base[0] if base else "")
-    if f.rollback_method == rp.SNAPSHOT:
-        return st.TakeSnapshot("rollback-point", "cutover", "Take the rollback point (the environment's snapshot "
-                               "command)", argv=tuple(rp_args(f.snapshot_command, run_id)), timeout=f.migration_timeout,
-                               point=rp.restore_point_name(run_id))
-    return st.TakeRollbackPoint("rollback-point", "cutover", "Take the rollback point (file-level copy of each "
-                                "database, same server)",
-                                databases=tuple((db, rollback_point_name(db, run_id)) for db in f.databases))
-
-
-def _create_ahead(f: Facts, new: c.ComposeProject, services: list[str], off, record: str) -> st.CreateAhead:
-    return st.CreateAhead(tuple(c.compose_create(new, services)), off, f.project, tuple(services), record)
-
-
-def _start_target(f: Facts, new: c.ComposeProject, target_db: list[str], off, up_timeout: int,
-                  ahead: st.CreateAhead | None) -> st.StartServices:
-    """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
-    compose need not wait on it again (`--no-deps`): the step polls the app's HTTP checks itself."""
-    starts = f"{f.migration_switch}=false" if f.migration_switch else "the database already at the head"
-    title = f"Start every service ({starts}) and wait for health: downtime ends"
-    if target_db:
-        return st.StartApp("start-target", "cutover", title,
-                           argv=tuple(c.compose_up(new, no_deps=True, remove_orphans=True, wait=False)), env=off,
-                           timeout=up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
-                           wait_timeout=float(f.health_timeout), created_ahead=ahead.record if ahead else "")
-    return st.StartServices("start-target", "cutover", title, argv=tuple(c.compose_up(new, wait_timeout=f.health_timeout,
-                                                                                    remove_orphans=True)),
-                            env=off, timeout=up_timeout)
-
-
 def version_argv(p: c.ComposeProject, f: Facts) -> tuple[str, ...]:
     """The environment's version command, in the running container of the migrate service ([] = none)."""
     return tuple(c.compose_exec(p, f.migrate_service, f.version_command)) if f.version_command else ()
 
 
-def build_plan(f: Facts, run_id: str) -> Plan:
-    """The whole upgrade as steps. Pure: same facts, same plan."""
-    old, new = old_project(f), target_project(f)
-    # With a switch, every start runs with entrypoint migrations off. Without one (the app migrates when it starts),
-    # the one-off `migrate` below still runs first, with the writers stopped: each start then finds the database at
-    # the head, and its own migration has nothing to do.
-    off = ((f.migration_switch, "false"),) if f.migration_switch else ()
-    resolved = st.SaveResolvedConfig("resolved-config", "backup", "Save the resolved compose config (JSON)",
-                                argv=tuple(c.compose_config_json(new)), stdout_file="compose-config.json")
+@dataclass(frozen=True)
+class Stack:
+    """What the phases share, read once from the facts: the projects, who stops and starts, the rollback method."""
+
+    f: Facts
+    run_id: str
+    method: rm.RollbackMethod
+    old: c.ComposeProject  # the backup's copies of the previous compose files and .env
+    new: c.ComposeProject  # the target, checked out
+    pinned: c.ComposeProject  # the previous version, every image pinned to its digest (the rollback's)
+    off: tuple[tuple[str, str], ...]  # the migration switch, off ((), when the app has none)
+    writers: list[str]  # running services that write: stopped first
+    retired: list[str]  # running services the target no longer has
+    target_db: list[str]  # the target's database services
+    apps: list[str]  # the target's other services
+    old_db: list[str]  # the previous version's database services
+    up_timeout: int
+
+    @classmethod
+    def of(cls, f: Facts, run_id: str) -> Stack:
+        # With a switch, every start runs with entrypoint migrations off. Without one (the app migrates when it
+        # starts), the one-off `migrate` still runs first, with the writers stopped: each start then finds the
+        # database at the head, and its own migration has nothing to do.
+        target_db = [s for s in f.db_services if s in f.target_services]
+        return cls(f, run_id, rm.for_run(f, run_id), old_project(f), target_project(f), old_project(f, pinned=True),
+                   ((f.migration_switch, "false"),) if f.migration_switch else (),
+                   writers=[s for s in f.writer_services if s in f.running_services],
+                   retired=[s for s in f.current_services if s not in f.target_services and s in f.running_services],
+                   target_db=target_db, apps=[s for s in f.target_services if s not in target_db],
+                   old_db=[s for s in f.db_services if s in f.current_services], up_timeout=f.health_timeout + 60)
+
+    def timeouts(self, services: list[str]) -> tuple[tuple[str, int], ...]:
+        """The environment's stop timeouts of these services."""
+        return tuple((s, self.f.stop_timeouts[s]) for s in services if s in self.f.stop_timeouts)
+
+    def create_ahead(self, services: list[str], record: str) -> st.CreateAhead:
+        return st.CreateAhead(tuple(c.compose_create(self.new, services)), self.off, self.f.project, tuple(services),
+                              record)
+
+    def cleanup(self, step_id: str, phase: Phase, title: str, rolled_back: bool) -> st.Cleanup:
+        return st.Cleanup(step_id, phase, title, scratch=(scratch_glob(self.f),),
+                          **self.method.leftovers(rolled_back))
+
+
+# --- the phases -----------------------------------------------------------------------------------------------
+def _dumps(f: Facts) -> tuple[list[st.Step], list[st.Step]]:
+    """Each database's dump, and its check."""
     dumps, checks = [], []
     for db in f.databases:
         dump = f.run_dir / f"{db}.dump"
-        dumps.append(st.DumpDatabase(f"pg-dump-{db}", "backup", f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows counted in "
-                                     f"the same snapshot (online, the old version still serving)",
+        dumps.append(st.DumpDatabase(f"pg-dump-{db}", Phase.BACKUP, f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows "
+                                     f"counted in the same snapshot (online, the old version still serving)",
                                      argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump, f.dump_jobs)),
                                      needs_db_password=True, timeout=f.migration_timeout, database=db))
-        checks.append(st.BackupCommand(f"verify-dump-{db}", "backup", f"Check {db}.dump is readable (pg_restore "
+        checks.append(st.BackupCommand(f"verify-dump-{db}", Phase.BACKUP, f"Check {db}.dump is readable (pg_restore "
                                        f"--list)", argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"))
-    archive = st.BackupCommand("archive-volumes", "backup", "Archive bind-mounted volumes (zstd), without the live "
+    return dumps, checks
+
+
+def backup_phase(s: Stack) -> list[st.Step]:
+    """The old version still serving: config, dumps, volumes, the method's own (PITR's base backup), records.
+    The heavy work (each dump, then the archive) one after the other, as the raw tools would; the light records and
+    checks beside it, so that they cost no time of their own."""
+    f = s.f
+    resolved = st.SaveResolvedConfig("resolved-config", Phase.BACKUP, "Save the resolved compose config (JSON)",
+                                     argv=tuple(c.compose_config_json(s.new)), stdout_file="compose-config.json")
+    dumps, checks = _dumps(f)
+    archive = st.BackupCommand("archive-volumes", Phase.BACKUP, "Archive bind-mounted volumes (zstd), without the live "
                                "database directory", argv=tuple(c.tar_create(f.run_dir / "volumes.tar.zst",
-                                                                            f.compose_dir / "volumes", f.volume_excludes)),
+                                                                            f.compose_dir / "volumes",
+                                                                            f.volume_excludes)),
                                env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.migration_timeout)
-    # the heavy work (each dump, then the archive) one after the other, as the raw tools would; the light records
-    # and checks beside it, so that they cost no time of their own
-    first = [st.Together("dump-and-config", "backup", "The first dump, and the resolved compose config beside it",
+    first = [st.Together("dump-and-config", Phase.BACKUP, "The first dump, and the resolved compose config beside it",
                          steps=(dumps[0], resolved))] if dumps else [resolved]
-    backup: list[st.Step] = [
-        st.SaveConfig("save-config", "backup", "Copy compose files, .env and the env template",
+    return [
+        st.SaveConfig("save-config", Phase.BACKUP, "Copy compose files, .env and the env template",
                       names=(*f.compose_files, f.env_file, f.env_template)),
         *first,
         *dumps[1:],
-        st.Together("archive-and-check", "backup", "Archive the volumes, and check every dump beside it",
+        st.Together("archive-and-check", Phase.BACKUP, "Archive the volumes, and check every dump beside it",
                     steps=(archive, *checks)),
-        *_base_backup(f, old, run_id),
-        st.WriteState("write-state", "backup", "Record image digests, git commit and Alembic revision"),
-        st.WriteManifest("manifest", "backup", "Write the sha256 manifest; files 0600"),
+        *s.method.backup_steps(s.old),
+        st.WriteState("write-state", Phase.BACKUP, "Record image digests, git commit and Alembic revision"),
+        st.WriteManifest("manifest", Phase.BACKUP, "Write the sha256 manifest; files 0600"),
     ]
 
-    writers = [s for s in f.writer_services if s in f.running_services]
-    retired = [s for s in f.current_services if s not in f.target_services and s in f.running_services]
-    target_db = [s for s in f.db_services if s in f.target_services]
-    up_timeout = f.health_timeout + 60
-    apps = [s for s in f.target_services if s not in target_db]
-    # containers are created while an earlier step waits (for a stop, for the migration); the starts then only start
-    db_ahead = _create_ahead(f, new, target_db, off, "created-db.json") if retired and target_db else None
-    app_ahead = _create_ahead(f, new, apps, off, "created-app.json") if target_db and apps else None
-    timeouts = lambda services: tuple((s, f.stop_timeouts[s]) for s in services if s in f.stop_timeouts)  # noqa: E731
+
+def prepare_phase(s: Stack) -> list[st.Step]:
+    """Right before the downtime, after the pull (its steps run in the backup's phase)."""
+    return [st.Checkpoint("checkpoint", Phase.BACKUP, "Write the dirty buffers now, the old version still serving "
+                          "(not in the downtime)")]
+
+
+def _stop_and_check_out(s: Stack) -> st.Step:
+    """The files change while the writers stop: running containers never read them again."""
+    f = s.f
+    return st.Together(
+        "stop-and-check-out", Phase.CUTOVER, "Stop the writers and, meanwhile, check out the target",
+        steps=(st.StopContainers("stop-writers", Phase.CUTOVER, f"Stop the writers ({', '.join(s.writers) or 'none'})"
+                                 f": downtime starts", project_name=f.project, services=tuple(s.writers),
+                                 timeouts=s.timeouts(s.writers)),
+               st.Checkout("checkout-target", Phase.CUTOVER, f"git checkout {f.target_ref} ({f.target_commit[:12]})",
+                           argv=tuple(c.git_checkout(f.compose_dir, f.target_commit)))))
+
+
+def _start_target(s: Stack, ahead: st.CreateAhead | None) -> st.StartServices:
+    """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
+    compose need not wait on it again (`--no-deps`): the step polls the app's HTTP checks itself."""
+    f = s.f
+    starts = f"{f.migration_switch}=false" if f.migration_switch else "the database already at the head"
+    title = f"Start every service ({starts}) and wait for health: downtime ends"
+    if s.target_db:
+        return st.StartApp("start-target", Phase.CUTOVER, title,
+                           argv=tuple(c.compose_up(s.new, no_deps=True, remove_orphans=True, wait=False)), env=s.off,
+                           timeout=s.up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
+                           wait_timeout=float(f.health_timeout), created_ahead=ahead.record if ahead else "")
+    return st.StartServices("start-target", Phase.CUTOVER, title,
+                            argv=tuple(c.compose_up(s.new, wait_timeout=f.health_timeout, remove_orphans=True)),
+                            env=s.off, timeout=s.up_timeout)
+
+
+def cutover_phase(s: Stack) -> list[st.Step]:
+    """The downtime: writers stopped, the rollback point, the env, the database, the migration once, the start.
+    Containers are created while an earlier step waits (for a stop, for the migration); the starts then only start."""
+    f = s.f
+    db_ahead = s.create_ahead(s.target_db, "created-db.json") if s.retired and s.target_db else None
+    app_ahead = s.create_ahead(s.apps, "created-app.json") if s.target_db and s.apps else None
     cutover: list[st.Step] = [
-        # the files change while the writers stop: running containers never read them again
-        st.Together("stop-and-check-out", "cutover", "Stop the writers and, meanwhile, check out the target",
-                    steps=(st.StopContainers("stop-writers", "cutover", f"Stop the writers ({', '.join(writers) or 'none'})"
-                                             f": downtime starts", project_name=f.project, services=tuple(writers),
-                                             timeouts=timeouts(writers)),
-                           st.Checkout("checkout-target", "cutover", f"git checkout {f.target_ref} "
-                                       f"({f.target_commit[:12]})",
-                                       argv=tuple(c.git_checkout(f.compose_dir, f.target_commit))))),
-        _rollback_point(f, run_id),
-        st.InstallEnv("install-env", "cutover", f"Install the merged {f.env_file} (env-sync's result)"),
+        _stop_and_check_out(s),
+        s.method.point_step(),
+        st.InstallEnv("install-env", Phase.CUTOVER, f"Install the merged {f.env_file} (env-sync's result)"),
     ]
-    if retired:  # stopped now (a renamed database must let go of its data); removed after the downtime
-        cutover.append(st.StopContainers("stop-retired", "cutover", f"Stop services the target no longer has "
-                                         f"({', '.join(retired)})", project_name=f.project, services=tuple(retired),
-                                         timeouts=timeouts(retired), ahead=db_ahead))
-    if target_db:
-        cutover.append(st.StartDatabase("start-db", "cutover", f"Start the database ({', '.join(target_db)}) and wait "
-                                        f"for health", argv=tuple(c.compose_up(new, target_db, no_deps=True, wait=False)),
-                                        env=off, timeout=up_timeout, project_name=f.project, wait_for=tuple(target_db),
-                                        wait_timeout=float(f.health_timeout),
+    if s.retired:  # stopped now (a renamed database must let go of its data); removed after the downtime
+        cutover.append(st.StopContainers("stop-retired", Phase.CUTOVER, f"Stop services the target no longer has "
+                                         f"({', '.join(s.retired)})", project_name=f.project,
+                                         services=tuple(s.retired), timeouts=s.timeouts(s.retired), ahead=db_ahead))
+    if s.target_db:
+        cutover.append(st.StartDatabase("start-db", Phase.CUTOVER, f"Start the database ({', '.join(s.target_db)}) "
+                                        f"and wait for health",
+                                        argv=tuple(c.compose_up(s.new, s.target_db, no_deps=True, wait=False)),
+                                        env=s.off, timeout=s.up_timeout, project_name=f.project,
+                                        wait_for=tuple(s.target_db), wait_timeout=float(f.health_timeout),
                                         created_ahead=db_ahead.record if db_ahead else ""))
-    cutover += [
-        st.Migrate("migrate", "cutover", f"Migrate once: {' '.join(f.migrate_command)} in a one-off {f.migrate_service} "
-                   f"container" + (f"; meanwhile create the containers of {', '.join(apps)}" if app_ahead else ""),
-                   argv=tuple(c.compose_run_once(new, f.migrate_service, f.migrate_command, dict(off), run_id)),
+    meanwhile = f"; meanwhile create the containers of {', '.join(s.apps)}" if app_ahead else ""
+    return cutover + [
+        st.Migrate("migrate", Phase.CUTOVER, f"Migrate once: {' '.join(f.migrate_command)} in a one-off "
+                   f"{f.migrate_service} container{meanwhile}",
+                   argv=tuple(c.compose_run_once(s.new, f.migrate_service, f.migrate_command, dict(s.off), s.run_id)),
                    timeout=f.migration_timeout, ahead=app_ahead),
-        _start_target(f, new, target_db, off, up_timeout, app_ahead),
+        _start_target(s, app_ahead),
     ]
+
+
+def verify_phase(s: Stack) -> list[st.Step]:
+    """The downtime over: retired containers go, then the target is verified (and its pinned digests, if any)."""
+    f = s.f
+    removal = [st.RemoveServices("remove-retired", Phase.VERIFY, f"Remove the stopped containers of services the "
+                                 f"target no longer has ({', '.join(s.retired)}), the downtime over",
+                                 argv=tuple(c.compose_rm(s.old, s.retired)))] if s.retired else []
     verify: list[st.Step] = [
-        *([st.RemoveServices("remove-retired", "verify", f"Remove the stopped containers of services the target no "
-                             f"longer has ({', '.join(retired)}), the downtime over", argv=tuple(c.compose_rm(old, retired)))]
-          if retired else []),
-        st.Verify("verify", "verify", f"Verify: compose health, HTTP checks, database at {', '.join(f.target_heads)}",
-                  project=new, heads=tuple(f.target_heads), services=tuple(f.target_services),
-                  images=tuple(sorted(f.target_images.items())), version_argv=version_argv(new, f)),
+        *removal,
+        st.Verify("verify", Phase.VERIFY, f"Verify: compose health, HTTP checks, database at "
+                  f"{', '.join(f.target_heads)}", project=s.new, heads=tuple(f.target_heads),
+                  services=tuple(f.target_services), images=tuple(sorted(f.target_images.items())),
+                  version_argv=version_argv(s.new, f)),
     ]
     digests = pinned_digests(f.target_images)
     if digests:
-        verify.append(st.VerifyDigests("verify-digests", "verify", "Verify the running containers' images are the pinned "
-                                    "digests", digests=digests))
-    points = tuple(rollback_point_name(db, run_id) for db in f.databases)
-    failed = tuple(failed_db_name(db, run_id) for db in f.databases)
-    pitr = _pitr_paths(f, run_id)
-    finish: list[st.Step] = [
-        st.Cleanup("drop-rollback-points", "finish", "Drop the rollback points (the pg_dump stays in the backup)",
-                   drop=points if f.rollback_method == rp.FILE_COPY else (), scratch=(scratch_glob(f),),
-                   slots=pitr["slots"], folders=pitr["base"]),
+        verify.append(st.VerifyDigests("verify-digests", Phase.VERIFY, "Verify the running containers' images are the "
+                                       "pinned digests", digests=digests))
+    return verify
+
+
+def finish_phase(s: Stack) -> list[st.Step]:
+    """After success: what the rollback point made goes (the pg_dump stays in the backup)."""
+    return [s.cleanup("drop-rollback-points", Phase.FINISH, "Drop the rollback points (the pg_dump stays in the "
+                      "backup)", rolled_back=False)]
+
+
+def rollback_phase(s: Stack) -> list[st.Step]:
+    """After a failure once the cutover began: the previous files, images and database (as the method restores it,
+    the previous database service started where it must be), the previous version started and verified, clean-up."""
+    f = s.f
+    start_old_db = [st.StartServices("start-previous-db", Phase.ROLLBACK, f"Start the previous database service "
+                                     f"({', '.join(s.old_db)})",
+                                     argv=tuple(c.compose_up(s.pinned, s.old_db, wait_timeout=f.health_timeout,
+                                                             no_deps=True)),
+                                     env=s.off, timeout=s.up_timeout)] if s.old_db else []
+    previous_images = tuple(sorted((svc, i["image"]) for svc, i in f.current_images.items()))
+    return [
+        st.StopRunContainers("stop-one-offs", Phase.ROLLBACK, "Remove the stack's one-off containers (a migration "
+                             "still running)"),
+        st.StopServices("stop-target", Phase.ROLLBACK, "Stop and remove the target's containers",
+                        argv=tuple(c.compose_down(s.new)), timeout=s.up_timeout),
+        st.Checkout("checkout-previous", Phase.ROLLBACK, f"git checkout the previous commit {f.current_commit[:12]}",
+                    argv=tuple(c.git_checkout(f.compose_dir, f.current_commit))),
+        st.RestoreEnv("restore-env", Phase.ROLLBACK, f"Restore {f.env_file} from the backup"),
+        st.PinImages("pin-images", Phase.ROLLBACK, "Pin every service to its previous image digest"),
+        *s.method.restore_steps(start_old_db),
+        st.StartServices("start-previous", Phase.ROLLBACK, "Start the previous version by digest and wait for health",
+                         argv=tuple(c.compose_up(s.pinned, wait_timeout=f.health_timeout, remove_orphans=True)),
+                         env=s.off, timeout=s.up_timeout),
+        st.Verify("verify-previous", Phase.ROLLBACK, f"Verify the previous version: database at "
+                  f"{', '.join(f.db_revision) or '(none)'}", project=s.pinned, heads=tuple(f.db_revision),
+                  services=tuple(f.current_services), images=previous_images, check_images=False,
+                  version_argv=version_argv(s.pinned, f)),
+        s.cleanup("cleanup", Phase.ROLLBACK, "Drop the rollback points and the failed state; remove one-off containers "
+                  "and scratch folders", rolled_back=True),
     ]
 
-    pinned = old_project(f, pinned=True)
-    old_db = [s for s in f.db_services if s in f.current_services]
-    rollback: list[st.Step] = [
-        st.StopRunContainers("stop-one-offs", "rollback", "Remove the stack's one-off containers (a migration still "
-                             "running)"),
-        st.StopServices("stop-target", "rollback", "Stop and remove the target's containers",
-                        argv=tuple(c.compose_down(new)), timeout=up_timeout),
-        st.Checkout("checkout-previous", "rollback", f"git checkout the previous commit {f.current_commit[:12]}",
-                    argv=tuple(c.git_checkout(f.compose_dir, f.current_commit))),
-        st.RestoreEnv("restore-env", "rollback", f"Restore {f.env_file} from the backup"),
-        st.PinImages("pin-images", "rollback", "Pin every service to its previous image digest"),
-    ]
-    start_old_db = [st.StartServices("start-previous-db", "rollback", f"Start the previous database service "
-                                     f"({', '.join(old_db)})", argv=tuple(c.compose_up(pinned, old_db,
-                                                                                      wait_timeout=f.health_timeout,
-                                                                                      no_deps=True)),
-                                     env=off, timeout=up_timeout)] if old_db else []
-    if f.rollback_method == rp.PITR:  # the data directory is swapped while the database is down, then replayed
-        d = f.data_dir or {}
-        rollback += [st.RestoreBaseBackup("restore-db", "rollback", "Put the base backup in place of the data "
-                                          "directory (by rename: no copy) and set it to replay to the restore point",
-                                          service=d.get("service", ""), host=d.get("host", ""),
-                                          container=d.get("container", ""), run_id=run_id),
-                     *start_old_db,
-                     st.AwaitRecovery("await-recovery", "rollback", "Wait for the WAL replay to the restore point and "
-                                      "the promotion", timeout=float(f.migration_timeout))]
-    elif f.rollback_method == rp.SNAPSHOT:
-        rollback += [*start_old_db,
-                     st.RestoreSnapshot("restore-db", "rollback", "Restore the database from the environment's snapshot",
-                                        argv=tuple(rp_args(f.snapshot_restore_command, run_id)),
-                                        timeout=f.migration_timeout)]
-    else:
-        rollback += [*start_old_db,
-                     st.RestoreDatabase("restore-db", "rollback", "Put each database back at the rollback point (by "
-                                        "rename: no copy)", databases=tuple(
-                                            (db, rollback_point_name(db, run_id), failed_db_name(db, run_id))
-                                            for db in f.databases))]
-    rollback += [
-        st.StartServices("start-previous", "rollback", "Start the previous version by digest and wait for health",
-                         argv=tuple(c.compose_up(pinned, wait_timeout=f.health_timeout, remove_orphans=True)), env=off,
-                         timeout=up_timeout),
-        st.Verify("verify-previous", "rollback", f"Verify the previous version: database at "
-                  f"{', '.join(f.db_revision) or '(none)'}", project=pinned, heads=tuple(f.db_revision),
-                  services=tuple(f.current_services), images=tuple(sorted((s, i["image"]) for s, i in
-                                                                           f.current_images.items())),
-                  check_images=False, version_argv=version_argv(pinned, f)),
-        st.Cleanup("cleanup", "rollback", "Drop the rollback points and the failed state; remove one-off containers "
-                   "and scratch folders", drop=points if f.rollback_method == rp.FILE_COPY else (),
-                   failed=failed if f.rollback_method == rp.FILE_COPY else (), scratch=(scratch_glob(f),),
-                   slots=pitr["slots"], folders=pitr["base"], failed_folders=pitr["failed"]),
-    ]
-    prepare: list[st.Step] = [st.Checkpoint("checkpoint", "backup", "Write the dirty buffers now, the old version "
-                                            "still serving (not in the downtime)")]
-    return Plan(f, backup, cutover, verify, finish, rollback, prepare)
+
+PHASES: dict[Phase, Callable[[Stack], list[st.Step]]] = {
+    Phase.BACKUP: backup_phase, Phase.PREPARE: prepare_phase, Phase.CUTOVER: cutover_phase,
+    Phase.VERIFY: verify_phase, Phase.FINISH: finish_phase, Phase.ROLLBACK: rollback_phase,
+}
+
+
+def build_plan(f: Facts, run_id: str) -> Plan:
+    """The whole upgrade as steps, one function per phase. Pure: same facts, same plan."""
+    stack = Stack.of(f, run_id)
+    return Plan(f, **{phase.value: build(stack) for phase, build in PHASES.items()})

@@ -21,9 +21,10 @@ from core.env import envsync
 from core.backup import kept
 from core.migrations import revgraph
 from core.backup import rollbackpoint as rp
+from core.cutover import rollback_methods as rm
 from core.io.compose import ResolvedConfig, parse_ps
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
-                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, RollbackPointUnavailable, UnknownRef,
+                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, UnknownRef,
                          UnsupportedServer)
 from core.io.engine import current_images
 from core.io.executor import run
@@ -88,7 +89,7 @@ def check_privileges(db: dbops.DbAccess, databases: list[str], run_id: str = "")
         raise UnsupportedServer(f"it is PostgreSQL {p['server_version_num'] // 10000}; the rollback point needs "
                                 f"15 or later (CREATE DATABASE … STRATEGY FILE_COPY)")
     for name in databases:
-        longest = f"{name}__ss_failed_{run_id or 'x' * 8}"
+        longest = rm.FileCopy.failed_name(name, run_id or "x" * 8)
         if len(longest.encode()) > 63:
             raise UnsupportedServer(f"the database name {name!r} is too long for the rollback point's names "
                                     f"({longest!r} passes PostgreSQL's 63-byte limit); at most 43 bytes")
@@ -173,24 +174,18 @@ def locate_data_dir(client: docker.DockerClient, current_cfg: ResolvedConfig, db
 
 def choose_rollback_point(cfg: Settings, db: dbops.DbAccess, client: docker.DockerClient, current_cfg: ResolvedConfig,
                           running: list[str], database_bytes: int, run_id: str) -> tuple[rp.Forecast, rp.DataDir | None]:
-    """Which rollback point this upgrade takes and what it will cost (see `core.backup.rollbackpoint`). The copy rate is
-    measured on the server with a probe (unless the block's migration_probe is off). Refuses an explicit method
-    that cannot work here."""
-    requested = cfg.rollback_point.method
-    snapshot = bool(cfg.rollback_point.snapshot_command)
-    if requested == rp.SNAPSHOT and not (cfg.rollback_point.snapshot_command and cfg.rollback_point.snapshot_restore_command):
-        raise RollbackPointUnavailable(rp.SNAPSHOT, "snapshot_command and snapshot_restore_command must both be set")
-    data, blocker = None, ""
-    if requested in ("auto", rp.PITR) and not snapshot:
+    """Which rollback point this upgrade takes and what it will cost (see `core.cutover.rollback_methods`). The copy
+    rate is measured on the server with a probe (unless the block's migration_probe is off). Refuses an explicit
+    method that cannot work here."""
+    def pitr_data_dir() -> tuple[rp.DataDir | None, str]:
         data, blocker = locate_data_dir(client, current_cfg, cfg.database.services, running)
-        if data is not None:
-            blocker = pitr_blocker(dbops.pitr_facts(db))
-        if requested == rp.PITR and blocker:
-            raise RollbackPointUnavailable(rp.PITR, blocker)
-    measured = bool(cfg.migration.probe) and requested == "auto" and not snapshot
-    rate, fixed = dbops.measure_copy_rate(db, run_id or "x") if measured else (rp.DEFAULT_COPY_MB_S, 0.3)
-    chosen = rp.forecast(requested, database_bytes, rate, fixed, measured, blocker, cfg.rollback_point.file_copy_max_seconds, snapshot)
-    return chosen, (data if chosen.method == rp.PITR else None)
+        return data, (pitr_blocker(dbops.pitr_facts(db)) if data is not None else blocker)
+
+    request = rm.Request(cfg.rollback_point.method, tuple(cfg.rollback_point.snapshot_command), tuple(cfg.rollback_point.snapshot_restore_command),
+                         cfg.rollback_point.file_copy_max_seconds, bool(cfg.migration.probe))
+    probes = rm.Probes(pitr_data_dir, lambda: dbops.measure_copy_rate(db, run_id or "x"))
+    chosen = rm.choose(request, database_bytes, probes)
+    return chosen.forecast, chosen.data_dir
 
 
 def dir_bytes(root: Path, excludes: list[Path]) -> int:
@@ -293,9 +288,9 @@ def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: 
                  for src in current_cfg.bind_sources(service)]
     db_bytes = sum(privileges["sizes"].values())
     forecast, data_dir = choose_rollback_point(cfg, db, client, current_cfg, running, db_bytes, run_id)
-    point_bytes = {rp.FILE_COPY: db_bytes, rp.PITR: dbops.pitr_facts(db)["cluster_bytes"] if data_dir else 0}
+    point_bytes = rm.by_name(forecast.method).point_bytes(db_bytes, lambda: dbops.pitr_facts(db)["cluster_bytes"])
     check_disk(Path(cfg.backup.dir), data_dirs, db_bytes, dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir()
-               else 0, point_bytes.get(forecast.method, 0))
+               else 0, point_bytes)
     secret_keys = frozenset(cfg.stack.secret_env_keys)
     return Facts(
         environment=environment, project=cfg.stack.project_name, compose_dir=compose_dir,

@@ -5,8 +5,9 @@ stopped during the cutover. After each the stack is fully v1 or fully v2, health
 write made after the online dump still there, no leftover database or container, and the run's state says what
 happened.
 
-The faults are injected with `STACKSHIFT_INJECT_FAULT` (core/steps.py `_inject`): a real step raises, or the real
-runner stalls right after a step's effect, before the journal records it done, which is where it is killed."""
+The faults are injected with `STACKSHIFT_INJECT_FAULT` (core/cutover/faults.py: a step hook that the CLI and the flows
+install only when it is set): a real step raises, or the real runner stalls right after a step's effect, before the
+journal records it done, which is where it is killed."""
 from __future__ import annotations
 
 import json

@@ -16,6 +16,7 @@ import pytest
 
 import tasks.preflight as tp
 from blocks.stack_environment import StackEnvironment
+from core.settings import Settings
 from core.backup import rollbackpoint as rp
 from core.cutover import preflight
 from core.cutover import steps as st
@@ -70,8 +71,8 @@ class NoDatabase:
 
 
 @pytest.fixture()
-def cfg(checkout, tmp_path, monkeypatch) -> StackEnvironment:
-    """The environment's block, with stand-ins for everything pre-flight reads after the env merge."""
+def cfg(checkout, tmp_path, monkeypatch) -> Settings:
+    """The environment's settings, with stand-ins for everything pre-flight reads after the env merge."""
     monkeypatch.setattr(preflight, "StackIO", LocalIO)
     monkeypatch.setattr(preflight.dbops.DbAccess, "of", staticmethod(lambda cfg: NoDatabase()))
     monkeypatch.setattr(preflight, "check_privileges", lambda db, databases, run_id: {"sizes": {"dify": 0}})
@@ -81,10 +82,10 @@ def cfg(checkout, tmp_path, monkeypatch) -> StackEnvironment:
                         lambda client, image, path, stack: {"r1.py": "revision = 'r1'\ndown_revision = None\n"})
     monkeypatch.setattr(preflight, "current_images", lambda client, project: {})
     monkeypatch.setattr(preflight, "choose_rollback_point", lambda *a: (
-        rp.forecast(rp.FILE_COPY, 0, rp.DEFAULT_COPY_MB_S, 0.3, False, "", 60.0, False), None))
+        rp.Forecast("file-copy", "a unit test's choice", 0, rp.DEFAULT_COPY_MB_S, False, 0.3, 0.05, 0.0), None))
     return StackEnvironment(compose_dir=checkout, project_name="dify", db_name="dify", db_user="postgres",
                             db_password="pw", backup_dir=tmp_path / "backups", db_services=["db", "db_postgres"],
-                            writer_services=["api", "worker"], migrate_service="api")
+                            writer_services=["api", "worker"], migrate_service="api").settings()
 
 
 @pytest.fixture()

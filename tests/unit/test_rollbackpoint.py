@@ -4,6 +4,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from core.backup import rollbackpoint as rp
+from core.cutover import rollback_methods as rm
 from core.cutover import steps as st
 from core.errors import HealthCheckFailed, RestoreFailed, RollbackPointFailed
 from core.cutover.journal import Journal
@@ -15,24 +16,24 @@ GB = 1_000_000_000
 
 
 def test_auto_keeps_file_copy_while_it_is_cheap_and_takes_pitr_beyond():
-    small = rp.forecast("auto", 200_000_000, 400.0, 0.2, True, "", 1.0, False)
-    assert small.method == rp.FILE_COPY and small.file_copy_seconds == pytest.approx(0.7)
-    big = rp.forecast("auto", 2 * GB, 400.0, 0.2, True, "", 1.0, False)
-    assert big.method == rp.PITR and big.file_copy_seconds == pytest.approx(5.2)
+    small = rm.forecast("auto", 200_000_000, 400.0, 0.2, True, "", 1.0, False)
+    assert small.method == rm.FileCopy.name and small.file_copy_seconds == pytest.approx(0.7)
+    big = rm.forecast("auto", 2 * GB, 400.0, 0.2, True, "", 1.0, False)
+    assert big.method == rm.Pitr.name and big.file_copy_seconds == pytest.approx(5.2)
     assert "PITR 0.05 s" in big.summary() and "5.20 s" in big.summary() and "measured" in big.summary()
 
 
 def test_auto_falls_back_to_file_copy_and_says_why_pitr_is_out():
-    f = rp.forecast("auto", 2 * GB, 400.0, 0.2, True, "wal_level is minimal (needs replica, PostgreSQL's default)",
+    f = rm.forecast("auto", 2 * GB, 400.0, 0.2, True, "wal_level is minimal (needs replica, PostgreSQL's default)",
                     1.0, False)
-    assert f.method == rp.FILE_COPY
+    assert f.method == rm.FileCopy.name
     assert "PITR unavailable: wal_level is minimal" in f.summary()
 
 
 def test_an_explicit_method_or_a_snapshot_command_wins():
-    assert rp.forecast("file-copy", 50 * GB, 400.0, 0.2, True, "", 1.0, False).method == rp.FILE_COPY
-    assert rp.forecast("pitr", 1, 400.0, 0.2, True, "", 1.0, False).method == rp.PITR
-    assert rp.forecast("auto", 1, 400.0, 0.2, False, "", 1.0, True).method == rp.SNAPSHOT
+    assert rm.forecast("file-copy", 50 * GB, 400.0, 0.2, True, "", 1.0, False).method == rm.FileCopy.name
+    assert rm.forecast("pitr", 1, 400.0, 0.2, True, "", 1.0, False).method == rm.Pitr.name
+    assert rm.forecast("auto", 1, 400.0, 0.2, False, "", 1.0, True).method == rm.Snapshot.name
 
 
 def test_data_dir_under_a_bind_mount_like_dify():
@@ -94,7 +95,7 @@ def test_swap_resumes_between_the_two_renames_and_refuses_when_nothing_is_there(
 
 
 def pitr_facts(tmp_path, **over):
-    return facts(run_dir=tmp_path / "run", run_id="r1", rollback_method=rp.PITR,
+    return facts(run_dir=tmp_path / "run", run_id="r1", rollback_method=rm.Pitr.name,
                  data_dir={"service": "db", "host": str(tmp_path / "data" / "pgdata"),
                            "container": "/var/lib/postgresql/data/pgdata"}, **over)
 
@@ -127,7 +128,7 @@ def test_file_copy_plan_is_unchanged_and_has_no_slot_or_base_backup():
 
 
 def test_snapshot_plan_runs_the_environments_commands(tmp_path):
-    f = facts(rollback_method=rp.SNAPSHOT, snapshot_command=["snap", "take", "{point}"],
+    f = facts(rollback_method=rm.Snapshot.name, snapshot_command=["snap", "take", "{point}"],
               snapshot_restore_command=["snap", "restore", "{point}"])
     plan = build_plan(f, "r1")
     assert isinstance(plan.rollback_point, st.TakeSnapshot) and plan.rollback_point.argv == ("snap", "take",
