@@ -39,15 +39,15 @@ def bundle(cfg: Settings, dep: stack.Deployment, out: Path, i: int) -> tuple[flo
     run_id = f"bench{i}"
     facts = pf.gather(cfg, "bench-backup", "v2.0.0", out / run_id, run_id=run_id)
     plan = build_plan(facts, run_id)
-    facts.run_dir.mkdir(parents=True, mode=0o700)
-    journal = Journal(path=facts.run_dir / "journal.json", run=run_id, environment="bench-backup", project=dep.name,
+    facts.run.dir.mkdir(parents=True, mode=0o700)
+    journal = Journal(path=facts.run.dir / "journal.json", run=run_id, environment="bench-backup", project=dep.name,
                       target={}, previous={}, rollback_points={})
     ctx = st.StepContext(facts, StackIO(cfg, dep.name), journal)
     t = time.monotonic()
     for step in plan.backup:
         st.execute(step, ctx)
     took = time.monotonic() - t
-    size = sum(p.stat().st_size for p in facts.run_dir.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in facts.run.dir.rglob("*") if p.is_file())
     parts = {r.id: r.ended - r.started for r in journal.steps if r.ended is not None}
     return took, size, parts
 

@@ -14,7 +14,7 @@ from core.errors import PlanChangedSinceApproval
 
 
 if TYPE_CHECKING:
-    from core.cutover.plan import Facts
+    from core.cutover.facts import Facts
 
 RELEASE_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 
@@ -50,13 +50,13 @@ def fingerprint_material(f: Facts) -> dict:
     things (run id, folders, time, the forecast's durations) are left out, so that the same state gives the same
     fingerprint."""
     return {
-        "environment": f.environment, "project": f.project,
-        "current": {"commit": f.current_commit, "revision": sorted(f.db_revision),
-                    "images": {s: i.get("repo_digest") or i.get("id") for s, i in sorted(f.current_images.items())},
-                    "services": sorted(f.current_services)},
-        "target": {"ref": f.target_ref, "commit": f.target_commit, "images": dict(sorted(f.target_images.items())),
-                   "heads": sorted(f.target_heads), "pending": list(f.pending_revisions),
-                   "services": sorted(f.target_services)},
+        "environment": f.run.environment, "project": f.settings.stack.project_name,
+        "current": {"commit": f.current.commit, "revision": sorted(f.database.revision),
+                    "images": {s: i.get("repo_digest") or i.get("id") for s, i in sorted(f.current.images.items())},
+                    "services": sorted(f.current.services)},
+        "target": {"ref": f.target.ref, "commit": f.target.commit, "images": dict(sorted(f.target.images.items())),
+                   "heads": sorted(f.target.heads), "pending": list(f.target.pending_revisions),
+                   "services": sorted(f.target.services)},
         "env": [{k: str(v) for k, v in sorted(row.items())} for row in f.env_sync.rows],
     }
 

@@ -8,22 +8,22 @@ from core.cutover.plan import Plan
 def plan_markdown(plan: Plan) -> str:
     f = plan.facts
     lines = [
-        f"# Upgrade plan: {f.environment} → {f.target_ref}",
+        f"# Upgrade plan: {f.run.environment} → {f.target.ref}",
         "",
-        f"- project `{f.project}` in `{f.compose_dir}`; commit `{f.current_commit[:12]}` → `{f.target_commit[:12]}`",
-        f"- database `{f.db_name}` at `{', '.join(f.db_revision) or '(none)'}` → head `{', '.join(f.target_heads)}`: "
-        f"{len(f.pending_revisions)} pending revision(s)"
-        + (f", without a real downgrade: {', '.join(f.noop_downgrades)}" if f.noop_downgrades else ""),
-        f"- services: {', '.join(f.current_services)} → {', '.join(f.target_services)}",
-        f"- backup folder: `{f.run_dir}`",
-        f"- {rollback_point_line(f.rollback_forecast, f.rollback_method)}",
+        f"- project `{f.settings.stack.project_name}` in `{f.settings.stack.compose_dir}`; commit `{f.current.commit[:12]}` → `{f.target.commit[:12]}`",
+        f"- database `{f.settings.database.name}` at `{', '.join(f.database.revision) or '(none)'}` → head `{', '.join(f.target.heads)}`: "
+        f"{len(f.target.pending_revisions)} pending revision(s)"
+        + (f", without a real downgrade: {', '.join(f.target.noop_downgrades)}" if f.target.noop_downgrades else ""),
+        f"- services: {', '.join(f.current.services)} → {', '.join(f.target.services)}",
+        f"- backup folder: `{f.run.dir}`",
+        f"- {rollback_point_line(f.rollback.forecast, f.rollback.method)}",
         "",
         "| service | current image | target image |",
         "|---|---|---|",
     ]
-    for s in sorted(set(f.current_images) | set(f.target_images)):
-        cur = f.current_images.get(s, {})
-        lines.append(f"| {s} | {cur.get('repo_digest') or cur.get('image', '—')} | {f.target_images.get(s, '— (removed)')} |")
+    for s in sorted(set(f.current.images) | set(f.target.images)):
+        cur = f.current.images.get(s, {})
+        lines.append(f"| {s} | {cur.get('repo_digest') or cur.get('image', '—')} | {f.target.images.get(s, '— (removed)')} |")
     counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
     for title, steps in (("Backup (old version serving)", plan.backup),
@@ -33,8 +33,6 @@ def plan_markdown(plan: Plan) -> str:
         lines += [f"## {title}", "", "| # | task | step | what it does |", "|---|---|---|---|"]
         lines += [f"| {i} | `{s.task_name}` | **{s.id}**: {s.title} | {s.render()} |" for i, s in enumerate(steps, 1)]
         lines.append("")
-    if f.warnings:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in f.warnings]
     return "\n".join(lines)
 
 

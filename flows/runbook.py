@@ -21,7 +21,8 @@ from core import report
 from core.cutover import steps as st
 from core.errors import CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError, UpgradeInterrupted
 from core.cutover.journal import JOURNAL, PLAN, Journal
-from core.cutover.plan import Facts, Plan, build_plan
+from core.cutover.facts import Facts
+from core.cutover.plan import Plan, build_plan
 from core.env import envsync
 from core.stackio import StackIO
 from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
@@ -30,27 +31,27 @@ from tasks.steps import Progress, step_task
 log = logging.getLogger("stackshift")
 
 
-def open_run(plan: Plan, cfg: Settings, flow_run_id: str | None) -> st.StepContext:
+def open_run(plan: Plan, flow_run_id: str | None) -> st.StepContext:
     """Creates the run folder (0700) with the env merge pre-flight staged, the plan's facts and a fresh journal, before
     the first change."""
     f = plan.facts
     envsync.write_staged(f.env_sync)  # first: if it is refused, no run folder is left behind
-    f.run_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
-    f.save(f.run_dir / PLAN)
+    f.run.dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+    f.save(f.run.dir / PLAN)
     journal = Journal(
-        path=f.run_dir / JOURNAL, run=f.run_id, environment=f.environment, project=f.project,
-        target={"ref": f.target_ref, "commit": f.target_commit, "heads": f.target_heads, "images": f.target_images},
-        previous={"commit": f.current_commit, "images": f.current_images, "revision": f.db_revision},
+        path=f.run.dir / JOURNAL, run=f.run.id, environment=f.run.environment, project=f.settings.stack.project_name,
+        target={"ref": f.target.ref, "commit": f.target.commit, "heads": f.target.heads, "images": f.target.images},
+        previous={"commit": f.current.commit, "images": f.current.images, "revision": f.database.revision},
         rollback_points=plan.rollback_point.names(),
         flow_run_id=flow_run_id,
     )
     journal.save()
-    return context_for(f, cfg, journal)
+    return context_for(f, journal)
 
 
-def context_for(facts: Facts, cfg: Settings, journal: Journal) -> st.StepContext:
-    return st.StepContext(facts, StackIO(cfg, facts.project), journal,
-                          keep_failed_database=cfg.rollback_point.keep_failed_database)
+def context_for(facts: Facts, journal: Journal) -> st.StepContext:
+    """The steps' context: the I/O reads the facts' settings, so a step and the I/O see the same ones."""
+    return st.StepContext(facts, StackIO(facts.settings, facts.settings.stack.project_name), journal)
 
 
 @contextmanager
@@ -83,7 +84,7 @@ def _reason(exc: BaseException, journal: Journal) -> str:
 def cut_over(plan: Plan, ctx: st.StepContext, after: st.Outcome) -> st.Outcome:
     """Every cutover and verify step, each its own task run. On any failure, of any kind (a step's error, a bug,
     SIGTERM, Prefect's cancellation), the stack is rolled back before the error goes on."""
-    progress = Progress(ctx.facts.environment, len(plan.cutover) + len(plan.verify))
+    progress = Progress(ctx.facts.run.environment, len(plan.cutover) + len(plan.verify))
     try:
         for step in plan.cutover + plan.verify:
             after = step_task(step)(ctx, step, after)
@@ -91,12 +92,12 @@ def cut_over(plan: Plan, ctx: st.StepContext, after: st.Outcome) -> st.Outcome:
         return after
     except BaseException as exc:
         reason = _reason(exc, ctx.journal)
-        log.error("Upgrade failed: %s. Rolling back to %s.", reason, ctx.facts.current_commit[:12])
+        log.error("Upgrade failed: %s. Rolling back to %s.", reason, ctx.facts.current.commit[:12])
         with signals_deferred():
             roll_back(plan, ctx, reason)
         if isinstance(exc, UpgradeError):
             raise
-        raise UpgradeInterrupted(f"{reason}; rolled back to {ctx.facts.current_commit[:12]}, the previous version "
+        raise UpgradeInterrupted(f"{reason}; rolled back to {ctx.facts.current.commit[:12]}, the previous version "
                                  f"is serving and verified") from exc
 
 
@@ -132,11 +133,11 @@ def roll_back(plan: Plan, ctx: st.StepContext, reason: str) -> None:
         ctx.journal.close("rollback-failed", f"{reason}; rollback failed: {exc}")
         raise RollbackFailed(
             f"Rollback failed ({exc}) after the upgrade failed ({reason}). Run `./stackshift recover --environment "
-            f"{ctx.facts.environment}` to retry it; the backup in {ctx.facts.run_dir} has pg_dump files and the "
+            f"{ctx.facts.run.environment}` to retry it; the backup in {ctx.facts.run.dir} has pg_dump files and the "
             f"previous compose/.env, and the rollback points {', '.join(ctx.journal.rollback_points.values())} are "
             f"kept until a rollback completes.") from None
     left = clean_up([s for s in plan.rollback if isinstance(s, st.Cleanup)], ctx)
-    ctx.journal.close("rolled-back", f"{reason}; rolled back to {ctx.facts.current_commit[:12]}{left}")
+    ctx.journal.close("rolled-back", f"{reason}; rolled back to {ctx.facts.current.commit[:12]}{left}")
 
 
 def clean_up(steps: list[st.Step], ctx: st.StepContext) -> str:
@@ -153,8 +154,8 @@ def finish(plan: Plan, ctx: st.StepContext, retention: int) -> None:
     """After a verified upgrade: drop the rollback points (the pg_dump stays), prune old backups."""
     ctx.journal.enter("finish")
     left = clean_up(plan.finish, ctx)
-    ctx.journal.close("completed", f"upgraded to {ctx.facts.target_ref}{left}")
-    bk.prune(ctx.facts.run_dir.parent, retention)
+    ctx.journal.close("completed", f"upgraded to {ctx.facts.target.ref}{left}")
+    bk.prune(ctx.facts.run.dir.parent, retention)
 
 
 def abandon(plan: Plan, ctx: st.StepContext, exc: BaseException) -> None:
@@ -182,7 +183,7 @@ def publish_report(ctx: st.StepContext, outcome: str) -> None:
 
 @task(name="publish-report", task_run_name="publish-report", **TASK_DEFAULTS)
 def _publish_report(ctx: st.StepContext, outcome: str) -> None:
-    env = ctx.facts.environment
+    env = ctx.facts.run.environment
     create_markdown_artifact(key=artifact_key(env, "timeline"), markdown=report.timeline_markdown(ctx.journal, outcome),
                              description=f"Timeline and downtime: {outcome}")
     if ctx.verifications:
@@ -208,15 +209,15 @@ def recover_interrupted(cfg: Settings, environment: str, by: str) -> list[dict]:
     if api_reachable():
         reconcile_run_states(project_dir)
     for journal in Journal.open_runs(project_dir):
-        facts = Facts.load(journal.path.parent / PLAN)
-        plan = build_plan(facts, facts.run_id)
-        ctx = context_for(facts, cfg, journal)
+        facts = Facts.load(journal.path.parent / PLAN, cfg)  # the settings the run used, the secrets of now
+        plan = build_plan(facts, facts.run.id)
+        ctx = context_for(facts, journal)
         removed = ctx.io.remove_stack_containers()  # a migration still running must not race the recovery
         try:
-            revisions = ctx.io.revisions(facts.db_name)
+            revisions = ctx.io.revisions(facts.settings.database.name)
         except UpgradeError:
             revisions = None
-        decision = recovery.decide(journal, revisions, facts.target_heads)
+        decision = recovery.decide(journal, revisions, facts.target.heads)
         found = journal.summary()
         log.warning("Recovering %s: %s → %s (%s)", found, decision.action, decision.reason,
                     f"{removed} leftover container(s) removed" if removed else "no leftover container")
@@ -264,8 +265,8 @@ def _recover_one(plan: Plan, ctx: st.StepContext, decision: recovery.Decision) -
         return "nothing had changed; leftovers removed" + left
     if decision.action == recovery.CLEAN_UP:
         left = clean_up(plan.finish, ctx)
-        j.close("recovered-forward", f"the upgrade to {f.target_ref} was verified; clean-up finished{left}")
-        return f"{f.target_ref} had been verified; its clean-up is done{left}"
+        j.close("recovered-forward", f"the upgrade to {f.target.ref} was verified; clean-up finished{left}")
+        return f"{f.target.ref} had been verified; its clean-up is done{left}"
     if decision.action == recovery.FINISH:
         try:
             walk(plan.after_migration() + plan.verify, ctx)
@@ -274,10 +275,10 @@ def _recover_one(plan: Plan, ctx: st.StepContext, decision: recovery.Decision) -
         else:
             j.enter("finish")
             left = clean_up(plan.finish, ctx)
-            j.close("recovered-forward", f"finished the upgrade to {f.target_ref}{left}")
-            return f"finished the upgrade: {f.target_ref} is serving and verified{left}"
+            j.close("recovered-forward", f"finished the upgrade to {f.target.ref}{left}")
+            return f"finished the upgrade: {f.target.ref} is serving and verified{left}"
     roll_back(plan, ctx, f"recovery: {decision.reason}")
-    return f"rolled back: {f.current_commit[:12]} (the previous version) is serving and verified"
+    return f"rolled back: {f.current.commit[:12]} (the previous version) is serving and verified"
 
 
 def reconcile_run_states(project_dir: Path, newest: int = 10) -> None:

@@ -88,9 +88,9 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             review_env(plan)
             fp = publish_approval_facts(plan, migrations)
             return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover + plan.verify],
-                    "rollback_point": plan.facts.rollback_forecast, "migrations": migrations, "fingerprint": fp}
+                    "rollback_point": plan.facts.rollback.forecast, "migrations": migrations, "fingerprint": fp}
 
-        ctx = runbook.open_run(plan, cfg, flow_run.id)
+        ctx = runbook.open_run(plan, flow_run.id)
         try:
             done = backup(ctx, plan.backup)
             done = env_sync(ctx, done)
@@ -108,7 +108,7 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             raise
         runbook.finish(plan, ctx, cfg.backup.retention)
         runbook.publish_report(ctx, f"upgraded to {target}")
-        publish_digests(cfg, environment, target, plan.facts.target_commit)
-        return {"target": target, "backup": str(plan.facts.run_dir), "downtime": downtime(ctx.journal),
-                "rollback_point": plan.facts.rollback_forecast,
+        publish_digests(cfg, environment, target, plan.facts.target.commit)
+        return {"target": target, "backup": str(plan.facts.run.dir), "downtime": downtime(ctx.journal),
+                "rollback_point": plan.facts.rollback.forecast,
                 "migrations": migrations, "recovered": recovered}

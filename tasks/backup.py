@@ -19,7 +19,7 @@ def backup(ctx: st.StepContext, steps: list[st.Step]) -> st.Outcome:
     """
     seconds = sum(st.execute(step, ctx).seconds for step in steps)
     f = ctx.facts
-    manifest = json.loads((f.run_dir / "manifest.json").read_text())
-    create_markdown_artifact(key=artifact_key(f.environment, "backup"), markdown=report.manifest_markdown(manifest),
+    manifest = json.loads((f.run.dir / "manifest.json").read_text())
+    create_markdown_artifact(key=artifact_key(f.run.environment, "backup"), markdown=report.manifest_markdown(manifest),
                              description="Backup manifest")
-    return st.Outcome("backup", "backup", "Backup", seconds, f"{len(manifest['files'])} files in {f.run_dir}")
+    return st.Outcome("backup", "backup", "Backup", seconds, f"{len(manifest['files'])} files in {f.run.dir}")

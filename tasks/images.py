@@ -18,7 +18,7 @@ def pull(ctx: st.StepContext, after: st.Outcome | None = None) -> st.Outcome:
     its tag pointed at it) (retried with backoff: a pull changes nothing that is
     running). The registry login happened in pre-flight, before its first pull."""
     t0 = time.monotonic()
-    images = sorted(set(ctx.facts.target_images.values()))
+    images = sorted(set(ctx.facts.target.images.values()))
     for image in images:
         try:
             ctx.io.run(c.Command(c.docker_pull(image)))

@@ -24,8 +24,8 @@ def render_pending_sql(plan: Plan, cfg: Settings) -> tuple[str, bool, str | None
     environment's engine: (text, whether the tool finished, its error line if not). What it printed before an error
     still counts, revision by revision."""
     f = plan.facts
-    argv = c.docker_run_offline(f.target_images[f.migrate_service], f.render_sql_command, f.project)
-    done = StackIO(cfg, f.project).run(c.Command(argv, ok_codes=tuple(range(256))))
+    argv = c.docker_run_offline(f.target.images[f.settings.migration.service], f.target.render_sql_command, f.settings.stack.project_name)
+    done = StackIO(cfg, f.settings.stack.project_name).run(c.Command(argv, ok_codes=tuple(range(256))))
     if done.returncode == 0:
         return done.stdout, True, None
     return done.stdout, False, f"exit {done.returncode}: " + (error_line(done.stderr) if done.stderr.strip() else "")
@@ -36,20 +36,20 @@ def pending_sql(plan: Plan, cfg: Settings) -> tuple[str, dict]:
     covers only part of the range and the environment has a rehearsal command, the rehearsal's statements (the whole
     range, as it really runs) are analysed instead."""
     f = plan.facts
-    text, complete, error = render_pending_sql(plan, cfg) if f.render_sql_command else \
+    text, complete, error = render_pending_sql(plan, cfg) if f.target.render_sql_command else \
         ("", False, "the environment has no offline rendering (render_sql_command is unset)")
     covered = set(rehearsal.rendered_revisions(text, complete)) if text else set()
-    rendered = [r for r in f.pending_revisions if r in covered]
-    sources = {"rendered": rendered, "rehearsed": [], "not_analysed": [r for r in f.pending_revisions if r not in covered],
+    rendered = [r for r in f.target.pending_revisions if r in covered]
+    sources = {"rendered": rendered, "rehearsed": [], "not_analysed": [r for r in f.target.pending_revisions if r not in covered],
                "analysed_from": "rendering", "render_error": error, "rehearsal": None}
-    if not sources["not_analysed"] or not f.rehearsal_command:
+    if not sources["not_analysed"] or not f.settings.migration.rehearsal.command:
         return text, sources
-    scratch = f.run_dir.parent / f".scratch-{f.run_id or 'x'}-rehearsal"  # swept by the recovery if we are killed
-    done = rehearsal.rehearse(StackIO(cfg, f.project), f, scratch, cfg.migration.rehearsal.env)
+    scratch = f.run.dir.parent / f".scratch-{f.run.id or 'x'}-rehearsal"  # swept by the recovery if we are killed
+    done = rehearsal.rehearse(StackIO(cfg, f.settings.stack.project_name), f, scratch, cfg.migration.rehearsal.env)
     get_run_logger().info("Rehearsed the migration on %s in %.1f s: %d statements, %d revisions", done.database,
                           done.seconds, done.statements, len(done.revisions))
-    sources.update(rehearsed=[r for r in f.pending_revisions if r in done.revisions], analysed_from="rehearsal",
-                   not_analysed=[r for r in f.pending_revisions if r not in done.revisions],
+    sources.update(rehearsed=[r for r in f.target.pending_revisions if r in done.revisions], analysed_from="rehearsal",
+                   not_analysed=[r for r in f.target.pending_revisions if r not in done.revisions],
                    rehearsal={"database": done.database, "seconds": done.seconds, "statements": done.statements,
                               "dropped": done.dropped, "notes": done.notes})
     return done.sql, sources
@@ -57,9 +57,9 @@ def pending_sql(plan: Plan, cfg: Settings) -> tuple[str, dict]:
 
 def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
     f = plan.facts
-    revisions = RevisionState(f.db_revision, f.target_heads[0], f.pending_revisions, f.noop_downgrades)
+    revisions = RevisionState(f.database.revision, f.target.heads[0], f.target.pending_revisions, f.target.noop_downgrades)
     sql, sources = pending_sql(plan, cfg)
-    with dbops.DbAccess.of(cfg).connect(f.db_name, autocommit=True) as conn:
+    with dbops.DbAccess.of(cfg).connect(f.settings.database.name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)
         rates = pgcatalog.probe(conn) if cfg.migration.probe else None
         result = migcheck.analyze(sql, catalog, rates, revisions)
@@ -79,22 +79,22 @@ def analyze_migrations(plan: Plan, cfg: Settings, accept_risk: bool = False, dry
     changed yet) on data loss or a forecast lock-hold over the environment's `max_lock_seconds`, unless the
     operator accepted the risk. A dry run reports the verdict without raising."""
     f = plan.facts
-    if not f.pending_revisions:
-        create_markdown_artifact(key=artifact_key(f.environment, "migrations"),
-                                 markdown=f"# Migrations: {f.environment} → {f.target_ref}\n\nNothing pending: the "
-                                          f"database is at the target head `{f.target_heads[0]}`.\n")
+    if not f.target.pending_revisions:
+        create_markdown_artifact(key=artifact_key(f.run.environment, "migrations"),
+                                 markdown=f"# Migrations: {f.run.environment} → {f.target.ref}\n\nNothing pending: the "
+                                          f"database is at the target head `{f.target.heads[0]}`.\n")
         return {"pending": 0, "gate": []}
     result = migration_report(plan, cfg)
     reasons = migcheck.gate(result, cfg.migration.max_lock_seconds)
-    title = f"Migrations: {f.environment} → {f.target_ref}"
+    title = f"Migrations: {f.run.environment} → {f.target.ref}"
     if reasons and accept_risk:
         title += " (risk accepted by the operator)"
-    create_markdown_artifact(key=artifact_key(f.environment, "migrations"),
+    create_markdown_artifact(key=artifact_key(f.run.environment, "migrations"),
                              markdown=report.migration_markdown(result, title, reasons),
-                             description=f"Migration pre-flight {f.environment} → {f.target_ref}")
+                             description=f"Migration pre-flight {f.run.environment} → {f.target.ref}")
     if reasons and accept_risk:
         get_run_logger().warning("Migration risk accepted by the operator: %s", "; ".join(reasons))
     elif reasons and not dry_run:
         raise MigrationRiskTooHigh(reasons)
-    return {"pending": len(f.pending_revisions), "gate": reasons, "lock_hold": result.lock_hold,
+    return {"pending": len(f.target.pending_revisions), "gate": reasons, "lock_hold": result.lock_hold,
             "warnings": len(result.warnings), "sources": result.sources}

@@ -12,7 +12,8 @@ from core import report
 from core.settings import Settings
 from core.cutover import preflight as pf
 from core.cutover import steps as st
-from core.cutover.plan import Facts, Plan, build_plan
+from core.cutover.facts import Facts
+from core.cutover.plan import Plan, build_plan
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 
@@ -34,11 +35,11 @@ def plan_upgrade(cfg: Settings, environment: str, target: str, run_id: str, acce
 def _publish_env_diff(f: Facts) -> None:
     """The env diff artifacts, from pre-flight's result (rows already masked)."""
     result = f.env_sync
-    create_markdown_artifact(key=artifact_key(f.environment, "env-diff"),
-                             markdown=report.env_markdown(f.environment, result.rows, result.counts),
-                             description=f"Env diff {f.environment} → {f.target_ref} (secrets masked)")
+    create_markdown_artifact(key=artifact_key(f.run.environment, "env-diff"),
+                             markdown=report.env_markdown(f.run.environment, result.rows, result.counts),
+                             description=f"Env diff {f.run.environment} → {f.target.ref} (secrets masked)")
     if result.rows:
-        create_table_artifact(key=artifact_key(f.environment, "env-diff-table"), table=result.rows,
+        create_table_artifact(key=artifact_key(f.run.environment, "env-diff-table"), table=result.rows,
                               description="Env diff rows (secrets masked)")
 
 
@@ -56,7 +57,7 @@ def env_sync(ctx: st.StepContext, after: st.Outcome | None = None) -> st.Outcome
     staged file changed. The stack is not touched: the cutover's `install-env` step installs the staged bytes."""
     f = ctx.facts
     t0 = time.monotonic()
-    f.env_sync.check_unchanged(f.run_dir / "compose" / f.env_file)
+    f.env_sync.check_unchanged(f.run.dir / "compose" / f.settings.stack.env_file)
     _publish_env_diff(f)
     counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v) or "no change"
     return st.Outcome("env-sync", "backup", "Publish the .env merge pre-flight staged (merged onto the target's "

@@ -75,10 +75,10 @@ def publish_running(cfg: Settings, environment: str) -> dict:
 def publish_approval_facts(plan: Plan, migrations: dict) -> str:
     """A dry run's fingerprint and migration verdict (`<env>-approval-facts`), for the promotion's summary."""
     fp = promotion.fingerprint(plan.facts)
-    create_table_artifact(key=artifact_key(plan.facts.environment, APPROVAL_FACTS),
+    create_table_artifact(key=artifact_key(plan.facts.run.environment, APPROVAL_FACTS),
                           table=[{"fingerprint": fp, "verdict": promotion.migration_verdict(migrations),
-                                  "release": plan.facts.target_ref, "commit": plan.facts.target_commit}],
-                          description=f"Fingerprint of the plan {plan.facts.environment} → {plan.facts.target_ref}")
+                                  "release": plan.facts.target.ref, "commit": plan.facts.target.commit}],
+                          description=f"Fingerprint of the plan {plan.facts.run.environment} → {plan.facts.target.ref}")
     return fp
 
 

@@ -9,91 +9,15 @@ added to the child's environment at the last call).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from core.cutover import rollback_methods as rm
 from core.cutover import steps as st
 from core.cutover.steps import Phase
-from core.env.envsync import EnvSyncResult
+from core.cutover.facts import Facts
 from core.io import commands as c
 from core.io.compose import digest_ref
-
-
-@dataclass
-class Facts:
-    """What pre-flight found: the current deployment, the target, and where this run's files go."""
-
-    environment: str
-    project: str
-    compose_dir: Path
-    compose_files: list[str]
-    env_file: str
-    env_template: str
-    current_commit: str
-    target_ref: str
-    target_commit: str
-    current_services: list[str]
-    running_services: list[str]
-    target_services: list[str]
-    current_images: dict[str, dict]
-    target_images: dict[str, str]
-    db_name: str
-    databases: list[str]
-    db_host: str
-    db_port: int
-    db_user: str
-    db_revision: list[str]
-    target_heads: list[str]
-    pending_revisions: list[str]
-    noop_downgrades: list[str]
-    render_sql_command: list[str]  # renders the pending SQL offline in the target image ([] = nothing pending)
-    db_services: list[str]
-    writer_services: list[str]
-    migrate_service: str
-    migrate_command: list[str]
-    migration_switch: str | None  # None: the app migrates when it starts and has no switch
-    health_timeout: int
-    run_dir: Path
-    volume_excludes: list[str]
-    env_sync: EnvSyncResult  # pre-flight's one env merge: masked rows, counts, the staged file and its sha256
-    warnings: list[str] = field(default_factory=list)
-    run_id: str = ""
-    migration_timeout: int = 3600
-    keep_failed_database: bool = False
-    rollback_method: str = rm.FileCopy.name
-    data_dir: dict | None = None  # {"service", "host", "container"} of the cluster's data directory (PITR)
-    snapshot_command: list[str] = field(default_factory=list)
-    snapshot_restore_command: list[str] = field(default_factory=list)
-    rollback_forecast: dict = field(default_factory=dict)
-    dump_jobs: int = 1
-    stop_timeouts: dict[str, int] = field(default_factory=dict)
-    version_command: list[str] = field(default_factory=list)
-    rehearsal_command: list[str] = field(default_factory=list)  # `{database}` = the throw-away database ([] = none)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["compose_dir"], d["run_dir"] = str(self.compose_dir), str(self.run_dir)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Facts":
-        known = {f.name for f in fields(cls)}
-        d, old = {k: v for k, v in d.items() if k in known}, d
-        d["compose_dir"], d["run_dir"] = Path(d["compose_dir"]), Path(d["run_dir"])
-        d["env_sync"] = EnvSyncResult.from_facts(old)
-        return cls(**d)
-
-    def save(self, path: Path) -> None:
-        from core.cutover.journal import write_atomic_json
-
-        write_atomic_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: Path) -> "Facts":
-        return cls.from_dict(json.loads(path.read_text()))
 
 
 @dataclass
@@ -133,21 +57,21 @@ class Plan:
 
 def old_project(f: Facts, pinned: bool = False) -> c.ComposeProject:
     """The deployment as it was: the backup's copies of its compose files and .env, run from its directory."""
-    saved = f.run_dir / "compose"
-    files = tuple(saved / name for name in f.compose_files)
+    saved = f.run.dir / "compose"
+    files = tuple(saved / name for name in f.settings.stack.compose_files)
     if pinned:
-        files += (f.run_dir / "rollback-pins.yaml",)
-    return c.ComposeProject(f.compose_dir, files, saved / f.env_file, f.project)
+        files += (f.run.dir / "rollback-pins.yaml",)
+    return c.ComposeProject(f.settings.stack.compose_dir, files, saved / f.settings.stack.env_file, f.settings.stack.project_name)
 
 
 def target_project(f: Facts) -> c.ComposeProject:
-    return c.ComposeProject(f.compose_dir, tuple(f.compose_dir / n for n in f.compose_files), f.compose_dir / f.env_file,
-                            f.project)
+    return c.ComposeProject(f.settings.stack.compose_dir, tuple(f.settings.stack.compose_dir / n for n in f.settings.stack.compose_files), f.settings.stack.compose_dir / f.settings.stack.env_file,
+                            f.settings.stack.project_name)
 
 
 def scratch_glob(f: Facts) -> str:
     """Pre-flight's scratch folders of this stack (a killed pre-flight can leave one)."""
-    return str(f.run_dir.parent / ".scratch-*")
+    return str(f.run.dir.parent / ".scratch-*")
 
 
 def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -157,7 +81,7 @@ def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def version_argv(p: c.ComposeProject, f: Facts) -> tuple[str, ...]:
     """The environment's version command, in the running container of the migrate service ([] = none)."""
-    return tuple(c.compose_exec(p, f.migrate_service, f.version_command)) if f.version_command else ()
+    return tuple(c.compose_exec(p, f.settings.migration.service, f.settings.health.version_command)) if f.settings.health.version_command else ()
 
 
 @dataclass(frozen=True)
@@ -183,20 +107,20 @@ class Stack:
         # With a switch, every start runs with entrypoint migrations off. Without one (the app migrates when it
         # starts), the one-off `migrate` still runs first, with the writers stopped: each start then finds the
         # database at the head, and its own migration has nothing to do.
-        target_db = [s for s in f.db_services if s in f.target_services]
+        target_db = [s for s in f.settings.database.services if s in f.target.services]
         return cls(f, run_id, rm.for_run(f, run_id), old_project(f), target_project(f), old_project(f, pinned=True),
-                   ((f.migration_switch, "false"),) if f.migration_switch else (),
-                   writers=[s for s in f.writer_services if s in f.running_services],
-                   retired=[s for s in f.current_services if s not in f.target_services and s in f.running_services],
-                   target_db=target_db, apps=[s for s in f.target_services if s not in target_db],
-                   old_db=[s for s in f.db_services if s in f.current_services], up_timeout=f.health_timeout + 60)
+                   ((f.settings.migration.switch, "false"),) if f.settings.migration.switch else (),
+                   writers=[s for s in f.settings.writers.services if s in f.current.running],
+                   retired=[s for s in f.current.services if s not in f.target.services and s in f.current.running],
+                   target_db=target_db, apps=[s for s in f.target.services if s not in target_db],
+                   old_db=[s for s in f.settings.database.services if s in f.current.services], up_timeout=f.settings.health.timeout_seconds + 60)
 
     def timeouts(self, services: list[str]) -> tuple[tuple[str, int], ...]:
         """The environment's stop timeouts of these services."""
-        return tuple((s, self.f.stop_timeouts[s]) for s in services if s in self.f.stop_timeouts)
+        return tuple((s, self.f.settings.writers.stop_timeouts[s]) for s in services if s in self.f.settings.writers.stop_timeouts)
 
     def create_ahead(self, services: list[str], record: str) -> st.CreateAhead:
-        return st.CreateAhead(tuple(c.compose_create(self.new, services)), self.off, self.f.project, tuple(services),
+        return st.CreateAhead(tuple(c.compose_create(self.new, services)), self.off, self.f.settings.stack.project_name, tuple(services),
                               record)
 
     def cleanup(self, step_id: str, phase: Phase, title: str, rolled_back: bool) -> st.Cleanup:
@@ -208,12 +132,12 @@ class Stack:
 def _dumps(f: Facts) -> tuple[list[st.Step], list[st.Step]]:
     """Each database's dump, and its check."""
     dumps, checks = [], []
-    for db in f.databases:
-        dump = f.run_dir / f"{db}.dump"
-        dumps.append(st.DumpDatabase(f"pg-dump-{db}", Phase.BACKUP, f"pg_dump -Fd -j {f.dump_jobs} of {db}, rows "
+    for db in f.database.names:
+        dump = f.run.dir / f"{db}.dump"
+        dumps.append(st.DumpDatabase(f"pg-dump-{db}", Phase.BACKUP, f"pg_dump -Fd -j {f.run.dump_jobs} of {db}, rows "
                                      f"counted in the same snapshot (online, the old version still serving)",
-                                     argv=tuple(c.pg_dump(f.db_host, f.db_port, f.db_user, db, dump, f.dump_jobs)),
-                                     needs_db_password=True, timeout=f.migration_timeout, database=db))
+                                     argv=tuple(c.pg_dump(f.settings.database.host, f.settings.database.port, f.settings.database.user, db, dump, f.run.dump_jobs)),
+                                     needs_db_password=True, timeout=f.settings.migration.timeout_seconds, database=db))
         checks.append(st.BackupCommand(f"verify-dump-{db}", Phase.BACKUP, f"Check {db}.dump is readable (pg_restore "
                                        f"--list)", argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"))
     return dumps, checks
@@ -228,15 +152,15 @@ def backup_phase(s: Stack) -> list[st.Step]:
                                      argv=tuple(c.compose_config_json(s.new)), stdout_file="compose-config.json")
     dumps, checks = _dumps(f)
     archive = st.BackupCommand("archive-volumes", Phase.BACKUP, "Archive bind-mounted volumes (zstd), without the live "
-                               "database directory", argv=tuple(c.tar_create(f.run_dir / "volumes.tar.zst",
-                                                                            f.compose_dir / "volumes",
-                                                                            f.volume_excludes)),
-                               env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.migration_timeout)
+                               "database directory", argv=tuple(c.tar_create(f.run.dir / "volumes.tar.zst",
+                                                                            f.settings.stack.compose_dir / "volumes",
+                                                                            f.run.volume_excludes)),
+                               env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.settings.migration.timeout_seconds)
     first = [st.Together("dump-and-config", Phase.BACKUP, "The first dump, and the resolved compose config beside it",
                          steps=(dumps[0], resolved))] if dumps else [resolved]
     return [
         st.SaveConfig("save-config", Phase.BACKUP, "Copy compose files, .env and the env template",
-                      names=(*f.compose_files, f.env_file, f.env_template)),
+                      names=(*f.settings.stack.compose_files, f.settings.stack.env_file, f.settings.stack.env_template)),
         *first,
         *dumps[1:],
         st.Together("archive-and-check", Phase.BACKUP, "Archive the volumes, and check every dump beside it",
@@ -259,25 +183,25 @@ def _stop_and_check_out(s: Stack) -> st.Step:
     return st.Together(
         "stop-and-check-out", Phase.CUTOVER, "Stop the writers and, meanwhile, check out the target",
         steps=(st.StopContainers("stop-writers", Phase.CUTOVER, f"Stop the writers ({', '.join(s.writers) or 'none'})"
-                                 f": downtime starts", project_name=f.project, services=tuple(s.writers),
+                                 f": downtime starts", project_name=f.settings.stack.project_name, services=tuple(s.writers),
                                  timeouts=s.timeouts(s.writers)),
-               st.Checkout("checkout-target", Phase.CUTOVER, f"git checkout {f.target_ref} ({f.target_commit[:12]})",
-                           argv=tuple(c.git_checkout(f.compose_dir, f.target_commit)))))
+               st.Checkout("checkout-target", Phase.CUTOVER, f"git checkout {f.target.ref} ({f.target.commit[:12]})",
+                           argv=tuple(c.git_checkout(f.settings.stack.compose_dir, f.target.commit)))))
 
 
 def _start_target(s: Stack, ahead: st.CreateAhead | None) -> st.StartServices:
     """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
     compose need not wait on it again (`--no-deps`): the step polls the app's HTTP checks itself."""
     f = s.f
-    starts = f"{f.migration_switch}=false" if f.migration_switch else "the database already at the head"
+    starts = f"{f.settings.migration.switch}=false" if f.settings.migration.switch else "the database already at the head"
     title = f"Start every service ({starts}) and wait for health: downtime ends"
     if s.target_db:
         return st.StartApp("start-target", Phase.CUTOVER, title,
                            argv=tuple(c.compose_up(s.new, no_deps=True, remove_orphans=True, wait=False)), env=s.off,
-                           timeout=s.up_timeout, project_name=f.project, wait_for=tuple(f.target_services),
-                           wait_timeout=float(f.health_timeout), created_ahead=ahead.record if ahead else "")
+                           timeout=s.up_timeout, project_name=f.settings.stack.project_name, wait_for=tuple(f.target.services),
+                           wait_timeout=float(f.settings.health.timeout_seconds), created_ahead=ahead.record if ahead else "")
     return st.StartServices("start-target", Phase.CUTOVER, title,
-                            argv=tuple(c.compose_up(s.new, wait_timeout=f.health_timeout, remove_orphans=True)),
+                            argv=tuple(c.compose_up(s.new, wait_timeout=f.settings.health.timeout_seconds, remove_orphans=True)),
                             env=s.off, timeout=s.up_timeout)
 
 
@@ -290,25 +214,25 @@ def cutover_phase(s: Stack) -> list[st.Step]:
     cutover: list[st.Step] = [
         _stop_and_check_out(s),
         s.method.point_step(),
-        st.InstallEnv("install-env", Phase.CUTOVER, f"Install the merged {f.env_file} (env-sync's result)"),
+        st.InstallEnv("install-env", Phase.CUTOVER, f"Install the merged {f.settings.stack.env_file} (env-sync's result)"),
     ]
     if s.retired:  # stopped now (a renamed database must let go of its data); removed after the downtime
         cutover.append(st.StopContainers("stop-retired", Phase.CUTOVER, f"Stop services the target no longer has "
-                                         f"({', '.join(s.retired)})", project_name=f.project,
+                                         f"({', '.join(s.retired)})", project_name=f.settings.stack.project_name,
                                          services=tuple(s.retired), timeouts=s.timeouts(s.retired), ahead=db_ahead))
     if s.target_db:
         cutover.append(st.StartDatabase("start-db", Phase.CUTOVER, f"Start the database ({', '.join(s.target_db)}) "
                                         f"and wait for health",
                                         argv=tuple(c.compose_up(s.new, s.target_db, no_deps=True, wait=False)),
-                                        env=s.off, timeout=s.up_timeout, project_name=f.project,
-                                        wait_for=tuple(s.target_db), wait_timeout=float(f.health_timeout),
+                                        env=s.off, timeout=s.up_timeout, project_name=f.settings.stack.project_name,
+                                        wait_for=tuple(s.target_db), wait_timeout=float(f.settings.health.timeout_seconds),
                                         created_ahead=db_ahead.record if db_ahead else ""))
     meanwhile = f"; meanwhile create the containers of {', '.join(s.apps)}" if app_ahead else ""
     return cutover + [
-        st.Migrate("migrate", Phase.CUTOVER, f"Migrate once: {' '.join(f.migrate_command)} in a one-off "
-                   f"{f.migrate_service} container{meanwhile}",
-                   argv=tuple(c.compose_run_once(s.new, f.migrate_service, f.migrate_command, dict(s.off), s.run_id)),
-                   timeout=f.migration_timeout, ahead=app_ahead),
+        st.Migrate("migrate", Phase.CUTOVER, f"Migrate once: {' '.join(f.settings.migration.command)} in a one-off "
+                   f"{f.settings.migration.service} container{meanwhile}",
+                   argv=tuple(c.compose_run_once(s.new, f.settings.migration.service, f.settings.migration.command, dict(s.off), s.run_id)),
+                   timeout=f.settings.migration.timeout_seconds, ahead=app_ahead),
         _start_target(s, app_ahead),
     ]
 
@@ -322,11 +246,11 @@ def verify_phase(s: Stack) -> list[st.Step]:
     verify: list[st.Step] = [
         *removal,
         st.Verify("verify", Phase.VERIFY, f"Verify: compose health, HTTP checks, database at "
-                  f"{', '.join(f.target_heads)}", project=s.new, heads=tuple(f.target_heads),
-                  services=tuple(f.target_services), images=tuple(sorted(f.target_images.items())),
+                  f"{', '.join(f.target.heads)}", project=s.new, heads=tuple(f.target.heads),
+                  services=tuple(f.target.services), images=tuple(sorted(f.target.images.items())),
                   version_argv=version_argv(s.new, f)),
     ]
-    digests = pinned_digests(f.target_images)
+    digests = pinned_digests(f.target.images)
     if digests:
         verify.append(st.VerifyDigests("verify-digests", Phase.VERIFY, "Verify the running containers' images are the "
                                        "pinned digests", digests=digests))
@@ -345,26 +269,26 @@ def rollback_phase(s: Stack) -> list[st.Step]:
     f = s.f
     start_old_db = [st.StartServices("start-previous-db", Phase.ROLLBACK, f"Start the previous database service "
                                      f"({', '.join(s.old_db)})",
-                                     argv=tuple(c.compose_up(s.pinned, s.old_db, wait_timeout=f.health_timeout,
+                                     argv=tuple(c.compose_up(s.pinned, s.old_db, wait_timeout=f.settings.health.timeout_seconds,
                                                              no_deps=True)),
                                      env=s.off, timeout=s.up_timeout)] if s.old_db else []
-    previous_images = tuple(sorted((svc, i["image"]) for svc, i in f.current_images.items()))
+    previous_images = tuple(sorted((svc, i["image"]) for svc, i in f.current.images.items()))
     return [
         st.StopRunContainers("stop-one-offs", Phase.ROLLBACK, "Remove the stack's one-off containers (a migration "
                              "still running)"),
         st.StopServices("stop-target", Phase.ROLLBACK, "Stop and remove the target's containers",
                         argv=tuple(c.compose_down(s.new)), timeout=s.up_timeout),
-        st.Checkout("checkout-previous", Phase.ROLLBACK, f"git checkout the previous commit {f.current_commit[:12]}",
-                    argv=tuple(c.git_checkout(f.compose_dir, f.current_commit))),
-        st.RestoreEnv("restore-env", Phase.ROLLBACK, f"Restore {f.env_file} from the backup"),
+        st.Checkout("checkout-previous", Phase.ROLLBACK, f"git checkout the previous commit {f.current.commit[:12]}",
+                    argv=tuple(c.git_checkout(f.settings.stack.compose_dir, f.current.commit))),
+        st.RestoreEnv("restore-env", Phase.ROLLBACK, f"Restore {f.settings.stack.env_file} from the backup"),
         st.PinImages("pin-images", Phase.ROLLBACK, "Pin every service to its previous image digest"),
         *s.method.restore_steps(start_old_db),
         st.StartServices("start-previous", Phase.ROLLBACK, "Start the previous version by digest and wait for health",
-                         argv=tuple(c.compose_up(s.pinned, wait_timeout=f.health_timeout, remove_orphans=True)),
+                         argv=tuple(c.compose_up(s.pinned, wait_timeout=f.settings.health.timeout_seconds, remove_orphans=True)),
                          env=s.off, timeout=s.up_timeout),
         st.Verify("verify-previous", Phase.ROLLBACK, f"Verify the previous version: database at "
-                  f"{', '.join(f.db_revision) or '(none)'}", project=s.pinned, heads=tuple(f.db_revision),
-                  services=tuple(f.current_services), images=previous_images, check_images=False,
+                  f"{', '.join(f.database.revision) or '(none)'}", project=s.pinned, heads=tuple(f.database.revision),
+                  services=tuple(f.current.services), images=previous_images, check_images=False,
                   version_argv=version_argv(s.pinned, f)),
         s.cleanup("cleanup", Phase.ROLLBACK, "Drop the rollback points and the failed state; remove one-off containers "
                   "and scratch folders", rolled_back=True),

@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -17,7 +18,7 @@ from core.io import commands as c
 from core.io import db as dbops
 from core.io import compose
 from core.env import envfile
-from core.env import envsync
+from core.env import envmerge, envsync
 from core.backup import kept
 from core.migrations import revgraph
 from core.backup import rollbackpoint as rp
@@ -28,7 +29,8 @@ from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, Insuffici
                          UnsupportedServer)
 from core.io.engine import current_images
 from core.io.executor import run
-from core.cutover.plan import Facts
+from core.cutover.facts import (DatabaseFacts, DeployedFacts, Facts, RollbackFacts, RunFacts,
+                                 TargetFacts)
 from core.cutover.steps import MERGED_ENV
 from core.stackio import StackIO
 
@@ -204,62 +206,86 @@ def registry_login(io_: StackIO, cfg: Settings) -> None:
                           stdin=cfg.registry.password.get_secret_value().encode()))
 
 
-def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
-           run_id: str = "", accept_env_conflicts: bool = False, pins: dict[str, str] | None = None) -> Facts:
-    """Reads everything the plan needs; raises a PreflightError and changes nothing if anything is off.
+@dataclass(frozen=True)
+class Deployed:
+    """What `read_deployed` found: the checkout's commits, the running services and the resolved config."""
 
-    Every Docker call, SDK or CLI, goes to the block's engine (`docker_host`); a silent engine is refused first.
-    """
-    io_ = StackIO(cfg, cfg.stack.project_name)
-    client = client or io_.endpoint.client()
+    current_commit: str
+    target_commit: str
+    running: list[str]
+    config: ResolvedConfig
+
+
+def read_deployed(io_: StackIO, cfg: Settings, target: str) -> Deployed:
+    """The checkout (both commits, no local edits) and what compose runs now; the resolved config is kept for the
+    backup, which then need not ask compose again."""
     compose_dir = Path(cfg.stack.compose_dir)
-    current = _current_project(cfg)
     target_commit = resolve_commit(compose_dir, target)
     current_commit = resolve_commit(compose_dir, "HEAD")
     dirty = run(c.git_status_tracked(compose_dir)).stdout.splitlines()
     if dirty:
         raise ComposeDirDirty(str(compose_dir), [line[3:] for line in dirty])
-
+    current = _current_project(cfg)
     statuses = parse_ps(io_.run(c.Command(c.compose_ps_json(current))).stdout)
     running = sorted(s.service for s in statuses if s.state == "running")
     if not running:
         raise NotDeployed(cfg.stack.project_name)
     resolved = io_.run(c.Command(c.compose_config_json(current))).stdout
-    current_cfg = ResolvedConfig.parse(resolved)
     kept.keep(c.compose_config_json(current), [*current.files, current.env_file], resolved)  # the backup records it
+    return Deployed(current_commit, target_commit, running, ResolvedConfig.parse(resolved))
 
-    old_template = envsync.template_at(compose_dir, current_commit, cfg.stack.env_template)
-    new_template = envsync.template_at(compose_dir, target_commit, cfg.stack.env_template)
-    required = envsync.required_at(compose_dir, target_commit, cfg.stack.compose_files)
-    merged, env_source = envsync.merge_env(compose_dir / cfg.stack.env_file, old_template, new_template, required)  # once
-    staging = run_dir.parent / f".scratch-{run_id or os.getpid()}"  # the recovery removes it if we are killed
-    staging.mkdir(parents=True, mode=0o700, exist_ok=True)
+
+def merge_env(cfg: Settings, deployed: Deployed) -> tuple[envmerge.MergeResult, str]:
+    """The one env merge of the run: the operator's .env, from the deployed release's template onto the target's;
+    with the sha256 of the .env it read."""
+    compose_dir = Path(cfg.stack.compose_dir)
+    old_template = envsync.template_at(compose_dir, deployed.current_commit, cfg.stack.env_template)
+    new_template = envsync.template_at(compose_dir, deployed.target_commit, cfg.stack.env_template)
+    required = envsync.required_at(compose_dir, deployed.target_commit, cfg.stack.compose_files)
+    return envsync.merge_env(compose_dir / cfg.stack.env_file, old_template, new_template, required)
+
+
+def read_target(io_: StackIO, cfg: Settings, target: str, target_commit: str, merged: envmerge.MergeResult,
+                scratch: Path, accept_env_conflicts: bool) -> ResolvedConfig:
+    """The target release's resolved config, with the merged .env: compose accepts its files, then the merged .env,
+    and everything the target needs starts. Works on a copy of the release in `scratch` (removed)."""
+    compose_dir = Path(cfg.stack.compose_dir)
+    scratch.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
-        run(c.git_archive(compose_dir, target_commit, staging / "target.tar"))
-        (staging / "tree").mkdir()
-        run(c.tar_extract(staging / "target.tar", staging / "tree"))
-        envfile.write_atomic(staging / "merged.env", merged.text)
-        staged = c.ComposeProject(compose_dir, tuple(staging / "tree" / f for f in cfg.stack.compose_files),
-                                  staging / "merged.env", cfg.stack.project_name)
+        run(c.git_archive(compose_dir, target_commit, scratch / "target.tar"))
+        (scratch / "tree").mkdir()
+        run(c.tar_extract(scratch / "target.tar", scratch / "tree"))
+        envfile.write_atomic(scratch / "merged.env", merged.text)
+        staged = c.ComposeProject(compose_dir, tuple(scratch / "tree" / f for f in cfg.stack.compose_files),
+                                  scratch / "merged.env", cfg.stack.project_name)
         try:  # the release's own files first (syntax, schema), before any variable is read
             io_.run(c.Command(c.compose_config_check(staged)))
         except CommandFailed as exc:
-            raise InvalidComposeFile(target, exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else str(exc)) from None
+            raise InvalidComposeFile(target, exc.stderr.strip().splitlines()[-1] if exc.stderr.strip()
+                                      else str(exc)) from None
         # then the merged .env: compose accepts it, and it starts everything the target needs
-        with envsync.target_tree(compose_dir, target_commit, cfg.stack.compose_files, scratch=staging) as target_files:
-            envsync.check_startable(target_files, merged, cfg.database.services, accept_env_conflicts,
+        with envsync.target_tree(compose_dir, target_commit, cfg.stack.compose_files, scratch=scratch) as files:
+            envsync.check_startable(files, merged, cfg.database.services, accept_env_conflicts,
                                     frozenset(cfg.stack.secret_env_keys))
-        target_cfg = ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
+        return ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
     finally:
-        shutil.rmtree(staging)
+        shutil.rmtree(scratch)
 
-    db = dbops.DbAccess.of(cfg)
-    databases = [cfg.database.name, *cfg.database.extra_databases]
-    privileges = check_privileges(db, databases, run_id)
+
+def read_database(db: dbops.DbAccess, cfg: Settings, run_id: str) -> tuple[DatabaseFacts, dict]:
+    """The databases (reachable, the role's privileges, their sizes) and the app database's Alembic revision."""
+    names = cfg.database.all_names
+    privileges = check_privileges(db, names, run_id)
     revision = dbops.alembic_revisions(db, cfg.database.name)
     for extra in cfg.database.extra_databases:
         db.connect(extra).close()
+    return DatabaseFacts(names=names, revision=revision), privileges
 
+
+def read_target_images(io_: StackIO, client: docker.DockerClient, cfg: Settings, target_cfg: ResolvedConfig,
+                       pins: dict[str, str] | None) -> dict[str, str]:
+    """The target's images (pinned to staging's digests in a promotion), each present in its registry; the migrate
+    service's image pulled (after the registry login) so its revision files can be read."""
     auth = None
     if cfg.registry.username and cfg.registry.password:
         auth = {"username": cfg.registry.username, "password": cfg.registry.password.get_secret_value()}
@@ -267,50 +293,67 @@ def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: 
     missing = missing_images(client, list(images.values()), auth)
     if missing:
         raise ImageMissing(missing)
-    migrate_image = images[cfg.migration.service]
     registry_login(io_, cfg)
-    io_.run(c.Command(c.docker_pull(migrate_image)))
-    graph = revgraph.RevisionGraph.from_sources(migration_sources(client, migrate_image, cfg.migration.versions_path,
-                                                                  cfg.stack.project_name))
-    revisions = revgraph.state(graph, revision)
-    sql_command = render_sql_command(cfg.migration.render_sql_command, revisions.sql_range) \
-        if revisions.pending and cfg.migration.render_sql_command else []
+    io_.run(c.Command(c.docker_pull(images[cfg.migration.service])))
+    return images
 
-    excludes = []
-    volumes_root = compose_dir / "volumes"
-    for service in cfg.database.services:
-        for cfg_ in (current_cfg, target_cfg):
-            if service in cfg_.services:
-                for src in cfg_.bind_sources(service):
-                    if src.is_relative_to(volumes_root):
-                        excludes.append("./" + str(src.relative_to(volumes_root)))
-    data_dirs = [src for service in cfg.database.services if service in current_cfg.services
-                 for src in current_cfg.bind_sources(service)]
+
+def read_revisions(client: docker.DockerClient, cfg: Settings, image: str, revision: list[str]) -> revgraph.RevisionState:
+    """The target's Alembic graph, read from the migrate image's revision files, against the database's revision."""
+    sources = migration_sources(client, image, cfg.migration.versions_path, cfg.stack.project_name)
+    return revgraph.state(revgraph.RevisionGraph.from_sources(sources), revision)
+
+
+def volume_layout(cfg: Settings, current: ResolvedConfig, target: ResolvedConfig) -> tuple[list[str], list[Path]]:
+    """What the volumes' archive leaves out (the database's live data, in either release) and the current
+    database's data directories."""
+    volumes_root = Path(cfg.stack.compose_dir) / "volumes"
+    excludes = ["./" + str(src.relative_to(volumes_root))
+                for service in cfg.database.services for resolved in (current, target) if service in resolved.services
+                for src in resolved.bind_sources(service) if src.is_relative_to(volumes_root)]
+    data_dirs = [src for service in cfg.database.services if service in current.services
+                 for src in current.bind_sources(service)]
+    return sorted(set(excludes)), data_dirs
+
+
+def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
+           run_id: str = "", accept_env_conflicts: bool = False, pins: dict[str, str] | None = None) -> Facts:
+    """Reads everything the plan needs; raises a PreflightError and changes nothing if anything is off.
+
+    Every Docker call, SDK or CLI, goes to the environment's engine (`stack.docker_host`); a silent engine is
+    refused first.
+    """
+    io_ = StackIO(cfg, cfg.stack.project_name)
+    client = client or io_.endpoint.client()
+    deployed = read_deployed(io_, cfg, target)
+    merged, env_source = merge_env(cfg, deployed)  # once: the env-sync task publishes it, install-env installs it
+    scratch = run_dir.parent / f".scratch-{run_id or os.getpid()}"  # the recovery removes it if we are killed
+    target_cfg = read_target(io_, cfg, target, deployed.target_commit, merged, scratch, accept_env_conflicts)
+    db = dbops.DbAccess.of(cfg)
+    database, privileges = read_database(db, cfg, run_id)
+    images = read_target_images(io_, client, cfg, target_cfg, pins)
+    revisions = read_revisions(client, cfg, images[cfg.migration.service], database.revision)
+    sql_command = render_sql_command(list(cfg.migration.render_sql_command), revisions.sql_range) \
+        if revisions.pending and cfg.migration.render_sql_command else []
+    excludes, data_dirs = volume_layout(cfg, deployed.config, target_cfg)
     db_bytes = sum(privileges["sizes"].values())
-    forecast, data_dir = choose_rollback_point(cfg, db, client, current_cfg, running, db_bytes, run_id)
+    forecast, data_dir = choose_rollback_point(cfg, db, client, deployed.config, deployed.running, db_bytes, run_id)
     point_bytes = rm.by_name(forecast.method).point_bytes(db_bytes, lambda: dbops.pitr_facts(db)["cluster_bytes"])
-    check_disk(Path(cfg.backup.dir), data_dirs, db_bytes, dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir()
-               else 0, point_bytes)
-    secret_keys = frozenset(cfg.stack.secret_env_keys)
+    volumes_root = Path(cfg.stack.compose_dir) / "volumes"
+    check_disk(Path(cfg.backup.dir), data_dirs, db_bytes,
+               dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir() else 0, point_bytes)
     return Facts(
-        environment=environment, project=cfg.stack.project_name, compose_dir=compose_dir,
-        compose_files=list(cfg.stack.compose_files), env_file=cfg.stack.env_file, env_template=cfg.stack.env_template,
-        current_commit=current_commit, target_ref=target, target_commit=target_commit,
-        current_services=current_cfg.services, running_services=running, target_services=target_cfg.services,
-        current_images=current_images(client, cfg.stack.project_name), target_images=images,
-        db_name=cfg.database.name, databases=databases, db_host=cfg.database.host, db_port=cfg.database.port, db_user=cfg.database.user,
-        db_revision=revision, target_heads=[revisions.head], pending_revisions=revisions.pending,
-        noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command, db_services=list(cfg.database.services),
-        writer_services=list(cfg.writers.services), migrate_service=cfg.migration.service,
-        migrate_command=list(cfg.migration.command), migration_switch=cfg.migration.switch,
-        health_timeout=cfg.health.timeout_seconds, run_dir=run_dir, volume_excludes=sorted(set(excludes)),
-        env_sync=envsync.stage(merged, run_dir / MERGED_ENV, env_source, secret_keys),
-        run_id=run_id, migration_timeout=cfg.migration.timeout_seconds, keep_failed_database=cfg.rollback_point.keep_failed_database,
-        rollback_method=forecast.method, rollback_forecast=forecast.to_dict(),
-        data_dir={"service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}
-        if data_dir else None,
-        snapshot_command=list(cfg.rollback_point.snapshot_command), snapshot_restore_command=list(cfg.rollback_point.snapshot_restore_command),
-        dump_jobs=cfg.backup.dump_jobs or max(1, min(4, os.cpu_count() or 1)),
-        stop_timeouts=dict(cfg.writers.stop_timeouts), version_command=list(cfg.health.version_command or []),
-        rehearsal_command=list(cfg.migration.rehearsal.command or []),
+        settings=cfg,
+        run=RunFacts(environment=environment, id=run_id, dir=run_dir, volume_excludes=excludes,
+                     dump_jobs=cfg.backup.jobs()),
+        current=DeployedFacts(commit=deployed.current_commit, services=deployed.config.services,
+                              running=deployed.running, images=current_images(client, cfg.stack.project_name)),
+        target=TargetFacts(ref=target, commit=deployed.target_commit, services=target_cfg.services, images=images,
+                           heads=[revisions.head], pending_revisions=revisions.pending,
+                           noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command),
+        database=database,
+        rollback=RollbackFacts(method=forecast.method, forecast=forecast.to_dict(), data_dir={
+            "service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}
+            if data_dir else None),
+        env_sync=envsync.stage(merged, run_dir / MERGED_ENV, env_source, frozenset(cfg.stack.secret_env_keys)),
     )

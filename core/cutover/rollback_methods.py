@@ -27,7 +27,7 @@ from core.errors import RollbackPointUnavailable, UpgradeError
 from core.io import commands as c
 
 if TYPE_CHECKING:
-    from core.cutover.plan import Facts
+    from core.cutover.facts import Facts
 
 AUTO = "auto"
 
@@ -113,19 +113,19 @@ class FileCopy(RollbackMethod):
         return f"{db}__ss_failed_{run_id}"
 
     def points(self) -> tuple[str, ...]:
-        return tuple(self.point_name(db, self.run_id) for db in self.f.databases)
+        return tuple(self.point_name(db, self.run_id) for db in self.f.database.names)
 
     def failed(self) -> tuple[str, ...]:
-        return tuple(self.failed_name(db, self.run_id) for db in self.f.databases)
+        return tuple(self.failed_name(db, self.run_id) for db in self.f.database.names)
 
     def point_step(self) -> st.RollbackPoint:
         return st.TakeRollbackPoint("rollback-point", Phase.CUTOVER, "Take the rollback point (file-level copy of each "
-                                    "database, same server)", databases=tuple(zip(self.f.databases, self.points())))
+                                    "database, same server)", databases=tuple(zip(self.f.database.names, self.points())))
 
     def restore_steps(self, start_old_db: list[st.Step]) -> list[st.Step]:
         return [*start_old_db,
                 st.RestoreDatabase("restore-db", Phase.ROLLBACK, "Put each database back at the rollback point (by "
-                                   "rename: no copy)", databases=tuple(zip(self.f.databases, self.points(),
+                                   "rename: no copy)", databases=tuple(zip(self.f.database.names, self.points(),
                                                                            self.failed())))]
 
     def leftovers(self, rolled_back: bool) -> dict[str, tuple[str, ...]]:
@@ -146,7 +146,7 @@ class Pitr(RollbackMethod):
 
     @property
     def data(self) -> rp.DataDir | None:
-        d = self.f.data_dir
+        d = self.f.rollback.data_dir
         return rp.DataDir(d["service"], Path(d["host"]), PurePosixPath(d["container"])) if d else None
 
     @property
@@ -164,8 +164,8 @@ class Pitr(RollbackMethod):
         into = d.container_sibling(rp.base_dir_name(self.run_id))
         return [st.BaseBackup("base-backup", Phase.BACKUP, f"Base backup of the cluster beside its data directory, "
                               f"with the replication slot {self.slot} keeping the WAL from now on (online)",
-                              argv=tuple(c.pg_basebackup(old, d.service, self.f.db_user, into, self.slot)),
-                              timeout=self.f.migration_timeout, host_dir=str(self.base_backup()), slot=self.slot)]
+                              argv=tuple(c.pg_basebackup(old, d.service, self.f.settings.database.user, into, self.slot)),
+                              timeout=self.f.settings.migration.timeout_seconds, host_dir=str(self.base_backup()), slot=self.slot)]
 
     def point_step(self) -> st.RollbackPoint:
         base = self.base_backup()
@@ -175,14 +175,14 @@ class Pitr(RollbackMethod):
 
     def restore_steps(self, start_old_db: list[st.Step]) -> list[st.Step]:
         """The data directory is swapped while the database is down; the start then replays the WAL."""
-        d = self.f.data_dir or {}
+        d = self.f.rollback.data_dir or {}
         return [st.RestoreBaseBackup("restore-db", Phase.ROLLBACK, "Put the base backup in place of the data "
                                      "directory (by rename: no copy) and set it to replay to the restore point",
                                      service=d.get("service", ""), host=d.get("host", ""),
                                      container=d.get("container", ""), run_id=self.run_id),
                 *start_old_db,
                 st.AwaitRecovery("await-recovery", Phase.ROLLBACK, "Wait for the WAL replay to the restore point and "
-                                 "the promotion", timeout=float(self.f.migration_timeout))]
+                                 "the promotion", timeout=float(self.f.settings.migration.timeout_seconds))]
 
     def leftovers(self, rolled_back: bool) -> dict[str, tuple[str, ...]]:
         if self.data is None:
@@ -216,14 +216,14 @@ class Snapshot(RollbackMethod):
 
     def point_step(self) -> st.RollbackPoint:
         return st.TakeSnapshot("rollback-point", Phase.CUTOVER, "Take the rollback point (the environment's snapshot "
-                               "command)", argv=self.argv(self.f.snapshot_command), timeout=self.f.migration_timeout,
+                               "command)", argv=self.argv(self.f.settings.rollback_point.snapshot_command), timeout=self.f.settings.migration.timeout_seconds,
                                point=self.point)
 
     def restore_steps(self, start_old_db: list[st.Step]) -> list[st.Step]:
         return [*start_old_db,
                 st.RestoreSnapshot("restore-db", Phase.ROLLBACK, "Restore the database from the environment's "
-                                   "snapshot", argv=self.argv(self.f.snapshot_restore_command),
-                                   timeout=self.f.migration_timeout)]
+                                   "snapshot", argv=self.argv(self.f.settings.rollback_point.snapshot_restore_command),
+                                   timeout=self.f.settings.migration.timeout_seconds)]
 
     @classmethod
     def availability(cls, request: Request, probes: Probes) -> tuple[rp.DataDir | None, str]:
@@ -244,7 +244,7 @@ def by_name(name: str) -> type[RollbackMethod]:
 
 def for_run(f: Facts, run_id: str) -> RollbackMethod:
     """The method of a plan's facts, bound to them."""
-    return by_name(f.rollback_method)(f, run_id)
+    return by_name(f.rollback.method)(f, run_id)
 
 
 # --- the choice (pre-flight) ----------------------------------------------------------------------------------

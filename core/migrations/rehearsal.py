@@ -235,34 +235,34 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
     block's `rehearsal_env` (a SecretDict, unwrapped only into the container's command environment); the throw-away
     database is dropped in every case, an interruption (SIGTERM, cancellation) included."""
     t0 = time.monotonic()
-    name = database_name(f.db_name, f.run_id or "x")
-    check_targets_the_copy(f.rehearsal_command, secret_env.get_secret_value() if secret_env else {})
-    db_service = next((s for s in f.db_services if s in f.running_services), None)
+    name = database_name(f.settings.database.name, f.run.id or "x")
+    check_targets_the_copy(f.settings.migration.rehearsal.command, secret_env.get_secret_value() if secret_env else {})
+    db_service = next((s for s in f.settings.database.services if s in f.current.running), None)
     if db_service is None:
-        raise RehearsalUnavailable(f"none of the database services {', '.join(f.db_services)} is running")
-    with io.db.connect(f.db_name) as conn:
+        raise RehearsalUnavailable(f"none of the database services {', '.join(f.settings.database.services)} is running")
+    with io.db.connect(f.settings.database.name) as conn:
         check_server(*conn.execute(SERVER_SETTINGS_SQL).fetchone())
         prefix = conn.execute("SELECT current_setting('log_line_prefix')").fetchone()[0]
-    live_before = io.revisions(f.db_name)
+    live_before = io.revisions(f.settings.database.name)
     scratch.mkdir(parents=True, mode=0o700, exist_ok=True)
-    deployed = c.ComposeProject(f.compose_dir, tuple(f.compose_dir / n for n in f.compose_files),
-                                f.compose_dir / f.env_file, f.project)
+    deployed = c.ComposeProject(f.settings.stack.compose_dir, tuple(f.settings.stack.compose_dir / n for n in f.settings.stack.compose_files),
+                                f.settings.stack.compose_dir / f.settings.stack.env_file, f.settings.stack.project_name)
     override = scratch / "rehearsal-image.json"
-    override.write_text(image_override(f.migrate_service, f.target_images[f.migrate_service]))
-    with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file, f.project)
+    override.write_text(image_override(f.settings.migration.service, f.target.images[f.settings.migration.service]))
+    with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file, f.settings.stack.project_name)
     schema, versions = scratch / "schema.dump", scratch / "alembic_version.dump"
     try:
         _copy_live_schema(io, f, name, schema, versions)
         io.sql([log_statements_sql(name)])
         since = time.time() - 1  # entries are told apart by database (%d) or by the server logging no others
         env = fill(secret_env.get_secret_value() if secret_env else {}, name)  # by name in argv, values in env
-        argv = c.compose_run_once(with_target, f.migrate_service, fill(f.rehearsal_command, name), None, f.run_id,
+        argv = c.compose_run_once(with_target, f.settings.migration.service, fill(f.settings.migration.rehearsal.command, name), None, f.run.id,
                                   pass_env=list(env))
         failure = None
         try:
-            io.run(c.Command(argv, env=env, timeout=f.migration_timeout))
+            io.run(c.Command(argv, env=env, timeout=f.settings.migration.timeout_seconds))
         except CommandTimedOut:
-            raise RehearsalUnavailable(f"the rehearsal's migration did not finish within {f.migration_timeout} s "
+            raise RehearsalUnavailable(f"the rehearsal's migration did not finish within {f.settings.migration.timeout_seconds} s "
                                        f"(the block's migration_timeout_seconds)") from None
         except CommandFailed as exc:
             failure = error_line(exc.stderr) if exc.stderr.strip() else str(exc)
@@ -275,13 +275,13 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
         statements = executed(entries, name)
     finally:
         dropped = _clean_up(io, f, name, scratch)
-    if io.revisions(f.db_name) != live_before:
+    if io.revisions(f.settings.database.name) != live_before:
         raise RehearsalFailed(f"the live database's revision changed during the rehearsal ({live_before} → "
-                              f"{io.revisions(f.db_name)}): the rehearsal_command reached it instead of {name}. Restore "
+                              f"{io.revisions(f.settings.database.name)}): the rehearsal_command reached it instead of {name}. Restore "
                               f"it from the last backup before anything else")
     sql, revisions = as_sql(statements)
     notes = []
-    missing = [r for r in f.pending_revisions if r not in revisions]
+    missing = [r for r in f.target.pending_revisions if r not in revisions]
     if missing:
         notes.append(f"the rehearsal's log shows no alembic_version write for {', '.join(missing)}")
     return Rehearsal(sql, revisions, name, round(time.monotonic() - t0, 2), len(statements), notes, dropped)
@@ -290,22 +290,22 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
 def _copy_live_schema(io, f, name: str, schema: Path, versions: Path) -> None:
     """Creates the throw-away database `name` with the live database's schema, and its `alembic_version` rows."""
     io.sql(create_statements(name))
-    io.run(c.Command(dump_schema(f.db_host, f.db_port, f.db_user, f.db_name, schema), timeout=f.migration_timeout),
+    io.run(c.Command(dump_schema(f.settings.database.host, f.settings.database.port, f.settings.database.user, f.settings.database.name, schema), timeout=f.settings.migration.timeout_seconds),
            db_password=True)
-    io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, schema), timeout=f.migration_timeout),
+    io.run(c.Command(restore(f.settings.database.host, f.settings.database.port, f.settings.database.user, name, schema), timeout=f.settings.migration.timeout_seconds),
            db_password=True)
-    if f.db_revision:
-        io.run(c.Command(dump_versions(f.db_host, f.db_port, f.db_user, f.db_name, versions)), db_password=True)
-        io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, versions)), db_password=True)
+    if f.database.revision:
+        io.run(c.Command(dump_versions(f.settings.database.host, f.settings.database.port, f.settings.database.user, f.settings.database.name, versions)), db_password=True)
+        io.run(c.Command(restore(f.settings.database.host, f.settings.database.port, f.settings.database.user, name, versions)), db_password=True)
 
 
 def _clean_up(io, f, name: str, scratch: Path) -> bool:
     """Removes the rehearsal's one-off container (a killed client leaves it running), drops the throw-away database
     and the scratch folder. Runs while an error or an interruption unwinds, so it logs its own failures instead of
     replacing that one (the next run's or `recover`'s sweep drops a leftover). Whether the database is gone."""
-    if f.run_id:
+    if f.run.id:
         try:
-            ids = io.run(c.Command(c.docker_ps_labelled(c.RUN_LABEL, f.run_id))).stdout.split()
+            ids = io.run(c.Command(c.docker_ps_labelled(c.RUN_LABEL, f.run.id))).stdout.split()
             if ids:
                 io.run(c.Command(c.docker_rm_force(ids)))
         except Exception as exc:  # noqa: BLE001

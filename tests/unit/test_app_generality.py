@@ -52,7 +52,7 @@ def test_stop_timeouts_per_service_reach_the_engine_stop():
 
     io = Engine()
     stop.apply(st.StepContext(facts=plan.facts, io=io, journal=None))
-    assert io.calls == [(plan.facts.project, list(stop.services), {"worker": 30})]
+    assert io.calls == [(plan.facts.settings.stack.project_name, list(stop.services), {"worker": 30})]
 
 
 def test_a_version_command_is_checked_in_both_verifications():
@@ -60,7 +60,7 @@ def test_a_version_command_is_checked_in_both_verifications():
     verify = next(s for s in plan.verify if s.id == "verify")
     assert verify.version_argv[-4:] == ("--no-TTY", "api", "app", "--version") and "exec" in verify.version_argv
     previous = next(s for s in plan.rollback if s.id == "verify-previous")
-    assert str(plan.facts.run_dir / "rollback-pins.yaml") in previous.version_argv
+    assert str(plan.facts.run.dir / "rollback-pins.yaml") in previous.version_argv
     assert next(s for s in build_plan(facts(), "run1").verify if s.id == "verify").version_argv == ()
 
 

@@ -21,13 +21,15 @@ from core.backup import rollbackpoint as rp
 from core.cutover import preflight
 from core.cutover import steps as st
 from core.cutover.journal import PLAN, Journal
-from core.cutover.plan import Facts, build_plan
+from core.cutover.facts import Facts
+from core.cutover.plan import build_plan
 from core.env import envmerge, envsecrets, envsync
 from core.env.envsync import EnvChangedSincePlan, EnvSyncResult, StagedEnvChanged
 from core.errors import EnvWriteFailed
 from flows import runbook
 from tests.unit._env_helpers import COMPOSE_1_12_1, NEW, OLD
-from tests.unit.test_plan import facts
+from tests.unit._settings import settings
+from tests.unit.test_plan import flat_facts
 from tests.unit.test_promotion_env_gate import COMPOSE_1_0_0, git
 from tests.unit.test_promotion_env_gate import LocalIO as GateIO
 
@@ -125,8 +127,8 @@ def pre_flight(cfg, run_id: str = "run1") -> Facts:
 
 def opened(cfg, f: Facts) -> tuple[st.StepContext, object]:
     """The run as the upgrade flow opens it, with its backup's first step (the compose files and .env saved)."""
-    plan = build_plan(f, f.run_id)
-    ctx = runbook.open_run(plan, cfg, None)
+    plan = build_plan(f, f.run.id)
+    ctx = runbook.open_run(plan, None)
     st.execute(plan.backup[0], ctx)  # save-config
     return ctx, plan
 
@@ -142,20 +144,20 @@ def sha256(data: bytes) -> str:
 def test_one_merge_per_upgrade_from_pre_flight_to_install_env(cfg, checkout, merges, published):
     f = pre_flight(cfg)
     assert len(merges) == 1, "pre-flight merges once"
-    assert not f.run_dir.exists(), "pre-flight writes nothing: a dry run or a refused plan leaves no run folder"
-    assert f.env_sync.staged == str(f.run_dir / st.MERGED_ENV) and len(f.env_sync.sha256) == 64
+    assert not f.run.dir.exists(), "pre-flight writes nothing: a dry run or a refused plan leaves no run folder"
+    assert f.env_sync.staged == str(f.run.dir / st.MERGED_ENV) and len(f.env_sync.sha256) == 64
     assert f.env_sync.source_sha256 == sha256((checkout / ".env").read_bytes())
 
     ctx, plan = opened(cfg, f)
-    staged = f.run_dir / st.MERGED_ENV
-    assert staged.stat().st_mode & 0o777 == 0o600 and f.run_dir.stat().st_mode & 0o777 == 0o700
+    staged = f.run.dir / st.MERGED_ENV
+    assert staged.stat().st_mode & 0o777 == 0o600 and f.run.dir.stat().st_mode & 0o777 == 0o700
     assert sha256(staged.read_bytes()) == f.env_sync.sha256 and staged.stat().st_size == f.env_sync.size
     tp.env_sync.fn(ctx)
     assert published["staging-env-diff-table"] == f.env_sync.rows, "the task publishes pre-flight's result"
     st.execute(install_step(plan), ctx)
     assert len(merges) == 1, "the env-sync task and install-env merge nothing again"
     assert sha256((checkout / ".env").read_bytes()) == f.env_sync.sha256, "exactly the staged bytes are installed"
-    assert Facts.load(f.run_dir / PLAN) == f, "plan.json holds the same result"
+    assert Facts.load(f.run.dir / PLAN, cfg) == f, "plan.json holds the same result"
 
 
 def test_the_published_rows_are_the_installed_files_diff(cfg, checkout, published):
@@ -175,14 +177,14 @@ def test_the_published_rows_are_the_installed_files_diff(cfg, checkout, publishe
     assert rows["DB_HOST"]["category"] == "default_moved" and after["DB_HOST"] == "db_postgres"
     assert rows["DB_PASSWORD"]["after"] == envsecrets.MASK and after["DB_PASSWORD"] == LIVE_PASSWORD
     assert rows["OPS_NOTE"]["category"] == "user_only"
-    for text in (json.dumps(published, default=str), (f.run_dir / PLAN).read_text(), ctx.journal.path.read_text()):
+    for text in (json.dumps(published, default=str), (f.run.dir / PLAN).read_text(), ctx.journal.path.read_text()):
         assert LIVE_PASSWORD not in text and "sk-9f73s3ljTXVcMT3Blb3ljTqtsKiGHXVcMT3BlbkFJLK7U" not in text
 
 
 def test_install_env_refuses_tampered_staged_bytes(cfg, checkout):
     f = pre_flight(cfg)
     ctx, plan = opened(cfg, f)
-    staged = f.run_dir / st.MERGED_ENV
+    staged = f.run.dir / st.MERGED_ENV
     staged.write_bytes(staged.read_bytes().replace(b"DB_HOST=db_postgres", b"DB_HOST=evil.example.com"))
     env_before = (checkout / ".env").read_bytes()
 
@@ -210,7 +212,7 @@ def test_the_env_sync_task_refuses_an_env_edited_or_a_staged_file_changed_since_
 
     f2 = pre_flight(cfg, "run2")
     ctx2, _ = opened(cfg, f2)
-    (f2.run_dir / st.MERGED_ENV).write_text("DB_HOST=elsewhere\n")
+    (f2.run.dir / st.MERGED_ENV).write_text("DB_HOST=elsewhere\n")
     with pytest.raises(EnvChangedSincePlan, match="the staged merge was changed") as caught:
         tp.env_sync.fn(ctx2)
     assert "Nothing was stopped or changed" in str(caught.value)
@@ -236,12 +238,12 @@ def test_an_old_plan_json_loads_and_install_env_installs_the_run_folders_file_as
     (compose_dir / ".env").write_text("DB_HOST=db\n")
     rows = [{"key": "DB_HOST", "category": "default_moved", "before": "db", "after": "db_postgres",
              "new_default": "db_postgres", "secret": False, "note": ""}]
-    old = facts(compose_dir=compose_dir, run_dir=run_dir).to_dict()
-    del old["env_sync"]
+    old = flat_facts(compose_dir=compose_dir, run_dir=run_dir)
+    old.pop("env_sync", None)
     old |= {"env_report": rows, "env_counts": {"default_moved": 1, "unchanged": 0}}  # as plan.json was written
     (run_dir / PLAN).write_text(json.dumps(old))
 
-    f = Facts.load(run_dir / PLAN)
+    f = Facts.load(run_dir / PLAN, settings())
     assert f.env_sync == EnvSyncResult(rows, {"default_moved": 1, "unchanged": 0})
     assert f.env_sync.sha256 == "" and f.env_sync.staged == "", "nothing staged: no sha256 to check"
     (run_dir / st.MERGED_ENV).write_text("DB_HOST=db_postgres\n")  # what the env-sync task of then wrote

@@ -1,12 +1,16 @@
+import json
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from core.cutover import steps as st
-from core.cutover.plan import Facts, build_plan
-from core.env.envsync import EnvSyncResult
+from core.cutover.facts import Facts
+from tests.unit._settings import settings
+from core.cutover.plan import build_plan
 from core.report import plan_markdown
 
 
-def facts(**over) -> Facts:
+def flat_facts(**over) -> dict:
+    """Facts in the flat form plan.json had before the parts (and tests' keyword arguments still use)."""
     base = dict(
         environment="staging", project="dify", compose_dir=Path("/srv/dify"), compose_files=["docker-compose.yaml"],
         env_file=".env", env_template=".env.example", current_commit="a" * 40, target_ref="v2", target_commit="b" * 40,
@@ -19,9 +23,13 @@ def facts(**over) -> Facts:
         render_sql_command=["alembic", "upgrade", "r1:r2", "--sql"], db_services=["db", "db_postgres"], writer_services=["api", "worker"],
         migrate_service="api", migrate_command=["alembic", "upgrade", "head"], migration_switch="MIGRATION_ENABLED",
         health_timeout=60, run_dir=Path("/b/dify/run1"), volume_excludes=["./db/data"],
-        env_sync=EnvSyncResult([], {}),
     )
-    return Facts(**(base | over))
+    return {k: str(v) if isinstance(v, Path) else asdict(v) if is_dataclass(v) else v for k, v in (base | over).items()}
+
+
+def facts(**over) -> Facts:
+    """Facts from the flat form (`flat_facts`); the settings it names override the unit tests' (tests.unit._settings)."""
+    return Facts.from_dict(flat_facts(**over), settings())
 
 
 def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
@@ -102,11 +110,12 @@ def test_plan_is_pure_and_carries_no_secret():
     assert all("PGPASSWORD" not in dict(getattr(s, "env", ())) for steps in a.lists().values() for s in steps), \
         "the password is added at the last call, never planned"
     assert "pg_dump --host 127.0.0.1" in plan_markdown(a) and "(env: PGPASSWORD)" in plan_markdown(a)
-    assert not any("password" in name for name in Facts.__dataclass_fields__), "facts hold no secret by construction"
+    text = json.dumps(facts(run_id="run1").to_dict())
+    assert "pw-unit" not in text and '"password": "**********"' in text, "plan.json holds the settings, never a secret"
 
 
 def test_facts_survive_the_round_trip_through_plan_json(tmp_path):
     f = facts(run_id="run1")
     f.save(tmp_path / "plan.json")
-    assert Facts.load(tmp_path / "plan.json") == f
-    assert build_plan(Facts.load(tmp_path / "plan.json"), "run1").to_dict() == build_plan(f, "run1").to_dict()
+    assert Facts.load(tmp_path / "plan.json", settings()) == f
+    assert build_plan(Facts.load(tmp_path / "plan.json", settings()), "run1").to_dict() == build_plan(f, "run1").to_dict()

@@ -78,10 +78,10 @@ def test_the_fingerprint_covers_state_target_and_env_diff_not_the_run():
     row = {"key": "LOG_LEVEL", "change": "default_moved", "old": "INFO", "new": "WARNING", "note": ""}
     base = facts(env_sync=env([row]))
     fp = promotion.fingerprint(base)
-    assert fp == promotion.fingerprint(facts(env_sync=env([row]), run_dir=base.run_dir.parent / "other", run_id="x"))
+    assert fp == promotion.fingerprint(facts(env_sync=env([row]), run_dir=base.run.dir.parent / "other", run_id="x"))
     for changed in [facts(env_sync=env([row | {"new": "DEBUG"}])), facts(env_sync=env([])),
                     facts(env_sync=env([row]), current_commit="c" * 40), facts(env_sync=env([row]), db_revision=["r0"]),
-                    facts(env_sync=env([row]), target_images=base.target_images | {"api": f"r/app:2@{D1}"}),
+                    facts(env_sync=env([row]), target_images=base.target.images | {"api": f"r/app:2@{D1}"}),
                     facts(env_sync=env([row]), current_images={"api": {"image": "r/app:1", "repo_digest": "r/app@x"}})]:
         assert promotion.fingerprint(changed) != fp
 

@@ -145,6 +145,6 @@ def test_nothing_outside_the_strategy_branches_on_the_rollback_method():
 
 
 def test_the_branch_finder_finds_a_branch():
-    planted = ("if f.rollback_method == rp.PITR: pass\nif requested in ('auto', 'pitr'): pass\nx = chosen.method != m\n"
+    planted = ("if f.rollback.method == rp.PITR: pass\nif requested in ('auto', 'pitr'): pass\nx = chosen.method != m\n"
                "y = requested == SNAPSHOT")
     assert method_branches(ast.parse(planted)) == [1, 2, 3, 4]

@@ -155,10 +155,10 @@ class SlotIO(StubIO):
         return []
 
 
-def _ctx(tmp_path, io):
-    f = pitr_facts(tmp_path)
-    f.run_dir.mkdir(parents=True, exist_ok=True)
-    j = Journal(path=f.run_dir / "journal.json", run="r1", environment="staging", project="dify", target={},
+def _ctx(tmp_path, io, keep_failed_database=False):
+    f = pitr_facts(tmp_path, keep_failed_database=keep_failed_database)
+    f.run.dir.mkdir(parents=True, exist_ok=True)
+    j = Journal(path=f.run.dir / "journal.json", run="r1", environment="staging", project="dify", target={},
                 previous={}, rollback_points={})
     return build_plan(f, "r1"), st.StepContext(f, io, j)
 
@@ -203,8 +203,7 @@ def test_cleanup_drops_the_slot_and_the_base_backup_and_keeps_the_failed_state_o
     assert "replication slot stackshift_r1" in out.detail
     assert any("pg_drop_replication_slot" in s for s in ctx.io.statements)
     assert not (tmp_path / "data" / "ss-base-r1").exists() and not (tmp_path / "data" / "ss-failed-r1").exists()
-    plan, ctx = _ctx(tmp_path, SlotIO())
-    ctx.keep_failed_database = True
+    plan, ctx = _ctx(tmp_path, SlotIO(), keep_failed_database=True)
     _cluster(tmp_path / "data", "ss-failed-r1", "failed")
     out = st.execute(plan.rollback[-1], ctx)
     assert (tmp_path / "data" / "ss-failed-r1").exists() and "kept the failed state" in out.detail
@@ -228,8 +227,8 @@ def test_start_target_polls_health_itself_once_the_database_was_waited_for(tmp_p
     assert start_db.wait_for == ("db_postgres",) and start_target.wait_for == ("api", "db_postgres", "worker")
     io = StubIO()
     f = facts(run_dir=tmp_path / "run", run_id="run1")
-    f.run_dir.mkdir()
-    ctx = st.StepContext(f, io, Journal(path=f.run_dir / "j.json", run="run1", environment="s", project="dify",
+    f.run.dir.mkdir()
+    ctx = st.StepContext(f, io, Journal(path=f.run.dir / "j.json", run="run1", environment="s", project="dify",
                                         target={}, previous={}, rollback_points={}))
     assert isinstance(start_db, st.StartDatabase) and isinstance(start_target, st.StartApp)
     st.execute(start_db, ctx)

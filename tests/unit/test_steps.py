@@ -102,8 +102,8 @@ class StubIO:
 
 def ctx_for(tmp_path, io, **over):
     f = facts(run_dir=tmp_path / "run", run_id="run1", **over)
-    f.run_dir.mkdir()
-    j = Journal(path=f.run_dir / "journal.json", run="run1", environment="staging", project="dify",
+    f.run.dir.mkdir()
+    j = Journal(path=f.run.dir / "journal.json", run="run1", environment="staging", project="dify",
                 target={"ref": "v2"}, previous={}, rollback_points={})
     return build_plan(f, "run1"), st.StepContext(f, io, j)
 
@@ -302,7 +302,7 @@ def test_the_migration_creates_the_target_containers_meanwhile_and_the_start_onl
     create = _ran(io, "create")
     assert create and create[0][-2:] == ["api", "worker"], "the app's services, not the running database"
     assert "created meanwhile" in out.detail
-    assert json.loads((ctx.facts.run_dir / "created-app.json").read_text()) == {"api": "id-api", "worker": "id-worker"}
+    assert json.loads((ctx.facts.run.dir / "created-app.json").read_text()) == {"api": "id-api", "worker": "id-worker"}
     st.execute(step(plan, "start-target"), ctx)
     assert ["engine-start", "id-api", "id-worker"] in io.commands
     assert not _ran(io, "up"), "no compose up when the containers are ready"
@@ -327,7 +327,7 @@ def test_a_new_attempt_at_the_migration_forgets_the_containers_of_an_earlier_one
     st.execute(step(plan, "migrate"), ctx)
     io.fail_on = "create"
     st.execute(step(plan, "migrate"), ctx)
-    assert not (ctx.facts.run_dir / "created-app.json").exists()
+    assert not (ctx.facts.run.dir / "created-app.json").exists()
 
 
 def test_the_renamed_database_is_created_while_the_old_one_stops_and_then_only_started(tmp_path):
@@ -385,7 +385,7 @@ def test_the_backup_records_pre_flights_resolved_config_only_while_the_files_com
 
     kept.keep(c.compose_config_json(current), [*current.files, current.env_file], '{"services": {"api": {}}}')
     assert "pre-flight's output" in st.execute(save, ctx).detail
-    out = ctx.facts.run_dir / "compose-config.json"
+    out = ctx.facts.run.dir / "compose-config.json"
     assert out.read_text() == '{"services": {"api": {}}}' and out.stat().st_mode & 0o777 == 0o600
     assert io.commands == [], "compose must not run again"
 

@@ -30,7 +30,7 @@ class SaveResolvedConfig(BackupCommand):
         text = kept.take(self.argv)
         if text is None:
             return super().apply(ctx)
-        out = ctx.facts.run_dir / self.stdout_file
+        out = ctx.facts.run.dir / self.stdout_file
         with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
             f.write(text)
         return "pre-flight's output (the compose files and .env unchanged since)"
@@ -62,11 +62,11 @@ class DumpDatabase(BackupCommand):
     database: str = ""
 
     def apply(self, ctx: StepContext) -> str:
-        out = ctx.facts.run_dir / f"{self.database}.dump"
+        out = ctx.facts.run.dir / f"{self.database}.dump"
         if out.exists():  # a retried backup starts again: pg_dump -Fd wants a new folder
             shutil.rmtree(out)
         counts = ctx.io.dump_in_snapshot(self.database, c.Command(list(self.argv), timeout=self.timeout))
-        bk.write_json(ctx.facts.run_dir / f"{self.database}.counts.json", counts)
+        bk.write_json(ctx.facts.run.dir / f"{self.database}.counts.json", counts)
         return f"{len(counts)} tables, {sum(counts.values())} rows"
 
 
@@ -101,7 +101,7 @@ class SaveConfig(Step):
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
-        copied = bk.save_config(f.compose_dir, list(self.names), f.run_dir / "compose")
+        copied = bk.save_config(f.settings.stack.compose_dir, list(self.names), f.run.dir / "compose")
         return ", ".join(copied)
 
 
@@ -111,10 +111,10 @@ class WriteState(Step):
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
-        bk.write_json(f.run_dir / "state.json", {
-            "environment": f.environment, "project": f.project, "git_commit": f.current_commit,
-            "alembic_revision": f.db_revision, "images": f.current_images, "databases": f.databases,
-            "target": {"ref": f.target_ref, "commit": f.target_commit, "heads": f.target_heads},
+        bk.write_json(f.run.dir / "state.json", {
+            "environment": f.run.environment, "project": f.settings.stack.project_name, "git_commit": f.current.commit,
+            "alembic_revision": f.database.revision, "images": f.current.images, "databases": f.database.names,
+            "target": {"ref": f.target.ref, "commit": f.target.commit, "heads": f.target.heads},
         })
         return "state.json"
 
@@ -124,6 +124,6 @@ class WriteManifest(Step):
     error: ClassVar = BackupFailed
 
     def apply(self, ctx: StepContext) -> str:
-        manifest = bk.write_manifest(ctx.facts.run_dir)
+        manifest = bk.write_manifest(ctx.facts.run.dir)
         return f"{len(manifest['files'])} files"
 

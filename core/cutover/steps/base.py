@@ -24,7 +24,7 @@ from core.parallel import all_at_once, first_failure
 
 if TYPE_CHECKING:
     from core.cutover.journal import Journal
-    from core.cutover.plan import Facts
+    from core.cutover.facts import Facts
     from core.stackio import StackIO
 
 log = logging.getLogger("stackshift")
@@ -67,8 +67,12 @@ class StepContext:
     facts: Facts
     io: StackIO
     journal: Journal
-    keep_failed_database: bool = False
     verifications: dict[str, Verification] = field(default_factory=dict)
+
+    @property
+    def keep_failed_database(self) -> bool:
+        """The run's setting (one source: the facts' settings, which are what the run used)."""
+        return self.facts.settings.rollback_point.keep_failed_database
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class CommandStep(Step):
     timeout: float | None = None
 
     def apply(self, ctx: StepContext) -> str:
-        out = ctx.facts.run_dir / self.stdout_file if self.stdout_file else None
+        out = ctx.facts.run.dir / self.stdout_file if self.stdout_file else None
         done = ctx.io.run(c.Command(list(self.argv), env=dict(self.env), stdout_path=out, ok_codes=self.ok_codes,
                                     timeout=self.timeout), db_password=self.needs_db_password)
         return f"exit {done.returncode}"
@@ -167,7 +171,7 @@ class CreateAhead:
     record: str  # file name in the run folder
 
     def alongside(self, ctx: StepContext, main: Callable[[], str]) -> str:
-        path = ctx.facts.run_dir / self.record
+        path = ctx.facts.run.dir / self.record
         path.unlink(missing_ok=True)  # only this attempt's containers may be started as created
 
         def create() -> None:
@@ -195,7 +199,7 @@ def start_created_ahead(ctx: StepContext, project: str, record: str, meanwhile: 
                         serving_first: bool = False) -> str | None:
     """Starts the containers a `CreateAhead` recorded, running `meanwhile` (the wait) once the serving ones are
     started; None (nothing started) when there is no record or they are not startable as created."""
-    path = ctx.facts.run_dir / record
+    path = ctx.facts.run.dir / record
     if not record or not path.exists():
         return None
     return ctx.io.start_created(project, json.loads(path.read_text()), meanwhile, serving_first)

@@ -143,9 +143,9 @@ class InstallEnv(Step):
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
-        path = f.compose_dir / f.env_file
+        path = f.settings.stack.compose_dir / f.settings.stack.env_file
         result = f.env_sync
-        text = result.read_staged(self.id) if result.sha256 else (f.run_dir / MERGED_ENV).read_text()
+        text = result.read_staged(self.id) if result.sha256 else (f.run.dir / MERGED_ENV).read_text()
         if path.exists() and path.read_bytes() == text.encode("utf-8"):
             return "already installed"
         saved = envfile.backup(path)

@@ -22,7 +22,7 @@ class RestoreEnv(Step):
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
-        envfile.write_atomic(f.compose_dir / f.env_file, (f.run_dir / "compose" / f.env_file).read_text())
+        envfile.write_atomic(f.settings.stack.compose_dir / f.settings.stack.env_file, (f.run.dir / "compose" / f.settings.stack.env_file).read_text())
         return "restored from the backup"
 
 
@@ -34,9 +34,9 @@ class PinImages(Step):
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
-        pins = {s: (i["repo_digest"] or i["id"]) for s, i in f.current_images.items()}
-        services = {s: {"image": ref} for s, ref in pins.items() if s in f.current_services}
-        (f.run_dir / "rollback-pins.yaml").write_text(json.dumps({"services": services}, indent=2) + "\n")
+        pins = {s: (i["repo_digest"] or i["id"]) for s, i in f.current.images.items()}
+        services = {s: {"image": ref} for s, ref in pins.items() if s in f.current.services}
+        (f.run.dir / "rollback-pins.yaml").write_text(json.dumps({"services": services}, indent=2) + "\n")
         return ", ".join(f"{s}={r}" for s, r in sorted(pins.items()))
 
 

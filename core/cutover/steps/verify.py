@@ -32,10 +32,10 @@ class Verify(Step):
         images = dict(self.images)
         if self.project is not None:  # the app may answer before docker's next health check: wait for it here
             with contextlib.suppress(UpgradeError):
-                ctx.io.wait_healthy(self.project.name, list(self.services), float(f.health_timeout))
+                ctx.io.wait_healthy(self.project.name, list(self.services), float(f.settings.health.timeout_seconds))
         statuses = parse_ps(ctx.io.run(c.Command(c.compose_ps_json(self.project))).stdout)
         result = Verification([services_check(statuses, list(self.services), images if self.check_images else {})])
-        expected_version = image_tag(images.get(f.migrate_service, ""))
+        expected_version = image_tag(images.get(f.settings.migration.service, ""))
         result.checks += ctx.io.http_checks(expected_version)
         if self.version_argv:
             try:
@@ -44,7 +44,7 @@ class Verify(Step):
             except (CommandFailed, CommandTimedOut) as exc:
                 result.checks.append(CheckResult("version command", False, str(exc)))
         try:
-            result.checks.append(revision_check(ctx.io.revisions(f.db_name), list(self.heads)))
+            result.checks.append(revision_check(ctx.io.revisions(f.settings.database.name), list(self.heads)))
         except UpgradeError as exc:
             result.checks.append(CheckResult("database revision", False, str(exc)))
         ctx.verifications[self.id] = result
@@ -68,7 +68,7 @@ class VerifyDigests(Step):
     task: ClassVar = "verify-digests"
 
     def apply(self, ctx: StepContext) -> str:
-        running = {s: i["repo_digests"] for s, i in current_images(ctx.io.endpoint.client(), ctx.facts.project).items()}
+        running = {s: i["repo_digests"] for s, i in current_images(ctx.io.endpoint.client(), ctx.facts.settings.stack.project_name).items()}
         wrong = [f"{s} runs {', '.join(running.get(s, [])) or 'no container'}, expected {d}"
                  for s, d in self.digests if d not in running.get(s, [])]
         if wrong:
