@@ -27,11 +27,6 @@ _WRITING = threading.RLock()  # steps applied together (`core.cutover.steps.Toge
 CLOSED = ("completed", "rolled-back", "recovered-forward", "abandoned", "dry-run")
 
 
-def write_atomic_json(path: Path, data: dict) -> None:
-    """Kept for callers not yet on `core.files.write_json`, which it is."""
-    files.write_json(path, data)
-
-
 @dataclass
 class StepRecord:
     id: str

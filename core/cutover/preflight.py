@@ -13,11 +13,11 @@ from pathlib import Path
 
 import docker
 
+from core import files
 from core.settings import Settings
 from core.io import commands as c
 from core.io import db as dbops
 from core.io import compose
-from core.env import envfile
 from core.env import envmerge, envsync
 from core.backup import kept
 from core.migrations import revgraph
@@ -255,7 +255,7 @@ def read_target(io_: StackIO, cfg: Settings, target: str, target_commit: str, me
         run(c.git_archive(compose_dir, target_commit, scratch / "target.tar"))
         (scratch / "tree").mkdir()
         run(c.tar_extract(scratch / "target.tar", scratch / "tree"))
-        envfile.write_atomic(scratch / "merged.env", merged.text)
+        files.write_atomic(scratch / "merged.env", merged.text, keep_mode=True)
         staged = c.ComposeProject(compose_dir, tuple(scratch / "tree" / f for f in cfg.stack.compose_files),
                                   scratch / "merged.env", cfg.stack.project_name)
         try:  # the release's own files first (syntax, schema), before any variable is read
@@ -264,8 +264,8 @@ def read_target(io_: StackIO, cfg: Settings, target: str, target_commit: str, me
             raise InvalidComposeFile(target, exc.stderr.strip().splitlines()[-1] if exc.stderr.strip()
                                       else str(exc)) from None
         # then the merged .env: compose accepts it, and it starts everything the target needs
-        with envsync.target_tree(compose_dir, target_commit, cfg.stack.compose_files, scratch=scratch) as files:
-            envsync.check_startable(files, merged, cfg.database.services, accept_env_conflicts,
+        with envsync.target_tree(compose_dir, target_commit, cfg.stack.compose_files, scratch=scratch) as target_files:
+            envsync.check_startable(target_files, merged, cfg.database.services, accept_env_conflicts,
                                     frozenset(cfg.stack.secret_env_keys))
         return ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
     finally:

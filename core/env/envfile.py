@@ -30,11 +30,6 @@ def backup(path: Path) -> Path:
         return folder / name
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Kept for callers not yet on `core.files.write_atomic(path, text, keep_mode=True)`, which it is."""
-    files.write_atomic(path, text, keep_mode=True)
-
-
 def _backup_dir(path: Path) -> Path:
     return path.resolve().parent / "env-backup"
 

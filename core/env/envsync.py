@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import files
 from core.io import commands as c
 from core.env import envcheck
-from core.env import envfile
 from core.env import envmerge
 from core.env import envsecrets
 from core.errors import EnvSyncError, EnvWriteFailed
@@ -170,7 +170,7 @@ def write_staged(result: EnvSyncResult) -> None:
                                                "made by another process)")
     result.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     result.path.unlink(missing_ok=True)  # a new file: write_atomic makes it 0600
-    envfile.write_atomic(result.path, data.decode("utf-8"))
+    files.write_atomic(result.path, data.decode("utf-8"), keep_mode=True)
     with _staged_lock:
         _staged.pop(result.path.parent.parent, None)
 

@@ -78,21 +78,3 @@ def drop_slot(slot: str) -> list[sql.Composed]:
                     "AND active_pid IS NOT NULL").format(name),
             sql.SQL("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}")
             .format(name)]
-
-
-# The text forms core.cutover.steps still builds its statements with, until it takes the builders above.
-
-def quote_ident(name: str) -> str:
-    return as_text(sql.Identifier(name))
-
-
-def quote_literal(value: str) -> str:
-    return as_text(sql.Literal(value))
-
-
-def drop_slot_sql(slot: str) -> list[str]:
-    return [as_text(s) for s in drop_slot(slot)]
-
-
-def terminate_sql(dbname: str) -> str:
-    return as_text(terminate(dbname))

@@ -58,13 +58,9 @@ def test_as_text_passes_a_constant_string_through_and_renders_any_composable():
     assert isinstance(pgsql.drop_database("x"), sql.Composable)
 
 
-def test_the_text_forms_steps_still_use_are_the_builders_rendered():
-    """quote_ident, quote_literal, terminate_sql and drop_slot_sql: what core.cutover.steps calls until it takes
-    the builders; same text as the hand quoting they replaced for the names stackshift makes."""
-    assert pgsql.quote_ident('a"b') == '"a""b"' and pgsql.quote_literal("it's") == "'it''s'"
-    assert pgsql.terminate_sql("app") == as_text(pgsql.terminate("app")) == (
+def test_terminate_names_the_database_as_a_literal_and_as_the_identifier_a_statement_holds():
+    assert as_text(pgsql.terminate("app")) == (
         "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND "
         "(a.datname = 'app' OR position('\"app\"' in a.query) > 0) "
         "AND (a.usename = current_user OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') "
         "OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))")
-    assert pgsql.drop_slot_sql("ss_r1") == [as_text(s) for s in pgsql.drop_slot("ss_r1")]

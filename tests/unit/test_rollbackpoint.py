@@ -3,6 +3,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from core.io.pgsql import as_text
+
 from core.backup import rollbackpoint as rp
 from core.cutover import rollback_methods as rm
 from core.cutover import steps as st
@@ -109,7 +111,7 @@ def test_pitr_plan_backs_up_online_marks_the_point_and_restores_before_the_datab
         "stackshift_r1"]
     assert base.host_dir == str(tmp_path / "data" / "ss-base-r1")
     assert isinstance(plan.rollback_point, st.TakeRestorePoint)
-    assert plan.rollback_point.statement() == "SELECT pg_create_restore_point('stackshift_r1')::text"
+    assert as_text(plan.rollback_point.statement()) == "SELECT pg_create_restore_point('stackshift_r1')::text"
     ids = [s.id for s in plan.rollback]
     assert ids.index("restore-db") < ids.index("start-previous-db") < ids.index("await-recovery") \
         < ids.index("start-previous")
@@ -145,6 +147,7 @@ class SlotIO(StubIO):
         self.queries = []
 
     def query(self, statement, params=()):
+        statement = as_text(statement)
         self.queries.append(statement)
         if "pg_replication_slots" in statement:
             return [(self.slot_lsn,)] if self.slot_lsn else []

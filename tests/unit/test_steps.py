@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from core.io import commands as c
+from core.io.pgsql import as_text
 from core.cutover import recovery
 from core.cutover import steps as st
 from core.errors import (CheckoutFailed, CommandFailed, CommandTimedOut, HealthCheckFailed, MigrationFailed,
@@ -37,7 +38,7 @@ class StubIO:
         return subprocess.CompletedProcess(cmd.argv, 0, out, "")
 
     def sql(self, statements):
-        for s in statements:
+        for s in map(as_text, statements):
             self.statements.append(s)
             if self.fail_on and self.fail_on in s:
                 raise self.exc or RuntimeError("permission denied to create database")
@@ -58,7 +59,7 @@ class StubIO:
         return "healthy"
 
     def query(self, statement, params=()):
-        self.statements.append(statement)
+        self.statements.append(as_text(statement))
         return []
 
     def dump_in_snapshot(self, dbname, cmd):

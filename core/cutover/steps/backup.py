@@ -13,7 +13,7 @@ from core.backup import kept
 from core.cutover.steps.base import CommandStep, Step, StepContext
 from core.errors import BackupFailed, UpgradeError
 from core.io import commands as c
-from core.io.pgsql import drop_slot_sql
+from core.io import pgsql
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class BaseBackup(BackupCommand):
     slot: str = ""
 
     def apply(self, ctx: StepContext) -> str:
-        ctx.io.sql(drop_slot_sql(self.slot))
+        ctx.io.sql(pgsql.drop_slot(self.slot))
         if self.host_dir and Path(self.host_dir).exists():
             shutil.rmtree(self.host_dir)
         super().apply(ctx)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
-from core.env import envfile
+from core import files
 from core.errors import (CleanupFailed, CommandFailed, CommandTimedOut, RestoreFailed, StepFailed, UpgradeError,
                          error_line)
 from core.io import commands as c
@@ -180,7 +180,7 @@ class CreateAhead:
             missing = sorted(set(self.services) - set(ids))
             if missing:
                 raise RuntimeError(f"no container for {', '.join(missing)}")
-            envfile.write_atomic(path, json.dumps(ids))
+            files.write_atomic(path, json.dumps(ids), keep_mode=True)
 
         (out, failed), (_, not_created) = all_at_once([main, create], ["main", "compose-create"])
         if failed is not None:

@@ -10,7 +10,7 @@ from typing import ClassVar
 from core.backup import rollbackpoint as rp
 from core.cutover.steps.base import Step, StepContext
 from core.errors import CleanupFailed, StepFailed
-from core.io.pgsql import drop_slot_sql, quote_ident, terminate_sql
+from core.io import pgsql
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,12 @@ class Cleanup(Step):
         existing = ctx.io.databases()
         for name in drop:
             if name in existing:
-                ctx.io.sql([terminate_sql(name), f"DROP DATABASE IF EXISTS {quote_ident(name)}"])
+                ctx.io.sql([pgsql.terminate(name), pgsql.drop_database(name)])
                 gone.append(f"database {name}")
         gone += [f"schema {s}" for s in ctx.io.drop_probe_schemas()]
         for slot in self.slots:
             if ctx.io.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)):
-                ctx.io.sql(drop_slot_sql(slot))
+                ctx.io.sql(pgsql.drop_slot(slot))
                 gone.append(f"replication slot {slot}")
         doomed = list(self.folders) + ([] if ctx.keep_failed_database else list(self.failed_folders))
         gone += [f"folder {p}" for p in rp.remove_folders([Path(p) for p in doomed])]

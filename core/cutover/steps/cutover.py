@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from core import files
 from core.cutover.steps.base import CommandStep, CreateAhead, Step, StepContext, start_created_ahead
 from core.env import envfile
 from core.errors import (CheckoutFailed, EnvWriteFailed, HealthCheckFailed, MigrationFailed, ServiceRemovalFailed,
@@ -149,6 +150,6 @@ class InstallEnv(Step):
         if path.exists() and path.read_bytes() == text.encode("utf-8"):
             return "already installed"
         saved = envfile.backup(path)
-        envfile.write_atomic(path, text)
+        files.write_atomic(path, text, keep_mode=True)
         return f"backup {saved}" + (f"; {result.size} bytes, sha256 as planned" if result.sha256 else "")
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from core import files
 from core.backup import rollbackpoint as rp
 from core.cutover.steps.base import CommandStep, Step, StepContext
 from core.cutover.steps.cutover import Migrate
 from core.cutover.steps.rollback_point import TakeRestorePoint, TakeRollbackPoint, TakeSnapshot
-from core.env import envfile
 from core.errors import RestoreFailed
-from core.io.pgsql import quote_ident, terminate_sql
+from core.io import pgsql
 
 
 class RestoreEnv(Step):
@@ -22,7 +22,7 @@ class RestoreEnv(Step):
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
-        envfile.write_atomic(f.settings.stack.compose_dir / f.settings.stack.env_file, (f.run.dir / "compose" / f.settings.stack.env_file).read_text())
+        files.write_atomic(f.settings.stack.compose_dir / f.settings.stack.env_file, (f.run.dir / "compose" / f.settings.stack.env_file).read_text(), keep_mode=True)
         return "restored from the backup"
 
 
@@ -50,11 +50,11 @@ class RestoreDatabase(Step):
     task: ClassVar = "restore-db"
 
     @staticmethod
-    def statements(source: str, point: str, failed: str, source_exists: bool = True) -> list[str]:
-        out = [terminate_sql(source), terminate_sql(point), f"DROP DATABASE IF EXISTS {quote_ident(failed)}"]
+    def statements(source: str, point: str, failed: str, source_exists: bool = True) -> list[pgsql.Statement]:
+        out: list[pgsql.Statement] = [pgsql.terminate(source), pgsql.terminate(point), pgsql.drop_database(failed)]
         if source_exists:
-            out.append(f"ALTER DATABASE {quote_ident(source)} RENAME TO {quote_ident(failed)}")
-        return out + [f"ALTER DATABASE {quote_ident(point)} RENAME TO {quote_ident(source)}"]
+            out.append(pgsql.rename_database(source, failed))
+        return [*out, pgsql.rename_database(point, source)]
 
     def apply(self, ctx: StepContext) -> str:
         if _migration_never_started(ctx, TakeRollbackPoint, self.id):
@@ -73,7 +73,8 @@ class RestoreDatabase(Step):
         return "; ".join(done)
 
     def render(self) -> str:
-        return "<br>".join(f"`{s}`" for src, pt, fl in self.databases for s in self.statements(src, pt, fl))
+        return "<br>".join(f"`{pgsql.as_text(s)}`" for src, pt, fl in self.databases
+                           for s in self.statements(src, pt, fl))
 
 
 def _migration_never_started(ctx: StepContext, point: type, step_id: str) -> bool:

@@ -9,7 +9,7 @@ from typing import ClassVar
 from core.backup import rollbackpoint as rp
 from core.cutover.steps.base import CommandStep, Step, StepContext
 from core.errors import RollbackPointFailed
-from core.io.pgsql import quote_ident, quote_literal, terminate_sql
+from core.io import pgsql
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,9 @@ class TakeRollbackPoint(RollbackPoint):
 
     databases: tuple[tuple[str, str], ...] = ()  # (source, rollback point)
 
-    def statements(self, source: str, point: str) -> list[str]:
-        return [terminate_sql(source), f"DROP DATABASE IF EXISTS {quote_ident(point)}",
-                f"CREATE DATABASE {quote_ident(point)} TEMPLATE {quote_ident(source)} STRATEGY FILE_COPY"]
+    def statements(self, source: str, point: str) -> list[pgsql.Statement]:
+        return [pgsql.terminate(source), pgsql.drop_database(point),
+                pgsql.create_database(point, source, file_copy=True)]
 
     def names(self) -> dict[str, str]:
         return dict(self.databases)
@@ -45,7 +45,7 @@ class TakeRollbackPoint(RollbackPoint):
         return ", ".join(p for _, p in self.databases)
 
     def render(self) -> str:
-        return "<br>".join(f"`{s}`" for src, pt in self.databases for s in self.statements(src, pt))
+        return "<br>".join(f"`{pgsql.as_text(s)}`" for src, pt in self.databases for s in self.statements(src, pt))
 
 
 FLUSH_WAL = "SELECT txid_current()::text"
@@ -65,8 +65,8 @@ class TakeRestorePoint(RollbackPoint):
     def slot(self) -> str:
         return rp.slot_name(self.run_id)
 
-    def statement(self) -> str:
-        return f"SELECT pg_create_restore_point({quote_literal(rp.restore_point_name(self.run_id))})::text"
+    def statement(self) -> pgsql.Statement:
+        return pgsql.restore_point(rp.restore_point_name(self.run_id))
 
     def names(self) -> dict[str, str]:
         point = rp.restore_point_name(self.run_id)
@@ -82,7 +82,7 @@ class TakeRestorePoint(RollbackPoint):
         return f"restore point {rp.restore_point_name(self.run_id)} at {lsn} (WAL kept from {held[0][0]})"
 
     def render(self) -> str:
-        return f"`{self.statement()}` (the slot {self.slot} keeps the WAL since the base backup)"
+        return f"`{pgsql.as_text(self.statement())}` (the slot {self.slot} keeps the WAL since the base backup)"
 
 
 @dataclass(frozen=True)
