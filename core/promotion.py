@@ -85,7 +85,8 @@ def summary_markdown(release: str, staging: str, prod: str, digests: dict[str, s
                      links: dict[str, str], notes: list[str]) -> str:
     lines = [f"# Promotion of {release}: {staging} → {prod}", ""]
     lines += [f"- {n}" for n in notes]
-    lines += ["", "## Images verified on staging (prod will run exactly these)", "", "| service | digest |", "|---|---|"]
+    lines += ["", "## Images verified on staging (prod will run exactly these)", "",
+              "| service | digest |", "|---|---|"]
     lines += [f"| {s} | `{d}` |" for s, d in sorted(digests.items())]
     lines += ["", f"## Migration verdict on {prod}", "", verdict, "", "## Review before approving", ""]
     lines += [f"- [{title}]({url})" for title, url in links.items()]

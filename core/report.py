@@ -23,11 +23,13 @@ def plan_markdown(plan: Plan) -> str:
     ]
     for s in sorted(set(f.current_images) | set(f.target_images)):
         cur = f.current_images.get(s, {})
-        lines.append(f"| {s} | {cur.get('repo_digest') or cur.get('image', '—')} | {f.target_images.get(s, '— (removed)')} |")
+        current = cur.get("repo_digest") or cur.get("image", "—")
+        lines.append(f"| {s} | {current} | {f.target_images.get(s, '— (removed)')} |")
     counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
     for title, steps in (("Backup (old version serving)", plan.backup),
-                         ("Right before the downtime (after the pull)", plan.prepare), ("Cutover (downtime)", plan.cutover),
+                         ("Right before the downtime (after the pull)", plan.prepare),
+                         ("Cutover (downtime)", plan.cutover),
                          ("Verify", plan.verify), ("After success", plan.finish),
                          ("Rollback (only on failure after cutover starts)", plan.rollback)):
         lines += [f"## {title}", "", "| # | task | step | what it does |", "|---|---|---|---|"]
@@ -168,10 +170,12 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
     for f in risky:
         fc = f.forecast_seconds
         when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
-        lines.append(f"| {f.index} | {f.line} | {f.revision or '—'} | {f.table or '—'} | {f.lock or '—'} | **{f.effect}** | "
-                     f"{', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} | {_excerpt(f.sql)} |")
+        lines.append(f"| {f.index} | {f.line} | {f.revision or '—'} | {f.table or '—'} | {f.lock or '—'} "
+                     f"| **{f.effect}** | {', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} "
+                     f"| {_excerpt(f.sql)} |")
     if report.tables:
-        lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |", "|---|---|---|---|---|"]
+        lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |",
+                  "|---|---|---|---|---|"]
         lines += [f"| {t} | {_mb(v['heap_bytes'])} | {_mb(v['toast_bytes'])} | {_mb(v['index_bytes'])} "
                   f"({v['indexes']}) | {v['rows_estimate']:,} |" for t, v in report.tables.items()]
     if report.warnings:

@@ -38,7 +38,7 @@ class DockerEndpoint:
     timeout: int = 30
 
     @classmethod
-    def of(cls, cfg: Settings) -> "DockerEndpoint":
+    def of(cls, cfg: Settings) -> DockerEndpoint:
         return cls(cfg.stack.docker_host or os.environ.get("DOCKER_HOST") or LOCAL_ENGINE)
 
     @property

@@ -19,7 +19,8 @@ from core.backup import bundle as bk
 from core.cutover import recovery
 from core import report
 from core.cutover import steps as st
-from core.errors import CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError, UpgradeInterrupted
+from core.errors import (CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError,
+                         UpgradeInterrupted)
 from core.cutover.journal import JOURNAL, PLAN, Journal
 from core.cutover.plan import Facts, Plan, build_plan
 from core.env import envsync

@@ -44,7 +44,8 @@ class Deployment:
         return {"DOCKER_HOST": self.docker_host} if self.docker_host else {}
 
     def compose(self, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "compose", "--project-directory", str(self.compose_dir), "-p", self.name, *args],
+        return subprocess.run(["docker", "compose", "--project-directory", str(self.compose_dir), "-p", self.name,
+                               *args],
                               check=check, capture_output=True, text=True,
                               env=os.environ | self.docker_env | (env or {}))
 

@@ -1,7 +1,7 @@
 """The environment's lock, whoever starts the run: the kernel's file lock decides, the Prefect UI shows it.
 
-`environment_lock` takes the stack's `flock` (core.cutover.lock) first: that is the lock. Then, for people watching the UI,
-it occupies the one slot of a global concurrency limit `stackshift-<environment>` (Concurrency page), held by this
+`environment_lock` takes the stack's `flock` (core.cutover.lock) first: that is the lock. Then, for people watching the
+UI, it occupies the one slot of a global concurrency limit `stackshift-<environment>` (Concurrency page), held by this
 flow run. That slot is best effort: if the Prefect server is down, restarted or the lease cannot be renewed, the
 cutover goes on (a lost lease never cancels it); and a slot still leased to a dead holder (it expires within about
 a minute) does not block a run the file lock let through.

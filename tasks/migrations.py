@@ -40,7 +40,8 @@ def pending_sql(plan: Plan, cfg: Settings) -> tuple[str, dict]:
         ("", False, "the environment has no offline rendering (render_sql_command is unset)")
     covered = set(rehearsal.rendered_revisions(text, complete)) if text else set()
     rendered = [r for r in f.pending_revisions if r in covered]
-    sources = {"rendered": rendered, "rehearsed": [], "not_analysed": [r for r in f.pending_revisions if r not in covered],
+    sources = {"rendered": rendered, "rehearsed": [],
+               "not_analysed": [r for r in f.pending_revisions if r not in covered],
                "analysed_from": "rendering", "render_error": error, "rehearsal": None}
     if not sources["not_analysed"] or not f.rehearsal_command:
         return text, sources

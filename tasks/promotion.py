@@ -52,7 +52,8 @@ def running_now(cfg: Settings) -> dict[str, str]:
     from core.io import commands as c
     from core.io.executor import run
 
-    return {"digests": _running_digests(cfg), "commit": run(c.git_rev_parse(cfg.stack.compose_dir, "HEAD")).stdout.strip()}
+    return {"digests": _running_digests(cfg),
+            "commit": run(c.git_rev_parse(cfg.stack.compose_dir, "HEAD")).stdout.strip()}
 
 
 def _running_digests(cfg: Settings) -> dict[str, str]:
@@ -66,7 +67,8 @@ def publish_running(cfg: Settings, environment: str) -> dict:
     """Publishes `running_now` as `<env>-running` (one row per service, each with the commit)."""
     now = running_now(cfg)
     create_table_artifact(key=artifact_key(environment, RUNNING),
-                          table=[{"service": s, "digest": d, "commit": now["commit"]} for s, d in now["digests"].items()],
+                          table=[{"service": s, "digest": d, "commit": now["commit"]}
+                                 for s, d in now["digests"].items()],
                           description=f"What {environment} runs now")
     return now
 

@@ -76,7 +76,8 @@ def _restore_one(io: StackIO, run_dir: Path, db: str, jobs: int, problems: list[
         return {}
     finally:
         io.sql([pgsql.drop_database(scratch, force=True)])
-    differ = {t: (expected.get(t), got.get(t)) for t in sorted(set(expected) | set(got)) if expected.get(t) != got.get(t)}
+    differ = {t: (expected.get(t), got.get(t)) for t in sorted(set(expected) | set(got))
+              if expected.get(t) != got.get(t)}
     for table, (want, have) in differ.items():
         problems.append(f"{db}.{table}: {want} rows in the dump's snapshot, {have} restored")
     return {"tables": len(got), "rows": sum(got.values()), "restore_seconds": round(time.monotonic() - t0, 2),

@@ -64,13 +64,13 @@ class Journal:
 
     # --- reading -------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path) -> "Journal":
+    def load(cls, path: Path) -> Journal:
         data = json.loads(path.read_text())
         data["steps"] = [StepRecord(**s) for s in data.get("steps", [])]
         return cls(path=path, **{k: v for k, v in data.items() if k != "path"})
 
     @classmethod
-    def open_runs(cls, project_dir: Path) -> list["Journal"]:
+    def open_runs(cls, project_dir: Path) -> list[Journal]:
         """Journals of a project's runs that did not end (oldest first). One that cannot be read stops everything:
         it may be a run that stopped halfway."""
         from core.errors import JournalUnreadable

@@ -44,7 +44,7 @@ class StackModel:
     active_profiles: tuple[str, ...]
 
     @classmethod
-    def parse(cls, config_json: str) -> "StackModel":
+    def parse(cls, config_json: str) -> StackModel:
         """Reads `config --format json` of a run with every profile enabled and the probe service."""
         services = dict(json.loads(config_json).get("services") or {})
         probe = services.pop(PROBE_SERVICE, {})

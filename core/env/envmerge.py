@@ -117,7 +117,8 @@ def _comments_above(doc: EnvDoc, index: int) -> list[str]:
     header = {h.strip() for h in KEPT_HEADER.splitlines()}
     out: list[str] = []
     i = index - 1
-    while i >= 0 and doc.lines[i].key is None and doc.lines[i].commented_key is None and doc.lines[i].text.lstrip().startswith("#"):
+    while (i >= 0 and doc.lines[i].key is None and doc.lines[i].commented_key is None
+           and doc.lines[i].text.lstrip().startswith("#")):
         if doc.lines[i].text.strip() in header:  # the parser folds blank lines into the next line
             break
         out.insert(0, doc.lines[i].text)

@@ -29,7 +29,7 @@ class DbAccess:
     password: SecretStr
 
     @classmethod
-    def of(cls, cfg: Settings) -> "DbAccess":
+    def of(cls, cfg: Settings) -> DbAccess:
         return cls(cfg.database.host, cfg.database.port, cfg.database.user, cfg.database.password)
 
     def where(self, dbname: str) -> str:
@@ -42,7 +42,8 @@ class DbAccess:
                 password=self.password.get_secret_value(), connect_timeout=timeout, autocommit=autocommit,
             )
         except psycopg.OperationalError as exc:
-            raise DatabaseUnreachable(self.where(dbname), clean_error(str(exc), self.password.get_secret_value())) from None
+            raise DatabaseUnreachable(self.where(dbname),
+                                      clean_error(str(exc), self.password.get_secret_value())) from None
 
     def wait_until_reachable(self, dbname: str, deadline_seconds: float = 60, every: float = 0.3) -> None:
         """Tries to connect every `every` seconds; raises the last DatabaseUnreachable at the deadline."""
@@ -197,7 +198,8 @@ def measure_copy_rate(db: DbAccess, tag: str) -> tuple[float, float]:
             conn.execute(pgsql.create_database(small, "template0", file_copy=True))
             fixed = time.monotonic() - t
             with db.connect(small, autocommit=True) as probe:
-                probe.execute("CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g")
+                probe.execute("CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad "
+                              "FROM generate_series(1, 100000) g")
             t = time.monotonic()
             conn.execute(pgsql.create_database(big, small, file_copy=True))
             took = time.monotonic() - t
@@ -219,7 +221,8 @@ def drop_probe_databases(db: DbAccess) -> list[str]:
 def drop_probe_schemas(db: DbAccess, dbname: str) -> list[str]:
     """Drops schemas a killed calibration probe left behind (`stackshift_probe_*`); returns their names."""
     with db.connect(dbname, autocommit=True) as conn:
-        names = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift\\_probe\\_%'")]
+        names = [r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift\\_probe\\_%'")]
         for name in names:
             conn.execute(pgsql.drop_schema(name))
     return names

@@ -51,7 +51,7 @@ def run(cmd: Command | list[str], *, check: bool = True, secrets: Iterable[str] 
     log.info("run: %s", cmd.describe())
     stdout = open(cmd.stdout_path, "wb") if cmd.stdout_path else subprocess.PIPE
     try:
-        done = subprocess.run(cmd.argv, env=env, input=cmd.stdin, stdout=stdout, stderr=subprocess.PIPE,
+        done = subprocess.run(cmd.argv, check=False, env=env, input=cmd.stdin, stdout=stdout, stderr=subprocess.PIPE,
                               timeout=timeout, preexec_fn=_die_with_parent)
     except subprocess.TimeoutExpired as exc:
         err = scrub((exc.stderr or b"").decode(errors="replace"), [*cmd.env.values(), *secrets])

@@ -1,10 +1,10 @@
 """PostgreSQL statements stackshift builds itself, composed with psycopg's `sql` (identifiers and literals are
 quoted by psycopg, here, nowhere else).
 
-Every builder returns `sql.Composed` (`drop_slot` a list of them): the executing side (`core.io.db`, `StackIO.sql`/`query`) runs it as is, and
-`as_text` renders it for a plan, a log or a test without a connection (psycopg 3.2 quotes an identifier the way the
-server does and a literal in a form correct whatever `standard_conforming_strings` says: a literal holding a
-backslash is written ` E'…'`, with a leading space).
+Every builder returns `sql.Composed` (`drop_slot` a list of them): the executing side (`core.io.db`,
+`StackIO.sql`/`query`) runs it as is, and `as_text` renders it for a plan, a log or a test without a connection
+(psycopg 3.2 quotes an identifier the way the server does and a literal in a form correct whatever
+`standard_conforming_strings` says: a literal holding a backslash is written ` E'…'`, with a leading space).
 
     >>> as_text(drop_database('a"b', force=True))
     'DROP DATABASE IF EXISTS "a""b" WITH (FORCE)'

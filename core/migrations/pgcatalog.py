@@ -118,7 +118,8 @@ def probe(conn: psycopg.Connection, rows: int = 300_000, rounds: int = 2) -> Rat
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(t))
             conn.execute(sql.SQL("CREATE TABLE {} (id int, k int, pad text) WITH (autovacuum_enabled = off)")
                          .format(t))
-            conn.execute(sql.SQL("INSERT INTO {} SELECT g, (g::bigint * 7919) %% %s, md5(g::text) || md5((g * 31)::text) "
+            conn.execute(sql.SQL("INSERT INTO {} SELECT g, (g::bigint * 7919) %% %s, "
+                                 "md5(g::text) || md5((g * 31)::text) "
                                  "FROM generate_series(1, %s) g").format(t), (rows, rows))
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(t))  # hint bits set, as on a settled table
             heap = conn.execute("SELECT pg_relation_size(%s::regclass)", (pgsql.as_text(t),)).fetchone()[0]

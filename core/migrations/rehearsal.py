@@ -284,8 +284,8 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
         dropped = _clean_up(io, f, name, scratch)
     if io.revisions(f.db_name) != live_before:
         raise RehearsalFailed(f"the live database's revision changed during the rehearsal ({live_before} → "
-                              f"{io.revisions(f.db_name)}): the rehearsal_command reached it instead of {name}. Restore "
-                              f"it from the last backup before anything else")
+                              f"{io.revisions(f.db_name)}): the rehearsal_command reached it instead of {name}. "
+                              f"Restore it from the last backup before anything else")
     sql, revisions = as_sql(statements)
     notes = []
     missing = [r for r in f.pending_revisions if r not in revisions]

@@ -90,7 +90,7 @@ class RevisionGraph:
     map: RevisionMap = field(repr=False)
 
     @classmethod
-    def from_sources(cls, sources: dict[str, str]) -> "RevisionGraph":
+    def from_sources(cls, sources: dict[str, str]) -> RevisionGraph:
         files = {}
         for name, text in sorted(sources.items()):
             if not is_revision_filename(Path(name).name):

@@ -25,13 +25,13 @@ def _reachable(url: str) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def lab_ready():
     problems = []
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+    if subprocess.run(["docker", "info"], check=False, capture_output=True).returncode != 0:
         problems.append("no Docker engine")
     if not _reachable("http://127.0.0.1:5000/v2/"):
         problems.append("no registry on 127.0.0.1:5000")
     if not _reachable("http://127.0.0.1:4200/api/health"):
         problems.append("no Prefect server on 127.0.0.1:4200")
-    if subprocess.run(["docker", "-H", stack.PROD_ENGINE, "info"], capture_output=True).returncode != 0:
+    if subprocess.run(["docker", "-H", stack.PROD_ENGINE, "info"], check=False, capture_output=True).returncode != 0:
         problems.append(f"no prod engine at {stack.PROD_ENGINE}")
     if not DEMO_REPO.exists():
         problems.append(f"no demo repository at {DEMO_REPO}")
