@@ -95,12 +95,15 @@ def manifest_markdown(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+MINUTE, HOUR = 60, 3600  # seconds
+
+
 def _secs(s: float | None) -> str:
     if s is None:
         return "—"
-    if s < 60:
+    if s < MINUTE:
         return f"{s:.1f} s"
-    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min" if s >= 3600 else f"{s / 60:.1f} min"
+    return f"{int(s // HOUR)} h {int(s % HOUR // MINUTE)} min" if s >= HOUR else f"{s / MINUTE:.1f} min"
 
 
 def _mb(n: int) -> str:

@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 from core.settings import Settings
@@ -26,6 +26,7 @@ from core.polling import poll
 
 
 LOCAL_ENGINE = "unix:///var/run/docker.sock"
+ENGINE_LOOK_EVERY = 0.5  # seconds between two reads of the containers' states while waiting for health
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,8 @@ class StackIO:
                 last[name] = probe()
                 if last[name].ok:
                     del probes[name]
-            if probes and time.monotonic() - looked >= 0.5:  # the engine is busy starting containers: ask it less
+            # the engine is busy starting containers: ask it less
+            if probes and time.monotonic() - looked >= ENGINE_LOOK_EVERY:
                 looked = time.monotonic()
                 states = container_states(client, project)
                 failed = [f"{s} {describe_state(states.get(s))}" for s in services
@@ -275,7 +277,7 @@ class StackIO:
         client = self.endpoint.client()
         found = _service_containers(client, project, services)
         timeouts = timeouts or {}
-        _at_once([lambda cid=cid, t=timeouts.get(s): client.api.stop(cid, timeout=t) for s, cid in found.items()])
+        _at_once([partial(client.api.stop, cid, timeout=timeouts.get(s)) for s, cid in found.items()])
         return f"stopped {', '.join(sorted(found)) or 'nothing (not running)'}"
 
     def service_containers(self, project: str, services: list[str]) -> dict[str, str]:

@@ -74,7 +74,7 @@ def _ui_slot(environment: str, flow_run_id: str | None):
 @contextmanager
 def environment_lock(cfg: Settings, environment: str, run: str, flow_run_id: str | None):
     """Holds the stack's lock for the whole run, or raises StackLocked at once (naming the holder)."""
-    with StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name),
-                   {"run": run, "flow_run": flow_run_id, "environment": environment}):
-        with _ui_slot(environment, flow_run_id):
-            yield
+    with (StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name),
+                    {"run": run, "flow_run": flow_run_id, "environment": environment}),
+          _ui_slot(environment, flow_run_id)):
+        yield

@@ -2,6 +2,7 @@
 `rollback-restore-db`, …), so the Prefect UI shows the cutover and any rollback step by step."""
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import queue
 import threading
@@ -48,10 +49,8 @@ class Progress:
             if value is None:
                 return
             if api_reachable():
-                try:
+                with contextlib.suppress(Exception):
                     update_progress_artifact(self.id, progress=value)
-                except Exception:
-                    pass
 
     def advance(self) -> None:
         self.done += 1

@@ -182,7 +182,7 @@ def pitr_facts(db: DbAccess) -> dict:
             "FROM pg_roles r WHERE r.rolname = current_user").fetchone()
     keys = ("wal_level", "max_wal_senders", "max_replication_slots", "slots_used", "senders_used", "replication",
             "superuser", "restore_point", "cluster_bytes")
-    return dict(zip(keys, row))
+    return dict(zip(keys, row, strict=True))
 
 
 PROBE_DB_PREFIX = "stackshift_probe_copy_"

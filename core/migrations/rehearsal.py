@@ -252,15 +252,7 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
     with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file, f.project)
     schema, versions = scratch / "schema.dump", scratch / "alembic_version.dump"
     try:
-        io.sql(create_statements(name))
-        io.run(c.Command(dump_schema(f.db_host, f.db_port, f.db_user, f.db_name, schema), timeout=f.migration_timeout),
-               db_password=True)
-        io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, schema), timeout=f.migration_timeout),
-               db_password=True)
-        if f.db_revision:
-            io.run(c.Command(dump_versions(f.db_host, f.db_port, f.db_user, f.db_name, versions)), db_password=True)
-            io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, versions)), db_password=True)
-        io.sql([log_statements_sql(name)])
+        _make_the_copy(io, f, name, schema, versions)
         since = time.time() - 1  # entries are told apart by database (%d) or by the server logging no others
         env = fill(secret_env.get_secret_value() if secret_env else {}, name)  # by name in argv, values in env
         argv = c.compose_run_once(with_target, f.migrate_service, fill(f.rehearsal_command, name), None, f.run_id,
@@ -292,6 +284,20 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
     if missing:
         notes.append(f"the rehearsal's log shows no alembic_version write for {', '.join(missing)}")
     return Rehearsal(sql, revisions, name, round(time.monotonic() - t0, 2), len(statements), notes, dropped)
+
+
+def _make_the_copy(io, f, name: str, schema: Path, versions: Path) -> None:
+    """Creates the throw-away database `name` with the live database's schema and alembic_version rows (dumped to
+    `schema` and `versions`), its statements logged."""
+    io.sql(create_statements(name))
+    io.run(c.Command(dump_schema(f.db_host, f.db_port, f.db_user, f.db_name, schema), timeout=f.migration_timeout),
+           db_password=True)
+    io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, schema), timeout=f.migration_timeout),
+           db_password=True)
+    if f.db_revision:
+        io.run(c.Command(dump_versions(f.db_host, f.db_port, f.db_user, f.db_name, versions)), db_password=True)
+        io.run(c.Command(restore(f.db_host, f.db_port, f.db_user, name, versions)), db_password=True)
+    io.sql([log_statements_sql(name)])
 
 
 def _clean_up(io, f, name: str, scratch: Path) -> bool:

@@ -114,7 +114,7 @@ class RevisionGraph:
 
         graph = cls(files, RevisionMap(generate))
         try:
-            graph.map.heads  # resolves the whole map: a dangling down_revision fails here
+            _ = graph.map.heads  # resolves the whole map: a dangling down_revision fails here
         except RevisionError as exc:
             raise MigrationFileUnreadable("(versions folder)", str(exc)) from None
         return graph

@@ -6,7 +6,7 @@ import secrets
 import shutil
 import subprocess
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
 
@@ -75,7 +75,8 @@ def _deployments(tmp_path_factory):
         with ThreadPoolExecutor(len(specs)) as pool:
             futures = [pool.submit(create, **{k: v for k, v in spec.items() if k in keys}) for spec in specs]
             deps = [f.result() for f in futures]
-        return [register(dep, **{k: v for k, v in spec.items() if k not in keys}) for dep, spec in zip(deps, specs)]
+        return [register(dep, **{k: v for k, v in spec.items() if k not in keys})
+                for dep, spec in zip(deps, specs, strict=True)]
 
     make.many = make_many
     try:
@@ -103,8 +104,5 @@ def make_module_deployment(tmp_path_factory):
 def _delete_block(name: str) -> None:
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        try:
-            client.delete_block_document(client.read_block_document_by_name(name, "stack-environment").id)
-        except Exception:
-            pass
+    with get_client(sync_client=True) as client, suppress(Exception):
+        client.delete_block_document(client.read_block_document_by_name(name, "stack-environment").id)

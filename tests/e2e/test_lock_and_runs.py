@@ -118,7 +118,7 @@ def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, ser
     marker = tmp_path / "marker"
     served(dep.name, HOLD, marker)
     outcomes = []
-    for trial in range(10):
+    for _ in range(10):
         before = snapshot(dep)
         folders = run_folders(dep)
         run = run_deployment(f"upgrade/upgrade-{dep.name}", parameters={"target": "v2.0.0"}, timeout=0)

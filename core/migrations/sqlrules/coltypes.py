@@ -16,6 +16,7 @@ _ALIASES = {"integer": "int4", "int": "int4", "bigint": "int8", "smallint": "int
 _BINARY_COERCIBLE = {("varchar", "text"), ("text", "varchar"), ("bpchar", "varchar"), ("cidr", "inet"),
                      ("xml", "text"), ("varbit", "bit")}
 # Types whose first modifier is a length or a precision: raising it keeps every value as it is.
+PG_12 = 120000  # server_version_num of PostgreSQL 12.0
 _WIDENABLE = frozenset({"varchar", "varbit", "timestamp", "timestamptz", "time", "timetz", "interval"})
 
 
@@ -60,7 +61,7 @@ def _cast_rewrites(old: ColumnType, new: ColumnType, catalog: Catalog | None) ->
         return False
     if {old.name, new.name} == {"timestamp", "timestamptz"} and old.mods == new.mods and catalog is not None:
         # PostgreSQL 12+ skips the rewrite when the session time zone is UTC (values are then unchanged).
-        return not (catalog.server_version_num >= 120000 and catalog.utc_session)
+        return not (catalog.server_version_num >= PG_12 and catalog.utc_session)
     if catalog is not None and not new.mods:
         known = catalog.binary_coercible(old, new)
         if known is not None:
