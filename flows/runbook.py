@@ -9,6 +9,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -305,7 +306,7 @@ def _set_state_if_open(flow_run_id: str, state) -> None:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
-            current = client.read_flow_run(flow_run_id).state
+            current = client.read_flow_run(UUID(flow_run_id)).state
             # a final state (Crashed and Cancelled included) is left as it is: setting it again would fire the crash
             # automation a second time
             if current is None or current.type.value not in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
