@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -171,7 +171,7 @@ class StackIO:
                              timeout=cmd.timeout or self.cfg.command_timeout_seconds, stdin=cmd.stdin),
                    secrets=secrets)
 
-    def sql(self, statements: list[Statement]) -> None:
+    def sql(self, statements: Sequence[Statement]) -> None:
         """Runs statements (constant strings, or composed by `core.io.pgsql`) on the maintenance database."""
         dbops.execute_maintenance(self.db, statements)
 
@@ -254,7 +254,8 @@ class StackIO:
 
         def healthy() -> _Waiting:
             states = container_states(client, project)
-            waiting, failed = [], []
+            waiting: list[str] = []
+            failed: list[str] = []
             for service in services:
                 state = states.get(service)
                 verdict = health_verdict(state)

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 
 from core.io.commands import DEFAULT_TIMEOUT, Command
@@ -18,6 +18,7 @@ from core.errors import CommandFailed, CommandTimedOut
 
 log = logging.getLogger("stackshift")
 _PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None
 try:  # loaded once here: a child between fork and exec must not load libraries (it may deadlock)
     _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
 except OSError:

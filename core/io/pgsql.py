@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from psycopg import sql
 
-Statement = str | sql.Composable
+Statement = str | sql.SQL | sql.Composed
 """What the executing side runs: a constant string, or a statement composed here."""
 
 
-def as_text(statement: Statement) -> str:
+def as_text(statement: str | sql.Composable) -> str:
     """The statement's SQL text, rendered without a connection (for plans, logs and tests)."""
     return statement if isinstance(statement, str) else statement.as_string(None)
 
@@ -25,7 +25,7 @@ def as_text(statement: Statement) -> str:
 def create_database(name: str, template: str | None = None, *, file_copy: bool = False) -> sql.Composed:
     """`CREATE DATABASE name [TEMPLATE template] [STRATEGY FILE_COPY]` (FILE_COPY: a file-level copy of the template,
     PostgreSQL 15 or later)."""
-    parts = [sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))]
+    parts: list[sql.Composable] = [sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))]
     if template is not None:
         parts.append(sql.SQL("TEMPLATE {}").format(sql.Identifier(template)))
     if file_copy:

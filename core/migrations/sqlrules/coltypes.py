@@ -1,6 +1,8 @@
 """Column types on the parse tree, and whether changing one rewrites the table."""
 from __future__ import annotations
 
+from typing import cast
+
 from pglast import ast
 
 from .catalog import Catalog, ColumnType
@@ -21,9 +23,9 @@ _WIDENABLE = frozenset({"varchar", "varbit", "timestamp", "timestamptz", "time",
 
 
 def column_type(tn: ast.TypeName) -> ColumnType:
-    names = [n.sval for n in tn.names if n.sval != "pg_catalog"]
+    names = [n.sval for n in tn.names or () if n.sval != "pg_catalog"]
     name = _ALIASES.get(" ".join(names).lower(), names[-1].lower() if names else "?")
-    mods = tuple(m.val.ival for m in (tn.typmods or ()) if isinstance(m, ast.A_Const) and
+    mods = tuple(cast(int, m.val.ival) for m in (tn.typmods or ()) if isinstance(m, ast.A_Const) and
                  isinstance(m.val, ast.Integer))
     return ColumnType(name, mods, bool(tn.arrayBounds))
 

@@ -28,7 +28,7 @@ def functions_called(node: ast.Node | None) -> list[str]:
     found: list[str] = []
 
     def visit(n: object) -> None:
-        if isinstance(n, ast.FuncCall):
+        if isinstance(n, ast.FuncCall) and n.funcname:  # a parsed call always has its name
             found.append(n.funcname[-1].sval.lower())
         if isinstance(n, ast.Node):
             for attr in n:
@@ -66,5 +66,5 @@ def selective(where: ast.Node | None) -> bool:
                 and len(where.rexpr) <= SHORT_IN_LIST):
             return True
     if isinstance(where, ast.BoolExpr) and where.boolop == enums.BoolExprType.AND_EXPR:
-        return any(selective(a) for a in where.args)
+        return any(selective(a) for a in where.args or ())
     return False
