@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the same module, as the type checker sees it
-    import dotenv.parser as parser
+    from dotenv import parser
 elif "dotenv.parser" in sys.modules:
     parser = sys.modules["dotenv.parser"]
 else:
