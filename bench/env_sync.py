@@ -25,7 +25,8 @@ def main():
     ap.add_argument("--runs", type=int, default=30)
     args = ap.parse_args()
     old, new = (DIFY / "env.example.1.0.0").read_text(), (DIFY / "env.example.1.12.1").read_text()
-    user = old.replace("DB_PASSWORD=difyai123456", "DB_PASSWORD=operator").replace("EXPOSE_NGINX_PORT=80", "EXPOSE_NGINX_PORT=8080")
+    user = (old.replace("DB_PASSWORD=difyai123456", "DB_PASSWORD=operator")
+            .replace("EXPOSE_NGINX_PORT=80", "EXPOSE_NGINX_PORT=8080"))
     inproc = []
     for _ in range(args.runs):
         t = time.perf_counter()
@@ -34,7 +35,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         env = Path(tmp) / ".env"
         env.write_text(user)
-        cmd = [str(ROOT / "stackshift"), "env-sync", "--env-file", str(env), "--old-template", str(DIFY / "env.example.1.0.0"),
+        cmd = [str(ROOT / "stackshift"), "env-sync", "--env-file", str(env),
+               "--old-template", str(DIFY / "env.example.1.0.0"),
                "--new-template", str(DIFY / "env.example.1.12.1"), "--dry-run"]
         floor_cmd = [str(ROOT / ".venv" / "bin" / "python"), "-c", "pass"]
         wall, floor = [], []

@@ -46,7 +46,8 @@ def main() -> None:
         t0 = time.perf_counter()
         conn.execute("CREATE TABLE big (id bigint PRIMARY KEY, account_id int NOT NULL, total_tokens int NOT NULL, "
                      "payload text NOT NULL)")
-        conn.execute("INSERT INTO big SELECT g, (g::bigint * 7919) %% 100000, g %% 100000, md5(g::text) || md5((g+1)::text) "
+        conn.execute("INSERT INTO big SELECT g, (g::bigint * 7919) %% 100000, g %% 100000, "
+                     "md5(g::text) || md5((g+1)::text) "
                      "FROM generate_series(1, %s) g", (args.rows,))
         conn.execute("VACUUM ANALYZE big")
         heap, total = conn.execute("SELECT pg_relation_size('big'), pg_total_relation_size('big')").fetchone()

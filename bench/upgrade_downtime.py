@@ -74,7 +74,7 @@ class HealthWatch(threading.Thread):
 
 
 def _drop_target_image():
-    subprocess.run(["docker", "rmi", TARGET_IMAGE], capture_output=True)
+    subprocess.run(["docker", "rmi", TARGET_IMAGE], check=False, capture_output=True)
 
 
 def _compose(dep: stack.Deployment, *args: str) -> float:
@@ -102,8 +102,10 @@ def run_documented(root: Path, rows: int, seed: stack.Seeded) -> tuple[float, di
     dep = stack.create(root, "bench-doc", "v1.0.0", rows, from_seed=seed)
     _drop_target_image()
     d = dep.compose_dir
-    old = subprocess.run(["git", "-C", str(d), "show", "v1.0.0:.env.example"], capture_output=True, text=True).stdout
-    new = subprocess.run(["git", "-C", str(d), "show", "v2.0.0:.env.example"], capture_output=True, text=True).stdout
+    old = subprocess.run(["git", "-C", str(d), "show", "v1.0.0:.env.example"], check=False, capture_output=True,
+                         text=True).stdout
+    new = subprocess.run(["git", "-C", str(d), "show", "v2.0.0:.env.example"], check=False, capture_output=True,
+                         text=True).stdout
     merged = envsync.merge_for(d / ".env", old, new).text  # done before the outage, and correctly, to be fair
     watch = HealthWatch(dep)
     watch.start()

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-def all_at_once(calls: list[Callable[[], Any]], names: list[str] | None = None) -> list[tuple[Any, BaseException | None]]:
+def all_at_once(calls: list[Callable[[], Any]],
+                names: list[str] | None = None) -> list[tuple[Any, BaseException | None]]:
     """(result, None) or (None, exception) per call, in the calls' order, once every call has ended."""
     outcomes: list[tuple[Any, BaseException | None]] = [(None, None)] * len(calls)
 

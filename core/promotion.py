@@ -81,11 +81,12 @@ def migration_verdict(migrations: dict) -> str:
     return ("BLOCKED: " + "; ".join(gate)) if gate else f"ok: {migrations['pending']} pending revision(s) within limits"
 
 
-def summary_markdown(release: str, staging: str, prod: str, digests: dict[str, str], verdict: str, fp: str,
-                     links: dict[str, str], notes: list[str]) -> str:
+def summary_markdown(release: str, staging: str, prod: str, *,  # noqa: PLR0913 (each a separate part of the summary)
+                     digests: dict[str, str], verdict: str, fp: str, links: dict[str, str], notes: list[str]) -> str:
     lines = [f"# Promotion of {release}: {staging} → {prod}", ""]
     lines += [f"- {n}" for n in notes]
-    lines += ["", "## Images verified on staging (prod will run exactly these)", "", "| service | digest |", "|---|---|"]
+    lines += ["", "## Images verified on staging (prod will run exactly these)", "",
+              "| service | digest |", "|---|---|"]
     lines += [f"| {s} | `{d}` |" for s, d in sorted(digests.items())]
     lines += ["", f"## Migration verdict on {prod}", "", verdict, "", "## Review before approving", ""]
     lines += [f"- [{title}]({url})" for title, url in links.items()]

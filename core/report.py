@@ -23,11 +23,13 @@ def plan_markdown(plan: Plan) -> str:
     ]
     for s in sorted(set(f.current.images) | set(f.target.images)):
         cur = f.current.images.get(s, {})
-        lines.append(f"| {s} | {cur.get('repo_digest') or cur.get('image', '—')} | {f.target.images.get(s, '— (removed)')} |")
+        current = cur.get("repo_digest") or cur.get("image", "—")
+        lines.append(f"| {s} | {current} | {f.target.images.get(s, '— (removed)')} |")
     counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
     for title, steps in (("Backup (old version serving)", plan.backup),
-                         ("Right before the downtime (after the pull)", plan.prepare), ("Cutover (downtime)", plan.cutover),
+                         ("Right before the downtime (after the pull)", plan.prepare),
+                         ("Cutover (downtime)", plan.cutover),
                          ("Verify", plan.verify), ("After success", plan.finish),
                          ("Rollback (only on failure after cutover starts)", plan.rollback)):
         lines += [f"## {title}", "", "| # | task | step | what it does |", "|---|---|---|---|"]
@@ -91,12 +93,15 @@ def manifest_markdown(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+MINUTE, HOUR = 60, 3600  # seconds
+
+
 def _secs(s: float | None) -> str:
     if s is None:
         return "—"
-    if s < 60:
+    if s < MINUTE:
         return f"{s:.1f} s"
-    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min" if s >= 3600 else f"{s / 60:.1f} min"
+    return f"{int(s // HOUR)} h {int(s % HOUR // MINUTE)} min" if s >= HOUR else f"{s / MINUTE:.1f} min"
 
 
 def _mb(n: int) -> str:
@@ -166,10 +171,12 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
     for f in risky:
         fc = f.forecast_seconds
         when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
-        lines.append(f"| {f.index} | {f.line} | {f.revision or '—'} | {f.table or '—'} | {f.lock or '—'} | **{f.effect}** | "
-                     f"{', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} | {_excerpt(f.sql)} |")
+        lines.append(f"| {f.index} | {f.line} | {f.revision or '—'} | {f.table or '—'} | {f.lock or '—'} "
+                     f"| **{f.effect}** | {', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} "
+                     f"| {_excerpt(f.sql)} |")
     if report.tables:
-        lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |", "|---|---|---|---|---|"]
+        lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |",
+                  "|---|---|---|---|---|"]
         lines += [f"| {t} | {_mb(v['heap_bytes'])} | {_mb(v['toast_bytes'])} | {_mb(v['index_bytes'])} "
                   f"({v['indexes']}) | {v['rows_estimate']:,} |" for t, v in report.tables.items()]
     if report.warnings:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 from core.settings import Settings
@@ -26,6 +26,7 @@ from core.polling import poll
 
 
 LOCAL_ENGINE = "unix:///var/run/docker.sock"
+ENGINE_LOOK_EVERY = 0.5  # seconds between two reads of the containers' states while waiting for health
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class DockerEndpoint:
     timeout: int = 30
 
     @classmethod
-    def of(cls, cfg: Settings) -> "DockerEndpoint":
+    def of(cls, cfg: Settings) -> DockerEndpoint:
         return cls(cfg.stack.docker_host or os.environ.get("DOCKER_HOST") or LOCAL_ENGINE)
 
     @property
@@ -170,7 +171,7 @@ class StackIO:
                              timeout=cmd.timeout or self.cfg.command_timeout_seconds, stdin=cmd.stdin),
                    secrets=secrets)
 
-    def sql(self, statements: list[Statement]) -> None:
+    def sql(self, statements: Sequence[Statement]) -> None:
         """Runs statements (constant strings, or composed by `core.io.pgsql`) on the maintenance database."""
         dbops.execute_maintenance(self.db, statements)
 
@@ -218,7 +219,8 @@ class StackIO:
                 last[name] = probe()
                 if last[name].ok:
                     del probes[name]
-            if probes and time.monotonic() - looked >= 0.5:  # the engine is busy starting containers: ask it less
+            # the engine is busy starting containers: ask it less
+            if probes and time.monotonic() - looked >= ENGINE_LOOK_EVERY:
                 looked = time.monotonic()
                 states = container_states(client, project)
                 failed = [f"{s} {describe_state(states.get(s))}" for s in services
@@ -252,7 +254,8 @@ class StackIO:
 
         def healthy() -> _Waiting:
             states = container_states(client, project)
-            waiting, failed = [], []
+            waiting: list[str] = []
+            failed: list[str] = []
             for service in services:
                 state = states.get(service)
                 verdict = health_verdict(state)
@@ -275,7 +278,7 @@ class StackIO:
         client = self.endpoint.client()
         found = _service_containers(client, project, services)
         timeouts = timeouts or {}
-        _at_once([lambda cid=cid, t=timeouts.get(s): client.api.stop(cid, timeout=t) for s, cid in found.items()])
+        _at_once([partial(client.api.stop, cid, timeout=timeouts.get(s)) for s, cid in found.items()])
         return f"stopped {', '.join(sorted(found)) or 'nothing (not running)'}"
 
     def service_containers(self, project: str, services: list[str]) -> dict[str, str]:

@@ -147,7 +147,8 @@ def _prod_plan(p: _Promotion, digests: dict[str, str], deployment: str) -> tuple
     links["Prod plan run"] = pt.run_url(planned.id)
     if verdict.startswith("BLOCKED"):
         p.notes.append("the migration gate blocks prod: its upgrade would stop before any change")
-    summary = promotion.summary_markdown(p.release, p.staging, p.prod, digests, verdict, fp, links, p.notes)
+    summary = promotion.summary_markdown(p.release, p.staging, p.prod, digests=digests, verdict=verdict, fp=fp,
+                                         links=links, notes=p.notes)
     pt.publish_summary(summary, p.release)
     return fp, summary
 

@@ -9,6 +9,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -19,7 +20,8 @@ from core.backup import bundle as bk
 from core.cutover import recovery
 from core import report
 from core.cutover import steps as st
-from core.errors import CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError, UpgradeInterrupted
+from core.errors import (CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError,
+                         UpgradeInterrupted)
 from core.cutover.journal import JOURNAL, PLAN, Journal
 from core.cutover.facts import Facts
 from core.cutover.plan import Plan, build_plan
@@ -29,6 +31,7 @@ from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
 from tasks.steps import Progress, step_task
 
 log = logging.getLogger("stackshift")
+JOURNAL_QUIET_SECONDS = 30  # a journal written more recently may still be in the hands of its run
 
 
 def open_run(plan: Plan, flow_run_id: str | None) -> st.StepContext:
@@ -293,7 +296,7 @@ def reconcile_run_states(project_dir: Path, newest: int = 10) -> None:
             j = Journal.load(path)
         except (OSError, ValueError, TypeError):
             continue
-        if j.status == "running" or not j.flow_run_id or time.time() - path.stat().st_mtime < 30:
+        if j.status == "running" or not j.flow_run_id or time.time() - path.stat().st_mtime < JOURNAL_QUIET_SECONDS:
             continue
         ok = j.status in ("completed", "recovered-forward")
         _set_state_if_open(j.flow_run_id, (Completed if ok else Failed)(message=j.outcome[:2000]))
@@ -304,7 +307,7 @@ def _set_state_if_open(flow_run_id: str, state) -> None:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
-            current = client.read_flow_run(flow_run_id).state
+            current = client.read_flow_run(UUID(flow_run_id)).state
             # a final state (Crashed and Cancelled included) is left as it is: setting it again would fire the crash
             # automation a second time
             if current is None or current.type.value not in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):

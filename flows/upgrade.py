@@ -4,6 +4,7 @@ rolling back on any failure once the writers stop."""
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -26,7 +27,8 @@ from tasks.promotion import publish_approval_facts, publish_digests
 def load_environment(name: str) -> Settings:
     """The environment's settings, read from its block once (a run passes them down; nothing reads the block again)."""
     try:
-        return StackEnvironment.load(name).settings()
+        # Prefect's sync-compatible `load` is typed "block or coroutine"; called from sync code, the block.
+        return cast(StackEnvironment, StackEnvironment.load(name)).settings()
     except ValueError:
         raise UnknownEnvironment(name) from None
 

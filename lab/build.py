@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from http import HTTPStatus
 from pathlib import Path
 
 import docker
@@ -55,7 +56,7 @@ def in_registry(ref: str) -> bool:
     )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status == 200
+            return resp.status == HTTPStatus.OK
     except OSError:
         return False
 

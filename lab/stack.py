@@ -44,7 +44,8 @@ class Deployment:
         return {"DOCKER_HOST": self.docker_host} if self.docker_host else {}
 
     def compose(self, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "compose", "--project-directory", str(self.compose_dir), "-p", self.name, *args],
+        return subprocess.run(["docker", "compose", "--project-directory", str(self.compose_dir), "-p", self.name,
+                               *args],
                               check=check, capture_output=True, text=True,
                               env=os.environ | self.docker_env | (env or {}))
 
@@ -91,8 +92,8 @@ def seeded(root: Path, rows: int, release: str = "v1.0.0") -> Seeded:
     return Seeded(dep.compose_dir / "volumes" / "db" / "data", dep.db_password)
 
 
-def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000, docker_host: str | None = None,
-           from_seed: Seeded | None = None) -> Deployment:
+def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000, *,  # noqa: PLR0913 (the stack, then where it runs and what it starts from)
+           docker_host: str | None = None, from_seed: Seeded | None = None) -> Deployment:
     """Clones the demo stack at `release`, writes an operator's .env, starts it (on `docker_host`'s engine if
     given), seeds `rows` events (or starts on a copy of a seeded database directory)."""
     compose_dir = root / name

@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import logging
+from typing import TypedDict
 
-from prefect.cache_policies import NONE
+from prefect.cache_policies import NONE, CachePolicy
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 
+
+class TaskDefaults(TypedDict):
+    """The `@task` options every stackshift task shares (typed, so `**TASK_DEFAULTS` checks against `task`)."""
+    cache_policy: CachePolicy
+    persist_result: bool
+
+
 # Tasks take live objects (blocks with secrets, the step context); never cache or hash them.
-TASK_DEFAULTS = {"cache_policy": NONE, "persist_result": False}
+TASK_DEFAULTS: TaskDefaults = {"cache_policy": NONE, "persist_result": False}
 
 
 def api_reachable(timeout: float = 2.0) -> bool:

@@ -1,7 +1,7 @@
 """The environment's lock, whoever starts the run: the kernel's file lock decides, the Prefect UI shows it.
 
-`environment_lock` takes the stack's `flock` (core.cutover.lock) first: that is the lock. Then, for people watching the UI,
-it occupies the one slot of a global concurrency limit `stackshift-<environment>` (Concurrency page), held by this
+`environment_lock` takes the stack's `flock` (core.cutover.lock) first: that is the lock. Then, for people watching the
+UI, it occupies the one slot of a global concurrency limit `stackshift-<environment>` (Concurrency page), held by this
 flow run. That slot is best effort: if the Prefect server is down, restarted or the lease cannot be renewed, the
 cutover goes on (a lost lease never cancels it); and a slot still leased to a dead holder (it expires within about
 a minute) does not block a run the file lock let through.
@@ -74,7 +74,7 @@ def _ui_slot(environment: str, flow_run_id: str | None):
 @contextmanager
 def environment_lock(cfg: Settings, environment: str, run: str, flow_run_id: str | None):
     """Holds the stack's lock for the whole run, or raises StackLocked at once (naming the holder)."""
-    with StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name),
-                   {"run": run, "flow_run": flow_run_id, "environment": environment}):
-        with _ui_slot(environment, flow_run_id):
-            yield
+    with (StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name),
+                    {"run": run, "flow_run": flow_run_id, "environment": environment}),
+          _ui_slot(environment, flow_run_id)):
+        yield

@@ -2,6 +2,8 @@
 database, publish the report, and stop the upgrade before any change when it is too risky."""
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
@@ -40,7 +42,8 @@ def pending_sql(plan: Plan, cfg: Settings) -> tuple[str, dict]:
         ("", False, "the environment has no offline rendering (render_sql_command is unset)")
     covered = set(rehearsal.rendered_revisions(text, complete)) if text else set()
     rendered = [r for r in f.target.pending_revisions if r in covered]
-    sources = {"rendered": rendered, "rehearsed": [], "not_analysed": [r for r in f.target.pending_revisions if r not in covered],
+    sources: dict[str, Any] = {"rendered": rendered, "rehearsed": [],
+               "not_analysed": [r for r in f.target.pending_revisions if r not in covered],
                "analysed_from": "rendering", "render_error": error, "rehearsal": None}
     if not sources["not_analysed"] or not f.settings.migration.rehearsal.command:
         return text, sources

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.input import RunInput
 from pydantic import Field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from core import promotion
 from core.settings import Settings
@@ -16,6 +16,11 @@ from core.cutover.plan import Plan
 from core.io.engine import current_images
 from core.stackio import StackIO
 from tasks._common import TASK_DEFAULTS, artifact_key
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from prefect.client.schemas.objects import Artifact, FlowRun
 
 DIGESTS = "digests"
 APPROVAL_FACTS = "approval-facts"
@@ -46,13 +51,14 @@ def publish_digests(cfg: Settings, environment: str, ref: str, commit: str) -> d
     return digests
 
 
-def running_now(cfg: Settings) -> dict[str, str]:
+def running_now(cfg: Settings) -> dict[str, Any]:
     """What the environment runs now, read on this host: `{service: repo@sha256:…}` of its running containers
     (through the block's engine) and `commit`: its compose checkout's HEAD."""
     from core.io import commands as c
     from core.io.executor import run
 
-    return {"digests": _running_digests(cfg), "commit": run(c.git_rev_parse(cfg.stack.compose_dir, "HEAD")).stdout.strip()}
+    return {"digests": _running_digests(cfg),
+            "commit": run(c.git_rev_parse(cfg.stack.compose_dir, "HEAD")).stdout.strip()}
 
 
 def _running_digests(cfg: Settings) -> dict[str, str]:
@@ -66,7 +72,8 @@ def publish_running(cfg: Settings, environment: str) -> dict:
     """Publishes `running_now` as `<env>-running` (one row per service, each with the commit)."""
     now = running_now(cfg)
     create_table_artifact(key=artifact_key(environment, RUNNING),
-                          table=[{"service": s, "digest": d, "commit": now["commit"]} for s, d in now["digests"].items()],
+                          table=[{"service": s, "digest": d, "commit": now["commit"]}
+                                 for s, d in now["digests"].items()],
                           description=f"What {environment} runs now")
     return now
 
@@ -82,7 +89,7 @@ def publish_approval_facts(plan: Plan, migrations: dict) -> str:
     return fp
 
 
-def run_artifacts(flow_run_id: UUID | str) -> dict[str, object]:
+def run_artifacts(flow_run_id: UUID | str) -> dict[str, Artifact]:
     """Key → the artifact (latest) that one flow run published."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -91,7 +98,7 @@ def run_artifacts(flow_run_id: UUID | str) -> dict[str, object]:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(str(flow_run_id))])))
     out = {}
-    for a in sorted(found, key=lambda a: a.created):
+    for a in sorted(found, key=lambda a: cast("datetime", a.created)):  # the server stamps every artifact it stores
         if a.key:
             out[a.key] = a
     return out
@@ -118,8 +125,9 @@ def rows_of(artifact) -> list[dict]:
 
 @task(name="publish-summary", task_run_name="publish-summary", **TASK_DEFAULTS)
 def publish_summary(markdown: str, release: str) -> UUID:
-    return create_markdown_artifact(key="promotion-summary", markdown=markdown,
-                                    description=f"Promotion of {release}: what to review and approve")
+    # Prefect's sync-compatible functions are typed "result or coroutine"; called from sync code, a result.
+    return cast(UUID, create_markdown_artifact(key="promotion-summary", markdown=markdown,
+                                               description=f"Promotion of {release}: what to review and approve"))
 
 
 # --- runs on other hosts' pools ---------------------------------------------------------------------------------
@@ -148,8 +156,10 @@ def run_on_pool(what: str, deployment: str, parameters: dict, timeout_minutes: f
 
     from core.errors import ChildRunTimedOut, PromotionStopped
 
-    child = run_deployment(deployment, parameters=parameters, timeout=max(1, int(timeout_minutes * 60)),
-                           poll_interval=3, idempotency_key=key, as_subflow=True)
+    # Prefect's sync-compatible functions are typed "result or coroutine"; called from sync code, a result.
+    child = cast("FlowRun", run_deployment(deployment, parameters=parameters,
+                                           timeout=max(1, int(timeout_minutes * 60)), poll_interval=3,
+                                           idempotency_key=key, as_subflow=True))
     state = child.state
     if state is None or not state.is_final():
         if state is None or state.is_scheduled() or state.is_pending():

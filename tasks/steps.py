@@ -2,9 +2,12 @@
 `rollback-restore-db`, …), so the Prefect UI shows the cutover and any rollback step by step."""
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import queue
 import threading
+from typing import cast
+from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -30,15 +33,17 @@ class Progress:
     delays one: the updates go to the server from a background thread, outside the downtime's critical path."""
 
     def __init__(self, environment: str, total: int):
-        self.total, self.done, self.id = max(total, 1), 0, None
+        self.total, self.done = max(total, 1), 0
+        self.id: UUID | None = None
         self.updates: queue.SimpleQueue = queue.SimpleQueue()
         run_context = contextvars.copy_context()  # the artifact belongs to this flow run
         threading.Thread(target=run_context.run, args=(self._send, environment), name="progress", daemon=True).start()
 
     def _send(self, environment: str) -> None:
         try:
-            self.id = create_progress_artifact(progress=0.0, key=artifact_key(environment, "progress"),
-                                               description=f"Cutover of {environment}")
+            # Prefect's sync-compatible functions are typed "result or coroutine"; called from sync code, a result.
+            self.id = cast(UUID, create_progress_artifact(progress=0.0, key=artifact_key(environment, "progress"),
+                                                          description=f"Cutover of {environment}"))
         except Exception:
             return
         while True:
@@ -47,11 +52,9 @@ class Progress:
                 value = self.updates.get()
             if value is None:
                 return
-            if api_reachable():
-                try:
+            if self.id is not None and api_reachable():
+                with contextlib.suppress(Exception):
                     update_progress_artifact(self.id, progress=value)
-                except Exception:
-                    pass
 
     def advance(self) -> None:
         self.done += 1

@@ -15,7 +15,7 @@ def _shared() -> Path:
     if "STACKSHIFT_SHARED" in os.environ:
         return Path(os.environ["STACKSHIFT_SHARED"])
     candidates = [ROOT.parent / "shared"]
-    origin = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"], capture_output=True,
+    origin = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"], check=False, capture_output=True,
                             text=True).stdout.strip()
     if origin and Path(origin).is_dir():
         candidates.append(Path(origin).resolve().parent / "shared")

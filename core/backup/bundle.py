@@ -54,7 +54,7 @@ def write_manifest(run_dir: Path, threads: int | None = None) -> dict:
         todo.append((p, p.stat().st_size))
     biggest_first = [p for p, _ in sorted(todo, key=lambda t: -t[1])]  # a free thread takes the next biggest
     with ThreadPoolExecutor(max(1, threads or os.cpu_count() or 1)) as pool:
-        digests = dict(zip(biggest_first, pool.map(sha256, biggest_first)))
+        digests = dict(zip(biggest_first, pool.map(sha256, biggest_first), strict=True))
     files = {str(p.relative_to(run_dir)): {"sha256": digests[p], "bytes": size} for p, size in todo}
     manifest = {"run_dir": str(run_dir), "files": files}
     write_json(run_dir / MANIFEST, manifest)

@@ -20,6 +20,7 @@ from core.errors import BackupCheckFailed, CommandFailed, UpgradeError
 from core.stackio import StackIO
 
 DRILL_TAG = "__ss_drill_"
+LISTED_AT_MOST = 10  # files named in a checksum problem; the rest are summed up as "…"
 
 
 def backups(project_dir: Path) -> list[Path]:
@@ -40,7 +41,8 @@ def restore_drill(io: StackIO, run_dir: Path, jobs: int) -> dict:
     report: dict = {"backup": str(run_dir), "databases": {}}
     bad = bk.verify_manifest(run_dir)
     if bad:
-        problems.append(f"checksum mismatch or missing: {', '.join(bad[:10])}{' …' if len(bad) > 10 else ''}")
+        more = " …" if len(bad) > LISTED_AT_MOST else ""
+        problems.append(f"checksum mismatch or missing: {', '.join(bad[:LISTED_AT_MOST])}{more}")
     archive = run_dir / "volumes.tar.zst"
     if archive.exists():
         try:
@@ -67,7 +69,7 @@ def _restore_one(io: StackIO, run_dir: Path, db: str, jobs: int, problems: list[
     t0 = time.monotonic()
     try:
         io.sql([pgsql.create_database(scratch, "template0")])
-        io.run(c.Command(c.pg_restore(access.host, access.port, access.user, scratch, dump, jobs),
+        io.run(c.Command(c.pg_restore(access.host, access.port, access.user, scratch, dump, jobs=jobs),
                          timeout=io.cfg.migration.timeout_seconds), db_password=True)
         with access.connect(scratch) as conn:
             got = dbops.count_rows(conn)
@@ -76,7 +78,8 @@ def _restore_one(io: StackIO, run_dir: Path, db: str, jobs: int, problems: list[
         return {}
     finally:
         io.sql([pgsql.drop_database(scratch, force=True)])
-    differ = {t: (expected.get(t), got.get(t)) for t in sorted(set(expected) | set(got)) if expected.get(t) != got.get(t)}
+    differ = {t: (expected.get(t), got.get(t)) for t in sorted(set(expected) | set(got))
+              if expected.get(t) != got.get(t)}
     for table, (want, have) in differ.items():
         problems.append(f"{db}.{table}: {want} rows in the dump's snapshot, {have} restored")
     return {"tables": len(got), "rows": sum(got.values()), "restore_seconds": round(time.monotonic() - t0, 2),

@@ -59,13 +59,13 @@ class Journal:
 
     # --- reading -------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path) -> "Journal":
+    def load(cls, path: Path) -> Journal:
         data = json.loads(path.read_text())
         data["steps"] = [StepRecord(**s) for s in data.get("steps", [])]
         return cls(path=path, **{k: v for k, v in data.items() if k != "path"})
 
     @classmethod
-    def open_runs(cls, project_dir: Path) -> list["Journal"]:
+    def open_runs(cls, project_dir: Path) -> list[Journal]:
         """Journals of a project's runs that did not end (oldest first). One that cannot be read stops everything:
         it may be a run that stopped halfway."""
         from core.errors import JournalUnreadable
@@ -128,6 +128,8 @@ class Journal:
     def end(self, step_id: str, ok: bool, detail: str = "") -> None:
         with _WRITING:
             r = self.record(step_id)
+            if r is None:
+                raise KeyError(f"the journal has no record of step {step_id} (it ends only a step it started)")
             r.state, r.ended, r.detail = ("done" if ok else "failed"), time.time(), detail[:2000]
             self.save()
 
@@ -151,9 +153,10 @@ class Journal:
 
 def downtime(journal: Journal) -> dict[str, float]:
     """Measured downtime (writers stopped → target healthy: the whole cutover) and its parts, in seconds."""
-    recs = [r for r in journal.steps if r.phase == "cutover" and r.ended is not None and r.kind != "Together"]
+    recs = [(r, r.ended) for r in journal.steps
+            if r.phase == "cutover" and r.ended is not None and r.kind != "Together"]
     if not recs:
         return {}
-    parts = {r.id: round(r.ended - r.started, 3) for r in recs}
-    parts["total"] = round(recs[-1].ended - recs[0].started, 3)
+    parts = {r.id: round(ended - r.started, 3) for r, ended in recs}
+    parts["total"] = round(recs[-1][1] - recs[0][0].started, 3)
     return parts

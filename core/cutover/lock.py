@@ -30,7 +30,7 @@ class StackLock:
         self.path, self.holder = Path(path), dict(holder)
         self._fd: int | None = None
 
-    def __enter__(self) -> "StackLock":
+    def __enter__(self) -> StackLock:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:

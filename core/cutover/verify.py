@@ -30,7 +30,8 @@ def services_check(statuses, expected_services: list[str], expected_images: dict
     extra = sorted(set(by_service) - set(expected_services))
     if extra:
         problems.append(f"unexpected containers of services {', '.join(extra)} (orphans)")
-    return CheckResult("compose services", not problems, "; ".join(problems) or f"{len(expected_services)} services healthy")
+    return CheckResult("compose services", not problems,
+                       "; ".join(problems) or f"{len(expected_services)} services healthy")
 
 
 def revision_check(revisions: list[str], heads: list[str]) -> CheckResult:

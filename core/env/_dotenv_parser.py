@@ -7,12 +7,19 @@ loaded here from the installed package's own file, unchanged. If it is already i
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-if "dotenv.parser" in sys.modules:
+if TYPE_CHECKING:  # the same module, as the type checker sees it
+    from dotenv import parser
+elif "dotenv.parser" in sys.modules:
     parser = sys.modules["dotenv.parser"]
 else:
     _spec = importlib.util.find_spec("dotenv")
+    if _spec is None or _spec.origin is None:
+        raise ImportError("python-dotenv is not installed")
     _file = Path(_spec.origin).parent / "parser.py"
     _parser_spec = importlib.util.spec_from_file_location("stackshift._dotenv_parser_module", _file)
+    if _parser_spec is None or _parser_spec.loader is None:
+        raise ImportError(f"cannot load python-dotenv's parser from {_file}")
     parser = importlib.util.module_from_spec(_parser_spec)
     _parser_spec.loader.exec_module(parser)

@@ -44,7 +44,7 @@ class StackModel:
     active_profiles: tuple[str, ...]
 
     @classmethod
-    def parse(cls, config_json: str) -> "StackModel":
+    def parse(cls, config_json: str) -> StackModel:
         """Reads `config --format json` of a run with every profile enabled and the probe service."""
         services = dict(json.loads(config_json).get("services") or {})
         probe = services.pop(PROBE_SERVICE, {})
@@ -112,7 +112,7 @@ def _how_it_came(change: Change | None, value: str | None, secret: bool) -> str:
     }.get(change.category if change else "", "as in your file" if value is not None else "not set")
 
 
-def check_startable(result: MergeResult, env_label: str, model: StackModel, db_services, *, accept: bool,
+def check_startable(result: MergeResult, env_label: str, model: StackModel, db_services, *, accept: bool,  # noqa: PLR0913 (the check's inputs, then the caller's policy by keyword)
                     override: str, extra_secret_keys: frozenset[str] = frozenset()) -> None:
     """Stops (NeededServiceInactive) when the merged env leaves a needed service outside the active profiles.
 

@@ -117,7 +117,8 @@ def _comments_above(doc: EnvDoc, index: int) -> list[str]:
     header = {h.strip() for h in KEPT_HEADER.splitlines()}
     out: list[str] = []
     i = index - 1
-    while i >= 0 and doc.lines[i].key is None and doc.lines[i].commented_key is None and doc.lines[i].text.lstrip().startswith("#"):
+    while (i >= 0 and doc.lines[i].key is None and doc.lines[i].commented_key is None
+           and doc.lines[i].text.lstrip().startswith("#")):
         if doc.lines[i].text.strip() in header:  # the parser folds blank lines into the next line
             break
         out.insert(0, doc.lines[i].text)
@@ -135,7 +136,7 @@ def merge(user: EnvDoc, old: EnvDoc, new: EnvDoc, required: frozenset[str] = fro
     # Keys the user commented out; a commented key that a template comments too is the template's comment.
     user_commented = user.commented() - old.commented() - new.commented()
     out, changes, unchanged, placed = _along_the_new_template(user, old, new, required, user_commented)
-    kept = _kept_from_the_users_file(user, old, new, placed, user_commented, changes)
+    kept = _kept_from_the_users_file(user, old, new, placed=placed, user_commented=user_commented, changes=changes)
     if kept:
         out.append("\n" + KEPT_HEADER)
         out += kept
@@ -166,17 +167,12 @@ def _along_the_new_template(user: EnvDoc, old: EnvDoc, new: EnvDoc, required: fr
         key, n, o = ln.key, ln.value, old.values.get(ln.key)
         placed.add(key)
         if key in user.values:
-            u = user.values[key]
-            if u == n:
-                out.append(user.lines[_index(user, key)].text)
+            line, change = _set_by_the_user(user, old, key, ln)
+            out.append(line)
+            if change is None:
                 unchanged += 1
-            elif key in old.values and u == o:
-                out.append(ln.text)
-                changes.append(Change(key, "default_moved", u, n, o, n))
             else:
-                out.append(user.lines[_index(user, key)].text)
-                category = "conflict" if key in old.values and n != o else "customized"
-                changes.append(Change(key, category, u, u, o, n))
+                changes.append(change)
         elif key in user_commented:
             out.append(user_commented_line[key])
             changes.append(Change(key, "commented", None, None, o, n))
@@ -193,8 +189,20 @@ def _along_the_new_template(user: EnvDoc, old: EnvDoc, new: EnvDoc, required: fr
     return out, changes, unchanged, placed
 
 
-def _kept_from_the_users_file(user: EnvDoc, old: EnvDoc, new: EnvDoc, placed: set[str], user_commented: set[str],
-                              changes: list[Change]) -> list[str]:
+def _set_by_the_user(user: EnvDoc, old: EnvDoc, key: str, ln: Line) -> tuple[str, Change | None]:
+    """The line written for the new template's line `ln` (of `key`, which the operator's file sets), and its
+    change (None: unchanged)."""
+    n, o, u = ln.value, old.values.get(key), user.values[key]
+    if u == n:
+        return user.lines[_index(user, key)].text, None
+    if key in old.values and u == o:
+        return ln.text, Change(key, "default_moved", u, n, o, n)
+    category = "conflict" if key in old.values and n != o else "customized"
+    return user.lines[_index(user, key)].text, Change(key, category, u, u, o, n)
+
+
+def _kept_from_the_users_file(user: EnvDoc, old: EnvDoc, new: EnvDoc, *,  # noqa: PLR0913 (the merge's three files, then its state so far)
+                              placed: set[str], user_commented: set[str], changes: list[Change]) -> list[str]:
     """The operator's lines the new template has no place for (kept at the end, with their comments); their
     changes are appended to `changes`."""
     kept: list[str] = []

@@ -6,15 +6,18 @@ file; a shown password cannot be taken back. `shown` is the only function that t
 for a person (CLI report, `--json`, the flow's markdown and table artifacts, error messages); nothing else
 prints a value.
 
-| rule | examples |
-|---|---|
-| the key's name holds PASS, PWD, SECRET, KEY, TOKEN, CREDENTIAL, PRIVATE, DSN, AUTH, SALT, CERT, PEM, BASE64, JSON, CONNECTION_STRING, CONN_STR or ACCESS | `DB_PASSWORD`, `GOOGLE_STORAGE_SERVICE_ACCOUNT_JSON_BASE64` |
-| a URL with any credentials part | `redis://:pw@redis:6379/1`, `postgresql://user:pw@db/x`, `https://token@host` |
-| a connection string or query with a credential field | `…;AccountKey=…`, `Password=…`, `pwd=…`, `SharedAccessSignature=…`, `?sig=…` |
-| a PEM block or a private key | `-----BEGIN …`, `… PRIVATE KEY …` |
-| JSON whose field names or values are secret by these rules | `{"type": "service_account", "private_key": …}` |
-| base64 that decodes to text that is secret by these rules | a base64 service-account JSON |
-| a long random-looking token | 20+ characters of `A-Za-z0-9+/=_-.~` mixing letters and digits, 3 bits of entropy per character (2.4 for hex) |
+The rules, each with examples:
+
+- the key's name holds PASS, PWD, SECRET, KEY, TOKEN, CREDENTIAL, PRIVATE, DSN, AUTH, SALT, CERT, PEM, BASE64,
+  JSON, CONNECTION_STRING, CONN_STR or ACCESS: `DB_PASSWORD`, `GOOGLE_STORAGE_SERVICE_ACCOUNT_JSON_BASE64`;
+- a URL with any credentials part: `redis://:pw@redis:6379/1`, `postgresql://user:pw@db/x`, `https://token@host`;
+- a connection string or query with a credential field: `…;AccountKey=…`, `Password=…`, `pwd=…`,
+  `SharedAccessSignature=…`, `?sig=…`;
+- a PEM block or a private key: `-----BEGIN …`, `… PRIVATE KEY …`;
+- JSON whose field names or values are secret by these rules: `{"type": "service_account", "private_key": …}`;
+- base64 that decodes to text that is secret by these rules: a base64 service-account JSON;
+- a long random-looking token: 20+ characters of `A-Za-z0-9+/=_-.~` mixing letters and digits, 3 bits of entropy
+  per character (2.4 for hex).
 """
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ class EnvSyncResult:
     source_sha256: str = ""  # of the .env pre-flight merged
 
     @classmethod
-    def from_facts(cls, facts: dict) -> "EnvSyncResult":
+    def from_facts(cls, facts: dict) -> EnvSyncResult:
         """The result in a plan.json's facts, or one made of an old plan.json's `env_report` and `env_counts`."""
         if "env_sync" in facts:
             return cls(**facts["env_sync"])

@@ -42,7 +42,7 @@ class ApprovalRefused(UpgradeError):
 class PromotionStopped(UpgradeError):
     """A run the promotion depends on (the staging upgrade, the prod plan or the prod upgrade) did not complete."""
 
-    def __init__(self, what: str, state: str, message: str, url: str):
+    def __init__(self, what: str, state: str | None, message: str, url: str):
         super().__init__(f"The promotion stopped: {what} ended {state} ({message or 'no message'}). See {url}. "
                          f"Fix the cause and start the promotion again.")
 

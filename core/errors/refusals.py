@@ -60,8 +60,8 @@ class MultipleHeads(PreflightError):
 class UnknownDatabaseRevision(PreflightError):
     def __init__(self, revisions: list[str], head: str):
         super().__init__(
-            f"The database is at revision(s) {', '.join(revisions)}, which the target's migrations (head {head}) do not "
-            f"contain: the database is ahead of this release or on a diverged branch. Deploy the release that "
+            f"The database is at revision(s) {', '.join(revisions)}, which the target's migrations (head {head}) "
+            f"do not contain: the database is ahead of this release or on a diverged branch. Deploy the release that "
             f"created that revision, or restore the matching backup; an upgrade from here would fail or corrupt it."
         )
 

@@ -75,7 +75,7 @@ def compose_create(p: ComposeProject, services: list[str]) -> list[str]:
     return p.base() + ["create", *services]
 
 
-def compose_up(
+def compose_up(  # noqa: PLR0913 (one flag per `docker compose up` option, all but the services by keyword)
     p: ComposeProject, services: list[str] | None = None, *, wait_timeout: int = 120, no_deps: bool = False,
     remove_orphans: bool = False, wait: bool = True,
 ) -> list[str]:
@@ -105,8 +105,9 @@ def compose_down(p: ComposeProject) -> list[str]:
     return p.base() + ["down", "--remove-orphans"]
 
 
-def compose_run_once(p: ComposeProject, service: str, command: list[str], env: dict[str, str] | None = None,
-                     run_id: str = "", pass_env: list[str] | tuple[str, ...] = ()) -> list[str]:
+def compose_run_once(p: ComposeProject, service: str, command: list[str],  # noqa: PLR0913 (one value per part of the run)
+                     env: dict[str, str] | None = None, run_id: str = "", *,
+                     pass_env: list[str] | tuple[str, ...] = ()) -> list[str]:
     """A one-off container of `service` (its image and env), no dependencies started, removed afterwards; labelled
     with the stack and the run so that a recovery finds it if the runner dies while it runs. `env` values are in the
     argv (switches, nothing secret); `pass_env` names variables the container takes from the command's own
@@ -159,13 +160,15 @@ def tar_create(out: Path, root: Path, excludes: list[str]) -> list[str]:
     return argv + ["."]
 
 
-def pg_dump(host: str, port: int, user: str, database: str, out: Path, jobs: int = 1) -> list[str]:
+def pg_dump(host: str, port: int, user: str, database: str, out: Path,  # noqa: PLR0913, PLR0917 (pg_dump's own options; core.cutover.plan passes jobs by position)
+            jobs: int = 1) -> list[str]:
     """Directory format (one file per table, compressed), `jobs` tables at a time; the caller adds `--snapshot`."""
     return ["pg_dump", "--host", host, "--port", str(port), "--username", user, "--no-password",
             "--format", "directory", "--jobs", str(jobs), "--file", str(out), database]
 
 
-def pg_restore(host: str, port: int, user: str, database: str, dump: Path, jobs: int = 1) -> list[str]:
+def pg_restore(host: str, port: int, user: str, database: str, dump: Path, *,  # noqa: PLR0913 (pg_restore's own options)
+               jobs: int = 1) -> list[str]:
     """Restores a dump into an existing (empty) database, `jobs` at a time, stopping at the first error."""
     return ["pg_restore", "--host", host, "--port", str(port), "--username", user, "--no-password", "--exit-on-error",
             "--no-owner", "--jobs", str(jobs), "--dbname", database, str(dump)]

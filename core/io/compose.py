@@ -26,7 +26,8 @@ def parse_ps(output: str) -> list[ServiceStatus]:
     text = output.strip()
     if not text:
         return []
-    rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = (json.loads(text) if text.startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()])
     return [ServiceStatus(r["Service"], r["Name"], r["State"], r.get("Health", ""), r.get("Image", "")) for r in rows]
 
 
@@ -37,7 +38,7 @@ class ResolvedConfig:
     raw: dict
 
     @classmethod
-    def parse(cls, output: str) -> "ResolvedConfig":
+    def parse(cls, output: str) -> ResolvedConfig:
         return cls(json.loads(output))
 
     @property

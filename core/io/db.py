@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -21,6 +23,14 @@ from core.polling import poll
 MAINTENANCE_DB = "postgres"
 
 
+def one_row(cur: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row of a query that always returns one (an aggregate, a setting, a function of constants)."""
+    row = cur.fetchone()
+    if row is None:  # such a query always answers a row; this says so to the reader and to mypy
+        raise psycopg.InterfaceError("the query returned no row")
+    return row
+
+
 @dataclass(frozen=True)
 class DbAccess:
     host: str
@@ -29,7 +39,7 @@ class DbAccess:
     password: SecretStr
 
     @classmethod
-    def of(cls, cfg: Settings) -> "DbAccess":
+    def of(cls, cfg: Settings) -> DbAccess:
         return cls(cfg.database.host, cfg.database.port, cfg.database.user, cfg.database.password)
 
     def where(self, dbname: str) -> str:
@@ -42,7 +52,8 @@ class DbAccess:
                 password=self.password.get_secret_value(), connect_timeout=timeout, autocommit=autocommit,
             )
         except psycopg.OperationalError as exc:
-            raise DatabaseUnreachable(self.where(dbname), clean_error(str(exc), self.password.get_secret_value())) from None
+            raise DatabaseUnreachable(self.where(dbname),
+                                      clean_error(str(exc), self.password.get_secret_value())) from None
 
     def wait_until_reachable(self, dbname: str, deadline_seconds: float = 60, every: float = 0.3) -> None:
         """Tries to connect every `every` seconds; raises the last DatabaseUnreachable at the deadline."""
@@ -80,7 +91,8 @@ def clean_error(message: str, password: str | None) -> str:
 
 def _dsn_password(dsn: str) -> str | None:
     try:
-        return psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+        return None if password is None else str(password)
     except psycopg.ProgrammingError:
         m = re.search(r"://[^:/@\s]*:([^@\s]*)@", dsn) or re.search(r"password\s*=\s*(\S+)", dsn, re.I)
         return m.group(1) if m else None
@@ -109,7 +121,7 @@ def connect_dsn(dsn: str, timeout: int = 5) -> psycopg.Connection:
 def alembic_revisions(db: DbAccess, dbname: str) -> list[str]:
     """The database's `alembic_version` rows, sorted; [] when the table does not exist."""
     with db.connect(dbname) as conn:
-        exists = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()[0]
+        exists = one_row(conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL"))[0]
         if not exists:
             return []
         return sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
@@ -120,7 +132,7 @@ def database_names(db: DbAccess) -> set[str]:
         return {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
 
 
-def execute_maintenance(db: DbAccess, statements: list[Statement]) -> None:
+def execute_maintenance(db: DbAccess, statements: Sequence[Statement]) -> None:
     """Runs statements (constant strings, or composed by `core.io.pgsql`, which the plan renders with `as_text`) on
     the maintenance database, one by one, outside a transaction (CREATE/DROP/ALTER DATABASE need that)."""
     with db.connect(MAINTENANCE_DB, autocommit=True) as conn:
@@ -149,8 +161,8 @@ def count_rows(conn: psycopg.Connection, *, one_core: bool = False) -> dict[str,
     if one_core:
         conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
     tables = conn.execute(COUNTABLE_TABLES).fetchall()
-    return {f"{schema}.{name}": conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
-        sql.Identifier(schema), sql.Identifier(name))).fetchone()[0] for schema, name in tables}
+    return {f"{schema}.{name}": one_row(conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(name))))[0] for schema, name in tables}
 
 
 @contextmanager
@@ -160,7 +172,7 @@ def exported_snapshot(db: DbAccess, dbname: str):
     with db.connect(dbname) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
         try:
             yield snapshot, conn
         finally:
@@ -171,17 +183,17 @@ def pitr_facts(db: DbAccess) -> dict:
     """What a PITR rollback point needs of the server and the role, and the whole cluster's size (what a base
     backup copies)."""
     with db.connect(MAINTENANCE_DB) as conn:
-        row = conn.execute(
+        row = one_row(conn.execute(
             "SELECT current_setting('wal_level'), current_setting('max_wal_senders')::int, "
             "current_setting('max_replication_slots')::int, "
             "(SELECT count(*) FROM pg_replication_slots)::int, (SELECT count(*) FROM pg_stat_replication)::int, "
             "r.rolreplication, r.rolsuper, "
             "has_function_privilege('pg_create_restore_point(text)', 'EXECUTE'), "
             "(SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint "
-            "FROM pg_roles r WHERE r.rolname = current_user").fetchone()
+            "FROM pg_roles r WHERE r.rolname = current_user"))
     keys = ("wal_level", "max_wal_senders", "max_replication_slots", "slots_used", "senders_used", "replication",
             "superuser", "restore_point", "cluster_bytes")
-    return dict(zip(keys, row))
+    return dict(zip(keys, row, strict=True))
 
 
 PROBE_DB_PREFIX = "stackshift_probe_copy_"
@@ -197,11 +209,12 @@ def measure_copy_rate(db: DbAccess, tag: str) -> tuple[float, float]:
             conn.execute(pgsql.create_database(small, "template0", file_copy=True))
             fixed = time.monotonic() - t
             with db.connect(small, autocommit=True) as probe:
-                probe.execute("CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g")
+                probe.execute("CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad "
+                              "FROM generate_series(1, 100000) g")
             t = time.monotonic()
             conn.execute(pgsql.create_database(big, small, file_copy=True))
             took = time.monotonic() - t
-            size, base = conn.execute("SELECT pg_database_size(%s), pg_database_size('template0')", (big,)).fetchone()
+            size, base = one_row(conn.execute("SELECT pg_database_size(%s), pg_database_size('template0')", (big,)))
     finally:
         drop_probe_databases(db)
     return max(size - base, 1) / 1e6 / max(took - fixed, 1e-3), fixed
@@ -219,7 +232,8 @@ def drop_probe_databases(db: DbAccess) -> list[str]:
 def drop_probe_schemas(db: DbAccess, dbname: str) -> list[str]:
     """Drops schemas a killed calibration probe left behind (`stackshift_probe_*`); returns their names."""
     with db.connect(dbname, autocommit=True) as conn:
-        names = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift\\_probe\\_%'")]
+        names = [r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift\\_probe\\_%'")]
         for name in names:
             conn.execute(pgsql.drop_schema(name))
     return names
@@ -228,19 +242,20 @@ def drop_probe_schemas(db: DbAccess, dbname: str) -> list[str]:
 def role_privileges(db: DbAccess, databases: list[str]) -> dict:
     """What the rollback point needs of the role: CREATEDB (or superuser), and owning each database (to rename it)."""
     with db.connect(MAINTENANCE_DB) as conn:
-        createdb, superuser = conn.execute(
-            "SELECT rolcreatedb, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
-        owners = dict(conn.execute(
+        createdb, superuser = one_row(conn.execute(
+            "SELECT rolcreatedb, rolsuper FROM pg_roles WHERE rolname = current_user"))
+        owners: dict[str, str] = dict(conn.execute(
             "SELECT d.datname, pg_get_userbyid(d.datdba) FROM pg_database d WHERE d.datname = ANY(%s)",
             (databases,)).fetchall())
-        sizes = dict(conn.execute("SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname = ANY(%s)",
-                                  (databases,)).fetchall())
-        member = {name: conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (owner,)).fetchone()[0]
+        sizes: dict[str, int] = dict(conn.execute(
+            "SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname = ANY(%s)",
+            (databases,)).fetchall())
+        member = {name: one_row(conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (owner,)))[0]
                   for name, owner in owners.items()}
-        signal = conn.execute("SELECT pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')").fetchone()[0]
+        signal = one_row(conn.execute("SELECT pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')"))[0]
         others = [r[0] for r in conn.execute(
             "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = ANY(%s) AND usename <> current_user",
             (databases,))]
-        version = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0]
+        version = one_row(conn.execute("SELECT current_setting('server_version_num')::int"))[0]
     return {"createdb": createdb, "superuser": superuser, "owners": owners, "member_of_owner": member, "sizes": sizes,
             "signal_backend": signal, "other_roles": others, "server_version_num": version}

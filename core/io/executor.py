@@ -10,13 +10,15 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 
 from core.io.commands import DEFAULT_TIMEOUT, Command
 from core.errors import CommandFailed, CommandTimedOut
 
 log = logging.getLogger("stackshift")
 _PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None
 try:  # loaded once here: a child between fork and exec must not load libraries (it may deadlock)
     _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
 except OSError:
@@ -49,16 +51,14 @@ def run(cmd: Command | list[str], *, check: bool = True, secrets: Iterable[str] 
     env = os.environ | cmd.env
     timeout = cmd.timeout or DEFAULT_TIMEOUT
     log.info("run: %s", cmd.describe())
-    stdout = open(cmd.stdout_path, "wb") if cmd.stdout_path else subprocess.PIPE
-    try:
-        done = subprocess.run(cmd.argv, env=env, input=cmd.stdin, stdout=stdout, stderr=subprocess.PIPE,
-                              timeout=timeout, preexec_fn=_die_with_parent)
-    except subprocess.TimeoutExpired as exc:
-        err = scrub((exc.stderr or b"").decode(errors="replace"), [*cmd.env.values(), *secrets])
-        raise CommandTimedOut(cmd.argv, timeout, err) from None
-    finally:
-        if cmd.stdout_path:
-            stdout.close()
+    with ExitStack() as files:
+        stdout = files.enter_context(open(cmd.stdout_path, "wb")) if cmd.stdout_path else subprocess.PIPE
+        try:
+            done = subprocess.run(cmd.argv, check=False, env=env, input=cmd.stdin, stdout=stdout,
+                                  stderr=subprocess.PIPE, timeout=timeout, preexec_fn=_die_with_parent)
+        except subprocess.TimeoutExpired as exc:
+            err = scrub((exc.stderr or b"").decode(errors="replace"), [*cmd.env.values(), *secrets])
+            raise CommandTimedOut(cmd.argv, timeout, err) from None
     out = "" if cmd.stdout_path else done.stdout.decode(errors="replace")
     err = scrub(done.stderr.decode(errors="replace"), [*cmd.env.values(), *secrets])
     result = subprocess.CompletedProcess(cmd.argv, done.returncode, out, err)

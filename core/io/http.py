@@ -27,12 +27,13 @@ class Verification:
         return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok]
 
 
-def http_probe(name: str, url: str, expect_status: int, version_field: str | None, expected_version: str | None,
-               timeout: float = 3, *, expect_body: str | None = None,
-               version_in_body: bool = False) -> Callable[[], CheckResult]:
+def http_probe(  # noqa: PLR0913, PLR0917 (one value per field of the operator's http check)
+        name: str, url: str, expect_status: int, version_field: str | None, expected_version: str | None,
+        timeout: float = 3, *, expect_body: str | None = None,
+        version_in_body: bool = False) -> Callable[[], CheckResult]:
     """A GET of `url` that passes on `expect_status` and, when asked: a plain-text body (`expect_body`), the target's
     version in a JSON field (`version_field`) or as the whole plain-text body (`version_in_body`)."""
-    def probe() -> CheckResult:
+    def probe() -> CheckResult:  # noqa: PLR0911 (one verdict per check, in the order they are made)
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 status, body = resp.status, resp.read()

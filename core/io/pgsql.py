@@ -1,10 +1,10 @@
 """PostgreSQL statements stackshift builds itself, composed with psycopg's `sql` (identifiers and literals are
 quoted by psycopg, here, nowhere else).
 
-Every builder returns `sql.Composed` (`drop_slot` a list of them): the executing side (`core.io.db`, `StackIO.sql`/`query`) runs it as is, and
-`as_text` renders it for a plan, a log or a test without a connection (psycopg 3.2 quotes an identifier the way the
-server does and a literal in a form correct whatever `standard_conforming_strings` says: a literal holding a
-backslash is written ` E'…'`, with a leading space).
+Every builder returns `sql.Composed` (`drop_slot` a list of them): the executing side (`core.io.db`,
+`StackIO.sql`/`query`) runs it as is, and `as_text` renders it for a plan, a log or a test without a connection
+(psycopg 3.2 quotes an identifier the way the server does and a literal in a form correct whatever
+`standard_conforming_strings` says: a literal holding a backslash is written ` E'…'`, with a leading space).
 
     >>> as_text(drop_database('a"b', force=True))
     'DROP DATABASE IF EXISTS "a""b" WITH (FORCE)'
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from psycopg import sql
 
-Statement = str | sql.Composable
+Statement = str | sql.SQL | sql.Composed
 """What the executing side runs: a constant string, or a statement composed here."""
 
 
-def as_text(statement: Statement) -> str:
+def as_text(statement: str | sql.Composable) -> str:
     """The statement's SQL text, rendered without a connection (for plans, logs and tests)."""
     return statement if isinstance(statement, str) else statement.as_string(None)
 
@@ -25,7 +25,7 @@ def as_text(statement: Statement) -> str:
 def create_database(name: str, template: str | None = None, *, file_copy: bool = False) -> sql.Composed:
     """`CREATE DATABASE name [TEMPLATE template] [STRATEGY FILE_COPY]` (FILE_COPY: a file-level copy of the template,
     PostgreSQL 15 or later)."""
-    parts = [sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))]
+    parts: list[sql.Composable] = [sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))]
     if template is not None:
         parts.append(sql.SQL("TEMPLATE {}").format(sql.Identifier(template)))
     if file_copy:

@@ -15,6 +15,7 @@ from psycopg import sql
 
 from core.errors import ProbeFailed
 from core.io import pgsql
+from core.io.db import one_row
 from core.migrations.sqlrules import ColumnType, TableInfo
 
 _TYPMOD_LENGTH = {"varchar": 4, "bpchar": 4}  # typmod = length + VARHDRSZ
@@ -36,10 +37,10 @@ class LiveCatalog:
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
-        self.server_version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-        self.server_version = conn.execute("SHOW server_version").fetchone()[0]
+        self.server_version_num = int(one_row(conn.execute("SHOW server_version_num"))[0])
+        self.server_version = one_row(conn.execute("SHOW server_version"))[0]
         # The migration's session gets the server's default time zone unless the app sets another.
-        self.utc_session = conn.execute("SELECT now() AT TIME ZONE 'UTC' = now()::timestamp").fetchone()[0]
+        self.utc_session = one_row(conn.execute("SELECT now() AT TIME ZONE 'UTC' = now()::timestamp"))[0]
         self._tables: dict[str, TableInfo | None] = {}
 
     def table(self, name: str) -> TableInfo | None:
@@ -118,13 +119,14 @@ def probe(conn: psycopg.Connection, rows: int = 300_000, rounds: int = 2) -> Rat
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(t))
             conn.execute(sql.SQL("CREATE TABLE {} (id int, k int, pad text) WITH (autovacuum_enabled = off)")
                          .format(t))
-            conn.execute(sql.SQL("INSERT INTO {} SELECT g, (g::bigint * 7919) %% %s, md5(g::text) || md5((g * 31)::text) "
+            conn.execute(sql.SQL("INSERT INTO {} SELECT g, (g::bigint * 7919) %% %s, "
+                                 "md5(g::text) || md5((g * 31)::text) "
                                  "FROM generate_series(1, %s) g").format(t), (rows, rows))
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(t))  # hint bits set, as on a settled table
-            heap = conn.execute("SELECT pg_relation_size(%s::regclass)", (pgsql.as_text(t),)).fetchone()[0]
+            heap = one_row(conn.execute("SELECT pg_relation_size(%s::regclass)", (pgsql.as_text(t),)))[0]
             t_scan = _timed(conn, sql.SQL("SELECT count(pad) FROM {}").format(t))
             t_rw = _timed(conn, sql.SQL("ALTER TABLE {} ALTER COLUMN k TYPE bigint").format(t))
-            heap_after = conn.execute("SELECT pg_relation_size(%s::regclass)", (pgsql.as_text(t),)).fetchone()[0]
+            heap_after = one_row(conn.execute("SELECT pg_relation_size(%s::regclass)", (pgsql.as_text(t),)))[0]
             t_idx = _timed(conn, sql.SQL("CREATE INDEX ON {} (k)").format(t))
             rw.append(heap / t_rw)
             sc.append(heap / t_scan)

@@ -252,8 +252,7 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
     with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file, f.settings.stack.project_name)
     schema, versions = scratch / "schema.dump", scratch / "alembic_version.dump"
     try:
-        _copy_live_schema(io, f, name, schema, versions)
-        io.sql([log_statements_sql(name)])
+        _make_the_copy(io, f, name, schema, versions)
         since = time.time() - 1  # entries are told apart by database (%d) or by the server logging no others
         env = fill(secret_env.get_secret_value() if secret_env else {}, name)  # by name in argv, values in env
         argv = c.compose_run_once(with_target, f.settings.migration.service, fill(f.settings.migration.rehearsal.command, name), None, f.run.id,
@@ -277,8 +276,8 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
         dropped = _clean_up(io, f, name, scratch)
     if io.revisions(f.settings.database.name) != live_before:
         raise RehearsalFailed(f"the live database's revision changed during the rehearsal ({live_before} → "
-                              f"{io.revisions(f.settings.database.name)}): the rehearsal_command reached it instead of {name}. Restore "
-                              f"it from the last backup before anything else")
+                              f"{io.revisions(f.settings.database.name)}): the rehearsal_command reached it instead of {name}. "
+                              f"Restore it from the last backup before anything else")
     sql, revisions = as_sql(statements)
     notes = []
     missing = [r for r in f.target.pending_revisions if r not in revisions]
@@ -287,8 +286,9 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
     return Rehearsal(sql, revisions, name, round(time.monotonic() - t0, 2), len(statements), notes, dropped)
 
 
-def _copy_live_schema(io, f, name: str, schema: Path, versions: Path) -> None:
-    """Creates the throw-away database `name` with the live database's schema, and its `alembic_version` rows."""
+def _make_the_copy(io, f, name: str, schema: Path, versions: Path) -> None:
+    """Creates the throw-away database `name` with the live database's schema and alembic_version rows (dumped to
+    `schema` and `versions`), its statements logged."""
     io.sql(create_statements(name))
     io.run(c.Command(dump_schema(f.settings.database.host, f.settings.database.port, f.settings.database.user, f.settings.database.name, schema), timeout=f.settings.migration.timeout_seconds),
            db_password=True)
@@ -297,6 +297,7 @@ def _copy_live_schema(io, f, name: str, schema: Path, versions: Path) -> None:
     if f.database.revision:
         io.run(c.Command(dump_versions(f.settings.database.host, f.settings.database.port, f.settings.database.user, f.settings.database.name, versions)), db_password=True)
         io.run(c.Command(restore(f.settings.database.host, f.settings.database.port, f.settings.database.user, name, versions)), db_password=True)
+    io.sql([log_statements_sql(name)])
 
 
 def _clean_up(io, f, name: str, scratch: Path) -> bool:

@@ -51,14 +51,14 @@ def parse_revision_file(filename: str, source: str) -> RevisionFile:
     values: dict[str, object] = {}
     downgrade_noop = True
     for node in tree.body:
-        targets, value = [], None
+        assigned: list[tuple[ast.Name, ast.expr]] = []  # (name, value) pairs of a module-level assignment
         if isinstance(node, ast.Assign):
-            targets, value = [t for t in node.targets if isinstance(t, ast.Name)], node.value
+            assigned = [(t, node.value) for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            targets, value = [node.target], node.value
+            assigned = [(node.target, node.value)]
         elif isinstance(node, ast.FunctionDef) and node.name == "downgrade":
             downgrade_noop = _is_noop_body(node.body)
-        for t in targets:
+        for t, value in assigned:
             if t.id in _FIELDS:
                 try:
                     values[t.id] = ast.literal_eval(value)
@@ -90,8 +90,8 @@ class RevisionGraph:
     map: RevisionMap = field(repr=False)
 
     @classmethod
-    def from_sources(cls, sources: dict[str, str]) -> "RevisionGraph":
-        files = {}
+    def from_sources(cls, sources: dict[str, str]) -> RevisionGraph:
+        files: dict[str, RevisionFile] = {}
         for name, text in sorted(sources.items()):
             if not is_revision_filename(Path(name).name):
                 continue
@@ -114,7 +114,7 @@ class RevisionGraph:
 
         graph = cls(files, RevisionMap(generate))
         try:
-            graph.map.heads  # resolves the whole map: a dangling down_revision fails here
+            _ = graph.map.heads  # resolves the whole map: a dangling down_revision fails here
         except RevisionError as exc:
             raise MigrationFileUnreadable("(versions folder)", str(exc)) from None
         return graph

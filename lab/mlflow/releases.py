@@ -51,6 +51,7 @@ RELEASES = [Release("3.6.0", "3.6.0"), Release("3.17.2", "3.17.2"), Release("3.1
 
 
 def compose_yaml(r: Release) -> str:
+    probe = f"import urllib.request as u; u.urlopen('http://127.0.0.1:{r.health_port}/health', timeout=2)"
     return f"""\
 services:
   server:
@@ -76,7 +77,7 @@ services:
       db:
         condition: service_healthy
     healthcheck:
-      test: ["CMD", "python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:{r.health_port}/health', timeout=2)"]
+      test: ["CMD", "python3", "-c", "{probe}"]
       interval: 1s
       timeout: 3s
       retries: {r.health_retries}

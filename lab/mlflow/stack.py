@@ -94,8 +94,8 @@ RENDER_SQL = [
 ]
 
 
-def create(root: Path, name: str, release: str = "3.6.0", experiments: int = 2, runs: int = 3,
-           metric_rows: int = 1200) -> MlflowDeployment:
+def create(root: Path, name: str, release: str = "3.6.0", *,  # noqa: PLR0913 (the stack, then how much it is seeded)
+           experiments: int = 2, runs: int = 3, metric_rows: int = 1200) -> MlflowDeployment:
     compose_dir = root / name
     subprocess.run(["git", "clone", "-q", str(REPO), str(compose_dir)], check=True)
     subprocess.run(["git", "-C", str(compose_dir), "checkout", "-q", release], check=True)

@@ -6,7 +6,7 @@ import secrets
 import shutil
 import subprocess
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
 
@@ -25,13 +25,13 @@ def _reachable(url: str) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def lab_ready():
     problems = []
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+    if subprocess.run(["docker", "info"], check=False, capture_output=True).returncode != 0:
         problems.append("no Docker engine")
     if not _reachable("http://127.0.0.1:5000/v2/"):
         problems.append("no registry on 127.0.0.1:5000")
     if not _reachable("http://127.0.0.1:4200/api/health"):
         problems.append("no Prefect server on 127.0.0.1:4200")
-    if subprocess.run(["docker", "-H", stack.PROD_ENGINE, "info"], capture_output=True).returncode != 0:
+    if subprocess.run(["docker", "-H", stack.PROD_ENGINE, "info"], check=False, capture_output=True).returncode != 0:
         problems.append(f"no prod engine at {stack.PROD_ENGINE}")
     if not DEMO_REPO.exists():
         problems.append(f"no demo repository at {DEMO_REPO}")
@@ -75,7 +75,8 @@ def _deployments(tmp_path_factory):
         with ThreadPoolExecutor(len(specs)) as pool:
             futures = [pool.submit(create, **{k: v for k, v in spec.items() if k in keys}) for spec in specs]
             deps = [f.result() for f in futures]
-        return [register(dep, **{k: v for k, v in spec.items() if k not in keys}) for dep, spec in zip(deps, specs)]
+        return [register(dep, **{k: v for k, v in spec.items() if k not in keys})
+                for dep, spec in zip(deps, specs, strict=True)]
 
     make.many = make_many
     try:
@@ -103,8 +104,5 @@ def make_module_deployment(tmp_path_factory):
 def _delete_block(name: str) -> None:
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        try:
-            client.delete_block_document(client.read_block_document_by_name(name, "stack-environment").id)
-        except Exception:
-            pass
+    with get_client(sync_client=True) as client, suppress(Exception):
+        client.delete_block_document(client.read_block_document_by_name(name, "stack-environment").id)

@@ -27,7 +27,8 @@ def tables(dep: stack.Deployment) -> set[str]:
 
 def schemas(dep: stack.Deployment) -> set[str]:
     with dep.connect() as conn:
-        return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname !~ '^(pg_|information_schema)'")}
+        return {r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname !~ '^(pg_|information_schema)'")}
 
 
 def databases(dep: stack.Deployment) -> set[str]:
@@ -41,9 +42,11 @@ def head(dep: stack.Deployment) -> str:
 
 
 def snapshot(dep: stack.Deployment) -> dict:
-    """Everything an upgrade could change: git HEAD, .env bytes and mode, containers, schema, data, databases, backups."""
+    """Everything an upgrade could change: git HEAD, .env bytes and mode, containers, schema, data, databases,
+    backups."""
     ctrs = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={dep.name}",
-                           "--format", "{{.ID}} {{.Image}} {{.State}}"], capture_output=True, text=True).stdout
+                           "--format", "{{.ID}} {{.Image}} {{.State}}"], check=False, capture_output=True,
+                          text=True).stdout
     env = dep.compose_dir / ".env"
     return {
         "head": head(dep), "env": env.read_bytes(), "env_mode": env.stat().st_mode & 0o777,

@@ -93,7 +93,8 @@ def test_upgrade_3_6_0_to_3_17_2_keeps_everything_the_client_lists(seeded):
     sources = result["migrations"]["sources"]
     assert len(sources["rehearsed"]) == 27 and sources["not_analysed"] == []
     assert sources["analysed_from"] == "rehearsal" and sources["rehearsal"]["dropped"]
-    assert 0 < len(sources["rendered"]) < 27, "MLflow's offline rendering stops at a revision that inspects the database"
+    assert 0 < len(sources["rendered"]) < 27, (
+        "MLflow's offline rendering stops at a revision that inspects the database")
     report = artifacts(f"{dep.name}-migrations")[f"{dep.name}-migrations"]
     rows = re.findall(r"^\| \d+ \| `([0-9a-f]+)` \| (yes|\*\*no\*\*) \| (yes|no) \|$", report, re.M)
     assert len(rows) == 27 and all(rehearsed == "yes" for _, _, rehearsed in rows)

@@ -77,7 +77,8 @@ def _variant(deployment, suffix: str, **override):
         _delete_block(name)
 
 
-@pytest.mark.parametrize("override, needle", [({"db_port": 1}, "127.0.0.1:1"), ({"db_password": "wrong-pw"}, "password")])
+@pytest.mark.parametrize("override, needle", [({"db_port": 1}, "127.0.0.1:1"),
+                                              ({"db_password": "wrong-pw"}, "password")])
 def test_unreachable_database(deployment, override, needle):
     with _variant(deployment, "bad-db", **override) as name:
         err = _refused(deployment, DatabaseUnreachable, environment=name, needle=needle)

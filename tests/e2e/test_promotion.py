@@ -26,7 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as all_done
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 
@@ -176,7 +176,8 @@ class UI:
     def custom_run(self, deployment: str, fields: dict[str, str], tick: list[str] = ()) -> str:
         with get_client(sync_client=True) as client:
             dep = client.read_deployment_by_name(deployment)
-        self.open(f"{UI_URL}/deployments/deployment/{dep.id}/run", lambda: self.page.get_by_role("button", name="Submit"))
+        self.open(f"{UI_URL}/deployments/deployment/{dep.id}/run",
+                  lambda: self.page.get_by_role("button", name="Submit"))
         name = self.page.get_by_label("Run Name", exact=True).input_value()
         for label, value in fields.items():
             box = self.page.get_by_label(label, exact=True)
@@ -307,7 +308,7 @@ def scheduled(stacks, receiver):
               "approval_timeout_minutes": 45, "run_timeout_minutes": 8}  # paused while the other paths run
     with get_client(sync_client=True) as client:
         dep = client.read_deployment_by_name(PROMOTE)
-        at = datetime.now(timezone.utc) + timedelta(seconds=15)
+        at = datetime.now(UTC) + timedelta(seconds=15)
         [schedule] = client.create_deployment_schedules(dep.id, [DeploymentScheduleCreate(
             schedule=IntervalSchedule(interval=timedelta(hours=1), anchor_date=at), active=True, parameters=params)])
         try:

@@ -19,7 +19,8 @@ CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "COMPOSE_PROFILES"}
 def sync(env: Path, *extra: str, old: Path = OLD, new: Path = NEW) -> subprocess.CompletedProcess:
     """`./stackshift env-sync` in a child process, as an operator runs it."""
     return subprocess.run([str(ROOT / "stackshift"), "env-sync", "--env-file", str(env), "--old-template", str(old),
-                           "--new-template", str(new), *extra], capture_output=True, text=True, env=CLEAN_ENV)
+                           "--new-template", str(new), *extra], check=False, capture_output=True, text=True,
+                          env=CLEAN_ENV)
 
 
 def sync_in_process(argv: list[str]) -> tuple[int, str, str]:

@@ -113,7 +113,8 @@ def test_the_block_takes_an_mlflow_deployment():
     assert block.migration.switch is None and block.writers.stop_timeouts == {"server": 15}
     assert block.health.http_checks[0].expect_body == "OK" and block.health.http_checks[1].expect_version_in_body
     assert "{database}" in block.migration.rehearsal.command[-1]
-    assert "pw" not in " ".join(block.migration.command + block.migration.rehearsal.command), "the password reaches libpq as PGPASSWORD"
+    assert "pw" not in " ".join(block.migration.command + block.migration.rehearsal.command), (
+        "the password reaches libpq as PGPASSWORD")
     defaults = StackEnvironment(compose_dir="/x", project_name="x", db_name="a", db_user="u", db_password="p",
                                 backup_dir="/b")
     assert defaults.migration.switch == "MIGRATION_ENABLED" and defaults.migration.rehearsal.command is None
@@ -123,6 +124,7 @@ def test_the_block_takes_an_mlflow_deployment():
 def test_the_rehearsal_env_is_a_secret_of_the_block():
     block = StackEnvironment(compose_dir="/x", project_name="x", db_name="a", db_user="u", db_password="p",
                              backup_dir="/b", rehearsal_env={"DB_URL": "postgresql://u:hunter2@db/{database}"})
-    assert "migration.rehearsal.env.*" in StackEnvironment.model_json_schema()["secret_fields"], "masked in the UI and API"
+    assert "migration.rehearsal.env.*" in StackEnvironment.model_json_schema()["secret_fields"], (
+        "masked in the UI and API")
     assert "hunter2" not in repr(block) and "hunter2" not in str(block.migration.rehearsal.env)
     assert block.migration.rehearsal.env.get_secret_value() == {"DB_URL": "postgresql://u:hunter2@db/{database}"}

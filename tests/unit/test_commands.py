@@ -41,7 +41,8 @@ def test_git_and_tar_commands():
     assert c.git_rev_parse(Path("/r"), "v2") == ["git", "-C", "/r", "rev-parse", "--verify", "--quiet", "v2^{commit}"]
     assert c.git_checkout(Path("/r"), "abc") == ["git", "-C", "/r", "checkout", "--quiet", "--detach", "abc"]
     assert c.tar_create(Path("/b/v.tar.zst"), Path("/r/volumes"), ["./db/data"]) == [
-        "tar", "--create", "--zstd", "--file", "/b/v.tar.zst", "--directory", "/r/volumes", "--exclude", "./db/data", "."]
+        "tar", "--create", "--zstd", "--file", "/b/v.tar.zst", "--directory", "/r/volumes",
+        "--exclude", "./db/data", "."]
     assert c.docker_run_offline("img:1", ["python3", "/app/tool.py"]) == [
         "docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", "img:1", "/app/tool.py"]
     assert c.docker_run_offline("img:1", ["tool"], stack="app")[4:8] == [

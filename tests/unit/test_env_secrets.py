@@ -171,7 +171,7 @@ def test_no_value_the_detector_marks_secret_appears_in_any_output(files):
         assert envsecrets.is_secret(key, value), (key, value)
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / name for name in (".env", "old.example", "new.example")]
-        for path, text in zip(paths, (user, old, new)):
+        for path, text in zip(paths, (user, old, new), strict=True):
             path.write_text(text)
         text = every_output(*paths)
         merged_values = envmerge.parse(user).values | envmerge.parse(new).values

@@ -119,7 +119,7 @@ def test_db_service_names_the_database(tmp_path):
     template = tmp_path / "t.example"
     template.write_text("COMPOSE_PROFILES=sql\nA=1\n")
     env = operator_env(tmp_path, "COMPOSE_PROFILES=\nA=1\n")
-    assert sync(env, "--compose-file", str(compose), old=template, new=template, *()).returncode == 0
+    assert sync(env, "--compose-file", str(compose), old=template, new=template).returncode == 0
     done = sync(env, "--compose-file", str(compose), "--db-service", "pg", old=template, new=template)
     assert done.returncode == 2 and "leave out pg (profile sql: the database service)" in done.stderr
     no_compose = sync(env, "--db-service", "pg", old=template, new=template)

@@ -68,7 +68,8 @@ def test_missing_template_is_a_clear_error(tmp_path):
 
 def test_required_compose_variable_left_empty_is_refused_before_writing(tmp_path):
     compose = tmp_path / "docker-compose.yaml"
-    compose.write_text("services:\n  app:\n    image: busybox\n    environment:\n      KEY: ${MUST_SET:?set MUST_SET}\n")
+    compose.write_text("services:\n  app:\n    image: busybox\n"
+                       "    environment:\n      KEY: ${MUST_SET:?set MUST_SET}\n")
     old, new = tmp_path / "old.example", tmp_path / "new.example"
     old.write_text("A=1\n")
     new.write_text("A=1\nMUST_SET=\n")

@@ -113,8 +113,10 @@ def test_the_approval_form_has_no_default_decision():
 
 
 def test_summary_names_release_digests_verdict_links_and_fingerprint():
-    md = promotion.summary_markdown("v2.0.0", "staging", "prod", {"api": f"r/app@{D1}"}, "ok: 1 pending revision(s)",
-                                    "f" * 64, {"Prod env diff": "http://ui/artifacts/artifact/1"}, ["staging upgraded"])
+    md = promotion.summary_markdown("v2.0.0", "staging", "prod", digests={"api": f"r/app@{D1}"},
+                                    verdict="ok: 1 pending revision(s)", fp="f" * 64,
+                                    links={"Prod env diff": "http://ui/artifacts/artifact/1"},
+                                    notes=["staging upgraded"])
     for part in ("v2.0.0", f"r/app@{D1}", "ok: 1 pending", "[Prod env diff](http://ui/artifacts/artifact/1)", "f" * 64):
         assert part in md
 

@@ -132,7 +132,8 @@ def test_a_failed_prod_plan_ends_the_promotion_before_the_approval(monkeypatch):
         raise AssertionError("asked for an approval although prod's plan failed")
 
     monkeypatch.setattr(fp, "get_run_logger", lambda: SimpleNamespace(info=lambda *a, **kw: None))
-    monkeypatch.setattr(fp, "load_environment", lambda name: SimpleNamespace(stack=SimpleNamespace(host=None)))  # prod's settings
+    # prod's settings
+    monkeypatch.setattr(fp, "load_environment", lambda name: SimpleNamespace(stack=SimpleNamespace(host=None)))
     monkeypatch.setattr(fp.pt, "latest_rows", lambda key: [])
     monkeypatch.setattr(fp.pt, "run_on_pool", run_on_pool)
     monkeypatch.setattr(fp.pt, "run_artifacts", lambda run_id: {"staging-digests": SimpleNamespace(

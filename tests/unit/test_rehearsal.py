@@ -27,7 +27,7 @@ LOG = """\
 2026-11-30 17:00:01.600 UTC [77] LOG:  statement: COMMIT
 2026-11-30 17:00:01.700 UTC [78] ERROR:  relation "nope" does not exist at character 15
 2026-11-30 17:00:01.700 UTC [78] STATEMENT:  SELECT * FROM nope
-"""
+"""  # noqa: E501 (verbatim PostgreSQL log lines: the parser reads them as the server writes them)
 
 
 def test_the_log_becomes_sql_marked_by_revision_that_the_rules_analyse():
@@ -39,7 +39,8 @@ def test_the_log_becomes_sql_marked_by_revision_that_the_rules_analyse():
     assert "ALTER TABLE experiments\n  DROP CONSTRAINT experiment_pk" in statements, "continuation lines belong"
     sql, revisions = rh.as_sql(statements)
     assert revisions == ["r2", "r3"]
-    assert sql.index("-- Running upgrade r1 -> r2") < sql.index("CREATE INDEX") < sql.index("-- Running upgrade r2 -> r3")
+    assert (sql.index("-- Running upgrade r1 -> r2") < sql.index("CREATE INDEX")
+            < sql.index("-- Running upgrade r2 -> r3"))
     findings = sqlrules.analyse(sql).findings
     by_sql = {f.sql.split()[0] + " " + (f.table or ""): f for f in findings}
     index = next(f for f in findings if f.sql.startswith("CREATE INDEX"))
@@ -92,7 +93,8 @@ def test_offline_rendering_counts_only_revisions_it_finished():
 def test_server_settings_the_rehearsal_needs():
     rh.check_server("stderr", "off", "%m [%p] ", "none", True)
     rh.check_server("stderr,csvlog", "off", "%m [%p] %d ", "ddl", True)
-    for args, needle in [(("stderr", "off", "%m [%p] ", "ddl", True), "does not name the database"),(("stderr", "off", "%m ", "none", False), "superuser"),
+    for args, needle in [(("stderr", "off", "%m [%p] ", "ddl", True), "does not name the database"),
+                         (("stderr", "off", "%m ", "none", False), "superuser"),
                          (("csvlog", "off", "%m ", "none", True), "stderr"),
                          (("stderr", "on", "%m ", "none", True), "logging_collector"),
                          (("stderr", "off", "%m ", "all", True), "log_statement=all")]:

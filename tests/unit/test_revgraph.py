@@ -10,7 +10,8 @@ from core.migrations.revgraph import RevisionGraph, parse_revision_file, read_so
 from tests.conftest import DIFY
 
 
-def rev_file(rev, down, downgrade="op.drop_table('t')", labels=None, depends=None, annotated=False, imports=""):
+def rev_file(rev, down, *, downgrade="op.drop_table('t')", labels=None, depends=None,  # noqa: PLR0913
+             annotated=False, imports=""):  # (each a field of the generated revision file)
     down_src = repr(down) if not isinstance(down, list) else repr(tuple(down))
     ann = ": Union[str, Sequence[str], None]" if annotated else ""
     extra = ""
@@ -87,7 +88,7 @@ def test_several_database_rows_on_unmerged_branches():
     s = state(g, ["r2", "r3"])
     assert s.pending == ["r4", "r5"]
     with pytest.raises(SeveralDatabaseRevisions, match="2 alembic_version rows"):
-        s.sql_range
+        _ = s.sql_range
 
 
 def test_several_heads_are_refused():
@@ -123,7 +124,7 @@ def test_a_file_without_revision_is_refused_as_alembic_refuses_it(tmp_path):
     cfg = Config()
     cfg.set_main_option("script_location", str(tmp_path))
     with pytest.raises(Exception, match="Could not determine revision id"):
-        ScriptDirectory.from_config(cfg).revision_map.heads
+        _ = ScriptDirectory.from_config(cfg).revision_map.heads
     with pytest.raises(MigrationFileUnreadable, match="helpers.py.*declares no `revision`"):
         RevisionGraph.from_sources(read_sources(tmp_path / "versions"))
 

@@ -81,7 +81,8 @@ def test_the_manifest_hashes_every_file_across_threads_and_names_a_changed_one(t
     from core.backup import bundle as bk
     run = tmp_path / "run"
     (run / "app.dump").mkdir(parents=True)
-    blobs = {"app.dump/3001.dat.gz": os.urandom(3 << 20), "app.dump/toc.dat": b"toc", "volumes.tar.zst": os.urandom(1 << 20),
+    blobs = {"app.dump/3001.dat.gz": os.urandom(3 << 20), "app.dump/toc.dat": b"toc",
+             "volumes.tar.zst": os.urandom(1 << 20),
              "state.json": b"{}", "journal.json": b"live"}
     for name, data in blobs.items():
         (run / name).write_bytes(data)

@@ -6,6 +6,7 @@ added, the constraint, the partition) have a function of their own in `_SPECIAL`
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from pglast import ast, enums
 
@@ -45,36 +46,44 @@ _SERIALS = frozenset({"serial", "bigserial", "smallserial", "serial4", "serial8"
 
 
 def alter_table(s: ast.AlterTableStmt, ctx: Context) -> Classified:
-    table = table_name(s.relation)
+    # pglast types every node field Optional; the casts in this module name what the grammar guarantees.
+    table = cast(str, table_name(s.relation))  # ALTER TABLE always names its table
     if s.objtype != enums.ObjectType.OBJECT_TABLE:
         return Classified(table, [Action(Kind.ALTER_OTHER_RELATION, table)])
     existing = ctx.existing(table)
-    return Classified(table, [a for cmd in s.cmds for a in _subcommand(cmd, table, existing, ctx)])
+    cmds = cast("tuple[ast.AlterTableCmd, ...]", s.cmds)  # … and has at least one subcommand
+    return Classified(table, [a for cmd in cmds for a in _subcommand(cmd, table, existing, ctx)])
 
 
 def _subcommand(cmd: ast.AlterTableCmd, table: str, existing: bool, ctx: Context) -> list[Action]:
-    special = _SPECIAL.get(cmd.subtype)
+    subtype = cast(enums.AlterTableType, cmd.subtype)  # every subcommand has its type
+    special = _SPECIAL.get(subtype)
     if special is not None:
         return special(cmd, table, existing, ctx)
-    kind = SUBCOMMANDS.get(cmd.subtype)
+    kind = SUBCOMMANDS.get(subtype)
     if kind is None:
         return [Action(Kind.ALTER_UNCOVERED, table, existing, cmd, effect="unknown",
-                       note=f"ALTER TABLE subcommand {cmd.subtype.name} is not covered by the rules")]
+                       note=f"ALTER TABLE subcommand {subtype.name} is not covered by the rules")]
     return [Action(kind, table, existing, cmd, column=cmd.name)]
 
 
 def _alter_type(cmd: ast.AlterTableCmd, table: str, existing: bool, ctx: Context) -> list[Action]:
-    new = column_type(cmd.def_.typeName)
-    old = ctx.old_type(table, cmd.name)
-    ctx.column_types.setdefault(table, {})[cmd.name] = new
-    return [Action(Kind.ALTER_COLUMN_TYPE, table, existing, cmd, column=cmd.name, old=old, new=new)]
+    column = cast(str, cmd.name)  # ALTER COLUMN … TYPE names its column …
+    new = column_type(_declared_type(cast(ast.ColumnDef, cmd.def_)))  # … and gives the new type as a ColumnDef
+    old = ctx.old_type(table, column)
+    ctx.column_types.setdefault(table, {})[column] = new
+    return [Action(Kind.ALTER_COLUMN_TYPE, table, existing, cmd, column=column, old=old, new=new)]
+
+
+def _declared_type(col: ast.ColumnDef) -> ast.TypeName:
+    return cast(ast.TypeName, col.typeName)  # a column added or retyped always declares its type
 
 
 def _add_column(cmd: ast.AlterTableCmd, table: str, existing: bool, ctx: Context) -> list[Action]:
     """The column, then (on an existing table) the foreign keys and unique indexes declared with it."""
-    col: ast.ColumnDef = cmd.def_
-    ctype = column_type(col.typeName)
-    ctx.column_types.setdefault(table, {})[col.colname] = ctype
+    col = cast(ast.ColumnDef, cmd.def_)  # ADD COLUMN's definition
+    ctype = column_type(_declared_type(col))
+    ctx.column_types.setdefault(table, {})[cast(str, col.colname)] = ctype  # a column definition names it
     kind, default = _column_shape(col)
     actions = [Action(kind, table, existing, col, column=col.colname, new=ctype, expr=default)]
     if existing:
@@ -89,7 +98,8 @@ def _column_shape(col: ast.ColumnDef) -> tuple[Kind, ast.Node | None]:
     cons = list(col.constraints or ())
     default = next((c for c in cons if c.contype == C.CONSTR_DEFAULT), None)
     expr = default.raw_expr if default is not None else None
-    if col.typeName.names[-1].sval.lower() in _SERIALS:
+    type_name = cast("tuple[ast.String, ...]", _declared_type(col).names)[-1]  # a declared type has a name
+    if cast(str, type_name.sval).lower() in _SERIALS:
         return Kind.ADD_COLUMN_SERIAL, expr
     if any(c.contype == C.CONSTR_IDENTITY for c in cons):
         return Kind.ADD_COLUMN_IDENTITY, expr
@@ -103,21 +113,23 @@ def _column_shape(col: ast.ColumnDef) -> tuple[Kind, ast.Node | None]:
 
 
 def constraint_action(con: ast.Constraint, table: str, existing: bool) -> Action:
-    kind = CONSTRAINTS.get(con.contype, Kind.ADD_CONSTRAINT)
-    others = (table_name(con.pktable),) if kind is Kind.ADD_FOREIGN_KEY else ()
+    kind = CONSTRAINTS.get(cast(enums.ConstrType, con.contype), Kind.ADD_CONSTRAINT)  # every constraint has its type
+    # a foreign key always names the table it references
+    others = (cast(str, table_name(con.pktable)),) if kind is Kind.ADD_FOREIGN_KEY else ()
     return Action(kind, table, existing, con, others=others)
 
 
 def _add_constraint(cmd: ast.AlterTableCmd, table: str, existing: bool, ctx: Context) -> list[Action]:
-    return [constraint_action(cmd.def_, table, existing)]
+    return [constraint_action(cast(ast.Constraint, cmd.def_), table, existing)]
 
 
 def _attach(cmd: ast.AlterTableCmd, table: str, existing: bool, ctx: Context) -> list[Action]:
-    return [Action(Kind.ATTACH_PARTITION, table, existing, cmd, others=(table_name(cmd.def_.name),))]
+    partition = cast(ast.PartitionCmd, cmd.def_)
+    return [Action(Kind.ATTACH_PARTITION, table, existing, cmd, others=(cast(str, table_name(partition.name)),))]
 
 
 def _detach(cmd: ast.AlterTableCmd, table: str, existing: bool, ctx: Context) -> list[Action]:
-    kind = Kind.DETACH_PARTITION_CONCURRENTLY if cmd.def_.concurrent else Kind.DETACH_PARTITION
+    kind = Kind.DETACH_PARTITION_CONCURRENTLY if cast(ast.PartitionCmd, cmd.def_).concurrent else Kind.DETACH_PARTITION
     return [Action(kind, table, existing, cmd)]
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pglast import ast, enums
 
 from .actions import Action, Classified
 from .alter import alter_table
+from .catalog import ColumnType
 from .coltypes import column_type
 from .context import Context
 from .expressions import table_name
@@ -56,11 +57,12 @@ def _set(s: ast.VariableSetStmt, ctx: Context) -> Classified:
 
 def _create_table(s: ast.CreateStmt, ctx: Context) -> Classified:
     """A new table (exempt from size rules from now on); its foreign keys lock the existing tables they reference."""
-    table = table_name(s.relation)
+    table = cast(str, table_name(s.relation))  # CREATE TABLE always names its table
     ctx.created.add(table)
-    cols, refs = {}, []
+    cols: dict[str, ColumnType] = {}
+    refs = []
     for elt in s.tableElts or ():
-        if isinstance(elt, ast.ColumnDef) and elt.typeName is not None:
+        if isinstance(elt, ast.ColumnDef) and elt.typeName is not None and elt.colname is not None:
             cols[elt.colname] = column_type(elt.typeName)
         for con in (getattr(elt, "constraints", None) or ()) if isinstance(elt, ast.ColumnDef) else (elt,):
             if isinstance(con, ast.Constraint) and con.contype == enums.ConstrType.CONSTR_FOREIGN:

@@ -1,6 +1,8 @@
 """Column types on the parse tree, and whether changing one rewrites the table."""
 from __future__ import annotations
 
+from typing import cast
+
 from pglast import ast
 
 from .catalog import Catalog, ColumnType
@@ -16,13 +18,14 @@ _ALIASES = {"integer": "int4", "int": "int4", "bigint": "int8", "smallint": "int
 _BINARY_COERCIBLE = {("varchar", "text"), ("text", "varchar"), ("bpchar", "varchar"), ("cidr", "inet"),
                      ("xml", "text"), ("varbit", "bit")}
 # Types whose first modifier is a length or a precision: raising it keeps every value as it is.
+PG_12 = 120000  # server_version_num of PostgreSQL 12.0
 _WIDENABLE = frozenset({"varchar", "varbit", "timestamp", "timestamptz", "time", "timetz", "interval"})
 
 
 def column_type(tn: ast.TypeName) -> ColumnType:
-    names = [n.sval for n in tn.names if n.sval != "pg_catalog"]
+    names = [n.sval for n in tn.names or () if n.sval != "pg_catalog"]
     name = _ALIASES.get(" ".join(names).lower(), names[-1].lower() if names else "?")
-    mods = tuple(m.val.ival for m in (tn.typmods or ()) if isinstance(m, ast.A_Const) and
+    mods = tuple(cast(int, m.val.ival) for m in (tn.typmods or ()) if isinstance(m, ast.A_Const) and
                  isinstance(m.val, ast.Integer))
     return ColumnType(name, mods, bool(tn.arrayBounds))
 
@@ -60,7 +63,7 @@ def _cast_rewrites(old: ColumnType, new: ColumnType, catalog: Catalog | None) ->
         return False
     if {old.name, new.name} == {"timestamp", "timestamptz"} and old.mods == new.mods and catalog is not None:
         # PostgreSQL 12+ skips the rewrite when the session time zone is UTC (values are then unchanged).
-        return not (catalog.server_version_num >= 120000 and catalog.utc_session)
+        return not (catalog.server_version_num >= PG_12 and catalog.utc_session)
     if catalog is not None and not new.mods:
         known = catalog.binary_coercible(old, new)
         if known is not None:

@@ -22,8 +22,10 @@ class Context:
         """The table existed before this SQL: only then can it be large, or can anyone wait on it."""
         return table is not None and table not in self.created
 
-    def info(self, table: str) -> TableInfo | None:
-        return self.catalog.table(table) if self.catalog is not None and self.existing(table) else None
+    def info(self, table: str | None) -> TableInfo | None:
+        if table is None or self.catalog is None or not self.existing(table):
+            return None
+        return self.catalog.table(table)
 
     def old_type(self, table: str, column: str) -> ColumnType | None:
         if table in self.column_types and column in self.column_types[table]:

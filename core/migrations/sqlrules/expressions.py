@@ -7,6 +7,7 @@ from .catalog import Catalog
 
 # Functions that are not volatile (immutable or stable) among those migrations use in defaults; anything else is
 # assumed volatile offline (a rewrite), and looked up in pg_proc when a catalog is given.
+SHORT_IN_LIST = 100  # an IN list up to this many constants pins few rows
 NON_VOLATILE_FUNCTIONS = frozenset({
     "now", "current_timestamp", "current_date", "localtimestamp", "statement_timestamp", "transaction_timestamp",
     "lower", "upper", "coalesce", "length", "abs", "to_jsonb", "to_json", "jsonb_build_object", "json_build_object",
@@ -27,7 +28,7 @@ def functions_called(node: ast.Node | None) -> list[str]:
     found: list[str] = []
 
     def visit(n: object) -> None:
-        if isinstance(n, ast.FuncCall):
+        if isinstance(n, ast.FuncCall) and n.funcname:  # a parsed call always has its name
             found.append(n.funcname[-1].sval.lower())
         if isinstance(n, ast.Node):
             for attr in n:
@@ -61,8 +62,9 @@ def selective(where: ast.Node | None) -> bool:
         if op == "=" and (isinstance(where.rexpr, (ast.A_Const, ast.ParamRef))
                           or isinstance(where.lexpr, (ast.A_Const, ast.ParamRef))):
             return True
-        if where.kind == enums.A_Expr_Kind.AEXPR_IN and isinstance(where.rexpr, tuple) and len(where.rexpr) <= 100:
+        if (where.kind == enums.A_Expr_Kind.AEXPR_IN and isinstance(where.rexpr, tuple)
+                and len(where.rexpr) <= SHORT_IN_LIST):
             return True
     if isinstance(where, ast.BoolExpr) and where.boolop == enums.BoolExprType.AND_EXPR:
-        return any(selective(a) for a in where.args)
+        return any(selective(a) for a in where.args or ())
     return False

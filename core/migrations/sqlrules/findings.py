@@ -71,5 +71,7 @@ def blocks_writes(f: Finding, created: set[str]) -> bool:
 def locked_tables(f: Finding, created: set[str]) -> list[str]:
     """Every existing table whose writes the statement blocks until its transaction ends: its own table (also
     through the row locks of an unbatched backfill, MS023) and the other side of a foreign key or partition."""
-    out = [f.table] if blocks_writes(f, created) or ("MS023" in f.rules and f.table not in created) else []
+    out: list[str] = []
+    if f.table is not None and (blocks_writes(f, created) or ("MS023" in f.rules and f.table not in created)):
+        out.append(f.table)
     return out + [t for t, lock in f.other_locks.items() if locks.blocks_writes(lock) and t not in created]

@@ -72,7 +72,7 @@ def _registering(make: Callable[[_F], Rule]) -> Callable[[_F], _F]:
     return register
 
 
-def action_rule(code: str, name: str, kinds: Iterable[Kind], *, remedy: str, triggers: Iterable[str],
+def action_rule(code: str, name: str, kinds: Iterable[Kind], *, remedy: str, triggers: Iterable[str],  # noqa: PLR0913 (a rule's declaration, by keyword)
                 passes: Iterable[str]) -> Callable[[_F], _F]:
     return _registering(lambda check: ActionRule(code, name, remedy, tuple(triggers), tuple(passes),
                                                  frozenset(kinds), check))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import pglast
 from pglast import ast
@@ -23,7 +24,8 @@ def split_statements(sql: str) -> list[tuple[int, str]]:
 
 def parse(text: str) -> ast.Node:
     """The parse node of one statement's text; raises pglast's ParseError when the grammar rejects it."""
-    return pglast.parse_sql(text)[0].stmt
+    # pglast types every node field Optional; a parsed RawStmt always holds its statement.
+    return cast(ast.Node, pglast.parse_sql(text)[0].stmt)
 
 
 def line_of(sql: str, offset: int) -> int:

@@ -40,8 +40,9 @@ if not os.path.exists(os.path.join(pgdata, "PG_VERSION")):
     with open(os.path.join(pgdata, "postgresql.auto.conf"), "a") as conf:
         conf.write("listen_addresses = '*'\nfsync = on\nshared_buffers = '256MB'\nmax_wal_size = '2GB'\n")
     if db != "postgres":
-        subprocess.run(["postgres", "--single", "-D", pgdata, "postgres"], input=f'CREATE DATABASE "{db}" OWNER "{user}";\n',
-                       text=True, preexec_fn=as_postgres, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["postgres", "--single", "-D", pgdata, "postgres"],
+                       input=f'CREATE DATABASE "{db}" OWNER "{user}";\n', text=True, preexec_fn=as_postgres,
+                       check=True, stdout=subprocess.DEVNULL)
 
 as_postgres()
 os.execvp("postgres", ["postgres", "-D", pgdata])

@@ -9,6 +9,8 @@ from ..locks import Kind
 from ..registry import Hit, action_rule
 from .common import LOCK_TIMEOUT_RETRY
 
+PG_11 = 110000  # server_version_num of PostgreSQL 11.0: a constant default no longer rewrites the table
+
 
 @action_rule(
     "MS003", "add-column-volatile-default", {Kind.ADD_COLUMN_SERIAL, Kind.ADD_COLUMN_DEFAULT},
@@ -51,7 +53,7 @@ def add_column_generated(a: Action, ctx: Context) -> Hit | None:
 def add_column_constant_default(a: Action, ctx: Context) -> Hit | None:
     if not a.existing or is_volatile(a.expr, ctx.catalog):
         return None
-    if ctx.catalog is not None and ctx.catalog.server_version_num < 110000:
+    if ctx.catalog is not None and ctx.catalog.server_version_num < PG_11:
         return Hit("rewrite", "rewrite", "before PostgreSQL 11 any default rewrites")
     return Hit(note=f"{a.column}: constant default, stored once (no rewrite)")
 

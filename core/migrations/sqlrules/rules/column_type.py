@@ -1,7 +1,10 @@
 """ALTER COLUMN … TYPE: a rewrite of the table and its indexes (MS001), or a brief lock only (MS002)."""
 from __future__ import annotations
 
+from typing import cast
+
 from ..actions import Action
+from ..catalog import ColumnType
 from ..coltypes import rewrite_needed
 from ..context import Context
 from ..locks import Kind
@@ -10,7 +13,8 @@ from .common import LOCK_TIMEOUT_RETRY
 
 
 def _rewrite(a: Action, ctx: Context) -> bool | None:
-    return rewrite_needed(a.old, a.new, a.node.def_.raw_default is not None, ctx.catalog)
+    new = cast(ColumnType, a.new)  # an ALTER COLUMN TYPE action always carries its new type
+    return rewrite_needed(a.old, new, a.node.def_.raw_default is not None, ctx.catalog)
 
 
 @action_rule(
