@@ -37,7 +37,7 @@ from lab import stack  # noqa: E402
 
 def bundle(cfg: Settings, dep: stack.Deployment, out: Path, i: int) -> tuple[float, int]:
     run_id = f"bench{i}"
-    facts = pf.gather(cfg, "bench-backup", "v2.0.0", out / run_id, run_id=run_id)
+    facts = pf.gather(cfg, pf.UpgradeRequest("bench-backup", "v2.0.0", out / run_id, run_id))
     plan = build_plan(facts, run_id)
     facts.run.dir.mkdir(parents=True, mode=0o700)
     journal = Journal(path=facts.run.dir / "journal.json", run=run_id, environment="bench-backup", project=dep.name,

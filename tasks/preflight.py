@@ -24,8 +24,7 @@ def plan_upgrade(cfg: Settings, environment: str, target: str, run_id: str, acce
     (service → repo@sha256:…) pins every target image to a digest (a promotion: what staging verified)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     run_dir = Path(cfg.backup.dir) / cfg.stack.project_name / f"{stamp}-{run_id}"
-    facts = pf.gather(cfg, environment, target, run_dir, run_id=run_id, accept_env_conflicts=accept_env_conflicts,
-                      pins=pins)
+    facts = pf.gather(cfg, pf.UpgradeRequest(environment, target, run_dir, run_id, accept_env_conflicts, pins))
     plan = build_plan(facts, run_id)
     create_markdown_artifact(key=artifact_key(environment, "plan"), markdown=report.plan_markdown(plan),
                              description=f"Upgrade plan {environment} → {target}")

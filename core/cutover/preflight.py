@@ -35,9 +35,32 @@ from core.cutover.steps import MERGED_ENV
 from core.stackio import StackIO
 
 
+PG_15 = 150000  # server_version_num of PostgreSQL 15.0: CREATE DATABASE … STRATEGY FILE_COPY
+MAX_NAME_BYTES = 63  # PostgreSQL's identifier limit (NAMEDATALEN - 1)
+
+
+@dataclass(frozen=True)
+class UpgradeRequest:
+    """What a run asks pre-flight for: the environment's name, the release, the run's folder and id, and the
+    operator's choices (accept the env conflicts; a promotion's pinned digests)."""
+
+    environment: str
+    target: str
+    run_dir: Path
+    run_id: str = ""
+    accept_env_conflicts: bool = False
+    pins: dict[str, str] | None = None
+
+    @property
+    def scratch(self) -> Path:
+        """Pre-flight's scratch folder beside the run folders (the recovery removes it if the runner is killed)."""
+        return self.run_dir.parent / f".scratch-{self.run_id or os.getpid()}"
+
+
 def _current_project(cfg: Settings) -> c.ComposeProject:
-    d = Path(cfg.stack.compose_dir)
-    return c.ComposeProject(d, tuple(d / f for f in cfg.stack.compose_files), d / cfg.stack.env_file, cfg.stack.project_name)
+    stack = cfg.stack
+    d = Path(stack.compose_dir)
+    return c.ComposeProject(d, tuple(d / f for f in stack.compose_files), d / stack.env_file, stack.project_name)
 
 
 def resolve_commit(compose_dir: Path, ref: str) -> str:
@@ -72,9 +95,10 @@ def migration_sources(client: docker.DockerClient, image: str, versions_path: st
     out = {}
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for m in tar.getmembers():
-            parts = m.name.split("/")
-            if m.isfile() and len(parts) == 2 and revgraph.is_revision_filename(parts[1]):
-                out[parts[1]] = tar.extractfile(m).read().decode("utf-8")
+            _, _, name = m.name.partition("/")  # the archive holds the folder: its files are `<folder>/<name>`
+            member = tar.extractfile(m) if m.isfile() and "/" not in name else None
+            if member is not None and revgraph.is_revision_filename(name):
+                out[name] = member.read().decode("utf-8")
     return out
 
 
@@ -87,12 +111,12 @@ def check_privileges(db: dbops.DbAccess, databases: list[str], run_id: str = "")
     after ending their sessions: the role needs CREATEDB (or superuser), must own (or be a member of the owner of)
     each database, and may end the sessions other roles hold on them. Returns the facts read, with sizes."""
     p = dbops.role_privileges(db, databases)
-    if p["server_version_num"] < 150000:
+    if p["server_version_num"] < PG_15:
         raise UnsupportedServer(f"it is PostgreSQL {p['server_version_num'] // 10000}; the rollback point needs "
                                 f"15 or later (CREATE DATABASE … STRATEGY FILE_COPY)")
     for name in databases:
         longest = rm.FileCopy.failed_name(name, run_id or "x" * 8)
-        if len(longest.encode()) > 63:
+        if len(longest.encode()) > MAX_NAME_BYTES:
             raise UnsupportedServer(f"the database name {name!r} is too long for the rollback point's names "
                                     f"({longest!r} passes PostgreSQL's 63-byte limit); at most 43 bytes")
     if not (p["createdb"] or p["superuser"]):
@@ -174,18 +198,25 @@ def locate_data_dir(client: docker.DockerClient, current_cfg: ResolvedConfig, db
     return data, ""
 
 
-def choose_rollback_point(cfg: Settings, db: dbops.DbAccess, client: docker.DockerClient, current_cfg: ResolvedConfig,
-                          running: list[str], database_bytes: int, run_id: str) -> tuple[rp.Forecast, rp.DataDir | None]:
-    """Which rollback point this upgrade takes and what it will cost (see `core.cutover.rollback_methods`). The copy
-    rate is measured on the server with a probe (unless the block's migration_probe is off). Refuses an explicit
-    method that cannot work here."""
+def rollback_probes(cfg: Settings, db: dbops.DbAccess, client: docker.DockerClient, deployed: Deployed,
+                    run_id: str) -> rm.Probes:
+    """What choosing the rollback point may ask the server and the engine: where the cluster's data directory is
+    (for PITR, with what would stop it) and how fast the server copies a database."""
     def pitr_data_dir() -> tuple[rp.DataDir | None, str]:
-        data, blocker = locate_data_dir(client, current_cfg, cfg.database.services, running)
+        data, blocker = locate_data_dir(client, deployed.config, list(cfg.database.services), deployed.running)
         return data, (pitr_blocker(dbops.pitr_facts(db)) if data is not None else blocker)
 
-    request = rm.Request(cfg.rollback_point.method, tuple(cfg.rollback_point.snapshot_command), tuple(cfg.rollback_point.snapshot_restore_command),
-                         cfg.rollback_point.file_copy_max_seconds, bool(cfg.migration.probe))
-    probes = rm.Probes(pitr_data_dir, lambda: dbops.measure_copy_rate(db, run_id or "x"))
+    return rm.Probes(pitr_data_dir, lambda: dbops.measure_copy_rate(db, run_id or "x"))
+
+
+def choose_rollback_point(cfg: Settings, database_bytes: int,
+                          probes: rm.Probes) -> tuple[rp.Forecast, rp.DataDir | None]:
+    """Which rollback point this upgrade takes and what it will cost (see `core.cutover.rollback_methods`). The copy
+    rate is measured on the server with a probe (unless the migration probe is off). Refuses an explicit method
+    that cannot work here."""
+    point = cfg.rollback_point
+    request = rm.Request(point.method, tuple(point.snapshot_command), tuple(point.snapshot_restore_command),
+                         point.file_copy_max_seconds, bool(cfg.migration.probe))
     chosen = rm.choose(request, database_bytes, probes)
     return chosen.forecast, chosen.data_dir
 
@@ -245,11 +276,12 @@ def merge_env(cfg: Settings, deployed: Deployed) -> tuple[envmerge.MergeResult, 
     return envsync.merge_env(compose_dir / cfg.stack.env_file, old_template, new_template, required)
 
 
-def read_target(io_: StackIO, cfg: Settings, target: str, target_commit: str, merged: envmerge.MergeResult,
-                scratch: Path, accept_env_conflicts: bool) -> ResolvedConfig:
+def read_target(io_: StackIO, cfg: Settings, request: UpgradeRequest, target_commit: str,
+                merged: envmerge.MergeResult) -> ResolvedConfig:
     """The target release's resolved config, with the merged .env: compose accepts its files, then the merged .env,
-    and everything the target needs starts. Works on a copy of the release in `scratch` (removed)."""
-    compose_dir = Path(cfg.stack.compose_dir)
+    and everything the target needs starts. Works on a copy of the release in the request's scratch folder
+    (removed)."""
+    compose_dir, scratch, target = Path(cfg.stack.compose_dir), request.scratch, request.target
     scratch.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
         run(c.git_archive(compose_dir, target_commit, scratch / "target.tar"))
@@ -265,7 +297,7 @@ def read_target(io_: StackIO, cfg: Settings, target: str, target_commit: str, me
                                       else str(exc)) from None
         # then the merged .env: compose accepts it, and it starts everything the target needs
         with envsync.target_tree(compose_dir, target_commit, cfg.stack.compose_files, scratch=scratch) as target_files:
-            envsync.check_startable(target_files, merged, cfg.database.services, accept_env_conflicts,
+            envsync.check_startable(target_files, merged, cfg.database.services, request.accept_env_conflicts,
                                     frozenset(cfg.stack.secret_env_keys))
         return ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
     finally:
@@ -298,7 +330,8 @@ def read_target_images(io_: StackIO, client: docker.DockerClient, cfg: Settings,
     return images
 
 
-def read_revisions(client: docker.DockerClient, cfg: Settings, image: str, revision: list[str]) -> revgraph.RevisionState:
+def read_revisions(client: docker.DockerClient, cfg: Settings, image: str,
+                   revision: list[str]) -> revgraph.RevisionState:
     """The target's Alembic graph, read from the migrate image's revision files, against the database's revision."""
     sources = migration_sources(client, image, cfg.migration.versions_path, cfg.stack.project_name)
     return revgraph.state(revgraph.RevisionGraph.from_sources(sources), revision)
@@ -316,8 +349,7 @@ def volume_layout(cfg: Settings, current: ResolvedConfig, target: ResolvedConfig
     return sorted(set(excludes)), data_dirs
 
 
-def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: docker.DockerClient | None = None,
-           run_id: str = "", accept_env_conflicts: bool = False, pins: dict[str, str] | None = None) -> Facts:
+def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient | None = None) -> Facts:
     """Reads everything the plan needs; raises a PreflightError and changes nothing if anything is off.
 
     Every Docker call, SDK or CLI, goes to the environment's engine (`stack.docker_host`); a silent engine is
@@ -325,35 +357,36 @@ def gather(cfg: Settings, environment: str, target: str, run_dir: Path, client: 
     """
     io_ = StackIO(cfg, cfg.stack.project_name)
     client = client or io_.endpoint.client()
-    deployed = read_deployed(io_, cfg, target)
+    deployed = read_deployed(io_, cfg, request.target)
     merged, env_source = merge_env(cfg, deployed)  # once: the env-sync task publishes it, install-env installs it
-    scratch = run_dir.parent / f".scratch-{run_id or os.getpid()}"  # the recovery removes it if we are killed
-    target_cfg = read_target(io_, cfg, target, deployed.target_commit, merged, scratch, accept_env_conflicts)
+    target_cfg = read_target(io_, cfg, request, deployed.target_commit, merged)
     db = dbops.DbAccess.of(cfg)
-    database, privileges = read_database(db, cfg, run_id)
-    images = read_target_images(io_, client, cfg, target_cfg, pins)
+    database, privileges = read_database(db, cfg, request.run_id)
+    images = read_target_images(io_, client, cfg, target_cfg, request.pins)
     revisions = read_revisions(client, cfg, images[cfg.migration.service], database.revision)
-    sql_command = render_sql_command(list(cfg.migration.render_sql_command), revisions.sql_range) \
-        if revisions.pending and cfg.migration.render_sql_command else []
+    render = cfg.migration.render_sql_command
+    sql_command = render_sql_command(list(render), revisions.sql_range) if revisions.pending and render else []
     excludes, data_dirs = volume_layout(cfg, deployed.config, target_cfg)
     db_bytes = sum(privileges["sizes"].values())
-    forecast, data_dir = choose_rollback_point(cfg, db, client, deployed.config, deployed.running, db_bytes, run_id)
+    forecast, data_dir = choose_rollback_point(cfg, db_bytes, rollback_probes(cfg, db, client, deployed,
+                                                                              request.run_id))
     point_bytes = rm.by_name(forecast.method).point_bytes(db_bytes, lambda: dbops.pitr_facts(db)["cluster_bytes"])
     volumes_root = Path(cfg.stack.compose_dir) / "volumes"
     check_disk(Path(cfg.backup.dir), data_dirs, db_bytes,
                dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir() else 0, point_bytes)
     return Facts(
         settings=cfg,
-        run=RunFacts(environment=environment, id=run_id, dir=run_dir, volume_excludes=excludes,
-                     dump_jobs=cfg.backup.jobs()),
+        run=RunFacts(environment=request.environment, id=request.run_id, dir=request.run_dir,
+                     volume_excludes=excludes, dump_jobs=cfg.backup.jobs()),
         current=DeployedFacts(commit=deployed.current_commit, services=deployed.config.services,
                               running=deployed.running, images=current_images(client, cfg.stack.project_name)),
-        target=TargetFacts(ref=target, commit=deployed.target_commit, services=target_cfg.services, images=images,
-                           heads=[revisions.head], pending_revisions=revisions.pending,
+        target=TargetFacts(ref=request.target, commit=deployed.target_commit, services=target_cfg.services,
+                           images=images, heads=[revisions.head], pending_revisions=revisions.pending,
                            noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command),
         database=database,
         rollback=RollbackFacts(method=forecast.method, forecast=forecast.to_dict(), data_dir={
             "service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}
             if data_dir else None),
-        env_sync=envsync.stage(merged, run_dir / MERGED_ENV, env_source, frozenset(cfg.stack.secret_env_keys)),
+        env_sync=envsync.stage(merged, request.run_dir / MERGED_ENV, env_source,
+                               frozenset(cfg.stack.secret_env_keys)),
     )

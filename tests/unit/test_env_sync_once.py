@@ -121,8 +121,8 @@ def published(monkeypatch) -> dict:
 
 
 def pre_flight(cfg, run_id: str = "run1") -> Facts:
-    return preflight.gather(cfg, "staging", "v2.0.0", Path(cfg.backup.dir) / "dify" / f"20260101T000000Z-{run_id}",
-                            client=object(), run_id=run_id)
+    run_dir = Path(cfg.backup.dir) / "dify" / f"20260101T000000Z-{run_id}"
+    return preflight.gather(cfg, preflight.UpgradeRequest("staging", "v2.0.0", run_dir, run_id), client=object())
 
 
 def opened(cfg, f: Facts) -> tuple[st.StepContext, object]:

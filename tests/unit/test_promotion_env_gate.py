@@ -92,7 +92,7 @@ def gather_prod(repo, tmp_path, monkeypatch):
     monkeypatch.setattr(preflight.dbops.DbAccess, "of", staticmethod(no_database))
     cfg = settings(compose_dir=repo, project_name="dify")
     run_dir = tmp_path / "backups" / "dify" / "run1"
-    return preflight.gather(cfg, "prod", "v2.0.0", run_dir, client=object(), run_id="run1")
+    return preflight.gather(cfg, preflight.UpgradeRequest("prod", "v2.0.0", run_dir, "run1"), client=object())
 
 
 def test_a_new_required_variable_left_empty_fails_prods_plan_and_names_it(checkout, tmp_path, monkeypatch):
