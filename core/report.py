@@ -7,11 +7,14 @@ from core.cutover.plan import Plan
 
 def plan_markdown(plan: Plan) -> str:
     f = plan.facts
+    stack = f.settings.stack
     lines = [
         f"# Upgrade plan: {f.run.environment} → {f.target.ref}",
         "",
-        f"- project `{f.settings.stack.project_name}` in `{f.settings.stack.compose_dir}`; commit `{f.current.commit[:12]}` → `{f.target.commit[:12]}`",
-        f"- database `{f.settings.database.name}` at `{', '.join(f.database.revision) or '(none)'}` → head `{', '.join(f.target.heads)}`: "
+        f"- project `{stack.project_name}` in `{stack.compose_dir}`; "
+        f"commit `{f.current.commit[:12]}` → `{f.target.commit[:12]}`",
+        f"- database `{f.settings.database.name}` at `{', '.join(f.database.revision) or '(none)'}` "
+        f"→ head `{', '.join(f.target.heads)}`: "
         f"{len(f.target.pending_revisions)} pending revision(s)"
         + (f", without a real downgrade: {', '.join(f.target.noop_downgrades)}" if f.target.noop_downgrades else ""),
         f"- services: {', '.join(f.current.services)} → {', '.join(f.target.services)}",

@@ -26,8 +26,9 @@ def render_pending_sql(plan: Plan, cfg: Settings) -> tuple[str, bool, str | None
     environment's engine: (text, whether the tool finished, its error line if not). What it printed before an error
     still counts, revision by revision."""
     f = plan.facts
-    argv = c.docker_run_offline(f.target.images[f.settings.migration.service], f.target.render_sql_command, f.settings.stack.project_name)
-    done = StackIO(cfg, f.settings.stack.project_name).run(c.Command(argv, ok_codes=tuple(range(256))))
+    project = f.settings.stack.project_name
+    argv = c.docker_run_offline(f.target.images[f.settings.migration.service], f.target.render_sql_command, project)
+    done = StackIO(cfg, project).run(c.Command(argv, ok_codes=tuple(range(256))))
     if done.returncode == 0:
         return done.stdout, True, None
     return done.stdout, False, f"exit {done.returncode}: " + (error_line(done.stderr) if done.stderr.strip() else "")
@@ -60,7 +61,8 @@ def pending_sql(plan: Plan, cfg: Settings) -> tuple[str, dict]:
 
 def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
     f = plan.facts
-    revisions = RevisionState(f.database.revision, f.target.heads[0], f.target.pending_revisions, f.target.noop_downgrades)
+    revisions = RevisionState(f.database.revision, f.target.heads[0], f.target.pending_revisions,
+                              f.target.noop_downgrades)
     sql, sources = pending_sql(plan, cfg)
     with dbops.DbAccess.of(cfg).connect(f.settings.database.name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)

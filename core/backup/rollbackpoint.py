@@ -133,9 +133,8 @@ def swap_in_base_backup(data: DataDir, run_id: str) -> str:
     writes the recovery settings and `recovery.signal`, owned like the data directory. Idempotent: each state a
     crash can leave (before, between or after the renames) is recognised."""
     live, base, failed = data.host, data.host_sibling(base_dir_name(run_id)), data.host_sibling(failed_dir_name(run_id))
-    if base.exists() and not failed.exists():
-        if live.exists():
-            os.rename(live, failed)
+    if base.exists() and not failed.exists() and live.exists():
+        os.rename(live, failed)
     if base.exists() and failed.exists():
         os.rename(base, live)
     if not failed.exists() or not (live / "PG_VERSION").exists():

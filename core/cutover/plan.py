@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.cutover import rollback_methods as rm
 from core.cutover import steps as st
@@ -39,7 +40,7 @@ class Plan:
         return {phase: getattr(self, phase.value) for phase in Phase}
 
     def to_dict(self) -> dict:
-        out = {"facts": self.facts.to_dict()}
+        out: dict[str, Any] = {"facts": self.facts.to_dict()}
         for phase, steps in self.lists().items():
             out[phase.value] = [{"id": s.id, "kind": type(s).__name__, "task": s.task_name, "title": s.title,
                                  "does": s.render()} for s in steps]
@@ -57,16 +58,18 @@ class Plan:
 
 def old_project(f: Facts, pinned: bool = False) -> c.ComposeProject:
     """The deployment as it was: the backup's copies of its compose files and .env, run from its directory."""
+    stack = f.settings.stack
     saved = f.run.dir / "compose"
-    files = tuple(saved / name for name in f.settings.stack.compose_files)
+    files = tuple(saved / name for name in stack.compose_files)
     if pinned:
         files += (f.run.dir / "rollback-pins.yaml",)
-    return c.ComposeProject(f.settings.stack.compose_dir, files, saved / f.settings.stack.env_file, f.settings.stack.project_name)
+    return c.ComposeProject(stack.compose_dir, files, saved / stack.env_file, stack.project_name)
 
 
 def target_project(f: Facts) -> c.ComposeProject:
-    return c.ComposeProject(f.settings.stack.compose_dir, tuple(f.settings.stack.compose_dir / n for n in f.settings.stack.compose_files), f.settings.stack.compose_dir / f.settings.stack.env_file,
-                            f.settings.stack.project_name)
+    stack = f.settings.stack
+    return c.ComposeProject(stack.compose_dir, tuple(stack.compose_dir / n for n in stack.compose_files),
+                            stack.compose_dir / stack.env_file, stack.project_name)
 
 
 def scratch_glob(f: Facts) -> str:
@@ -76,12 +79,13 @@ def scratch_glob(f: Facts) -> str:
 
 def pinned_digests(images: dict[str, str]) -> tuple[tuple[str, str], ...]:
     """(service, repo@sha256:…) of the target's images pinned by digest (a promotion pins every one)."""
-    return tuple((s, digest_ref(ref)) for s, ref in sorted(images.items()) if digest_ref(ref))
+    return tuple((s, digest) for s, ref in sorted(images.items()) if (digest := digest_ref(ref)))
 
 
 def version_argv(p: c.ComposeProject, f: Facts) -> tuple[str, ...]:
     """The environment's version command, in the running container of the migrate service ([] = none)."""
-    return tuple(c.compose_exec(p, f.settings.migration.service, f.settings.health.version_command)) if f.settings.health.version_command else ()
+    command = f.settings.health.version_command
+    return tuple(c.compose_exec(p, f.settings.migration.service, command)) if command else ()
 
 
 @dataclass(frozen=True)
@@ -107,21 +111,24 @@ class Stack:
         # With a switch, every start runs with entrypoint migrations off. Without one (the app migrates when it
         # starts), the one-off `migrate` still runs first, with the writers stopped: each start then finds the
         # database at the head, and its own migration has nothing to do.
-        target_db = [s for s in f.settings.database.services if s in f.target.services]
+        settings = f.settings
+        target_db = [s for s in settings.database.services if s in f.target.services]
         return cls(f, run_id, rm.for_run(f, run_id), old_project(f), target_project(f), old_project(f, pinned=True),
-                   ((f.settings.migration.switch, "false"),) if f.settings.migration.switch else (),
-                   writers=[s for s in f.settings.writers.services if s in f.current.running],
+                   ((settings.migration.switch, "false"),) if settings.migration.switch else (),
+                   writers=[s for s in settings.writers.services if s in f.current.running],
                    retired=[s for s in f.current.services if s not in f.target.services and s in f.current.running],
                    target_db=target_db, apps=[s for s in f.target.services if s not in target_db],
-                   old_db=[s for s in f.settings.database.services if s in f.current.services], up_timeout=f.settings.health.timeout_seconds + 60)
+                   old_db=[s for s in settings.database.services if s in f.current.services],
+                   up_timeout=settings.health.timeout_seconds + 60)
 
     def timeouts(self, services: list[str]) -> tuple[tuple[str, int], ...]:
         """The environment's stop timeouts of these services."""
-        return tuple((s, self.f.settings.writers.stop_timeouts[s]) for s in services if s in self.f.settings.writers.stop_timeouts)
+        stop_timeouts = self.f.settings.writers.stop_timeouts
+        return tuple((s, stop_timeouts[s]) for s in services if s in stop_timeouts)
 
     def create_ahead(self, services: list[str], record: str) -> st.CreateAhead:
-        return st.CreateAhead(tuple(c.compose_create(self.new, services)), self.off, self.f.settings.stack.project_name, tuple(services),
-                              record)
+        return st.CreateAhead(tuple(c.compose_create(self.new, services)), self.off,
+                              self.f.settings.stack.project_name, tuple(services), record)
 
     def cleanup(self, step_id: str, phase: Phase, title: str, rolled_back: bool) -> st.Cleanup:
         return st.Cleanup(step_id, phase, title, scratch=(scratch_glob(self.f),),
@@ -131,12 +138,15 @@ class Stack:
 # --- the phases -----------------------------------------------------------------------------------------------
 def _dumps(f: Facts) -> tuple[list[st.Step], list[st.Step]]:
     """Each database's dump, and its check."""
-    dumps, checks = [], []
+    server = f.settings.database
+    dumps: list[st.Step] = []
+    checks: list[st.Step] = []
     for db in f.database.names:
         dump = f.run.dir / f"{db}.dump"
         dumps.append(st.DumpDatabase(f"pg-dump-{db}", Phase.BACKUP, f"pg_dump -Fd -j {f.run.dump_jobs} of {db}, rows "
                                      f"counted in the same snapshot (online, the old version still serving)",
-                                     argv=tuple(c.pg_dump(f.settings.database.host, f.settings.database.port, f.settings.database.user, db, dump, f.run.dump_jobs)),
+                                     argv=tuple(c.pg_dump(server.host, server.port, server.user, db, dump,
+                                                          f.run.dump_jobs)),
                                      needs_db_password=True, timeout=f.settings.migration.timeout_seconds, database=db))
         checks.append(st.BackupCommand(f"verify-dump-{db}", Phase.BACKUP, f"Check {db}.dump is readable (pg_restore "
                                        f"--list)", argv=tuple(c.pg_restore_list(dump)), stdout_file=f"{db}.dump.list"))
@@ -148,19 +158,20 @@ def backup_phase(s: Stack) -> list[st.Step]:
     The heavy work (each dump, then the archive) one after the other, as the raw tools would; the light records and
     checks beside it, so that they cost no time of their own."""
     f = s.f
+    stack = f.settings.stack
     resolved = st.SaveResolvedConfig("resolved-config", Phase.BACKUP, "Save the resolved compose config (JSON)",
                                      argv=tuple(c.compose_config_json(s.new)), stdout_file="compose-config.json")
     dumps, checks = _dumps(f)
     archive = st.BackupCommand("archive-volumes", Phase.BACKUP, "Archive bind-mounted volumes (zstd), without the live "
                                "database directory", argv=tuple(c.tar_create(f.run.dir / "volumes.tar.zst",
-                                                                            f.settings.stack.compose_dir / "volumes",
+                                                                            stack.compose_dir / "volumes",
                                                                             f.run.volume_excludes)),
                                env=c.ZSTD_ENV, ok_codes=(0, 1), timeout=f.settings.migration.timeout_seconds)
     first = [st.Together("dump-and-config", Phase.BACKUP, "The first dump, and the resolved compose config beside it",
                          steps=(dumps[0], resolved))] if dumps else [resolved]
     return [
         st.SaveConfig("save-config", Phase.BACKUP, "Copy compose files, .env and the env template",
-                      names=(*f.settings.stack.compose_files, f.settings.stack.env_file, f.settings.stack.env_template)),
+                      names=(*stack.compose_files, stack.env_file, stack.env_template)),
         *first,
         *dumps[1:],
         st.Together("archive-and-check", Phase.BACKUP, "Archive the volumes, and check every dump beside it",
@@ -180,28 +191,31 @@ def prepare_phase(s: Stack) -> list[st.Step]:
 def _stop_and_check_out(s: Stack) -> st.Step:
     """The files change while the writers stop: running containers never read them again."""
     f = s.f
+    stack = f.settings.stack
     return st.Together(
         "stop-and-check-out", Phase.CUTOVER, "Stop the writers and, meanwhile, check out the target",
         steps=(st.StopContainers("stop-writers", Phase.CUTOVER, f"Stop the writers ({', '.join(s.writers) or 'none'})"
-                                 f": downtime starts", project_name=f.settings.stack.project_name, services=tuple(s.writers),
+                                 f": downtime starts", project_name=stack.project_name, services=tuple(s.writers),
                                  timeouts=s.timeouts(s.writers)),
                st.Checkout("checkout-target", Phase.CUTOVER, f"git checkout {f.target.ref} ({f.target.commit[:12]})",
-                           argv=tuple(c.git_checkout(f.settings.stack.compose_dir, f.target.commit)))))
+                           argv=tuple(c.git_checkout(stack.compose_dir, f.target.commit)))))
 
 
 def _start_target(s: Stack, ahead: st.CreateAhead | None) -> st.StartServices:
     """Every service, with the migration switch off. When the database was started and waited for by `start-db`,
     compose need not wait on it again (`--no-deps`): the step polls the app's HTTP checks itself."""
     f = s.f
-    starts = f"{f.settings.migration.switch}=false" if f.settings.migration.switch else "the database already at the head"
+    switch, health_timeout = f.settings.migration.switch, f.settings.health.timeout_seconds
+    starts = f"{switch}=false" if switch else "the database already at the head"
     title = f"Start every service ({starts}) and wait for health: downtime ends"
     if s.target_db:
         return st.StartApp("start-target", Phase.CUTOVER, title,
                            argv=tuple(c.compose_up(s.new, no_deps=True, remove_orphans=True, wait=False)), env=s.off,
-                           timeout=s.up_timeout, project_name=f.settings.stack.project_name, wait_for=tuple(f.target.services),
-                           wait_timeout=float(f.settings.health.timeout_seconds), created_ahead=ahead.record if ahead else "")
+                           timeout=s.up_timeout, project_name=f.settings.stack.project_name,
+                           wait_for=tuple(f.target.services), wait_timeout=float(health_timeout),
+                           created_ahead=ahead.record if ahead else "")
     return st.StartServices("start-target", Phase.CUTOVER, title,
-                            argv=tuple(c.compose_up(s.new, wait_timeout=f.settings.health.timeout_seconds, remove_orphans=True)),
+                            argv=tuple(c.compose_up(s.new, wait_timeout=health_timeout, remove_orphans=True)),
                             env=s.off, timeout=s.up_timeout)
 
 
@@ -209,30 +223,32 @@ def cutover_phase(s: Stack) -> list[st.Step]:
     """The downtime: writers stopped, the rollback point, the env, the database, the migration once, the start.
     Containers are created while an earlier step waits (for a stop, for the migration); the starts then only start."""
     f = s.f
+    stack, migration = f.settings.stack, f.settings.migration
     db_ahead = s.create_ahead(s.target_db, "created-db.json") if s.retired and s.target_db else None
     app_ahead = s.create_ahead(s.apps, "created-app.json") if s.target_db and s.apps else None
     cutover: list[st.Step] = [
         _stop_and_check_out(s),
         s.method.point_step(),
-        st.InstallEnv("install-env", Phase.CUTOVER, f"Install the merged {f.settings.stack.env_file} (env-sync's result)"),
+        st.InstallEnv("install-env", Phase.CUTOVER, f"Install the merged {stack.env_file} (env-sync's result)"),
     ]
     if s.retired:  # stopped now (a renamed database must let go of its data); removed after the downtime
         cutover.append(st.StopContainers("stop-retired", Phase.CUTOVER, f"Stop services the target no longer has "
-                                         f"({', '.join(s.retired)})", project_name=f.settings.stack.project_name,
+                                         f"({', '.join(s.retired)})", project_name=stack.project_name,
                                          services=tuple(s.retired), timeouts=s.timeouts(s.retired), ahead=db_ahead))
     if s.target_db:
         cutover.append(st.StartDatabase("start-db", Phase.CUTOVER, f"Start the database ({', '.join(s.target_db)}) "
                                         f"and wait for health",
                                         argv=tuple(c.compose_up(s.new, s.target_db, no_deps=True, wait=False)),
-                                        env=s.off, timeout=s.up_timeout, project_name=f.settings.stack.project_name,
-                                        wait_for=tuple(s.target_db), wait_timeout=float(f.settings.health.timeout_seconds),
+                                        env=s.off, timeout=s.up_timeout, project_name=stack.project_name,
+                                        wait_for=tuple(s.target_db),
+                                        wait_timeout=float(f.settings.health.timeout_seconds),
                                         created_ahead=db_ahead.record if db_ahead else ""))
     meanwhile = f"; meanwhile create the containers of {', '.join(s.apps)}" if app_ahead else ""
     return cutover + [
-        st.Migrate("migrate", Phase.CUTOVER, f"Migrate once: {' '.join(f.settings.migration.command)} in a one-off "
-                   f"{f.settings.migration.service} container{meanwhile}",
-                   argv=tuple(c.compose_run_once(s.new, f.settings.migration.service, f.settings.migration.command, dict(s.off), s.run_id)),
-                   timeout=f.settings.migration.timeout_seconds, ahead=app_ahead),
+        st.Migrate("migrate", Phase.CUTOVER, f"Migrate once: {' '.join(migration.command)} in a one-off "
+                   f"{migration.service} container{meanwhile}",
+                   argv=tuple(c.compose_run_once(s.new, migration.service, migration.command, dict(s.off), s.run_id)),
+                   timeout=migration.timeout_seconds, ahead=app_ahead),
         _start_target(s, app_ahead),
     ]
 
@@ -267,9 +283,10 @@ def rollback_phase(s: Stack) -> list[st.Step]:
     """After a failure once the cutover began: the previous files, images and database (as the method restores it,
     the previous database service started where it must be), the previous version started and verified, clean-up."""
     f = s.f
+    stack, health_timeout = f.settings.stack, f.settings.health.timeout_seconds
     start_old_db = [st.StartServices("start-previous-db", Phase.ROLLBACK, f"Start the previous database service "
                                      f"({', '.join(s.old_db)})",
-                                     argv=tuple(c.compose_up(s.pinned, s.old_db, wait_timeout=f.settings.health.timeout_seconds,
+                                     argv=tuple(c.compose_up(s.pinned, s.old_db, wait_timeout=health_timeout,
                                                              no_deps=True)),
                                      env=s.off, timeout=s.up_timeout)] if s.old_db else []
     previous_images = tuple(sorted((svc, i["image"]) for svc, i in f.current.images.items()))
@@ -279,12 +296,12 @@ def rollback_phase(s: Stack) -> list[st.Step]:
         st.StopServices("stop-target", Phase.ROLLBACK, "Stop and remove the target's containers",
                         argv=tuple(c.compose_down(s.new)), timeout=s.up_timeout),
         st.Checkout("checkout-previous", Phase.ROLLBACK, f"git checkout the previous commit {f.current.commit[:12]}",
-                    argv=tuple(c.git_checkout(f.settings.stack.compose_dir, f.current.commit))),
-        st.RestoreEnv("restore-env", Phase.ROLLBACK, f"Restore {f.settings.stack.env_file} from the backup"),
+                    argv=tuple(c.git_checkout(stack.compose_dir, f.current.commit))),
+        st.RestoreEnv("restore-env", Phase.ROLLBACK, f"Restore {stack.env_file} from the backup"),
         st.PinImages("pin-images", Phase.ROLLBACK, "Pin every service to its previous image digest"),
         *s.method.restore_steps(start_old_db),
         st.StartServices("start-previous", Phase.ROLLBACK, "Start the previous version by digest and wait for health",
-                         argv=tuple(c.compose_up(s.pinned, wait_timeout=f.settings.health.timeout_seconds, remove_orphans=True)),
+                         argv=tuple(c.compose_up(s.pinned, wait_timeout=health_timeout, remove_orphans=True)),
                          env=s.off, timeout=s.up_timeout),
         st.Verify("verify-previous", Phase.ROLLBACK, f"Verify the previous version: database at "
                   f"{', '.join(f.database.revision) or '(none)'}", project=s.pinned, heads=tuple(f.database.revision),

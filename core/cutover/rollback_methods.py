@@ -15,7 +15,7 @@ The data-directory work and the cost model are in `core.backup.rollbackpoint`; t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, ClassVar
@@ -77,7 +77,7 @@ class RollbackMethod(ABC):
         """The cutover's `rollback-point`, with the writers stopped."""
 
     @abstractmethod
-    def restore_steps(self, start_old_db: list[st.Step]) -> list[st.Step]:
+    def restore_steps(self, start_old_db: Sequence[st.Step]) -> list[st.Step]:
         """The rollback's `restore-db` and its company, with the previous database service's start where it must be
         (`start_old_db`: that start, or nothing when the previous version had no database service)."""
 
@@ -119,14 +119,15 @@ class FileCopy(RollbackMethod):
         return tuple(self.failed_name(db, self.run_id) for db in self.f.database.names)
 
     def point_step(self) -> st.RollbackPoint:
+        points = tuple(zip(self.f.database.names, self.points(), strict=True))
         return st.TakeRollbackPoint("rollback-point", Phase.CUTOVER, "Take the rollback point (file-level copy of each "
-                                    "database, same server)", databases=tuple(zip(self.f.database.names, self.points())))
+                                    "database, same server)", databases=points)
 
-    def restore_steps(self, start_old_db: list[st.Step]) -> list[st.Step]:
+    def restore_steps(self, start_old_db: Sequence[st.Step]) -> list[st.Step]:
         return [*start_old_db,
                 st.RestoreDatabase("restore-db", Phase.ROLLBACK, "Put each database back at the rollback point (by "
                                    "rename: no copy)", databases=tuple(zip(self.f.database.names, self.points(),
-                                                                           self.failed())))]
+                                                                           self.failed(), strict=True)))]
 
     def leftovers(self, rolled_back: bool) -> dict[str, tuple[str, ...]]:
         return {"drop": self.points(), **({"failed": self.failed()} if rolled_back else {})}
@@ -158,14 +159,14 @@ class Pitr(RollbackMethod):
 
     def backup_steps(self, old: c.ComposeProject) -> list[st.Step]:
         """The online base backup, taken in the running database container, beside its data directory."""
-        d = self.data
+        d, s = self.data, self.f.settings
         if d is None:
             return []
         into = d.container_sibling(rp.base_dir_name(self.run_id))
         return [st.BaseBackup("base-backup", Phase.BACKUP, f"Base backup of the cluster beside its data directory, "
                               f"with the replication slot {self.slot} keeping the WAL from now on (online)",
-                              argv=tuple(c.pg_basebackup(old, d.service, self.f.settings.database.user, into, self.slot)),
-                              timeout=self.f.settings.migration.timeout_seconds, host_dir=str(self.base_backup()), slot=self.slot)]
+                              argv=tuple(c.pg_basebackup(old, d.service, s.database.user, into, self.slot)),
+                              timeout=s.migration.timeout_seconds, host_dir=str(self.base_backup()), slot=self.slot)]
 
     def point_step(self) -> st.RollbackPoint:
         base = self.base_backup()
@@ -173,7 +174,7 @@ class Pitr(RollbackMethod):
                                    "in the WAL, over the online base backup: constant time)", run_id=self.run_id,
                                    base_backup=str(base) if base else "")
 
-    def restore_steps(self, start_old_db: list[st.Step]) -> list[st.Step]:
+    def restore_steps(self, start_old_db: Sequence[st.Step]) -> list[st.Step]:
         """The data directory is swapped while the database is down; the start then replays the WAL."""
         d = self.f.rollback.data_dir or {}
         return [st.RestoreBaseBackup("restore-db", Phase.ROLLBACK, "Put the base backup in place of the data "
@@ -211,19 +212,21 @@ class Snapshot(RollbackMethod):
     def point(self) -> str:
         return rp.restore_point_name(self.run_id)
 
-    def argv(self, template: list[str]) -> tuple[str, ...]:
+    def argv(self, template: Sequence[str]) -> tuple[str, ...]:
         return tuple(a.replace("{point}", self.point) for a in template)
 
     def point_step(self) -> st.RollbackPoint:
+        s = self.f.settings
         return st.TakeSnapshot("rollback-point", Phase.CUTOVER, "Take the rollback point (the environment's snapshot "
-                               "command)", argv=self.argv(self.f.settings.rollback_point.snapshot_command), timeout=self.f.settings.migration.timeout_seconds,
-                               point=self.point)
+                               "command)", argv=self.argv(s.rollback_point.snapshot_command),
+                               timeout=s.migration.timeout_seconds, point=self.point)
 
-    def restore_steps(self, start_old_db: list[st.Step]) -> list[st.Step]:
+    def restore_steps(self, start_old_db: Sequence[st.Step]) -> list[st.Step]:
+        s = self.f.settings
         return [*start_old_db,
                 st.RestoreSnapshot("restore-db", Phase.ROLLBACK, "Restore the database from the environment's "
-                                   "snapshot", argv=self.argv(self.f.settings.rollback_point.snapshot_restore_command),
-                                   timeout=self.f.settings.migration.timeout_seconds)]
+                                   "snapshot", argv=self.argv(s.rollback_point.snapshot_restore_command),
+                                   timeout=s.migration.timeout_seconds)]
 
     @classmethod
     def availability(cls, request: Request, probes: Probes) -> tuple[rp.DataDir | None, str]:
@@ -268,13 +271,16 @@ def choose(request: Request, database_bytes: int, probes: Probes) -> Choice:
         data, blocker = Pitr.availability(request, probes)
     measured = request.probe and request.method == AUTO and not snapshot
     rate, fixed = probes.copy_rate() if measured else (rp.DEFAULT_COPY_MB_S, 0.3)
-    chosen = forecast(request.method, database_bytes, rate, fixed, measured, blocker, request.file_copy_max_seconds,
-                      snapshot)
+    chosen = forecast(request.method, database_bytes, copy_mb_s=rate, copy_fixed_seconds=fixed, measured=measured,
+                      pitr_unavailable=blocker, file_copy_max_seconds=request.file_copy_max_seconds,
+                      snapshot_configured=snapshot)
     return Choice(chosen, data if by_name(chosen.method).needs_data_dir else None)
 
 
-def forecast(requested: str, database_bytes: int, copy_mb_s: float, copy_fixed_seconds: float, measured: bool,
-             pitr_unavailable: str, file_copy_max_seconds: float, snapshot_configured: bool) -> rp.Forecast:
+def forecast(  # noqa: PLR0913 (the cost model's inputs, each named at the call; they share no object of their own)
+    requested: str, database_bytes: int, *, copy_mb_s: float, copy_fixed_seconds: float, measured: bool,
+    pitr_unavailable: str, file_copy_max_seconds: float, snapshot_configured: bool,
+) -> rp.Forecast:
     """Picks the method. `auto` takes the snapshot command when the environment has one; else FILE_COPY while its
     forecast stays within `file_copy_max_seconds` (it is the cheapest to restore and needs nothing of the server),
     PITR beyond that when the server and host allow it, else FILE_COPY with the reason. An explicit method is kept

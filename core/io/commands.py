@@ -5,6 +5,7 @@ password from PGPASSWORD in their environment.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,22 +62,22 @@ def compose_ps_json(p: ComposeProject) -> list[str]:
     return p.base() + ["ps", "--all", "--format", "json"]
 
 
-def compose_stop(p: ComposeProject, services: list[str]) -> list[str]:
+def compose_stop(p: ComposeProject, services: Sequence[str]) -> list[str]:
     return p.base() + ["stop", *services]
 
 
-def compose_rm(p: ComposeProject, services: list[str]) -> list[str]:
+def compose_rm(p: ComposeProject, services: Sequence[str]) -> list[str]:
     return p.base() + ["rm", "--stop", "--force", *services]
 
 
-def compose_create(p: ComposeProject, services: list[str]) -> list[str]:
+def compose_create(p: ComposeProject, services: Sequence[str]) -> list[str]:
     """Creates the services' containers (replacing those whose configuration or image changed) without starting
     anything."""
     return p.base() + ["create", *services]
 
 
 def compose_up(  # noqa: PLR0913 (one flag per `docker compose up` option, all but the services by keyword)
-    p: ComposeProject, services: list[str] | None = None, *, wait_timeout: int = 120, no_deps: bool = False,
+    p: ComposeProject, services: Sequence[str] | None = None, *, wait_timeout: int = 120, no_deps: bool = False,
     remove_orphans: bool = False, wait: bool = True,
 ) -> list[str]:
     """`up --detach`, with compose's own `--wait` unless the caller polls health itself (compose checks on a
@@ -91,7 +92,7 @@ def compose_up(  # noqa: PLR0913 (one flag per `docker compose up` option, all b
     return argv + list(services or [])
 
 
-def compose_exec(p: ComposeProject, service: str, command: list[str]) -> list[str]:
+def compose_exec(p: ComposeProject, service: str, command: Sequence[str]) -> list[str]:
     """`command` in the running container of `service`, without a TTY."""
     return p.base() + ["exec", "--no-TTY", service, *command]
 
@@ -105,9 +106,9 @@ def compose_down(p: ComposeProject) -> list[str]:
     return p.base() + ["down", "--remove-orphans"]
 
 
-def compose_run_once(p: ComposeProject, service: str, command: list[str],  # noqa: PLR0913 (one value per part of the run)
+def compose_run_once(p: ComposeProject, service: str, command: Sequence[str],  # noqa: PLR0913 (one value per part of the run)
                      env: dict[str, str] | None = None, run_id: str = "", *,
-                     pass_env: list[str] | tuple[str, ...] = ()) -> list[str]:
+                     pass_env: Sequence[str] = ()) -> list[str]:
     """A one-off container of `service` (its image and env), no dependencies started, removed afterwards; labelled
     with the stack and the run so that a recovery finds it if the runner dies while it runs. `env` values are in the
     argv (switches, nothing secret); `pass_env` names variables the container takes from the command's own
@@ -151,7 +152,7 @@ def tar_list(archive: Path) -> list[str]:
     return ["tar", "--list", "--zstd", "--file", str(archive)]
 
 
-def tar_create(out: Path, root: Path, excludes: list[str]) -> list[str]:
+def tar_create(out: Path, root: Path, excludes: Sequence[str]) -> list[str]:
     """A zstd archive of `root`'s contents, leaving out `excludes` (paths relative to root, as ./x/y). tar runs
     `zstd`, which takes its thread count from ZSTD_NBTHREADS (see `ZSTD_ENV`)."""
     argv = ["tar", "--create", "--zstd", "--file", str(out), "--directory", str(root)]
@@ -208,7 +209,7 @@ def docker_login(registry: str, username: str) -> list[str]:
     return ["docker", "login", "--username", username, "--password-stdin", registry]
 
 
-def docker_run_offline(image: str, command: list[str], stack: str = "") -> list[str]:
+def docker_run_offline(image: str, command: Sequence[str], stack: str = "") -> list[str]:
     """A throw-away container of `image` with no network, running `command` instead of the entrypoint."""
     labels = ["--label", f"{STACK_LABEL}={stack}"] if stack else []
     return ["docker", "run", "--rm", "--network", "none", *labels, "--entrypoint", command[0], image, *command[1:]]
@@ -219,7 +220,7 @@ def docker_ps_labelled(label: str, value: str) -> list[str]:
     return ["docker", "container", "ls", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}={value}"]
 
 
-def docker_rm_force(ids: list[str]) -> list[str]:
+def docker_rm_force(ids: Sequence[str]) -> list[str]:
     return ["docker", "container", "rm", "--force", "--volumes", *ids]
 
 

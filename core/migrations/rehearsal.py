@@ -235,33 +235,35 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
     block's `rehearsal_env` (a SecretDict, unwrapped only into the container's command environment); the throw-away
     database is dropped in every case, an interruption (SIGTERM, cancellation) included."""
     t0 = time.monotonic()
-    name = database_name(f.settings.database.name, f.run.id or "x")
-    check_targets_the_copy(f.settings.migration.rehearsal.command, secret_env.get_secret_value() if secret_env else {})
-    db_service = next((s for s in f.settings.database.services if s in f.current.running), None)
+    stack, database, migration = f.settings.stack, f.settings.database, f.settings.migration
+    name = database_name(database.name, f.run.id or "x")
+    check_targets_the_copy(migration.rehearsal.command, secret_env.get_secret_value() if secret_env else {})
+    db_service = next((s for s in database.services if s in f.current.running), None)
     if db_service is None:
-        raise RehearsalUnavailable(f"none of the database services {', '.join(f.settings.database.services)} is running")
-    with io.db.connect(f.settings.database.name) as conn:
+        raise RehearsalUnavailable(f"none of the database services {', '.join(database.services)} is running")
+    with io.db.connect(database.name) as conn:
         check_server(*conn.execute(SERVER_SETTINGS_SQL).fetchone())
         prefix = conn.execute("SELECT current_setting('log_line_prefix')").fetchone()[0]
-    live_before = io.revisions(f.settings.database.name)
+    live_before = io.revisions(database.name)
     scratch.mkdir(parents=True, mode=0o700, exist_ok=True)
-    deployed = c.ComposeProject(f.settings.stack.compose_dir, tuple(f.settings.stack.compose_dir / n for n in f.settings.stack.compose_files),
-                                f.settings.stack.compose_dir / f.settings.stack.env_file, f.settings.stack.project_name)
+    deployed = c.ComposeProject(stack.compose_dir, tuple(stack.compose_dir / n for n in stack.compose_files),
+                                stack.compose_dir / stack.env_file, stack.project_name)
     override = scratch / "rehearsal-image.json"
-    override.write_text(image_override(f.settings.migration.service, f.target.images[f.settings.migration.service]))
-    with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file, f.settings.stack.project_name)
+    override.write_text(image_override(migration.service, f.target.images[migration.service]))
+    with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file,
+                                   stack.project_name)
     schema, versions = scratch / "schema.dump", scratch / "alembic_version.dump"
     try:
         _make_the_copy(io, f, name, schema, versions)
         since = time.time() - 1  # entries are told apart by database (%d) or by the server logging no others
         env = fill(secret_env.get_secret_value() if secret_env else {}, name)  # by name in argv, values in env
-        argv = c.compose_run_once(with_target, f.settings.migration.service, fill(f.settings.migration.rehearsal.command, name), None, f.run.id,
-                                  pass_env=list(env))
+        argv = c.compose_run_once(with_target, migration.service, fill(migration.rehearsal.command, name), None,
+                                  f.run.id, pass_env=list(env))
         failure = None
         try:
-            io.run(c.Command(argv, env=env, timeout=f.settings.migration.timeout_seconds))
+            io.run(c.Command(argv, env=env, timeout=migration.timeout_seconds))
         except CommandTimedOut:
-            raise RehearsalUnavailable(f"the rehearsal's migration did not finish within {f.settings.migration.timeout_seconds} s "
+            raise RehearsalUnavailable(f"the rehearsal's migration did not finish within {migration.timeout_seconds} s "
                                        f"(the block's migration_timeout_seconds)") from None
         except CommandFailed as exc:
             failure = error_line(exc.stderr) if exc.stderr.strip() else str(exc)
@@ -274,9 +276,9 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
         statements = executed(entries, name)
     finally:
         dropped = _clean_up(io, f, name, scratch)
-    if io.revisions(f.settings.database.name) != live_before:
+    if io.revisions(database.name) != live_before:
         raise RehearsalFailed(f"the live database's revision changed during the rehearsal ({live_before} → "
-                              f"{io.revisions(f.settings.database.name)}): the rehearsal_command reached it instead of {name}. "
+                              f"{io.revisions(database.name)}): the rehearsal_command reached it instead of {name}. "
                               f"Restore it from the last backup before anything else")
     sql, revisions = as_sql(statements)
     notes = []
@@ -289,14 +291,13 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
 def _make_the_copy(io, f, name: str, schema: Path, versions: Path) -> None:
     """Creates the throw-away database `name` with the live database's schema and alembic_version rows (dumped to
     `schema` and `versions`), its statements logged."""
+    db, timeout = f.settings.database, f.settings.migration.timeout_seconds
     io.sql(create_statements(name))
-    io.run(c.Command(dump_schema(f.settings.database.host, f.settings.database.port, f.settings.database.user, f.settings.database.name, schema), timeout=f.settings.migration.timeout_seconds),
-           db_password=True)
-    io.run(c.Command(restore(f.settings.database.host, f.settings.database.port, f.settings.database.user, name, schema), timeout=f.settings.migration.timeout_seconds),
-           db_password=True)
+    io.run(c.Command(dump_schema(db.host, db.port, db.user, db.name, schema), timeout=timeout), db_password=True)
+    io.run(c.Command(restore(db.host, db.port, db.user, name, schema), timeout=timeout), db_password=True)
     if f.database.revision:
-        io.run(c.Command(dump_versions(f.settings.database.host, f.settings.database.port, f.settings.database.user, f.settings.database.name, versions)), db_password=True)
-        io.run(c.Command(restore(f.settings.database.host, f.settings.database.port, f.settings.database.user, name, versions)), db_password=True)
+        io.run(c.Command(dump_versions(db.host, db.port, db.user, db.name, versions)), db_password=True)
+        io.run(c.Command(restore(db.host, db.port, db.user, name, versions)), db_password=True)
     io.sql([log_statements_sql(name)])
 
 

@@ -29,7 +29,7 @@ def test_nothing_is_installed_without_the_variable(monkeypatch, clean_hooks):
     monkeypatch.delenv(faults.FAULT_VAR, raising=False)
     assert faults.install_from_env() is False and st.HOOKS == []
     monkeypatch.setenv(faults.FAULT_VAR, "cutover:migrate:fail-after")
-    assert faults.install_from_env() and faults.install_from_env() and st.HOOKS == [faults.inject], "once"
+    assert faults.install_from_env() and faults.install_from_env() and [faults.inject] == st.HOOKS, "once"
 
 
 @pytest.mark.parametrize("mode, applied", [("fail-before", False), ("fail-after", True)])

@@ -20,15 +20,17 @@ def flat_facts(**over) -> dict:
         target_images={"api": "r/app:2", "worker": "r/app:2", "db_postgres": "r/pg:15"},
         db_name="app", databases=["app", "plugin"], db_host="127.0.0.1", db_port=5432, db_user="app",
         db_revision=["r1"], target_heads=["r2"], pending_revisions=["r2"], noop_downgrades=[],
-        render_sql_command=["alembic", "upgrade", "r1:r2", "--sql"], db_services=["db", "db_postgres"], writer_services=["api", "worker"],
-        migrate_service="api", migrate_command=["alembic", "upgrade", "head"], migration_switch="MIGRATION_ENABLED",
-        health_timeout=60, run_dir=Path("/b/dify/run1"), volume_excludes=["./db/data"],
+        render_sql_command=["alembic", "upgrade", "r1:r2", "--sql"], db_services=["db", "db_postgres"],
+        writer_services=["api", "worker"], migrate_service="api", migrate_command=["alembic", "upgrade", "head"],
+        migration_switch="MIGRATION_ENABLED", health_timeout=60, run_dir=Path("/b/dify/run1"),
+        volume_excludes=["./db/data"],
     )
     return {k: str(v) if isinstance(v, Path) else asdict(v) if is_dataclass(v) else v for k, v in (base | over).items()}
 
 
 def facts(**over) -> Facts:
-    """Facts from the flat form (`flat_facts`); the settings it names override the unit tests' (tests.unit._settings)."""
+    """Facts from the flat form (`flat_facts`); the settings it names override the unit tests'
+    (tests.unit._settings)."""
     return Facts.from_dict(flat_facts(**over), settings())
 
 
@@ -72,7 +74,7 @@ def test_backup_covers_every_database_and_leaves_out_the_live_data_dir():
         "the dumps and the archive one after the other; the light records and checks beside them"
     tar = next(s for s in st.flat(plan.backup) if s.id == "archive-volumes")
     argv = list(tar.argv)
-    assert ["--exclude", "./db/data"] == argv[argv.index("--exclude"):argv.index("--exclude") + 2]
+    assert argv[argv.index("--exclude"):argv.index("--exclude") + 2] == ["--exclude", "./db/data"]
     assert all(s.needs_db_password for s in st.flat(plan.backup) if s.id.startswith("pg-dump"))
 
 
@@ -118,4 +120,5 @@ def test_facts_survive_the_round_trip_through_plan_json(tmp_path):
     f = facts(run_id="run1")
     f.save(tmp_path / "plan.json")
     assert Facts.load(tmp_path / "plan.json", settings()) == f
-    assert build_plan(Facts.load(tmp_path / "plan.json", settings()), "run1").to_dict() == build_plan(f, "run1").to_dict()
+    loaded = Facts.load(tmp_path / "plan.json", settings())
+    assert build_plan(loaded, "run1").to_dict() == build_plan(f, "run1").to_dict()

@@ -17,25 +17,32 @@ from tests.unit.test_steps import StubIO
 GB = 1_000_000_000
 
 
+def forecast(requested: str, database_bytes: int, *, measured: bool = True, pitr_unavailable: str = "",
+             snapshot_configured: bool = False):
+    """`rm.forecast` at 400 MB/s plus 0.2 s fixed, FILE_COPY allowed 1 s."""
+    return rm.forecast(requested, database_bytes, copy_mb_s=400.0, copy_fixed_seconds=0.2, measured=measured,
+                       pitr_unavailable=pitr_unavailable, file_copy_max_seconds=1.0,
+                       snapshot_configured=snapshot_configured)
+
+
 def test_auto_keeps_file_copy_while_it_is_cheap_and_takes_pitr_beyond():
-    small = rm.forecast("auto", 200_000_000, 400.0, 0.2, True, "", 1.0, False)
+    small = forecast("auto", 200_000_000)
     assert small.method == rm.FileCopy.name and small.file_copy_seconds == pytest.approx(0.7)
-    big = rm.forecast("auto", 2 * GB, 400.0, 0.2, True, "", 1.0, False)
+    big = forecast("auto", 2 * GB)
     assert big.method == rm.Pitr.name and big.file_copy_seconds == pytest.approx(5.2)
     assert "PITR 0.05 s" in big.summary() and "5.20 s" in big.summary() and "measured" in big.summary()
 
 
 def test_auto_falls_back_to_file_copy_and_says_why_pitr_is_out():
-    f = rm.forecast("auto", 2 * GB, 400.0, 0.2, True, "wal_level is minimal (needs replica, PostgreSQL's default)",
-                    1.0, False)
+    f = forecast("auto", 2 * GB, pitr_unavailable="wal_level is minimal (needs replica, PostgreSQL's default)")
     assert f.method == rm.FileCopy.name
     assert "PITR unavailable: wal_level is minimal" in f.summary()
 
 
 def test_an_explicit_method_or_a_snapshot_command_wins():
-    assert rm.forecast("file-copy", 50 * GB, 400.0, 0.2, True, "", 1.0, False).method == rm.FileCopy.name
-    assert rm.forecast("pitr", 1, 400.0, 0.2, True, "", 1.0, False).method == rm.Pitr.name
-    assert rm.forecast("auto", 1, 400.0, 0.2, False, "", 1.0, True).method == rm.Snapshot.name
+    assert forecast("file-copy", 50 * GB).method == rm.FileCopy.name
+    assert forecast("pitr", 1).method == rm.Pitr.name
+    assert forecast("auto", 1, measured=False, snapshot_configured=True).method == rm.Snapshot.name
 
 
 def test_data_dir_under_a_bind_mount_like_dify():
@@ -106,9 +113,9 @@ def test_pitr_plan_backs_up_online_marks_the_point_and_restores_before_the_datab
     plan = build_plan(pitr_facts(tmp_path), "r1")
     base = next(s for s in plan.backup if isinstance(s, st.BaseBackup))
     assert list(base.argv[base.argv.index("exec"):]) == [
-        "exec", "--no-TTY", "--user", "postgres", "db", "pg_basebackup", "--pgdata", "/var/lib/postgresql/data/ss-base-r1",
-        "--username", "app", "--no-password", "--wal-method", "stream", "--checkpoint", "fast", "--create-slot", "--slot",
-        "stackshift_r1"]
+        "exec", "--no-TTY", "--user", "postgres", "db", "pg_basebackup",
+        "--pgdata", "/var/lib/postgresql/data/ss-base-r1", "--username", "app", "--no-password",
+        "--wal-method", "stream", "--checkpoint", "fast", "--create-slot", "--slot", "stackshift_r1"]
     assert base.host_dir == str(tmp_path / "data" / "ss-base-r1")
     assert isinstance(plan.rollback_point, st.TakeRestorePoint)
     assert as_text(plan.rollback_point.statement()) == "SELECT pg_create_restore_point('stackshift_r1')::text"

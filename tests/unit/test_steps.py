@@ -264,9 +264,10 @@ def test_command_errors_never_carry_the_stacks_env_secrets(tmp_path):
 
 
     (tmp_path / "app.log").write_text("conn to db:hunter2-very-secret pw pg-pass-123 failed")
+    cfg = settings(compose_dir=tmp_path, db_password="pg-pass-123", command_timeout_seconds=30)
     with pytest.raises(CommandFailed) as raised:  # an app printing what it was configured with
-        StackIO(settings(compose_dir=tmp_path, db_password="pg-pass-123", command_timeout_seconds=30), "p").run(Command(["python3", "-c", "import sys; sys.exit(open(sys.argv[1]).read())",
-                                         str(tmp_path / "app.log")]))
+        StackIO(cfg, "p").run(Command(["python3", "-c", "import sys; sys.exit(open(sys.argv[1]).read())",
+                                       str(tmp_path / "app.log")]))
     assert "hunter2" not in str(raised.value) and "pg-pass-123" not in str(raised.value) and "***" in str(raised.value)
 
 

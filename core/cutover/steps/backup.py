@@ -30,6 +30,7 @@ class SaveResolvedConfig(BackupCommand):
         text = kept.take(self.argv)
         if text is None:
             return super().apply(ctx)
+        assert self.stdout_file, "the plan names the file the resolved config is saved to"
         out = ctx.facts.run.dir / self.stdout_file
         with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
             f.write(text)

@@ -7,6 +7,7 @@ through the context's executor, database and HTTP probe, which tests replace.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -216,10 +217,11 @@ class Together(Step):
     steps: tuple[Step, ...] = ()
 
     def apply(self, ctx: StepContext) -> str:
-        outcomes = all_at_once([lambda step=step: execute(step, ctx) for step in self.steps],
+        outcomes = all_at_once([functools.partial(execute, step, ctx) for step in self.steps],
                                [step.id for step in self.steps])
         first_failure(outcomes)  # the first in the plan's order, whichever thread ended first
-        return "; ".join(f"{step.id} {done.seconds:.2f} s" for step, (done, _) in zip(self.steps, outcomes))
+        timed = zip(self.steps, outcomes, strict=True)
+        return "; ".join(f"{step.id} {done.seconds:.2f} s" for step, (done, _) in timed)
 
     @property
     def error_class(self) -> type[StepFailed]:

@@ -22,7 +22,9 @@ class RestoreEnv(Step):
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
-        files.write_atomic(f.settings.stack.compose_dir / f.settings.stack.env_file, (f.run.dir / "compose" / f.settings.stack.env_file).read_text(), keep_mode=True)
+        stack = f.settings.stack
+        saved = (f.run.dir / "compose" / stack.env_file).read_text()
+        files.write_atomic(stack.compose_dir / stack.env_file, saved, keep_mode=True)
         return "restored from the backup"
 
 

@@ -29,10 +29,11 @@ class Verify(Step):
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
+        assert self.project is not None, "the plan builds every Verify with the compose project it verifies"
         images = dict(self.images)
-        if self.project is not None:  # the app may answer before docker's next health check: wait for it here
-            with contextlib.suppress(UpgradeError):
-                ctx.io.wait_healthy(self.project.name, list(self.services), float(f.settings.health.timeout_seconds))
+        # the app may answer before docker's next health check: wait for it here
+        with contextlib.suppress(UpgradeError):
+            ctx.io.wait_healthy(self.project.name, list(self.services), float(f.settings.health.timeout_seconds))
         statuses = parse_ps(ctx.io.run(c.Command(c.compose_ps_json(self.project))).stdout)
         result = Verification([services_check(statuses, list(self.services), images if self.check_images else {})])
         expected_version = image_tag(images.get(f.settings.migration.service, ""))
@@ -68,7 +69,8 @@ class VerifyDigests(Step):
     task: ClassVar = "verify-digests"
 
     def apply(self, ctx: StepContext) -> str:
-        running = {s: i["repo_digests"] for s, i in current_images(ctx.io.endpoint.client(), ctx.facts.settings.stack.project_name).items()}
+        images = current_images(ctx.io.endpoint.client(), ctx.facts.settings.stack.project_name)
+        running = {s: i["repo_digests"] for s, i in images.items()}
         wrong = [f"{s} runs {', '.join(running.get(s, [])) or 'no container'}, expected {d}"
                  for s, d in self.digests if d not in running.get(s, [])]
         if wrong:
