@@ -6,6 +6,7 @@ One module per kind: `base` (the roots, command failures), `refusals` (pre-fligh
 from core.errors.base import CommandFailed, CommandTimedOut, PreflightError, StepFailed, UpgradeError, error_line
 from core.errors.envsync import (
     ComposeUnavailable,
+    EnvFileEmpty,
     EnvFileUnwritable,
     EnvSyncError,
     NeededServiceInactive,
@@ -39,8 +40,11 @@ from core.errors.promotion import (
 )
 from core.errors.refusals import (
     ComposeDirDirty,
+    ComposeDirMissing,
+    DatabaseMissing,
     DatabaseUnreachable,
     DockerHostUnreachable,
+    EnvFileUnusable,
     ImageMissing,
     InsufficientDisk,
     InterruptedRunPending,
@@ -53,6 +57,7 @@ from core.errors.refusals import (
     MultipleHeads,
     NotDeployed,
     ProbeFailed,
+    RegistryUnreachable,
     RehearsalFailed,
     RehearsalUnavailable,
     RollbackPointUnavailable,
@@ -61,6 +66,7 @@ from core.errors.refusals import (
     StackLocked,
     UnknownDatabaseRevision,
     UnknownEnvironment,
+    UnknownMigrationService,
     UnknownRef,
     UnsupportedServer,
 )
@@ -75,6 +81,11 @@ __all__ = [
     "UnknownEnvironment",
     "UnknownRef",
     "ComposeDirDirty",
+    "ComposeDirMissing",
+    "EnvFileUnusable",
+    "UnknownMigrationService",
+    "DatabaseMissing",
+    "RegistryUnreachable",
     "InvalidComposeFile",
     "DatabaseUnreachable",
     "ImageMissing",
@@ -115,6 +126,7 @@ __all__ = [
     "EnvSyncError",
     "TemplateImplausible",
     "NeededServiceInactive",
+    "EnvFileEmpty",
     "EnvFileUnwritable",
     "ComposeUnavailable",
     "WrongHost",
