@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 from typing import cast
 
 from prefect import flow
@@ -13,7 +14,7 @@ from prefect.runtime import flow_run
 from blocks.stack_environment import StackEnvironment
 from core import hosts, promotion
 from core.errors import UnknownEnvironment
-from core.cutover import faults
+from core.cutover import faults, inputs
 from core.cutover.facts import Facts
 from core.settings import Settings
 from core.cutover.journal import downtime
@@ -95,8 +96,8 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
     faults.install_from_env()  # the fault-injection tests only (a served or worker's run is a process of its own)
     cfg = load_environment(environment)
     hosts.check_host(cfg.stack.host, environment)
-    run_id = _run_id()
-    with environment_lock(cfg, environment, run_id, flow_run.id):
+    inputs.check_backup_dir(Path(cfg.backup.dir))  # the lock and the run's folder go there: checked before either
+    with environment_lock(cfg, environment, run_id := _run_id(), flow_run.id):
         if dry_run:
             runbook.refuse_if_interrupted(cfg)
             recovered = []

@@ -1,18 +1,19 @@
 """Pre-flight's first look at the operator's inputs, before compose or the registry is asked anything else: the
-compose directory is a git checkout, the stack's `.env` is one stackshift's own parser reads, and the registry's
-answer about each target image tells "missing" from "did not answer"."""
+backup folder can be written, the compose directory is a git checkout, the stack's `.env` is one stackshift's own
+parser reads, and the registry's answer about each target image tells "missing" from "did not answer"."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import docker
 
 from core.env import envdoc
-from core.errors import ComposeDirMissing, EnvFileUnusable, RegistryUnreachable, error_line
+from core.errors import BackupDirUnusable, ComposeDirMissing, EnvFileUnusable, RegistryUnreachable, error_line
 from core.io import commands as c
 from core.io.executor import run
 
-__all__ = ["NO_SUCH_IMAGE", "check_checkout", "check_env_file", "missing_images"]
+__all__ = ["NO_SUCH_IMAGE", "check_backup_dir", "check_checkout", "check_env_file", "missing_images"]
 
 
 def check_checkout(compose_dir: Path) -> None:
@@ -55,3 +56,16 @@ def missing_images(client: docker.DockerClient, images: list[str], auth: dict | 
     if unreachable:
         raise RegistryUnreachable(sorted(unreachable), "; ".join(sorted(set(unreachable.values()))))
     return missing
+
+
+def check_backup_dir(backup_dir: Path) -> None:
+    """The backup folder (or, if it does not exist yet, its nearest existing parent) is a folder this user can write:
+    the run's lock, journal and backup go there."""
+    existing = next((p for p in (backup_dir, *backup_dir.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise BackupDirUnusable(str(backup_dir), f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BackupDirUnusable(str(backup_dir), f"{existing} is not writable for this user (a read-only mount, or "
+                                                 f"its permissions)")

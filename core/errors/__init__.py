@@ -39,6 +39,7 @@ from core.errors.promotion import (
     WrongHost,
 )
 from core.errors.refusals import (
+    BackupDirUnusable,
     ComposeDirDirty,
     ComposeDirMissing,
     DatabaseMissing,
@@ -101,6 +102,7 @@ __all__ = [
     "StackLocked",
     "DockerHostUnreachable",
     "MissingPrivilege",
+    "BackupDirUnusable",
     "InsufficientDisk",
     "JournalUnreadable",
     "InterruptedRunPending",

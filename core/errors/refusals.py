@@ -191,6 +191,14 @@ class MissingPrivilege(PreflightError):
             f"to a role that has it."
         )
 
+class BackupDirUnusable(PreflightError):
+    """The block's backup_dir cannot hold the run's folder, lock and journal (below a file, read-only)."""
+
+    def __init__(self, backup_dir: str, finding: str):
+        super().__init__(f"The backup folder {backup_dir} cannot be used: {finding}. Point the block's backup_dir at a "
+                         f"writable folder (on a disk with room for a dump and the volumes), or fix that one; nothing "
+                         f"was changed.")
+
 class InsufficientDisk(PreflightError):
     def __init__(self, problems: list[str]):
         super().__init__("Not enough free disk for the backup and the rollback point: " + "; ".join(problems)

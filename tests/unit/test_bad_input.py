@@ -19,12 +19,12 @@ import pytest
 import requests
 
 from cli.main import prefect_failed, unexpected_failure
-from core.cutover import preflight
+from core.cutover import inputs, preflight
 from core.env import envmerge
 from core.cutover.journal import JOURNAL, PLAN, Journal, partial_files
-from core.errors import (ComposeDirMissing, DatabaseMissing, DatabaseUnreachable, EnvFileEmpty, EnvFileUnusable,
-                         ImageMissing, RegistryUnreachable, SeveralDatabaseRevisions, UnknownMigrationService,
-                         UpgradeError)
+from core.errors import (BackupDirUnusable, ComposeDirMissing, DatabaseMissing, DatabaseUnreachable, EnvFileEmpty,
+                         EnvFileUnusable, ImageMissing, RegistryUnreachable, SeveralDatabaseRevisions,
+                         UnknownMigrationService, UpgradeError)
 from core.io import db as dbops
 from core.io.compose import ResolvedConfig
 from core.migrations.revgraph import RevisionGraph, state
@@ -125,6 +125,25 @@ def _git_removed(tmp_path: Path) -> Path:
     repo = _checkout(tmp_path)
     subprocess.run(["rm", "-rf", str(repo / ".git")], check=True)
     return repo
+
+
+# --- the backup folder ----------------------------------------------------------------------------------------
+def backup_dir_below_a_file(tmp_path: Path):
+    (tmp_path / "backups").write_text("a file where a folder should be")
+    return lambda: inputs.check_backup_dir(tmp_path / "backups" / "stack")
+
+
+def backup_dir_read_only(tmp_path: Path):
+    (tmp_path / "backups").mkdir()
+
+    def call():
+        real = inputs.os.access
+        inputs.os.access = lambda path, mode: False  # root passes permissions: a read-only mount's answer, faked
+        try:
+            inputs.check_backup_dir(tmp_path / "backups")
+        finally:
+            inputs.os.access = real
+    return call
 
 
 # --- the target's images and the migration service ----------------------------------------------------------------
@@ -242,6 +261,10 @@ CASES = [
     Case("compose-dir-no-commit", compose_dir(_no_commit), ComposeDirMissing, "is not a git checkout", "git clone"),
     Case("compose-dir-git-deleted", compose_dir(_git_removed), ComposeDirMissing, "is not a git checkout",
          "restore the checkout"),
+    Case("backup-dir-below-a-file", backup_dir_below_a_file, BackupDirUnusable, "is a file, not a folder",
+         "Point the block's backup_dir"),
+    Case("backup-dir-read-only", backup_dir_read_only, BackupDirUnusable, "is not writable",
+         "backup_dir at a writable"),
     Case("migration-service-unknown", unknown_service, UnknownMigrationService, "'nosuchsvc' is not a service",
          "Set migration.service"),
     Case("registry-unreachable", target_images({"127.0.0.1:5000/demo/app:2.0.0": api_error(
