@@ -458,3 +458,61 @@ def test_the_cli_offers_force():
     assert parser().parse_args(["upgrade", "-e", "s", "-t", "v1"]).force is False
     assert not hasattr(parser().parse_args(["plan", "-e", "s", "-t", "v1"]), "force") or \
         parser().parse_args(["plan", "-e", "s", "-t", "v1"]).force is False
+
+
+# --- item 3: a run abandoned on a full disk ----------------------------------------------------------------------
+def _full_disk_until(run_dir: Path, monkeypatch, freed_by: str | None):
+    """Writing any file fails with ENOSPC while `run_dir / freed_by` exists (always, if None)."""
+    import errno
+
+    from core import files
+    real = files.write_atomic
+
+    def write_atomic(path, data, **kw):
+        if freed_by is None or (run_dir / freed_by).exists():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data, **kw)
+    monkeypatch.setattr(files, "write_atomic", write_atomic)
+
+
+def _abandon(run_dir: Path):
+    from types import SimpleNamespace
+
+    from flows import runbook
+    j = Journal.load(run_dir / JOURNAL)
+    plan = SimpleNamespace(backup=[SimpleNamespace(id="dump-app"), SimpleNamespace(id="archive-volumes")], finish=[])
+    runbook.abandon(plan, SimpleNamespace(journal=j), OSError(28, "No space left on device"))
+    return Journal.load(run_dir / JOURNAL)
+
+
+def test_a_backup_cut_short_by_a_full_disk_is_removed_and_the_journal_closed(tmp_path, monkeypatch):
+    run = tmp_path / "20260101T000000Z-r1"
+    _journal(run, steps=(("dump-app", "backup", "failed"),))
+    (run / PLAN).write_text("{}")
+    (run / "app.dump").mkdir()
+    (run / "app.dump" / "toc.dat").write_bytes(b"x" * 1000)
+    (run / ".journal.json.abc.tmp").write_text("")
+    _full_disk_until(run, monkeypatch, freed_by="app.dump")
+    j = _abandon(run)
+    assert j.status == "abandoned"
+    assert "failed during 'dump-app' with OSError: [Errno 28] No space left on device" in j.outcome
+    assert "removed the backup cut short" in j.outcome and "interrupted" not in j.outcome
+    assert sorted(p.name for p in run.iterdir()) == [JOURNAL, PLAN]
+
+
+def test_a_journal_that_cannot_be_written_at_all_does_not_hide_the_cause(tmp_path, monkeypatch, caplog):
+    run = tmp_path / "20260101T000000Z-r1"
+    _journal(run, steps=(("dump-app", "backup", "failed"),))
+    (run / "app.dump").mkdir()
+    _full_disk_until(run, monkeypatch, freed_by=None)
+    j = _abandon(run)  # does not raise: the flow re-raises the cause
+    assert j.status == "running" and not (run / "app.dump").exists()
+    assert "recover` closes it" in caplog.text
+
+
+def test_a_whole_backup_is_kept_when_a_later_step_fails(tmp_path):
+    run = tmp_path / "20260101T000000Z-r1"
+    _journal(run, steps=(("dump-app", "backup", "done"), ("archive-volumes", "backup", "done")))
+    (run / "app.dump").mkdir()
+    j = _abandon(run)
+    assert j.status == "abandoned" and (run / "app.dump").is_dir() and "removed" not in j.outcome
