@@ -20,7 +20,6 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,34 +30,9 @@ from lab.mlflow import stack as mlstack  # noqa: E402
 from lab.mlflow import build  # noqa: E402
 from lab.mlflow.build import REPO  # noqa: E402
 from lab.stack import free_port  # noqa: E402
+from bench.watch import Watch, mlflow_state  # noqa: E402
 
 URI = "postgresql+psycopg2://mlflow@db:5432/mlflow"
-
-
-class Watch(threading.Thread):
-    """Polls /health and /version; records when 3.6.0 last answered and when 3.17.2 first did."""
-
-    def __init__(self, dep: mlstack.MlflowDeployment, old: str = "3.6.0", new: str = "3.17.2"):
-        super().__init__(daemon=True)
-        self.dep, self.old, self.new = dep, old, new
-        self.last_old = self.first_new = None
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            health, version = self.dep.get("/health"), self.dep.get("/version")
-            now = time.monotonic()
-            if health == (200, "OK") and version[0] == 200:
-                if version[1] == self.new:
-                    self.first_new = now
-                    return
-                if version[1] == self.old:
-                    self.last_old = now
-            time.sleep(0.05)
-
-    @property
-    def downtime(self) -> float:
-        return self.first_new - self.last_old
 
 
 def seed_template(root: Path, metric_rows: int) -> mlstack.MlflowDeployment:
@@ -93,7 +67,7 @@ def run_stackshift(template, root: Path, accept_risk: bool) -> tuple[float, dict
     StackEnvironment(**dep.block_fields()).save(dep.name, overwrite=True)
     from flows.upgrade import upgrade
 
-    watch = Watch(dep)
+    watch = Watch(mlflow_state(dep, "3.6.0", "3.17.2"))
     watch.start()
     try:
         result = upgrade(environment=dep.name, target="3.17.2", accept_migration_risk=accept_risk)
@@ -105,7 +79,7 @@ def run_stackshift(template, root: Path, accept_risk: bool) -> tuple[float, dict
 
 def run_documented(template, root: Path) -> tuple[float, dict]:
     dep = copy_of(template, root, "bench-mlflow-doc")
-    watch = Watch(dep)
+    watch = Watch(mlflow_state(dep, "3.6.0", "3.17.2"))
     watch.start()
     parts = {}
     try:

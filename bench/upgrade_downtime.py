@@ -27,7 +27,6 @@ import os
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,38 +38,13 @@ from core.files import write_atomic  # noqa: E402
 from core.io import pgsql  # noqa: E402
 from core.cutover.journal import Journal  # noqa: E402
 from lab import stack  # noqa: E402
+from bench.watch import Watch, api_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_IMAGE = "127.0.0.1:5000/demo/app:2.0.0"
 CUTOVER = ("stop-writers", "checkout-target", "rollback-point", "install-env", "stop-retired", "start-db", "migrate",
            "start-target")
 BESIDE = {"checkout-target"}  # runs beside the writers' stop (one Together step): not added to the outage twice
-
-
-class HealthWatch(threading.Thread):
-    """Polls /health; records when v1 was last healthy before the outage and when v2 first answered healthy."""
-
-    def __init__(self, dep: stack.Deployment, target_version: str = "2.0.0"):
-        super().__init__(daemon=True)
-        self.dep, self.target = dep, target_version
-        self.last_old_ok = None
-        self.first_new_ok = None
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            h = self.dep.api_health()
-            now = time.monotonic()
-            if h and h.get("status") == "ok":
-                if h["version"] == self.target:
-                    self.first_new_ok = self.first_new_ok or now
-                    return
-                self.last_old_ok = now
-            time.sleep(0.05)
-
-    @property
-    def downtime(self) -> float:
-        return self.first_new_ok - self.last_old_ok
 
 
 def _drop_target_image():
@@ -90,7 +64,7 @@ def run_stackshift(root: Path, rows: int, seed: stack.Seeded) -> tuple[float, di
     _drop_target_image()
     from flows.upgrade import upgrade
 
-    watch = HealthWatch(dep)
+    watch = Watch(api_state(dep, "2.0.0"))
     watch.start()
     result = upgrade(environment="bench-ss", target="v2.0.0", accept_migration_risk=True)
     watch.join(60)
@@ -107,7 +81,7 @@ def run_documented(root: Path, rows: int, seed: stack.Seeded) -> tuple[float, di
     new = subprocess.run(["git", "-C", str(d), "show", "v2.0.0:.env.example"], check=False, capture_output=True,
                          text=True).stdout
     merged = envsync.merge_for(d / ".env", old, new).text  # done before the outage, and correctly, to be fair
-    watch = HealthWatch(dep)
+    watch = Watch(api_state(dep, "2.0.0"))
     watch.start()
     parts = {"down": _compose(dep, "down")}
     t = time.monotonic()

@@ -12,23 +12,79 @@ from core.cutover import faults
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    import time
+
     from core.errors import UpgradeError
     from flows.upgrade import upgrade
 
+    started = time.time()
     try:
         result = upgrade(environment=args.environment, target=args.target, dry_run=args.dry_run,
                          accept_migration_risk=args.accept_migration_risk,
-                         accept_env_conflicts=args.accept_env_conflicts)
+                         accept_env_conflicts=args.accept_env_conflicts, force=args.force)
     except UpgradeError as exc:
         print(f"stackshift: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # the Prefect server went away: the run's own record is its journal
-        print(f"stackshift: the run could not be recorded in Prefect ({type(exc).__name__}: {exc}). The stack itself is "
-              f"whole: its journal in the backup folder says how the run ended; `./stackshift recover -e "
-              f"{args.environment}` gives the run its final state once the server is back.", file=sys.stderr)
+    except Exception as exc:  # not a condition stackshift names: say what it is, and what the journal says
+        print(unexpected_failure(args.environment, exc, started), file=sys.stderr)
         return 1
+    if result.get("already_at"):
+        print(f"stackshift: {args.environment} is already at {args.target} (commit "
+              f"{result['commit'][:12]}, the same images, database at {', '.join(result['revision']) or 'no revision'}"
+              f"): nothing to do, nothing stopped, no backup taken. `--force` redeploys on purpose.", file=sys.stderr)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def prefect_failed(exc: BaseException) -> bool:
+    """Whether the exception comes from Prefect or its HTTP client (the server went away, refused a call)."""
+    return any(type(e).__module__.split(".")[0] in ("prefect", "httpx", "httpcore")
+               for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+
+
+def unexpected_failure(environment: str, exc: BaseException, started: float, prefect_up: bool | None = None,
+                       project_dir=None) -> str:
+    """What to tell the operator about an exception stackshift does not name: the Prefect message only when Prefect
+    failed; otherwise the exception as it is, the step and the stack's state per this run's journal, what to do."""
+    if prefect_up is None:
+        from tasks._common import api_reachable
+        prefect_up = api_reachable()
+    recover = f"`./stackshift recover -e {environment}`"
+    if prefect_failed(exc) or not prefect_up:
+        return (f"stackshift: the run could not be recorded in Prefect ({type(exc).__name__}: {exc}). The stack "
+                f"itself is whole: its journal in the backup folder says how the run ended; {recover} gives the run "
+                f"its final state once the server is back.")
+    what = f"stackshift: the run failed with {type(exc).__name__}: {exc}"
+    state = _journal_state(environment, started, project_dir, recover)
+    return (f"{what}. {state} This is a condition stackshift does not name: fix the cause above (e.g. free disk "
+            f"for `No space left on device`, permissions for `Permission denied`) and run again; report the message "
+            f"so it gets its own error.")
+
+
+def _journal_state(environment: str, started: float, project_dir, recover: str) -> str:
+    """The stack's state per the journal this run wrote (none: it failed before its run folder was made)."""
+    from pathlib import Path
+
+    from core.cutover.journal import CLOSED, JOURNAL, Journal
+    try:
+        if project_dir is None:
+            from flows.upgrade import load_environment
+            cfg = load_environment(environment)
+            project_dir = Path(cfg.backup.dir) / cfg.stack.project_name
+        mine = [p for p in sorted(Path(project_dir).glob(f"*/{JOURNAL}")) if p.parent.stat().st_mtime >= started - 1]
+        journal = Journal.load(mine[-1]) if mine else None
+    except Exception as read_exc:  # the report must not fail on top of the failure
+        return (f"Its journal could not be read ({type(read_exc).__name__}: {read_exc}); {recover} reads it and "
+                f"puts the stack back if anything changed.")
+    if journal is None:
+        return "It failed before its run folder was made (pre-flight or the lock): nothing of the stack changed."
+    step = journal.last
+    at = f"at {step.phase} step {step.id!r} ({step.state})" if step else "before its first step"
+    if journal.status in CLOSED:
+        return (f"It stopped {at}; its journal {journal.path} says the run ended {journal.status}: "
+                f"{journal.outcome or 'no outcome recorded'}.")
+    return (f"It stopped {at}, and its journal {journal.path} is still open ({journal.status}): run {recover}, "
+            f"which rolls the stack back or finishes the run, whichever is safe.")
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -107,6 +163,7 @@ def _env_sync(args: argparse.Namespace) -> int:
         texts = {label: envmerge.read_env_file(path, label) for label, path in (
             ("env file", args.env_file), ("old template", args.old_template), ("new template", args.new_template))}
         user = envmerge.parse(texts["env file"], args.env_file)
+        envmerge.check_env(user, allow_empty=args.allow_empty_env)
         old = envmerge.parse(texts["old template"], args.old_template)
         new = envmerge.parse(texts["new template"], args.new_template)
         envmerge.check_templates(user, old, new)
@@ -252,10 +309,14 @@ def _add_run_verbs(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--accept-migration-risk", action="store_true",
                            help="go ahead despite data loss or a long lock-hold in the migration report (read it "
                                 "first)")
+        if name == "upgrade":
+            p.add_argument("--force", action="store_true",
+                           help="redeploy even when the target's commit, images and head revision are what runs "
+                                "(otherwise that ends at once: already at the target, nothing stopped)")
         p.add_argument("--accept-env-conflicts", action="store_true",
                        help="go ahead although the merged .env leaves a service the target needs outside the active "
                             "compose profiles (read the env diff first)")
-        p.set_defaults(fn=fn, dry_run=False, accept_migration_risk=False)
+        p.set_defaults(fn=fn, dry_run=False, accept_migration_risk=False, force=False)
 
 
 def _add_recovery_verbs(sub: argparse._SubParsersAction) -> None:
@@ -295,6 +356,9 @@ def _add_env_sync(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accept-conflicts", action="store_true",
                    help="with --compose-file: write the result although it leaves a needed service outside the "
                         "active profiles")
+    p.add_argument("--allow-empty-env", action="store_true",
+                   help="merge although PATH has no KEY=value line (refused by default: an empty .env is most "
+                        "likely a truncated one)")
     p.add_argument("--secret-key", action="append", metavar="KEY", help="another key whose value is secret")
     p.add_argument("--dry-run", action="store_true", help="report only; write nothing")
     p.add_argument("--json", action="store_true", help="machine-readable report (key names only)")

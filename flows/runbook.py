@@ -7,6 +7,7 @@ import logging
 import shutil
 import signal
 import threading
+from asyncio import CancelledError
 from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
@@ -22,7 +23,7 @@ from core import report
 from core.cutover import steps as st
 from core.errors import (CleanupFailed, InterruptedRunPending, RollbackFailed, StepFailed, UpgradeError,
                          UpgradeInterrupted)
-from core.cutover.journal import JOURNAL, PLAN, Journal
+from core.cutover.journal import JOURNAL, PLAN, Journal, partial_files
 from core.cutover.facts import Facts
 from core.cutover.plan import Plan, build_plan
 from core.env import envsync
@@ -81,6 +82,8 @@ def _reason(exc: BaseException, journal: Journal) -> str:
         return str(exc)
     last = journal.last
     where = f" during {last.id!r}" if last else ""
+    if isinstance(exc, Exception) and not isinstance(exc, CancelledError):  # a real failure, not a stop from outside
+        return f"failed{where} with {type(exc).__name__}: {exc}"
     return f"interrupted by {type(exc).__name__}{where} (a SIGTERM, a cancel from the UI or Prefect's cancellation)"
 
 
@@ -164,11 +167,29 @@ def finish(plan: Plan, ctx: st.StepContext, retention: int) -> None:
 def abandon(plan: Plan, ctx: st.StepContext, exc: BaseException) -> None:
     """A failure before the cutover: nothing of the stack changed. What the backup made for the rollback point (a
     base backup and its replication slot, which would keep WAL forever) is removed, the journal says so and the run
-    is closed."""
-    ctx.journal.enter("finish")
-    with signals_deferred():
-        left = clean_up(plan.finish, ctx)
-    ctx.journal.close("abandoned", f"stopped before the cutover, nothing changed: {_reason(exc, ctx.journal)}{left}")
+    is closed. A backup cut short is removed first (on a full disk, that makes the room to write the journal)."""
+    journal = ctx.journal
+    whole = all(journal.ever_done(s.id, "backup") for s in plan.backup)
+    removed = remove_partial(partial_files(journal.path.parent, whole))
+    try:
+        journal.enter("finish")
+        with signals_deferred():
+            left = clean_up(plan.finish, ctx)
+        journal.close("abandoned", f"stopped before the cutover, nothing changed: {_reason(exc, journal)}{left}"
+                                   + (f"; removed the backup cut short ({', '.join(removed)})" if removed else ""))
+    except OSError as write_exc:  # the stack is whole; `recover` closes the journal once it can be written
+        log.error("Could not close the journal %s (%s); nothing of the stack changed: `./stackshift recover` "
+                  "closes it.", journal.path, write_exc)
+
+
+def remove_partial(paths: list[Path]) -> list[str]:
+    """Removes files and folders a run cannot use (never raises: a leftover is reported, not fatal); their names."""
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return [p.name for p in paths if not p.exists()]
 
 
 def publish_report(ctx: st.StepContext, outcome: str) -> None:

@@ -3,7 +3,9 @@ cutover (stop, rollback point, checkout, install env, compose-up db, migrate, co
 rolling back on any failure once the writers stop."""
 from __future__ import annotations
 
+import logging
 import uuid
+from pathlib import Path
 from typing import cast
 
 from prefect import flow
@@ -12,9 +14,11 @@ from prefect.runtime import flow_run
 from blocks.stack_environment import StackEnvironment
 from core import hosts, promotion
 from core.errors import UnknownEnvironment
-from core.cutover import faults
+from core.cutover import faults, inputs
+from core.cutover.facts import Facts
 from core.settings import Settings
 from core.cutover.journal import downtime
+from core.cutover.plan import Plan
 from flows import runbook
 from tasks.backup import backup
 from tasks.images import pull
@@ -49,6 +53,22 @@ def announce_rollback(environment: str, outcome: str) -> None:
         pass
 
 
+def already_at(facts: Facts, recovered: list) -> dict:
+    """The result of a run with nothing to do (`Facts.differences()` is empty): what runs, and that nothing changed."""
+    logging.getLogger("stackshift").info("%s is already at %s: nothing to do, nothing stopped, no backup",
+                                         facts.run.environment, facts.target.ref)
+    return {"already_at": facts.target.ref, "commit": facts.target.commit, "images": facts.target.images,
+            "revision": facts.database.revision, "changed": False, "recovered": recovered}
+
+
+def _plan_only(plan: Plan, migrations: dict) -> dict:
+    """A dry run's end: the env diff and the approval facts published, the plan's steps returned."""
+    review_env(plan)
+    fp = publish_approval_facts(plan, migrations)
+    return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover + plan.verify],
+            "rollback_point": plan.facts.rollback.forecast, "migrations": migrations, "fingerprint": fp}
+
+
 def _run_id() -> str:
     return (flow_run.id or uuid.uuid4().hex)[:8]
 
@@ -56,7 +76,7 @@ def _run_id() -> str:
 @flow(name="upgrade", log_prints=False)
 def upgrade(environment: str, target: str, dry_run: bool = False, accept_migration_risk: bool = False,
             accept_env_conflicts: bool = False, pinned_images: dict[str, str] | None = None,
-            approved_fingerprint: str | None = None) -> dict:
+            approved_fingerprint: str | None = None, force: bool = False) -> dict:
     """Upgrade one stack environment to a release (git tag, branch or commit of its compose directory).
 
     Args:
@@ -71,26 +91,26 @@ def upgrade(environment: str, target: str, dry_run: bool = False, accept_migrati
             every image is pulled by that digest and checked on the running containers.
         approved_fingerprint: Leave empty. A promotion fills it with the fingerprint the approver approved; the run
             stops before any change if the plan computed now gives another one.
+        force: Redeploy although the target's commit, images and head revision run now (else: "already at").
     """
     faults.install_from_env()  # the fault-injection tests only (a served or worker's run is a process of its own)
     cfg = load_environment(environment)
     hosts.check_host(cfg.stack.host, environment)
-    run_id = _run_id()
-    with environment_lock(cfg, environment, run_id, flow_run.id):
+    inputs.check_backup_dir(Path(cfg.backup.dir))  # the lock and the run's folder go there: checked before either
+    with environment_lock(cfg, environment, run_id := _run_id(), flow_run.id):
         if dry_run:
             runbook.refuse_if_interrupted(cfg)
             recovered = []
         else:
             recovered = runbook.recover_interrupted(cfg, environment, by=f"upgrade run {run_id}")
         plan = plan_upgrade(cfg, environment, target, run_id, accept_env_conflicts, pins=pinned_images)
+        if not (dry_run or force) and not plan.facts.differences():
+            return already_at(plan.facts, recovered)
         if approved_fingerprint:
             promotion.check_approved(environment, plan.facts, approved_fingerprint)
         migrations = analyze_migrations(plan, cfg, accept_risk=accept_migration_risk, dry_run=dry_run)
         if dry_run:
-            review_env(plan)
-            fp = publish_approval_facts(plan, migrations)
-            return {"dry_run": True, "steps": [s.id for s in plan.backup + plan.cutover + plan.verify],
-                    "rollback_point": plan.facts.rollback.forecast, "migrations": migrations, "fingerprint": fp}
+            return _plan_only(plan, migrations)
 
         ctx = runbook.open_run(plan, flow_run.id)
         try:

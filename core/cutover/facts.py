@@ -82,6 +82,26 @@ class Facts:
     rollback: RollbackFacts
     env_sync: EnvSyncResult  # pre-flight's one env merge: masked rows, counts, the staged file and its sha256
 
+    def differences(self) -> list[str]:
+        """What an upgrade to the target would change, as the facts show it: the commit, an image of a service, a
+        service to start or retire, a pending revision, the `.env`. [] is "already at the target": nothing to do."""
+        out = []
+        if self.current.commit != self.target.commit:
+            out.append(f"commit {self.current.commit[:12]} → {self.target.commit[:12]}")
+        for service, image in sorted(self.target.images.items()):
+            running = self.current.images.get(service) if service in self.current.running else None
+            if running is None:
+                out.append(f"{service} does not run")
+            elif image != running.get("image") and image not in (running.get("repo_digests") or []):
+                out.append(f"{service} runs {running.get('image')}, the target {image}")
+        out += [f"{s} is not in the target" for s in sorted(set(self.current.running) - set(self.target.services))]
+        if self.target.pending_revisions or sorted(self.database.revision) != sorted(self.target.heads):
+            out.append(f"database at {', '.join(self.database.revision) or 'no revision'}, the target's head "
+                       f"{', '.join(self.target.heads)}")
+        if self.env_sync.sha256 and self.env_sync.sha256 != self.env_sync.source_sha256:
+            out.append("the merged .env differs from the one in place")
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"settings": self.settings.snapshot()}
         for name in ("run", "current", "target", "database", "rollback"):

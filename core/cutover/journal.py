@@ -151,6 +151,20 @@ class Journal:
         return f"run {self.run} to {self.target.get('ref')} stopped during {at}"
 
 
+def partial_files(run_dir: Path, backup_whole: bool) -> list[Path]:
+    """What a run stopped before its cutover leaves that nobody can use: the temporary files of writes cut short
+    (`.<name>.<random>.tmp`) and, when its backup did not complete, the backup's files (a backup cut short restores
+    nothing). The plan and the journal stay: they are the run's record."""
+    if not run_dir.is_dir():
+        return []
+    out = []
+    for p in sorted(run_dir.iterdir()):
+        temporary = p.name.startswith(".") and p.name.endswith(".tmp")
+        if temporary or (not backup_whole and p.name not in (JOURNAL, PLAN)):
+            out.append(p)
+    return out
+
+
 def downtime(journal: Journal) -> dict[str, float]:
     """Measured downtime (writers stopped → target healthy: the whole cutover) and its parts, in seconds."""
     recs = [(r, r.ended) for r in journal.steps

@@ -24,8 +24,9 @@ from core.migrations import revgraph
 from core.backup import rollbackpoint as rp
 from core.cutover import rollback_methods as rm
 from core.io.compose import ResolvedConfig, parse_ps
+from core.cutover.inputs import check_checkout, check_env_file, missing_images
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
-                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, UnknownRef,
+                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, UnknownMigrationService, UnknownRef,
                          UnsupportedServer)
 from core.io.engine import current_images
 from core.io.executor import run
@@ -68,16 +69,6 @@ def resolve_commit(compose_dir: Path, ref: str) -> str:
     if done.returncode != 0:
         raise UnknownRef(ref, str(compose_dir))
     return done.stdout.strip()
-
-
-def missing_images(client: docker.DockerClient, images: list[str], auth: dict | None) -> list[str]:
-    missing = []
-    for image in sorted(set(images)):
-        try:
-            client.images.get_registry_data(image, auth_config=auth)
-        except docker.errors.APIError:
-            missing.append(image)
-    return missing
 
 
 def migration_sources(client: docker.DockerClient, image: str, versions_path: str, stack: str = "") -> dict[str, str]:
@@ -251,11 +242,13 @@ def read_deployed(io_: StackIO, cfg: Settings, target: str) -> Deployed:
     """The checkout (both commits, no local edits) and what compose runs now; the resolved config is kept for the
     backup, which then need not ask compose again."""
     compose_dir = Path(cfg.stack.compose_dir)
+    check_checkout(compose_dir)
     target_commit = resolve_commit(compose_dir, target)
     current_commit = resolve_commit(compose_dir, "HEAD")
     dirty = run(c.git_status_tracked(compose_dir)).stdout.splitlines()
     if dirty:
         raise ComposeDirDirty(str(compose_dir), [line[3:] for line in dirty])
+    check_env_file(compose_dir / cfg.stack.env_file)  # stackshift's own parser, before compose reads it
     current = _current_project(cfg)
     statuses = parse_ps(io_.run(c.Command(c.compose_ps_json(current))).stdout)
     running = sorted(s.service for s in statuses if s.state == "running")
@@ -321,6 +314,8 @@ def read_target_images(io_: StackIO, client: docker.DockerClient, cfg: Settings,
     auth = None
     if cfg.registry.username and cfg.registry.password:
         auth = {"username": cfg.registry.username, "password": cfg.registry.password.get_secret_value()}
+    if cfg.migration.service not in target_cfg.services:
+        raise UnknownMigrationService(cfg.migration.service, target_cfg.services)
     images = compose.apply_pins(target_cfg.images(), pins or {})  # a promotion: staging's verified digests
     missing = missing_images(client, list(images.values()), auth)
     if missing:

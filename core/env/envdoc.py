@@ -8,6 +8,7 @@ rejects, CRLF line endings, NUL bytes. A byte-order mark at the start is dropped
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ class EnvParseError(EnvSyncError):
     """A file that cannot be read as an env file; the message names the file, the line and what to do."""
 
     def __init__(self, path: str, line: int | None, why: str, fix: str = "Fix that line"):
-        self.path, self.line = path, line
+        self.path, self.line, self.why, self.fix = path, line, why, fix
         where = f"{path}, line {line}" if line else path
         super().__init__(f"{where}: {why}. {fix}; nothing was written.")
 
@@ -195,6 +196,9 @@ def read_env_file(path, label: str = "env file") -> str:
     if p.is_dir():
         raise EnvParseError(str(p), None, f"the {label} is a directory, not a file",
                             f"Give the path of the {label} itself")
+    if p.is_symlink() and not p.exists():
+        raise EnvParseError(str(p), None, f"the {label} is a symlink to {os.readlink(p)}, which does not exist",
+                            "Point the link at the file, or restore the file it names")
     if not p.exists():
         raise EnvParseError(str(p), None, f"the {label} does not exist", "Check the path")
     try:

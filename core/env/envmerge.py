@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from core.env import envsecrets
 from core.env.envdoc import (BOM, EnvDoc, EnvParseError, Line, parse, read_env_file,  # noqa: F401 (re-exported)
                              render)
-from core.errors import EnvSyncError, TemplateImplausible
+from core.errors import EnvFileEmpty, EnvSyncError, TemplateImplausible
 
 KEPT_HEADER = (
     "# ------------------------------------------------------------------\n"
@@ -49,6 +49,15 @@ MIN_SHARED_WITH_ENV = 0.1
 MIN_ENV_KEYS = 5
 
 is_secret = envsecrets.is_secret  # the detector lives in core.env.envsecrets; this name is kept for callers
+
+def check_env(user: EnvDoc, allow_empty: bool = False, override: str = "rerun with --allow-empty-env") -> None:
+    """Refuses an operator's `.env` without any KEY=value line (unless `allow_empty`): a 0-byte or comments-only file
+    is far more often a truncated one than an intended one."""
+    if user.values or allow_empty:
+        return
+    finding = "it is empty (0 bytes)" if not user.lines else "it has no KEY=value line"
+    raise EnvFileEmpty(user.path or ".env", finding, override)
+
 
 def check_templates(user: EnvDoc, old: EnvDoc, new: EnvDoc) -> None:
     """Refuses templates that cannot be right: empty, or sharing almost no keys with each other or the .env.

@@ -41,3 +41,13 @@ class ComposeUnavailable(EnvSyncError):
         super().__init__(f"Cannot run `docker compose` to check the merged env ({detail}). Install Docker with the "
                          f"Compose v2 plugin (`docker compose version`), or leave out --compose-file; nothing was "
                          f"written.")
+
+class EnvFileEmpty(EnvSyncError):
+    """The operator's `.env` has no KEY=value line (0 bytes, or comments only): most likely truncated. Merging onto
+    it would write the whole new template and record every key of the template as the operator's deletion."""
+
+    def __init__(self, path: str, finding: str, override: str):
+        self.path = path
+        super().__init__(f"{path}: {finding}, which looks like a truncated or emptied file. Restore it from its backup "
+                         f"(env-backup/ beside it, or the last upgrade's backup folder), or {override} if it is empty "
+                         f"on purpose; nothing was written.")

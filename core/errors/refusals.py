@@ -19,6 +19,38 @@ class UnknownRef(PreflightError):
             f"Run `git -C {compose_dir} fetch --tags` and check the name with `git -C {compose_dir} tag`."
         )
 
+class ComposeDirMissing(PreflightError):
+    """The block's compose directory is gone, or is no git checkout: stackshift deploys releases as git refs."""
+
+    def __init__(self, compose_dir: str, finding: str):
+        self.compose_dir = compose_dir
+        super().__init__(
+            f"The compose directory {compose_dir} {finding}. Fix the block's compose_dir, or restore the checkout "
+            f"(`git clone <the stack's repository> {compose_dir}`, then check out the running release); nothing was "
+            f"changed."
+        )
+
+class EnvFileUnusable(PreflightError):
+    """The stack's `.env` cannot be read as an env file: found by stackshift's own parser before compose reads it."""
+
+    def __init__(self, path: str, detail: str):
+        self.path = path
+        super().__init__(
+            f"The stack's env file cannot be used: {detail} Restore it (its last copy is in the newest backup "
+            f"folder's compose/ and in env-backup/), or fix the block's env_file; nothing was changed."
+        )
+
+class UnknownMigrationService(PreflightError):
+    """The block's `migration.service` is not a service of the target release."""
+
+    def __init__(self, service: str, services: list[str]):
+        self.service = service
+        super().__init__(
+            f"The block's migration service {service!r} is not a service of the target release (its services: "
+            f"{', '.join(services) or 'none'}). Set migration.service to the service whose image holds the "
+            f"migrations (e.g. api); nothing was changed."
+        )
+
 class ComposeDirDirty(PreflightError):
     def __init__(self, compose_dir: str, files: list[str]):
         super().__init__(
@@ -35,6 +67,27 @@ class DatabaseUnreachable(PreflightError):
         super().__init__(
             f"Cannot connect to PostgreSQL at {where}: {detail}. Check the block's db_host/db_port/db_user/"
             f"db_password and that the database service is running."
+        )
+
+class DatabaseMissing(PreflightError):
+    """The server answers, but the database the block names does not exist on it."""
+
+    def __init__(self, where: str, name: str):
+        self.name = name
+        super().__init__(
+            f"The PostgreSQL server at {where} has no database {name!r}. Check the block's database name (and "
+            f"extra_databases) against `\\l` on that server, or point db_host/db_port at the server that holds it; "
+            f"nothing was changed."
+        )
+
+class RegistryUnreachable(PreflightError):
+    """The registry of the target's images did not answer, so whether they exist is unknown (not "missing")."""
+
+    def __init__(self, images: list[str], detail: str):
+        self.images = images
+        super().__init__(
+            f"Cannot reach the registry of {', '.join(images)}: {detail}. Check that the registry runs and that this "
+            f"host reaches it (network, DNS, proxy, TLS), then run again; nothing was changed."
         )
 
 class ImageMissing(PreflightError):
@@ -66,7 +119,15 @@ class UnknownDatabaseRevision(PreflightError):
         )
 
 class SeveralDatabaseRevisions(PreflightError):
-    def __init__(self, revisions: list[str], head: str):
+    def __init__(self, revisions: list[str], head: str, overlap: str = ""):
+        self.revisions = revisions
+        if overlap:  # the rows are on one branch (a stale or duplicated row): Alembic cannot tell where the db is
+            super().__init__(
+                f"The database has {len(revisions)} alembic_version rows ({', '.join(revisions)}) on one branch "
+                f"({overlap}): Alembic cannot tell which revision the schema is at, so nothing can be planned to "
+                f"{head}. Check which one the schema matches, delete the other row(s) from alembic_version, then "
+                f"plan again; nothing was changed.")
+            return
         super().__init__(
             f"The database has {len(revisions)} alembic_version rows ({', '.join(revisions)}): its branches are not "
             f"merged, and their SQL cannot be rendered as one range to {head} for review. Upgrade it to a merge "
@@ -129,6 +190,14 @@ class MissingPrivilege(PreflightError):
             f"`ALTER ROLE {user} CREATEDB` (and make it the owner of the app's databases), or set the block's db_user "
             f"to a role that has it."
         )
+
+class BackupDirUnusable(PreflightError):
+    """The block's backup_dir cannot hold the run's folder, lock and journal (below a file, read-only)."""
+
+    def __init__(self, backup_dir: str, finding: str):
+        super().__init__(f"The backup folder {backup_dir} cannot be used: {finding}. Point the block's backup_dir at a "
+                         f"writable folder (on a disk with room for a dump and the volumes), or fix that one; nothing "
+                         f"was changed.")
 
 class InsufficientDisk(PreflightError):
     def __init__(self, problems: list[str]):

@@ -14,7 +14,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from core.settings import Settings
-from core.errors import DatabaseUnreachable, InvalidDsn
+from core.errors import DatabaseMissing, DatabaseUnreachable, InvalidDsn
 from core.io import pgsql
 from core.io.executor import scrub
 from core.io.pgsql import Statement
@@ -52,6 +52,8 @@ class DbAccess:
                 password=self.password.get_secret_value(), connect_timeout=timeout, autocommit=autocommit,
             )
         except psycopg.OperationalError as exc:
+            if database_missing(exc):
+                raise DatabaseMissing(f"{self.user}@{self.host}:{self.port}", dbname) from None
             raise DatabaseUnreachable(self.where(dbname),
                                       clean_error(str(exc), self.password.get_secret_value())) from None
 
@@ -78,6 +80,17 @@ class _Attempt:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+INVALID_CATALOG_NAME = "3D000"  # SQLSTATE of "database … does not exist"
+
+
+def database_missing(exc: psycopg.OperationalError) -> bool:
+    """The server answered that the database does not exist (SQLSTATE 3D000). A connection attempt carries no
+    SQLSTATE in psycopg, so the server's FATAL line is read then (PostgreSQL words it the same since 7.x)."""
+    if getattr(exc, "sqlstate", None) == INVALID_CATALOG_NAME:
+        return True
+    return re.search(r'FATAL:\s+database "[^"]*" does not exist', str(exc)) is not None
 
 
 def clean_error(message: str, password: str | None) -> str:

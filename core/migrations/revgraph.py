@@ -137,7 +137,14 @@ class RevisionGraph:
         if unknown:
             raise UnknownDatabaseRevision(unknown, head)
         lower = tuple(db_revisions) if db_revisions else "base"
-        revs = list(self.map.iterate_revisions(head, lower, inclusive=False, implicit_base=True))
+        if len(set(db_revisions)) < len(db_revisions):
+            raise SeveralDatabaseRevisions(db_revisions, head, "the same revision twice")
+        try:
+            revs = list(self.map.iterate_revisions(head, lower, inclusive=False, implicit_base=True))
+        except RevisionError as exc:
+            if len(db_revisions) < 2:  # noqa: PLR2004 (one row is a plain revision)
+                raise
+            raise SeveralDatabaseRevisions(db_revisions, head, str(exc).rstrip(".")) from None
         return [r.revision for r in reversed(revs) if r.revision not in db_revisions]
 
     def noop_downgrades(self, revisions: list[str]) -> list[str]:

@@ -37,6 +37,7 @@ def _checkout(tmp_path: Path) -> Path:
     for argv in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1"],
                  ["tag", "v1.0.0"]):
         subprocess.run(["git", "-C", str(repo), *argv], check=True)
+    (repo / ".env").write_text("LOG_LEVEL=INFO\n")  # the operator's, untracked (pre-flight parses it first)
     return repo
 
 
