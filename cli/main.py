@@ -165,7 +165,8 @@ def _env_sync_report(args: argparse.Namespace, result, changed: bool, backup, se
                           "notes": result.notes + ([hint] if hint else [])}, indent=2))
         return
     for r in rows:
-        print(f"{r['category']:13s} {r['key']}: {r['before']} -> {r['after']}" + (f"  [{r['file']}]" if r["file"] else ""))
+        where = f"  [{r['file']}]" if r["file"] else ""
+        print(f"{r['category']:13s} {r['key']}: {r['before']} -> {r['after']}{where}")
         if r["note"]:
             print(f"{'':13s}   {r['note']}")
     for note in result.notes + ([hint] if hint else []):

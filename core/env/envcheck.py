@@ -172,8 +172,8 @@ def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[st
         # target's `envs/` copies are seen through a link.
         if (Path(project_dir) / "envs").is_dir():
             (Path(tmp) / "envs").symlink_to((Path(project_dir) / "envs").resolve())
-        files = tuple(Path(f).resolve() for f in compose_files)
-        project = c.ComposeProject(Path(tmp), (*files, probe), env, "stackshift-env-check")
+        paths = tuple(Path(f).resolve() for f in compose_files)
+        project = c.ComposeProject(Path(tmp), (*paths, probe), env, "stackshift-env-check")
         try:
             done = run(c.compose_config_every_profile_json(project), check=False)
         except OSError as exc:
