@@ -180,3 +180,25 @@ def test_layout_reads_short_and_long_env_file_syntax_in_order():
     assert layout.services["b"] == ()
     assert layout.split and layout.interpolated == frozenset({"Y"})
     assert layout.loading("envs/x.env") == ["a"]
+
+
+@pytest.mark.tools("docker compose", "git")
+def test_the_flows_merge_reads_the_split_layout_at_the_target_commit(tmp_path):
+    """Pre-flight's merge (`envsync.elsewhere_at` + `merge_env`) on a checkout whose target commit is the split
+    release: moved keys are moved, as the CLI reports them."""
+    from core.env import envsync
+
+    repo = tmp_path / "repo"
+    shutil.copytree(SPLIT, repo / "docker")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "split"], check=True)
+    elsewhere = envsync.elsewhere_at(repo, "HEAD", ["docker/docker-compose.yaml"], scratch=tmp_path)
+    assert elsewhere is not None
+    assert elsewhere.homes["SMTP_SERVER"].file == "envs/core-services/shared.env.example"
+    env = operator_env(repo / "docker", "1.12.1")
+    result, _ = envsync.merge_env(env, (DIFY / "env.example.1.12.1").read_text(),
+                                  (SPLIT / ".env.example").read_text(), elsewhere=elsewhere)
+    assert result.by_category["dropped"] == ["ENFORCE_LANGGENIUS_PLUGIN_SIGNATURES"]
+    assert result.change("SMTP_SERVER").after == SMTP_SERVER
