@@ -202,3 +202,13 @@ def test_the_flows_merge_reads_the_split_layout_at_the_target_commit(tmp_path):
                                   (SPLIT / ".env.example").read_text(), elsewhere=elsewhere)
     assert result.by_category["dropped"] == ["ENFORCE_LANGGENIUS_PLUGIN_SIGNATURES"]
     assert result.change("SMTP_SERVER").after == SMTP_SERVER
+
+
+def test_a_symlinked_env_is_merged_through_the_link(tmp_path):
+    docker = target(tmp_path)
+    real = operator_env(docker, "1.0.0").rename(tmp_path / "real.env")
+    (docker / ".env").symlink_to(real)
+    done = run_sync(docker / ".env", docker, "1.0.0")
+    assert done.returncode == 0, done.stderr
+    assert (docker / ".env").is_symlink() and "DB_HOST=db_postgres\n" in real.read_text()
+    assert effective(docker)["api"]["environment"]["DB_HOST"] == "db_postgres"
