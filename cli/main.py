@@ -189,9 +189,16 @@ def _env_sync_checked(args: argparse.Namespace, user, old, new, secret_keys: fro
     from core.env import envmerge
 
     from core.env import envsecrets
+    from core.env import envlayout
     compose = Path(args.compose_file)
     required = envcheck.required_variables(envmerge.read_env_file(compose, "compose file"))
-    result = envmerge.merge(user, old, new, required)
+    layout = envlayout.read_layout(compose)
+    elsewhere = None
+    if layout.split:  # Dify 1.14+: optional settings live in envs/**/*.env.example, loaded before .env
+        elsewhere = envlayout.Elsewhere.of(layout, envlayout.read_templates(compose.resolve().parent))
+    result = envmerge.merge(user, old, new, required, elsewhere)
+    result.notes += [f"{copy} exists and is loaded before .env: it is not merged by env-sync (.env still wins for "
+                     f"every key it sets)" for copy in envlayout.existing_copies(compose.resolve().parent, layout)]
     secrets = envsecrets.secret_values(envmerge.parse(result.text).values | user.values, secret_keys)
     model = envcheck.read_model(compose.resolve().parent, [compose], result.text, secrets)
     envcheck.check_startable(result, args.env_file, model, args.db_service or envcheck.default_db_services(model),
@@ -210,11 +217,13 @@ def _env_sync_report(args: argparse.Namespace, result, changed: bool, backup, se
         print(json.dumps({"changed": changed, "written": bool(changed and not args.dry_run),
                           "backup": str(backup) if backup else None, "counts": counts,
                           "keys": {k: v for k, v in result.by_category.items() if v},
+                          "files": {r["key"]: r["file"] for r in rows if r["file"]},
                           "accepted_conflicts": [r["key"] for r in rows if r["note"]],
                           "notes": result.notes + ([hint] if hint else [])}, indent=2))
         return
     for r in rows:
-        print(f"{r['category']:13s} {r['key']}: {r['before']} -> {r['after']}")
+        where = f"  [{r['file']}]" if r["file"] else ""
+        print(f"{r['category']:13s} {r['key']}: {r['before']} -> {r['after']}{where}")
         if r["note"]:
             print(f"{'':13s}   {r['note']}")
     for note in result.notes + ([hint] if hint else []):

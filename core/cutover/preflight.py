@@ -266,7 +266,8 @@ def merge_env(cfg: Settings, deployed: Deployed) -> tuple[envmerge.MergeResult, 
     old_template = envsync.template_at(compose_dir, deployed.current_commit, cfg.stack.env_template)
     new_template = envsync.template_at(compose_dir, deployed.target_commit, cfg.stack.env_template)
     required = envsync.required_at(compose_dir, deployed.target_commit, cfg.stack.compose_files)
-    return envsync.merge_env(compose_dir / cfg.stack.env_file, old_template, new_template, required)
+    elsewhere = envsync.elsewhere_at(compose_dir, deployed.target_commit, cfg.stack.compose_files)  # Dify 1.14+
+    return envsync.merge_env(compose_dir / cfg.stack.env_file, old_template, new_template, required, elsewhere)
 
 
 def read_target(io_: StackIO, cfg: Settings, request: UpgradeRequest, target_commit: str,

@@ -168,7 +168,12 @@ def read_model(project_dir: Path, compose_files, env_text: str, secrets: list[st
         write_atomic(env, env_text)
         probe.write_text(json.dumps({"services": {PROBE_SERVICE: {
             "image": "scratch", "environment": {PROFILES_KEY: "${" + PROFILES_KEY + ":-}"}}}}))
-        project = c.ComposeProject(Path(project_dir), (*map(Path, compose_files), probe), env, "stackshift-env-check")
+        # The scratch folder is the project folder, so an `env_file: ./.env` (Dify 1.14+) reads the merged env; the
+        # target's `envs/` copies are seen through a link.
+        if (Path(project_dir) / "envs").is_dir():
+            (Path(tmp) / "envs").symlink_to((Path(project_dir) / "envs").resolve())
+        paths = tuple(Path(f).resolve() for f in compose_files)
+        project = c.ComposeProject(Path(tmp), (*paths, probe), env, "stackshift-env-check")
         try:
             done = run(c.compose_config_every_profile_json(project), check=False)
         except OSError as exc:

@@ -11,6 +11,8 @@ around `=`); values are compared parsed, so `"x"` equals `x`. Per key:
 | new in the template, absent from the user's file | template's line | added |
 | in both templates, deleted from the user's file | stays deleted | deleted_kept |
 | the same, but the target compose file requires it (`${VAR:?}`) | template's line | re_added |
+| left the root template, in a target `envs/**` template | kept in `.env`; a stale default set anew | moved |
+| removed from every template, still read by the compose file's `${VAR}` | kept in `.env` | interpolated |
 | removed from the template, user had the old default | dropped | dropped |
 | removed from the template, customized | kept at the end, flagged | removed_kept |
 | never an active key of the old template | kept at the end | user_only |
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 
 
 from core.env import envsecrets
+from core.env.envlayout import ROOT_ENV, ROOT_TEMPLATE, Elsewhere
 from core.env.envdoc import (BOM, EnvDoc, EnvParseError, Line, parse, read_env_file,  # noqa: F401 (re-exported)
                              render)
 from core.errors import EnvFileEmpty, EnvSyncError, TemplateImplausible
@@ -39,8 +42,13 @@ KEPT_HEADER = (
     "# Kept by stackshift: keys of this .env that the template does not define.\n"
     "# ------------------------------------------------------------------\n"
 )
-CATEGORIES = ("added", "default_moved", "customized", "conflict", "dropped", "removed_kept", "user_only", "commented",
-              "deleted_kept", "re_added")
+CATEGORIES = ("added", "default_moved", "customized", "conflict", "moved", "interpolated", "dropped", "removed_kept",
+              "user_only", "commented", "deleted_kept", "re_added")
+MOVED_NOTE = "its default now lives in {file}; kept in .env, which every service loads last"
+MOVED_DEFAULT_NOTE = ("its default now lives in {file} and changed: the old default you had is set to the new one in "
+                      ".env (an envs/** template is not loaded by compose, so removing the key would leave the app's "
+                      "built-in default)")
+INTERPOLATED_NOTE = "no template defines it any more, but the compose file still reads ${{{key}}}: kept in .env"
 BOM_NOTE = "removed the UTF-8 byte-order mark at the start of {path} (compose ignores it; the written file has none)"
 # `check_templates`: two releases of one template share at least this share of the smaller one's keys, and a
 # template defines at least this share of the keys of a .env made from it (one of MIN_ENV_KEYS keys or more).
@@ -96,6 +104,7 @@ class Change:
     template_old: str | None = None
     template_new: str | None = None
     note: str = ""  # what a check found about this key (e.g. an accepted conflict), already safe to show
+    file: str = ""  # where the key's default lives after the upgrade (a template, or `.env` for the operator's own)
 
 
 @dataclass
@@ -135,17 +144,23 @@ def _comments_above(doc: EnvDoc, index: int) -> list[str]:
     return out
 
 
-def merge(user: EnvDoc, old: EnvDoc, new: EnvDoc, required: frozenset[str] = frozenset()) -> MergeResult:
+def merge(user: EnvDoc, old: EnvDoc, new: EnvDoc, required: frozenset[str] = frozenset(),
+          elsewhere: Elsewhere | None = None) -> MergeResult:
     """Merges the operator's env `user`, made from template `old`, onto template `new`.
 
     Args:
         required: variables the target compose file requires (`${VAR:?}`); a key the operator deleted comes
             back only if it is one of them.
+        elsewhere: what the target's layout says besides the root template (`core.env.envlayout`): the keys its
+            `envs/**` templates define (such a key is `moved`, never `dropped`) and the variables its compose file
+            reads (such a key is kept, `interpolated`).
     """
     # Keys the user commented out; a commented key that a template comments too is the template's comment.
     user_commented = user.commented() - old.commented() - new.commented()
     out, changes, unchanged, placed = _along_the_new_template(user, old, new, required, user_commented)
-    kept = _kept_from_the_users_file(user, old, new, placed=placed, user_commented=user_commented, changes=changes)
+    kept = _kept_from_the_users_file(user, old, new, placed=placed, user_commented=user_commented, changes=changes,
+                                     elsewhere=elsewhere or Elsewhere({}, frozenset()))
+    _locate(changes, new, elsewhere)
     if kept:
         out.append("\n" + KEPT_HEADER)
         out += kept
@@ -211,7 +226,8 @@ def _set_by_the_user(user: EnvDoc, old: EnvDoc, key: str, ln: Line) -> tuple[str
 
 
 def _kept_from_the_users_file(user: EnvDoc, old: EnvDoc, new: EnvDoc, *,  # noqa: PLR0913 (the merge's three files, then its state so far)
-                              placed: set[str], user_commented: set[str], changes: list[Change]) -> list[str]:
+                              placed: set[str], user_commented: set[str], changes: list[Change],
+                              elsewhere: Elsewhere) -> list[str]:
     """The operator's lines the new template has no place for (kept at the end, with their comments); their
     changes are appended to `changes`."""
     kept: list[str] = []
@@ -223,6 +239,12 @@ def _kept_from_the_users_file(user: EnvDoc, old: EnvDoc, new: EnvDoc, *,  # noqa
             kept += _comments_above(user, i) + [ln.text]
             continue
         u = user.values[key]
+        still_used = _still_used(user, old, key, elsewhere)
+        if still_used is not None:
+            line, change = still_used
+            changes.append(change)
+            kept += _comments_above(user, i) + [line if line.endswith("\n") else line + "\n"]
+            continue
         if key in old.values and u == old.values[key]:
             changes.append(Change(key, "dropped", u, None, old.values[key], None))
             continue
@@ -230,6 +252,33 @@ def _kept_from_the_users_file(user: EnvDoc, old: EnvDoc, new: EnvDoc, *,  # noqa
         changes.append(Change(key, category, u, u, old.values.get(key), None))
         kept += _comments_above(user, i) + [ln.text if ln.text.endswith("\n") else ln.text + "\n"]
     return kept
+
+
+def _still_used(user: EnvDoc, old: EnvDoc, key: str, elsewhere: Elsewhere) -> tuple[str, Change] | None:
+    """A key the root template no longer has but the target still uses: the line kept in `.env`, and its change
+    (`moved` to an `envs/**` template, or `interpolated` by the compose file); None if the target does not use it."""
+    u, o, home = user.values[key], old.values.get(key), elsewhere.homes.get(key)
+    line = user.lines[_index(user, key)].text.lstrip("\n")
+    if home is not None:
+        if key in old.values and u == o and home.value != o:
+            return home.text, Change(key, "moved", u, home.value, o, home.value,
+                                     note=MOVED_DEFAULT_NOTE.format(file=home.file), file=home.file)
+        return line, Change(key, "moved", u, u, o, home.value, note=MOVED_NOTE.format(file=home.file), file=home.file)
+    if key in elsewhere.interpolated:
+        return line, Change(key, "interpolated", u, u, o, None, note=INTERPOLATED_NOTE.format(key=key),
+                            file="docker-compose.yaml")
+    return None
+
+
+def _locate(changes: list[Change], new: EnvDoc, elsewhere: Elsewhere | None) -> None:
+    """Sets each change's `file`: the target template that holds the key's default, `.env` for the operator's own
+    keys, nothing for a dropped one."""
+    homes = elsewhere.homes if elsewhere else {}
+    for c in changes:
+        if c.file or c.category == "dropped":
+            continue
+        home = homes.get(c.key)
+        c.file = ROOT_TEMPLATE if c.key in new.values else home.file if home else ROOT_ENV
 
 
 def _index(doc: EnvDoc, key: str) -> int:
@@ -247,7 +296,8 @@ def masked_changes(result: MergeResult, extra_secret_keys: frozenset[str] = froz
         secret = is_secret(c.key, c.before, c.after, c.template_old, c.template_new, extra_keys=extra_secret_keys)
         rows.append({"key": c.key, "category": c.category, "before": envsecrets.shown(c.before, secret),
                      "after": envsecrets.shown(c.after, secret),
-                     "new_default": envsecrets.shown(c.template_new, secret), "secret": secret, "note": c.note})
+                     "new_default": envsecrets.shown(c.template_new, secret), "secret": secret, "note": c.note,
+                     "file": c.file})
     return rows
 
 

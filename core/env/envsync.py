@@ -20,6 +20,7 @@ from pathlib import Path
 from core import files
 from core.io import commands as c
 from core.env import envcheck
+from core.env import envlayout
 from core.env import envmerge
 from core.env import envsecrets
 from core.errors import EnvSyncError, EnvWriteFailed
@@ -48,15 +49,32 @@ def merge_for(user_env: Path, old_template: str, new_template: str,
     return merge_env(user_env, old_template, new_template, required)[0]
 
 
-def merge_env(user_env: Path, old_template: str, new_template: str,
-              required: frozenset[str] = frozenset()) -> tuple[envmerge.MergeResult, str]:
-    """`merge_for`, and the sha256 of the .env bytes it merged (read once: the two always belong together)."""
+def elsewhere_at(compose_dir: Path, commit: str, compose_files,
+                 scratch: Path | None = None) -> envlayout.Elsewhere | None:
+    """What the target at `commit` uses besides its root template when its compose file loads `envs/**` env files
+    (Dify 1.14+): the keys of every `envs/**/*.env.example` it ships and the variables it interpolates. None for a
+    target with one `.env`. A malformed template is refused (EnvParseError) before anything is written."""
+    with target_tree(compose_dir, commit, compose_files, scratch) as tree:
+        layout = envlayout.read_layout(tree.compose_files[0], scratch=tree.root.parent)
+        if not layout.split:
+            return None
+        return envlayout.Elsewhere.of(layout, envlayout.read_templates(tree.compose_files[0].parent))
+
+
+def merge_env(user_env: Path, old_template: str, new_template: str, required: frozenset[str] = frozenset(),
+              elsewhere: envlayout.Elsewhere | None = None) -> tuple[envmerge.MergeResult, str]:
+    """`merge_for`, and the sha256 of the .env bytes it merged (read once: the two always belong together).
+
+    Args:
+        elsewhere: the target's split layout (`elsewhere_at`): keys that left the root template are moved, not
+            dropped.
+    """
     text = envmerge.read_env_file(user_env)
     user = envmerge.parse(text, str(user_env))
     old = envmerge.parse(old_template, "old template")
     new = envmerge.parse(new_template, "new template")
     envmerge.check_templates(user, old, new)
-    return envmerge.merge(user, old, new, required), _sha256(text.encode("utf-8"))
+    return envmerge.merge(user, old, new, required, elsewhere), _sha256(text.encode("utf-8"))
 
 
 def _sha256(data: bytes) -> str:

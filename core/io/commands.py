@@ -228,3 +228,9 @@ def compose_config_every_profile_json(p: ComposeProject) -> list[str]:
     """`config --format json` with every profile enabled (`--profile '*'`): each service with its `profiles` and
     `depends_on`, whatever COMPOSE_PROFILES says."""
     return p.base() + ["--profile", "*", "config", "--format", "json"]
+
+
+def compose_config_layout_json(p: ComposeProject) -> list[str]:
+    """`config --format json` with every profile and no interpolation: each service's `env_file` list as written
+    (path and `required`), and its `${VAR}` references unexpanded."""
+    return p.base() + ["--profile", "*", "config", "--no-interpolate", "--format", "json"]
