@@ -154,6 +154,12 @@ class HealthSettings(_Group):
 
     http_checks: tuple[HttpCheck, ...] = Field(default=(), description="HTTP checks run after an upgrade.")
     timeout_seconds: int = Field(default=120, description="How long services may take to turn healthy.")
+    jobs: tuple[str, ...] = Field(
+        default=(),
+        description="Services that run once and exit (an init, migrate or setup job): done when exited with 0, failed "
+                    "with their exit code otherwise. A service with no restart policy (or `restart: \"no\"`) that "
+                    "another waits for with `service_completed_successfully` is one already (Dify's "
+                    "`init_permissions`); name here the others.")
     version_command: tuple[str, ...] | None = Field(
         default=None,
         description="Command run in the migrate service's container after the upgrade (`docker compose exec`) whose "

@@ -379,10 +379,12 @@ def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient |
         run=RunFacts(environment=request.environment, id=request.run_id, dir=request.run_dir,
                      volume_excludes=excludes, dump_jobs=cfg.backup.jobs()),
         current=DeployedFacts(commit=deployed.current_commit, services=deployed.config.services,
-                              running=deployed.running, images=current_images(client, cfg.stack.project_name)),
+                              running=deployed.running, images=current_images(client, cfg.stack.project_name),
+                              jobs=deployed.config.jobs(cfg.health.jobs)),
         target=TargetFacts(ref=request.target, commit=deployed.target_commit, services=target_cfg.services,
                            images=images, heads=[revisions.head], pending_revisions=revisions.pending,
-                           noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command),
+                           noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command,
+                           jobs=target_cfg.jobs(cfg.health.jobs)),
         database=database,
         rollback=RollbackFacts(method=forecast.method, forecast=forecast.to_dict(), data_dir={
             "service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}
