@@ -22,13 +22,46 @@ def _upgrade(args: argparse.Namespace) -> int:
     except UpgradeError as exc:
         print(f"stackshift: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # the Prefect server went away: the run's own record is its journal
-        print(f"stackshift: the run could not be recorded in Prefect ({type(exc).__name__}: {exc}). The stack itself is "
-              f"whole: its journal in the backup folder says how the run ended; `./stackshift recover -e "
-              f"{args.environment}` gives the run its final state once the server is back.", file=sys.stderr)
+    except Exception as exc:
+        print(f"stackshift: {_unexpected(exc, args.environment)}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _unexpected(exc: Exception, environment: str) -> str:
+    """What an exception that is not an UpgradeError means to the operator: Prefect failing (its client's error in
+    the chain, or its API not answering now), or else what it is, a fault of stackshift's, and what to do."""
+    why = _prefect_failure(exc)
+    if why is not None:  # the run's own record is its journal
+        return (f"the run could not be recorded in Prefect ({why}). The stack itself is whole: its journal in the "
+                f"backup folder says how the run ended; `./stackshift recover -e {environment}` gives the run its "
+                f"final state once the server is back.")
+    return (f"unexpected {type(exc).__name__}: {exc}. This is a fault in stackshift, not in the stack or in Prefect "
+            f"(which answers): the run's logs in the Prefect UI hold the traceback and its journal in the backup "
+            f"folder says how far it got (`./stackshift recover -e {environment}` finishes or rolls back a run that "
+            f"began the cutover); report it with those logs.")
+
+
+def _prefect_failure(exc: BaseException) -> str | None:
+    """Why Prefect failed, or None when it did not: an HTTP error of its client anywhere in the exception's chain,
+    or its API not answering its health check now."""
+    import httpx
+    from prefect.client.orchestration import get_client
+
+    seen: BaseException | None = exc
+    chain: list[BaseException] = []
+    while seen is not None and seen not in chain:
+        if isinstance(seen, httpx.HTTPError):
+            return f"{type(seen).__name__}: {seen}"
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    try:
+        with get_client(sync_client=True, httpx_settings={"timeout": 5}) as client:
+            down = client.api_healthcheck()
+    except Exception as probe:  # the client cannot even be made: Prefect is what failed
+        down = probe
+    return None if down is None else f"{type(exc).__name__}: {exc}; the API does not answer: {down}"
 
 
 def _plan(args: argparse.Namespace) -> int:
