@@ -145,6 +145,17 @@ def _rendered_cell(rev: str, rendered: set[str], partly: dict[str, str]) -> str:
     return "yes" if rev in rendered else "**no**"
 
 
+def _coverage_markdown(report) -> list[str]:
+    """Where the SQL came from, revision by revision, what it holds only in part, and what was not SQL."""
+    lines: list[str] = []
+    if report.revisions is not None and report.sources is not None:
+        lines += _sources_markdown(report.revisions.pending, report.sources, report.incomplete)
+    elif report.incomplete:
+        lines += [f"## Revisions not fully analysed ({len(report.incomplete)})", ""]
+        lines += [f"- `{rev}`: {why}" for rev, why in report.incomplete.items()] + [""]
+    return lines + (_set_aside_markdown(report.set_aside) if report.set_aside else [])
+
+
 def _set_aside_markdown(aside: list[tuple[int, str]], shown: int = 40) -> list[str]:
     """What the tool printed that is not SQL: set aside, not analysed, listed for a person to read."""
     lines = [f"## Output that is not SQL ({len(aside)} line(s), set aside)", "", "```"]
@@ -165,10 +176,7 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
         lines += [f"Database at `{', '.join(r.db_revisions) or '(empty)'}` → head `{r.head}`: "
                   f"{len(r.pending)} pending revision(s)"
                   + (f", {len(r.noop_downgrades)} without a real downgrade" if r.noop_downgrades else "") + ".", ""]
-    if report.revisions is not None and report.sources is not None:
-        lines += _sources_markdown(report.revisions.pending, report.sources, report.incomplete)
-    if report.set_aside:
-        lines += _set_aside_markdown(report.set_aside)
+    lines += _coverage_markdown(report)
     if report.server:
         probe = report.server.get("probe")
         lines.append(f"Server PostgreSQL {report.server['version']}."

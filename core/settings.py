@@ -135,6 +135,12 @@ class MigrationSettings(_Group):
         description="Variable that turns entrypoint migrations off for long-running services. None: the app migrates "
                     "when it starts and has no switch (MLflow); stackshift's own one-off migration still runs first, "
                     "with the writers stopped, so the start finds the database at the head and migrates nothing.")
+    transaction_per_migration: bool | None = Field(
+        default=None,
+        description="Whether the migration commits after each revision (Alembic's `transaction_per_migration`): the "
+                    "lock holds and MS025 follow the transactions as they will really run. None: read from the "
+                    "target image's migration environment (`env.py` beside `versions_path`), else Alembic's default "
+                    "(one transaction for the whole upgrade).")
     max_lock_seconds: float = Field(
         default=60.0,
         description="Stop the upgrade before any change when the forecast says writes to a table would be blocked "

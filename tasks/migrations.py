@@ -68,7 +68,11 @@ def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
     with dbops.DbAccess.of(cfg).connect(f.settings.database.name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)
         rates = pgcatalog.probe(conn) if cfg.migration.probe else None
-        result = migcheck.analyze(sql, catalog, rates, revisions, incomplete=sources["incomplete"])
+        result = migcheck.analyze(sql, catalog, rates, revisions, per_revision=f.target.transaction_per_migration)
+    result.incomplete = sources["incomplete"]  # the rendering's, less what the rehearsal ran
+    result.warnings.append(("one transaction per revision" if f.target.transaction_per_migration else
+                            "one transaction for the whole upgrade") + f", as {f.target.transaction_shape_from} "
+                           f"says: lock holds and MS025 follow it")
     result.sources = sources
     if sources["not_analysed"]:
         result.warnings.append(f"{len(sources['not_analysed'])} pending revision(s) could not be analysed "

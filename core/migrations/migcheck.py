@@ -52,14 +52,13 @@ class MigrationReport:
 
 
 def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
-            revisions: RevisionState | None = None, incomplete: dict[str, str] | None = None) -> MigrationReport:
-    """The report on `sql_text`. `incomplete` (revision → why) says which revisions its SQL holds only in part,
-    when the caller knows better than the text (a rehearsal ran them); else the rendering's own signs say it."""
-    analysis = sqlrules.analyse(sql_text, catalog)
+            revisions: RevisionState | None = None, *, per_revision: bool = False) -> MigrationReport:
+    """The report on `sql_text`; `incomplete` as the rendering's own signs say it (a caller who knows better, for
+    SQL a rehearsal captured, sets it afterwards). `per_revision`: the migration commits after each revision (lock
+    holds and MS025 per revision)."""
+    analysis = sqlrules.analyse(sql_text, catalog, per_revision=per_revision)
     hold, more = forecast.apply(analysis, catalog, rates)
-    partial = analysis.incomplete if incomplete is None else incomplete
     warnings = list(analysis.warnings) + more
-    warnings += [f"revision {rev} is not fully analysed: {why}" for rev, why in partial.items()]
     server, tables = None, {}
     if catalog is not None:
         server = {"version": catalog.server_version, "version_num": catalog.server_version_num,
@@ -78,7 +77,7 @@ def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
                         "rollback point restores them): " + ", ".join(revisions.noop_downgrades))
     return MigrationReport(analysis.findings, hold, warnings, server, tables, revisions,
                            created_tables=set(analysis.created_tables), set_aside=analysis.set_aside,
-                           incomplete=partial)
+                           incomplete=analysis.incomplete)
 
 
 def gate(report: MigrationReport, max_lock_seconds: float | None) -> list[str]:
