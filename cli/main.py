@@ -269,7 +269,7 @@ def _analyze_migrations(args: argparse.Namespace) -> int:
             catalog = pgcatalog.LiveCatalog(conn)
             if not args.no_probe:
                 rates = pgcatalog.probe(conn)
-        result = migcheck.analyze(text, catalog, rates)
+        result = migcheck.analyze(text, catalog, rates, per_revision=args.transaction_per_migration)
     except UpgradeError as exc:
         print(f"stackshift analyze-migrations: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -388,6 +388,9 @@ def _add_analyze_migrations(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-probe", action="store_true", help="with --dsn: sizes only, no probe, no durations")
     p.add_argument("--max-lock-seconds", type=float, metavar="S", help="exit 3 when writes to a table would be "
                                                                         "blocked longer than this")
+    p.add_argument("--transaction-per-migration", action="store_true",
+                   help="the migration commits after each revision (Alembic's transaction_per_migration=True in "
+                        "env.py): lock holds and MS025 per revision, whatever BEGIN…COMMIT the SQL shows")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(fn=_analyze_migrations)
 

@@ -117,11 +117,16 @@ def _excerpt(sql: str, width: int = 100) -> str:
     return f"`{one[:width]}{'…' if len(one) > width else ''}`"
 
 
-def _sources_markdown(pending: list[str], src: dict) -> list[str]:
-    """Every pending revision, whether offline rendering produced its SQL and whether the rehearsal ran it."""
+def _sources_markdown(pending: list[str], src: dict, incomplete: dict[str, str]) -> list[str]:
+    """Every pending revision, whether offline rendering produced its SQL (all of it, or not: `incomplete`) and
+    whether the rehearsal ran it."""
     rendered, rehearsed = set(src["rendered"]), set(src["rehearsed"])
+    partly = {r: why for r, why in incomplete.items() if r in rendered and r not in rehearsed}
+    fully = len(rendered - set(partly))
     what = {"rendering": "the offline rendering", "rehearsal": "the rehearsal (statements the migration executed)"}
-    lines = [f"## Pending revisions ({len(pending)}): {len(rendered)} rendered offline, {len(rehearsed)} rehearsed", "",
+    lines = [f"## Pending revisions ({len(pending)}): {fully} rendered offline in full"
+             + (f", {len(partly)} only in part (not fully analysed)" if partly else "")
+             + f", {len(rehearsed)} rehearsed", "",
              f"The statements below come from {what[src['analysed_from']]}."]
     if src.get("render_error"):
         lines.append(f"Offline rendering: {src['render_error']}.")
@@ -132,9 +137,34 @@ def _sources_markdown(pending: list[str], src: dict) -> list[str]:
                      f"captured; " + ("the database was dropped afterwards." if r.get("dropped") else
                                       "**the database could not be dropped**: the next run or `recover` drops it."))
     lines += ["", "| # | revision | rendered offline | rehearsed |", "|---|---|---|---|"]
-    lines += [f"| {i} | `{rev}` | {'yes' if rev in rendered else '**no**'} | {'yes' if rev in rehearsed else 'no'} |"
+    lines += [f"| {i} | `{rev}` | {_rendered_cell(rev, rendered, partly)} | {'yes' if rev in rehearsed else 'no'} |"
               for i, rev in enumerate(pending, 1)]
     return lines + [""]
+
+
+def _rendered_cell(rev: str, rendered: set[str], partly: dict[str, str]) -> str:
+    if rev in partly:
+        return f"**in part**: {partly[rev].replace('|', '/')}"
+    return "yes" if rev in rendered else "**no**"
+
+
+def _coverage_markdown(report) -> list[str]:
+    """Where the SQL came from, revision by revision, what it holds only in part, and what was not SQL."""
+    lines: list[str] = []
+    if report.revisions is not None and report.sources is not None:
+        lines += _sources_markdown(report.revisions.pending, report.sources, report.incomplete)
+    elif report.incomplete:
+        lines += [f"## Revisions not fully analysed ({len(report.incomplete)})", ""]
+        lines += [f"- `{rev}`: {why}" for rev, why in report.incomplete.items()] + [""]
+    return lines + (_set_aside_markdown(report.set_aside) if report.set_aside else [])
+
+
+def _set_aside_markdown(aside: list[tuple[int, str]], shown: int = 40) -> list[str]:
+    """What the tool printed that is not SQL: set aside, not analysed, listed for a person to read."""
+    lines = [f"## Output that is not SQL ({len(aside)} line(s), set aside)", "", "```"]
+    lines += [f"{n:>5}  {t}" for n, t in aside[:shown]]
+    more = [f"… {len(aside) - shown} more"] if len(aside) > shown else []
+    return [*lines, *more, "```", ""]
 
 
 def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
@@ -149,8 +179,7 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
         lines += [f"Database at `{', '.join(r.db_revisions) or '(empty)'}` → head `{r.head}`: "
                   f"{len(r.pending)} pending revision(s)"
                   + (f", {len(r.noop_downgrades)} without a real downgrade" if r.noop_downgrades else "") + ".", ""]
-    if report.revisions is not None and report.sources is not None:
-        lines += _sources_markdown(report.revisions.pending, report.sources)
+    lines += _coverage_markdown(report)
     if report.server:
         probe = report.server.get("probe")
         lines.append(f"Server PostgreSQL {report.server['version']}."

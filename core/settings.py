@@ -135,6 +135,12 @@ class MigrationSettings(_Group):
         description="Variable that turns entrypoint migrations off for long-running services. None: the app migrates "
                     "when it starts and has no switch (MLflow); stackshift's own one-off migration still runs first, "
                     "with the writers stopped, so the start finds the database at the head and migrates nothing.")
+    transaction_per_migration: bool | None = Field(
+        default=None,
+        description="Whether the migration commits after each revision (Alembic's `transaction_per_migration`): the "
+                    "lock holds and MS025 follow the transactions as they will really run. None: read from the "
+                    "target image's migration environment (`env.py` beside `versions_path`), else Alembic's default "
+                    "(one transaction for the whole upgrade).")
     max_lock_seconds: float = Field(
         default=60.0,
         description="Stop the upgrade before any change when the forecast says writes to a table would be blocked "
@@ -154,6 +160,12 @@ class HealthSettings(_Group):
 
     http_checks: tuple[HttpCheck, ...] = Field(default=(), description="HTTP checks run after an upgrade.")
     timeout_seconds: int = Field(default=120, description="How long services may take to turn healthy.")
+    jobs: tuple[str, ...] = Field(
+        default=(),
+        description="Services that run once and exit (an init, migrate or setup job): done when exited with 0, failed "
+                    "with their exit code otherwise. A service with no restart policy (or `restart: \"no\"`) that "
+                    "another waits for with `service_completed_successfully` is one already (Dify's "
+                    "`init_permissions`); name here the others.")
     version_command: tuple[str, ...] | None = Field(
         default=None,
         description="Command run in the migrate service's container after the upgrade (`docker compose exec`) whose "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -21,12 +21,14 @@ from core.errors import DockerHostUnreachable, UpgradeError
 from core.io.executor import run
 from core.parallel import all_at_once, first_failure
 from core.io.http import CheckResult, http_probe
+from core.io.compose import service_verdict
 from core.io.pgsql import Statement
 from core.polling import poll
 
 
 LOCAL_ENGINE = "unix:///var/run/docker.sock"
 ENGINE_LOOK_EVERY = 0.5  # seconds between two reads of the containers' states while waiting for health
+JOB_LOG_LINES = 5  # a failed one-shot job's last log lines, in its failure's message
 
 
 @dataclass(frozen=True)
@@ -65,18 +67,22 @@ def container_states(client, project: str) -> dict[str, dict]:
     return {s: client.api.inspect_container(cid)["State"] for s, cid in _service_containers(client, project).items()}
 
 
-def health_verdict(state: dict | None) -> str:
-    """ok | wait | failed, for one container's `State` (as `docker inspect` gives it)."""
+def health_verdict(state: dict | None, job: bool = False) -> str:
+    """ok | wait | failed, for one container's `State` (as `docker inspect` gives it): `service_verdict`, the one
+    definition the verification uses too; `job` for a one-shot service (`ResolvedConfig.jobs`)."""
     if not state:
         return "wait"
-    health = (state.get("Health") or {}).get("Status")
-    if state.get("Status") == "running":
-        if health in (None, "healthy"):
-            return "ok"
-        return "failed" if health == "unhealthy" else "wait"
-    if state.get("Status") == "exited" and not state.get("Restarting"):
-        return "ok" if state.get("ExitCode") == 0 else "failed"  # a one-shot job that completed, or a crash
-    return "wait"
+    return service_verdict(state.get("Status"), (state.get("Health") or {}).get("Status") or "", state.get("ExitCode"),
+                           job=job, restarting=bool(state.get("Restarting")))
+
+
+def last_log_lines(client, project: str, service: str, lines: int = JOB_LOG_LINES) -> list[str]:
+    """The last lines a service's (newest) container printed, stdout and stderr, for a failure's message."""
+    cid = _service_containers(client, project, [service]).get(service)
+    if cid is None:
+        return []
+    out = client.api.logs(cid, stdout=True, stderr=True, tail=lines)
+    return [line for line in out.decode("utf-8", errors="replace").splitlines() if line.strip()][-lines:]
 
 
 def describe_state(state: dict | None) -> str:
@@ -200,7 +206,8 @@ class StackIO:
                                      every=every)
         return f"the database takes connections after {time.monotonic() - t0:.2f} s"
 
-    def wait_answering(self, project: str, services: list[str], timeout: float, every: float = 0.05) -> str | None:
+    def wait_answering(self, project: str, services: list[str], timeout: float, every: float = 0.05,
+                       jobs: Collection[str] = ()) -> str | None:
         """Polls the environment's HTTP checks (their status only) until each answers as expected, failing at once
         when one of `services` turns unhealthy or exits with an error (Docker SDK); None when the environment has
         no HTTP checks."""
@@ -223,8 +230,8 @@ class StackIO:
             if probes and time.monotonic() - looked >= ENGINE_LOOK_EVERY:
                 looked = time.monotonic()
                 states = container_states(client, project)
-                failed = [f"{s} {describe_state(states.get(s))}" for s in services
-                          if health_verdict(states.get(s)) == "failed"]
+                failed = [self._failure(client, project, s, states.get(s), s in jobs) for s in services
+                          if health_verdict(states.get(s), s in jobs) == "failed"]
                 if failed:
                     raise ServicesNotHealthy("; ".join(failed))
             return _Waiting([f"{n}: {last[n].detail}" for n in probes])
@@ -243,10 +250,12 @@ class StackIO:
             out.append(poll(probe, deadline_seconds=min(30, self.cfg.health.timeout_seconds)))
         return out
 
-    def wait_healthy(self, project: str, services: list[str], timeout: float, every: float = 0.05) -> str:
+    def wait_healthy(self, project: str, services: list[str], timeout: float, every: float = 0.05,
+                     jobs: Collection[str] = ()) -> str:
         """Polls the project's containers (Docker SDK) until each of `services` runs and is healthy (or has no
-        healthcheck); raises HealthCheckFailed at once when one turns unhealthy or exits with an error, or at the
-        deadline, naming the services and their state."""
+        healthcheck), each of `jobs` among them having exited 0; raises HealthCheckFailed at once when one turns
+        unhealthy or exits with an error, or at the deadline, naming the services and their state (a failed job with
+        its last log lines)."""
         from core.errors import ServicesNotHealthy
 
         client = self.endpoint.client()
@@ -258,10 +267,13 @@ class StackIO:
             failed: list[str] = []
             for service in services:
                 state = states.get(service)
-                verdict = health_verdict(state)
+                verdict = health_verdict(state, service in jobs)
                 if verdict == "ok":
                     continue
-                (failed if verdict == "failed" else waiting).append(f"{service} {describe_state(state)}")
+                if verdict == "failed":
+                    failed.append(self._failure(client, project, service, state, service in jobs))
+                else:
+                    waiting.append(f"{service} {describe_state(state)}")
             if failed:
                 raise ServicesNotHealthy("; ".join(failed))
             return _Waiting(waiting)
@@ -270,6 +282,15 @@ class StackIO:
         if not waiting.ok:
             raise ServicesNotHealthy(f"not healthy after {timeout:.0f} s: {'; '.join(waiting.on)}")
         return f"{', '.join(services)} healthy after {time.monotonic() - t0:.2f} s"
+
+    @staticmethod
+    def _failure(client, project: str, service: str, state: dict | None, job: bool) -> str:
+        """A failed service in one line; a job with its last log lines."""
+        said = last_log_lines(client, project, service) if job else []
+        return f"{service} {describe_state(state)}" + (f" (last lines: {' | '.join(said)})" if said else "")
+
+    def last_log_lines(self, project: str, service: str) -> list[str]:
+        return last_log_lines(self.endpoint.client(), project, service)
 
     def stop_containers(self, project: str, services: list[str], timeouts: dict[str, int] | None = None) -> str:
         """Stops the services' containers through the engine API, all at once. Each stops the way compose would

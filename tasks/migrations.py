@@ -14,6 +14,7 @@ from core import report
 from core.migrations import migcheck
 from core.migrations import pgcatalog
 from core.migrations import rehearsal
+from core.migrations import sqlrules
 from core.errors import MigrationRiskTooHigh, error_line
 from core.stackio import StackIO
 from core.cutover.plan import Plan
@@ -43,16 +44,18 @@ def pending_sql(plan: Plan, cfg: Settings) -> tuple[str, dict]:
         ("", False, "the environment has no offline rendering (render_sql_command is unset)")
     covered = set(rehearsal.rendered_revisions(text, complete)) if text else set()
     rendered = [r for r in f.target.pending_revisions if r in covered]
-    sources: dict[str, Any] = {"rendered": rendered, "rehearsed": [],
+    partly = {r: why for r, why in sqlrules.incomplete(text).items() if r in covered} if text else {}
+    sources: dict[str, Any] = {"rendered": rendered, "rehearsed": [], "incomplete": partly,
                "not_analysed": [r for r in f.target.pending_revisions if r not in covered],
                "analysed_from": "rendering", "render_error": error, "rehearsal": None}
-    if not sources["not_analysed"] or not f.settings.migration.rehearsal.command:
+    if not (sources["not_analysed"] or partly) or not f.settings.migration.rehearsal.command:
         return text, sources
     scratch = f.run.dir.parent / f".scratch-{f.run.id or 'x'}-rehearsal"  # swept by the recovery if we are killed
     done = rehearsal.rehearse(StackIO(cfg, f.settings.stack.project_name), f, scratch, cfg.migration.rehearsal.env)
     get_run_logger().info("Rehearsed the migration on %s in %.1f s: %d statements, %d revisions", done.database,
                           done.seconds, done.statements, len(done.revisions))
     sources.update(rehearsed=[r for r in f.target.pending_revisions if r in done.revisions], analysed_from="rehearsal",
+                   incomplete={r: why for r, why in partly.items() if r not in done.revisions},
                    not_analysed=[r for r in f.target.pending_revisions if r not in done.revisions],
                    rehearsal={"database": done.database, "seconds": done.seconds, "statements": done.statements,
                               "dropped": done.dropped, "notes": done.notes})
@@ -67,7 +70,11 @@ def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
     with dbops.DbAccess.of(cfg).connect(f.settings.database.name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)
         rates = pgcatalog.probe(conn) if cfg.migration.probe else None
-        result = migcheck.analyze(sql, catalog, rates, revisions)
+        result = migcheck.analyze(sql, catalog, rates, revisions, per_revision=f.target.transaction_per_migration)
+    result.incomplete = sources["incomplete"]  # the rendering's, less what the rehearsal ran
+    result.warnings.append(("one transaction per revision" if f.target.transaction_per_migration else
+                            "one transaction for the whole upgrade") + f", as {f.target.transaction_shape_from} "
+                           f"says: lock holds and MS025 follow it")
     result.sources = sources
     if sources["not_analysed"]:
         result.warnings.append(f"{len(sources['not_analysed'])} pending revision(s) could not be analysed "

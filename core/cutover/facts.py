@@ -36,6 +36,7 @@ class DeployedFacts:
     services: list[str]
     running: list[str]
     images: dict[str, dict]
+    jobs: list[str] = field(default_factory=list)  # one-shot services (`ResolvedConfig.jobs`): done when exited 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class TargetFacts:
     pending_revisions: list[str] = field(default_factory=list)
     noop_downgrades: list[str] = field(default_factory=list)
     render_sql_command: list[str] = field(default_factory=list)  # renders the pending SQL offline ([] = none pending)
+    jobs: list[str] = field(default_factory=list)  # one-shot services (`ResolvedConfig.jobs`): done when exited 0
+    transaction_per_migration: bool = False  # the migration commits after each revision (Alembic's setting)
+    transaction_shape_from: str = "Alembic's default"  # who says so: the settings, the image's env.py, the default
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,8 @@ def _start_target(s: Stack, ahead: st.CreateAhead | None) -> st.StartServices:
         return st.StartApp("start-target", Phase.CUTOVER, title,
                            argv=tuple(c.compose_up(s.new, no_deps=True, remove_orphans=True, wait=False)), env=s.off,
                            timeout=s.up_timeout, project_name=f.settings.stack.project_name,
-                           wait_for=tuple(f.target.services), wait_timeout=float(health_timeout),
+                           wait_for=tuple(f.target.services), jobs=tuple(f.target.jobs),
+                           wait_timeout=float(health_timeout),
                            created_ahead=ahead.record if ahead else "")
     return st.StartServices("start-target", Phase.CUTOVER, title,
                             argv=tuple(c.compose_up(s.new, wait_timeout=health_timeout, remove_orphans=True)),
@@ -263,7 +264,8 @@ def verify_phase(s: Stack) -> list[st.Step]:
         *removal,
         st.Verify("verify", Phase.VERIFY, f"Verify: compose health, HTTP checks, database at "
                   f"{', '.join(f.target.heads)}", project=s.new, heads=tuple(f.target.heads),
-                  services=tuple(f.target.services), images=tuple(sorted(f.target.images.items())),
+                  services=tuple(f.target.services), jobs=tuple(f.target.jobs),
+                  images=tuple(sorted(f.target.images.items())),
                   version_argv=version_argv(s.new, f)),
     ]
     digests = pinned_digests(f.target.images)
@@ -305,7 +307,8 @@ def rollback_phase(s: Stack) -> list[st.Step]:
                          env=s.off, timeout=s.up_timeout),
         st.Verify("verify-previous", Phase.ROLLBACK, f"Verify the previous version: database at "
                   f"{', '.join(f.database.revision) or '(none)'}", project=s.pinned, heads=tuple(f.database.revision),
-                  services=tuple(f.current.services), images=previous_images, check_images=False,
+                  services=tuple(f.current.services), jobs=tuple(f.current.jobs), images=previous_images,
+                  check_images=False,
                   version_argv=version_argv(s.pinned, f)),
         s.cleanup("cleanup", Phase.ROLLBACK, "Drop the rollback points and the failed state; remove one-off containers "
                   "and scratch folders", rolled_back=True),

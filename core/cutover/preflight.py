@@ -4,10 +4,8 @@ Every error raised here is a `PreflightError`: the deployment is exactly as it w
 """
 from __future__ import annotations
 
-import io
 import os
 import shutil
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +19,13 @@ from core.io import compose
 from core.env import envmerge, envsync
 from core.backup import kept
 from core.migrations import revgraph
+from core.migrations.environment import ENV_SCRIPT, migration_sources, transaction_shape
 from core.backup import rollbackpoint as rp
 from core.cutover import rollback_methods as rm
 from core.io.compose import ResolvedConfig, parse_ps
 from core.cutover.inputs import check_checkout, check_env_file, missing_images
 from core.errors import (CommandFailed, ComposeDirDirty, ImageMissing, InsufficientDisk, InvalidComposeFile,
-                         MigrationFileUnreadable, MissingPrivilege, NotDeployed, UnknownMigrationService, UnknownRef,
+                         MissingPrivilege, NotDeployed, UnknownMigrationService, UnknownRef,
                          UnsupportedServer)
 from core.io.engine import current_images
 from core.io.executor import run
@@ -71,26 +70,6 @@ def resolve_commit(compose_dir: Path, ref: str) -> str:
     return done.stdout.strip()
 
 
-def migration_sources(client: docker.DockerClient, image: str, versions_path: str, stack: str = "") -> dict[str, str]:
-    """The revision files of an image, copied out of a created (never started) container: nothing runs."""
-    ctr = client.containers.create(image, command=["true"], network_disabled=True, labels={c.STACK_LABEL: stack})
-    try:
-        try:
-            stream, _ = ctr.get_archive(versions_path)
-        except docker.errors.NotFound:
-            raise MigrationFileUnreadable(versions_path, f"no such folder in {image}; set the block's "
-                                                         f"migrations_path") from None
-        data = b"".join(stream)
-    finally:
-        ctr.remove(force=True)
-    out = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for m in tar.getmembers():
-            _, _, name = m.name.partition("/")  # the archive holds the folder: its files are `<folder>/<name>`
-            member = tar.extractfile(m) if m.isfile() and "/" not in name else None
-            if member is not None and revgraph.is_revision_filename(name):
-                out[name] = member.read().decode("utf-8")
-    return out
 
 
 def render_sql_command(template: list[str], sql_range: str) -> list[str]:
@@ -327,10 +306,12 @@ def read_target_images(io_: StackIO, client: docker.DockerClient, cfg: Settings,
 
 
 def read_revisions(client: docker.DockerClient, cfg: Settings, image: str,
-                   revision: list[str]) -> revgraph.RevisionState:
-    """The target's Alembic graph, read from the migrate image's revision files, against the database's revision."""
+                   revision: list[str]) -> tuple[revgraph.RevisionState, tuple[bool, str]]:
+    """The target's Alembic graph, read from the migrate image's revision files, against the database's revision;
+    and its transaction shape (`transaction_shape`)."""
     sources = migration_sources(client, image, cfg.migration.versions_path, cfg.stack.project_name)
-    return revgraph.state(revgraph.RevisionGraph.from_sources(sources), revision)
+    env_script = sources.pop(ENV_SCRIPT, None)
+    return revgraph.state(revgraph.RevisionGraph.from_sources(sources), revision), transaction_shape(cfg, env_script)
 
 
 def volume_layout(cfg: Settings, current: ResolvedConfig, target: ResolvedConfig) -> tuple[list[str], list[Path]]:
@@ -359,7 +340,8 @@ def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient |
     db = dbops.DbAccess.of(cfg)
     database, privileges = read_database(db, cfg, request.run_id)
     images = read_target_images(io_, client, cfg, target_cfg, request.pins)
-    revisions = read_revisions(client, cfg, images[cfg.migration.service], database.revision)
+    revisions, (per_migration, shape_from) = read_revisions(client, cfg, images[cfg.migration.service],
+                                                            database.revision)
     render = cfg.migration.render_sql_command
     sql_command = render_sql_command(list(render), revisions.sql_range) if revisions.pending and render else []
     excludes, data_dirs = volume_layout(cfg, deployed.config, target_cfg)
@@ -375,10 +357,13 @@ def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient |
         run=RunFacts(environment=request.environment, id=request.run_id, dir=request.run_dir,
                      volume_excludes=excludes, dump_jobs=cfg.backup.jobs()),
         current=DeployedFacts(commit=deployed.current_commit, services=deployed.config.services,
-                              running=deployed.running, images=current_images(client, cfg.stack.project_name)),
+                              running=deployed.running, images=current_images(client, cfg.stack.project_name),
+                              jobs=deployed.config.jobs(cfg.health.jobs)),
         target=TargetFacts(ref=request.target, commit=deployed.target_commit, services=target_cfg.services,
                            images=images, heads=[revisions.head], pending_revisions=revisions.pending,
-                           noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command),
+                           noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command,
+                           jobs=target_cfg.jobs(cfg.health.jobs), transaction_per_migration=per_migration,
+                           transaction_shape_from=shape_from),
         database=database,
         rollback=RollbackFacts(method=forecast.method, forecast=forecast.to_dict(), data_dir={
             "service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}

@@ -2,10 +2,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import PinnedImageMismatch
+
+
+COMPLETED = "service_completed_successfully"  # the `depends_on` condition that waits for a job to end with 0
+
+
+def service_verdict(status: str | None, health: str, exit_code: int | None, *, job: bool,
+                    restarting: bool = False) -> str:
+    """ok | wait | failed: the one definition of a service being where it should be, used by the wait for health
+    (`core.stackio`) and by the verification (`core.cutover.verify`). A long-running service is ok when it runs and
+    is healthy (or has no healthcheck), failed when unhealthy or ended; a job (a one-shot service: `*-init`,
+    `migrate`, `setup`…) is ok once it exited 0, failed when it exited otherwise, and waited for while it runs."""
+    if status == "exited" and not restarting:
+        return "ok" if job and exit_code == 0 else "failed"
+    if status == "running" and not job:
+        if health in ("", "healthy"):
+            return "ok"
+        return "failed" if health == "unhealthy" else "wait"
+    return "failed" if status == "dead" else "wait"
 
 
 @dataclass(frozen=True)
@@ -15,10 +34,14 @@ class ServiceStatus:
     state: str  # running, exited, ...
     health: str  # healthy, unhealthy, starting, "" (no healthcheck)
     image: str
+    exit_code: int | None = None
 
     @property
     def ok(self) -> bool:
-        return self.state == "running" and self.health in ("", "healthy")
+        return self.verdict(job=False) == "ok"
+
+    def verdict(self, job: bool) -> str:
+        return service_verdict(self.state, self.health, self.exit_code, job=job, restarting=self.state == "restarting")
 
 
 def parse_ps(output: str) -> list[ServiceStatus]:
@@ -28,7 +51,8 @@ def parse_ps(output: str) -> list[ServiceStatus]:
         return []
     rows = (json.loads(text) if text.startswith("[")
             else [json.loads(line) for line in text.splitlines() if line.strip()])
-    return [ServiceStatus(r["Service"], r["Name"], r["State"], r.get("Health", ""), r.get("Image", "")) for r in rows]
+    return [ServiceStatus(r["Service"], r["Name"], r["State"], r.get("Health", ""), r.get("Image", ""),
+                          r.get("ExitCode")) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,16 @@ class ResolvedConfig:
 
     def images(self) -> dict[str, str]:
         return {s: self.image(s) for s in self.services}
+
+    def jobs(self, named: Collection[str] = ()) -> list[str]:
+        """The services that run once and exit (see `service_verdict`): by their shape, no restart policy (or
+        `restart: "no"`) and a dependent waiting for them with `service_completed_successfully`; or `named` (the
+        environment's `health.jobs`)."""
+        services = self.raw.get("services", {})
+        awaited = {dep for spec in services.values() for dep, how in (spec.get("depends_on") or {}).items()
+                   if (how or {}).get("condition") == COMPLETED}
+        return sorted(s for s, spec in services.items()
+                      if s in named or (s in awaited and spec.get("restart") in (None, "", "no")))
 
     def environment(self, service: str) -> dict[str, str]:
         env = self.raw["services"][service].get("environment") or {}

@@ -27,6 +27,8 @@ class MigrationReport:
     # "analysed_from": "rendering" | "rehearsal", "render_error": str | None, "rehearsal": {...} | None}
     sources: dict | None = None
     created_tables: set[str] = field(default_factory=set)  # tables the SQL creates (nobody else uses them yet)
+    set_aside: list[tuple[int, str]] = field(default_factory=list)  # (line, text) of the output that is not SQL
+    incomplete: dict[str, str] = field(default_factory=dict)  # revision → why its SQL is not all that runs
 
     @property
     def data_loss(self) -> list[sqlrules.Finding]:
@@ -42,12 +44,19 @@ class MigrationReport:
             d["revisions"] = self.revisions.to_dict()
         if self.sources is not None:
             d["sources"] = self.sources
+        if self.set_aside:
+            d["set_aside"] = [{"line": n, "text": t} for n, t in self.set_aside]
+        if self.incomplete:
+            d["incomplete"] = self.incomplete
         return d
 
 
 def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
-            revisions: RevisionState | None = None) -> MigrationReport:
-    analysis = sqlrules.analyse(sql_text, catalog)
+            revisions: RevisionState | None = None, *, per_revision: bool = False) -> MigrationReport:
+    """The report on `sql_text`; `incomplete` as the rendering's own signs say it (a caller who knows better, for
+    SQL a rehearsal captured, sets it afterwards). `per_revision`: the migration commits after each revision (lock
+    holds and MS025 per revision)."""
+    analysis = sqlrules.analyse(sql_text, catalog, per_revision=per_revision)
     hold, more = forecast.apply(analysis, catalog, rates)
     warnings = list(analysis.warnings) + more
     server, tables = None, {}
@@ -67,7 +76,8 @@ def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
         warnings.append("revisions whose downgrade does nothing (they cannot be undone by `alembic downgrade`; the "
                         "rollback point restores them): " + ", ".join(revisions.noop_downgrades))
     return MigrationReport(analysis.findings, hold, warnings, server, tables, revisions,
-                           created_tables=set(analysis.created_tables))
+                           created_tables=set(analysis.created_tables), set_aside=analysis.set_aside,
+                           incomplete=analysis.incomplete)
 
 
 def gate(report: MigrationReport, max_lock_seconds: float | None) -> list[str]:

@@ -130,7 +130,7 @@ def test_the_report_lists_every_revision_and_the_primary_key_changes_with_their_
                       "render_error": "exit 1: NoInspectionAvailable", "rehearsal": {
                           "database": "m__ss_rh_x", "seconds": 1.5, "statements": 6, "dropped": True, "notes": []}}
     text = migration_markdown(report, "t", [])
-    assert "## Pending revisions (2): 1 rendered offline, 2 rehearsed" in text
+    assert "## Pending revisions (2): 1 rendered offline in full, 2 rehearsed" in text
     assert "| 1 | `r2` | yes | yes |" in text and "| 2 | `r3` | **no** | yes |" in text
     drop = next(line for line in text.splitlines() if "| r3 | experiments |" in line and "none" in line)
     assert "ACCESS EXCLUSIVE" in drop, "a primary key dropped blocks writes: listed though no rule fires"

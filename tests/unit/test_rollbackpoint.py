@@ -245,7 +245,7 @@ def test_start_target_polls_health_itself_once_the_database_was_waited_for(tmp_p
     assert io.commands[-1] == ["wait-for-database"], "the migration needs connections, not the next health check"
     st.execute(start_target, ctx)
     assert io.commands[-1] == ["wait-answering"], "the downtime ends when the app answers"
-    io.wait_answering = lambda project, services, timeout: None  # an environment without HTTP checks
+    io.wait_answering = lambda project, services, timeout, jobs=(): None  # an environment without HTTP checks
     st.execute(start_target, ctx)
     assert io.commands[-1] == ["wait-healthy", "dify", "api", "db_postgres", "worker"]
     io.commands.clear()
@@ -263,7 +263,8 @@ def test_health_verdicts_read_the_containers_state():
     assert health_verdict({"Status": "running"}) == "ok", "no healthcheck: running is enough"
     assert health_verdict({"Status": "running", "Health": {"Status": "starting"}}) == "wait"
     assert health_verdict({"Status": "created"}) == "wait" and health_verdict(None) == "wait"
-    assert health_verdict({"Status": "exited", "ExitCode": 0}) == "ok"
+    assert health_verdict({"Status": "exited", "ExitCode": 0}) == "failed", "a long-running service that ended"
+    assert health_verdict({"Status": "exited", "ExitCode": 0}, job=True) == "ok", "a one-shot job that completed"
     assert health_verdict({"Status": "exited", "ExitCode": 3}) == "failed"
     assert health_verdict({"Status": "restarting", "Restarting": True, "ExitCode": 1}) == "wait"
     unhealthy = {"Status": "running", "Health": {"Status": "unhealthy", "Log": [{"Output": "HTTP 500\n"}]}}

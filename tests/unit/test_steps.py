@@ -54,7 +54,7 @@ class StubIO:
     def databases(self):
         return set(self.dbs)
 
-    def wait_healthy(self, project, services, timeout):
+    def wait_healthy(self, project, services, timeout, jobs=()):
         self.commands.append(["wait-healthy", project, *services])
         return "healthy"
 
@@ -73,7 +73,7 @@ class StubIO:
         self.commands.append(["wait-for-database"])
         return "reachable"
 
-    def wait_answering(self, project, services, timeout):
+    def wait_answering(self, project, services, timeout, jobs=()):
         self.commands.append(["wait-answering"])
         return "answering"
 

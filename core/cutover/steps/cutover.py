@@ -60,6 +60,7 @@ class StartServices(CommandStep):
 
     project_name: str = ""
     wait_for: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()  # the one-shot services among `wait_for`: done when exited 0
     wait_timeout: float = 120.0
     created_ahead: str = ""  # the record of a `CreateAhead` whose containers this step starts, if it succeeded
     error: ClassVar = HealthCheckFailed
@@ -77,7 +78,7 @@ class StartServices(CommandStep):
 
     def wait(self, ctx: StepContext) -> str:
         """The containers' health, read through the Docker SDK."""
-        return ctx.io.wait_healthy(self.project_name, list(self.wait_for), self.wait_timeout)
+        return ctx.io.wait_healthy(self.project_name, list(self.wait_for), self.wait_timeout, jobs=self.jobs)
 
     def render(self) -> str:
         how = super().render()
@@ -111,7 +112,8 @@ class StartApp(StartServices):
     serving_first: ClassVar = True
 
     def wait(self, ctx: StepContext) -> str:
-        return ctx.io.wait_answering(self.project_name, list(self.wait_for), self.wait_timeout) or super().wait(ctx)
+        return (ctx.io.wait_answering(self.project_name, list(self.wait_for), self.wait_timeout, jobs=self.jobs)
+                or super().wait(ctx))
 
     def waits_for(self) -> str:
         return f"the HTTP checks answering (else health of {', '.join(self.wait_for)})"

@@ -21,6 +21,7 @@ class Verify(Step):
     project: c.ComposeProject | None = None
     heads: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()  # the one-shot services among them: done when exited 0 (`ResolvedConfig.jobs`)
     images: tuple[tuple[str, str], ...] = ()
     check_images: bool = True
     version_argv: tuple[str, ...] = ()  # a command whose output must name the app's version (empty: none)
@@ -33,9 +34,12 @@ class Verify(Step):
         images = dict(self.images)
         # the app may answer before docker's next health check: wait for it here
         with contextlib.suppress(UpgradeError):
-            ctx.io.wait_healthy(self.project.name, list(self.services), float(f.settings.health.timeout_seconds))
+            ctx.io.wait_healthy(self.project.name, list(self.services), float(f.settings.health.timeout_seconds),
+                                jobs=self.jobs)
         statuses = parse_ps(ctx.io.run(c.Command(c.compose_ps_json(self.project))).stdout)
-        result = Verification([services_check(statuses, list(self.services), images if self.check_images else {})])
+        project = self.project.name if self.project is not None else f.settings.stack.project_name
+        result = Verification([services_check(statuses, list(self.services), images if self.check_images else {},
+                                              self.jobs, lambda s: ctx.io.last_log_lines(project, s))])
         expected_version = image_tag(images.get(f.settings.migration.service, ""))
         result.checks += ctx.io.http_checks(expected_version)
         if self.version_argv:
@@ -55,7 +59,8 @@ class Verify(Step):
 
     def render(self) -> str:
         version = f"; `{' '.join(self.version_argv)}` names the version" if self.version_argv else ""
-        return (f"compose health of {', '.join(self.services)}; HTTP checks{version}; database at "
+        jobs = f" (job(s) {', '.join(self.jobs)}: exited 0)" if self.jobs else ""
+        return (f"compose health of {', '.join(self.services)}{jobs}; HTTP checks{version}; database at "
                 f"{', '.join(self.heads) or '(none)'}")
 
 

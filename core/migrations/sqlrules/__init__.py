@@ -14,6 +14,7 @@ from .catalog import Catalog, ColumnType, TableInfo
 from .coltypes import rewrite_needed
 from .findings import Analysis, Finding, blocks_writes, locked_tables
 from .locks import AE, SHARE, SRE, SUE
+from .revisions import incomplete
 
 __all__ = ["AE", "SHARE", "SRE", "SUE", "Analysis", "Catalog", "ColumnType", "Finding", "TableInfo", "analyse",
-           "blocks_writes", "locked_tables", "rewrite_needed"]
+           "blocks_writes", "incomplete", "locked_tables", "rewrite_needed"]

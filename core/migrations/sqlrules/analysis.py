@@ -12,23 +12,41 @@ from .context import Context
 from .findings import Analysis, Finding, blocks_writes
 from .locks import LOCKS, OTHER_SIDE_LOCKS
 from .registry import Hit, action_rules, migration_rules, statement_rules
-from .revisions import Revisions
-from .statements import line_of, parse, split_statements
+from .revisions import Revisions, incomplete
+from .statements import line_of, parse, set_aside, split_statements
 
 
-def analyse(sql: str, catalog: Catalog | None = None) -> Analysis:
-    """Every statement of `sql`, in order, with its table, lock, effect and rules."""
+def analyse(sql: str, catalog: Catalog | None = None, per_revision: bool = False) -> Analysis:
+    """Every statement of `sql`, in order, with its table, lock, effect and rules. Text that is not SQL (the
+    tool's log lines, warnings, errors) is set aside and listed; a revision whose rendering is not all that will
+    run (`revisions.incomplete`) is named. `per_revision`: the migration commits after each revision (Alembic's
+    `transaction_per_migration`), whatever one BEGIN…COMMIT around the rendering says."""
     ctx = Context(sql, catalog)
     revisions = Revisions(sql)
+    clean, aside = set_aside(sql)
     findings = [_statement(ctx, revisions, i, offset, text)
-                for i, (offset, text) in enumerate(split_statements(sql), start=1)]
+                for i, (offset, text) in enumerate(split_statements(clean), start=1)]
+    if aside:
+        ctx.warnings.append(f"{len(aside)} line(s) of the rendered output are not SQL (the tool's log lines, "
+                            f"warnings or errors): set aside, listed in the report, not analysed")
+    partial = incomplete(sql)
+    if per_revision:
+        _one_transaction_per_revision(findings)
     for rule in migration_rules():
         for f, hit in rule.check(findings, ctx.created):
             _record(f, rule.code, hit, ctx)
     for f in findings:
         if f.table in ctx.created and f.effect not in ("data-loss", "unknown"):
             f.work = [w for w in f.work if w[1] not in ctx.created]
-    return Analysis(findings, ctx.warnings, ctx.created)
+    return Analysis(findings, ctx.warnings, ctx.created, set_aside=aside, incomplete=partial)
+
+
+def _one_transaction_per_revision(findings: list[Finding]) -> None:
+    """Each revision's part of a BEGIN…COMMIT block becomes a transaction of its own, as it will run."""
+    numbers: dict[tuple[int, str | None], int] = {}
+    for f in findings:
+        if f.transaction is not None:
+            f.transaction = numbers.setdefault((f.transaction, f.revision), len(numbers) + 1)
 
 
 def _statement(ctx: Context, revisions: Revisions, index: int, offset: int, text: str) -> Finding:

@@ -59,6 +59,8 @@ class Analysis:
     findings: list[Finding]
     warnings: list[str]
     created_tables: set[str]
+    set_aside: list[tuple[int, str]] = field(default_factory=list)  # (line, text) of what is not SQL
+    incomplete: dict[str, str] = field(default_factory=dict)  # revision → why its SQL is not all that runs
 
 
 def blocks_writes(f: Finding, created: set[str]) -> bool:

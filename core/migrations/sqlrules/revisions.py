@@ -6,10 +6,41 @@ import re
 
 from .context import Context
 from .findings import Finding
-from .statements import line_of
+from .statements import line_of, set_aside, split_statements
 
 _DATA_SKIP_MARKER = re.compile(r"data migration skipped", re.I)
 _REVISION_MARK = re.compile(r"^-- Running (?:upgrade|downgrade) (\S*) -> (\S+)", re.M)
+# What the tool says when it leaves work out of the rendering ("Data migration skipped in offline mode", "skipping
+# the backfill"): in a comment or in the text set aside.
+_SKIP_WARNING = re.compile(r"\bskip(?:s|ped|ping)?\b", re.I)
+# Statements that are not the revision's own work: the transaction around it and Alembic's bookkeeping.
+_BOOKKEEPING = re.compile(r"^(?:BEGIN|COMMIT|START\s+TRANSACTION|(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+"
+                          r"alembic_version\b|CREATE\s+TABLE\s+alembic_version\b)", re.I)
+
+
+def incomplete(sql: str) -> dict[str, str]:
+    """Revision → why its rendering is not all that will run: the tool warned, within the revision's SQL, that it
+    skipped work; or the revision rendered no statement besides Alembic's bookkeeping. Such a revision is not
+    fully analysed, whatever the statements that were."""
+    revisions = Revisions(sql)
+    if not revisions.starts:
+        return {}
+    clean, aside = set_aside(sql)
+    own: dict[str, int] = {rev: 0 for _, rev in revisions.starts}
+    for offset, text in split_statements(clean):
+        rev = revisions.at(offset)
+        if rev is not None and not _BOOKKEEPING.match(text):
+            own[rev] += 1
+    out = {rev: "the rendering holds no statement besides Alembic's bookkeeping" for rev, n in own.items() if n == 0}
+    aside_lines = dict(aside)
+    offset = 0
+    for number, line in enumerate(sql.splitlines(keepends=True), start=1):
+        text = aside_lines.get(number) or (line if line.lstrip().startswith("--") else "")
+        rev = revisions.at(offset + 1) if text and _SKIP_WARNING.search(text) else None
+        if rev is not None and not _REVISION_MARK.match(text):
+            out[rev] = f"the tool warned that it skipped work (line {number}: {text.strip()[:160]!r})"
+        offset += len(line)
+    return {rev: out[rev] for rev in own if rev in out}
 
 
 class Revisions:
