@@ -7,12 +7,15 @@ import string
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import envmerge, envsecrets
 from core.report import env_markdown
 from tests.unit._env_helpers import NEW, OLD, operator_env, sync, sync_in_process
+
+pytestmark = pytest.mark.tools("docker compose")
 
 SA_KEY_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7planted"
 

@@ -11,6 +11,8 @@ from core.errors import NeededServiceInactive, PreflightError
 from core.report import env_markdown
 from tests.unit._env_helpers import CLEAN_ENV, COMPOSE_1_12_1, NEW, OLD, operator_env, snapshot, sync
 
+pytestmark = pytest.mark.tools("docker compose", "git")
+
 UNSTRUCTURED = "COMPOSE_PROFILES=${VECTOR_STORE:-weaviate},unstructured\n"  # what Dify 1.0.0's template suggests
 FIX = "COMPOSE_PROFILES=${VECTOR_STORE:-weaviate},unstructured,postgresql"
 

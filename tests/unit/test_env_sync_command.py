@@ -8,6 +8,8 @@ import pytest
 
 from tests.unit._env_helpers import NEW, OLD, snapshot, sync
 
+pytestmark = pytest.mark.tools("docker compose")
+
 SECRETS = ("sk-planted-secret-A1", "planted-db-pw-B2", "planted-token-C3")
 
 

@@ -10,6 +10,8 @@ import pytest
 from core import envmerge
 from tests.unit._env_helpers import CLEAN_ENV, NEW, OLD, operator_env, snapshot, sync, sync_in_process
 
+pytestmark = pytest.mark.tools("docker compose", "chattr")
+
 
 def refused(tmp_path, env, *extra, old=OLD, new=NEW) -> str:
     """Runs the command, checks it refused and changed nothing under tmp_path; returns its stderr."""

@@ -8,6 +8,8 @@ from core import envmerge
 from core.envmerge import merge, parse, render
 from tests.conftest import DIFY
 
+pytestmark = pytest.mark.tools("docker compose")
+
 OLD = (DIFY / "env.example.1.0.0").read_text()
 NEW = (DIFY / "env.example.1.12.1").read_text()
 PEM = '"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----"'

@@ -15,6 +15,8 @@ from core.envmerge import ComposeRejectsEnv
 from core.errors import PreflightError, PromotionStopped
 from tests.unit._env_helpers import COMPOSE_1_12_1, NEW, OLD
 
+pytestmark = pytest.mark.tools("docker compose", "git")
+
 NEW_VAR = "SSO_CLIENT_SECRET"
 REQUIRED_LINE = f"      {NEW_VAR}: ${{{NEW_VAR}:?set {NEW_VAR} in .env}}\n"
 COMPOSE_1_0_0 = OLD.parent / "docker-compose.1.0.0.yaml"
