@@ -42,7 +42,8 @@ from deployments.automations import NOTIFY_BLOCK, URL_FIELD, ensure_notify_block
 from lab import stack
 from tasks.promotion import run_artifacts
 
-pytestmark = pytest.mark.e2e
+# One worker runs the module (lab/test runs tests in parallel): its paths are one scenario, in order.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("promotion")]
 PROMOTE = "promote/promote-staging-to-prod"
 LOCAL = "unix:///var/run/docker.sock"
 ROWS = 1_000  # the paths are about runs, states and digests, not data volume
