@@ -6,9 +6,11 @@ A deployment is a clone of the demo repository checked out at a release, with an
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import socket
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +25,36 @@ PROD_ENGINE = "unix:///var/run/stackshift-prod/docker.sock"  # the lab's second 
 SEEDED_TABLES = {"accounts": ("id", "name", "created_at"), "events": ("id", "account_id", "total_tokens", "payload")}
 
 
+_GIVEN: set[int] = set()
+_GIVING = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that nothing listens on, for a stack (or a server) to publish soon.
+
+    Below the kernel's ephemeral range, from which outgoing connections take their source ports (one could take the
+    port before the stack binds it); never the same twice in this process; and under pytest-xdist each worker draws
+    from a slice of its own, so tests running in parallel never pick the same port."""
+    last = min(int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]), 32_768) - 1
+    first = max(1_024, last - 16_383)
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and workers > 1:
+        size = (last - first) // workers
+        first += int(worker[2:]) * size
+        last = first + size - 1
+    with _GIVING:
+        for _ in range(1000):
+            port = random.randint(first, last)
+            if port in _GIVEN:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError(f"no free loopback port in {first}-{last}")
 
 
 @dataclass

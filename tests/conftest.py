@@ -29,6 +29,27 @@ if not DIFY.is_dir():
                      f"checkout this one was cloned from), or set STACKSHIFT_SHARED.")
 
 
+# The test command runs the tests on several workers (lab/test: pytest-xdist, --dist loadgroup, in this order): the
+# longest first (measured with --durations), so that none starts late and runs alone at the end; the unit tests, many
+# and short, fill the end. A module kept on one worker (an xdist_group) counts as one long test.
+LONGEST_FIRST = (
+    "tests/e2e/test_promotion.py",  # one scenario, ~5 min
+    "tests/e2e/test_fault_matrix.py::test_prefect_server_stopped",  # ~4 min, most of it the runner's exit
+    "tests/e2e/test_mlflow.py",  # ~4 min, after the images' build when lab/test starts it on a new lab
+    "tests/e2e/test_lock_and_runs.py::test_cli_and_deployment_runs_at_once",  # ten trials
+    "tests/e2e/test_lock_and_runs.py::test_two_cli_runs_at_once",  # ten trials
+    "tests/e2e/test_rollback_point.py",
+    "tests/e2e/test_lock_and_runs.py",
+    "tests/e2e/test_upgrade.py",
+    "tests/e2e/test_fault_matrix.py",
+    "tests/e2e/test_preflight_errors.py",
+    "tests/e2e/test_migration_live.py",
+)
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """The MLflow tests last: the test command builds their images in the background meanwhile."""
-    items.sort(key=lambda item: "test_mlflow" in item.nodeid)
+    """The longest tests first (see LONGEST_FIRST), the rest in their order."""
+    def rank(item) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)

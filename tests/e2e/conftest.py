@@ -43,8 +43,6 @@ def lab_ready():
 def _deployments(tmp_path_factory):
     """A factory of demo-stack deployments (each with a saved stack-environment block of the same name); on exit
     every one is stopped and removed with its folder and block."""
-    from blocks.stack_environment import StackEnvironment
-
     made = []
     tmp_path_factory.getbasetemp()  # made once, before any thread asks for a folder in it
 
@@ -57,10 +55,7 @@ def _deployments(tmp_path_factory):
         return dep
 
     def register(dep: stack.Deployment, **block_overrides) -> stack.Deployment:
-        # FILE_COPY unless a test asks: `auto` would pick by the copy rate measured on a busy host, and a test's path
-        # must not depend on the machine's load (tests/e2e/test_rollback_point.py covers PITR and `auto`)
-        fields = dep.block_fields() | {"rollback_point": "file-copy"} | block_overrides
-        StackEnvironment(**fields).save(dep.name, overwrite=True)
+        save_block(dep, **block_overrides)
         return dep
 
     def make(release: str = "v1.0.0", rows: int = 200_000, docker_host: str | None = None, **block_overrides):
@@ -99,6 +94,16 @@ def make_module_deployment(tmp_path_factory):
     """Like make_deployment, for deployments shared by a module's tests."""
     with _deployments(tmp_path_factory) as make:
         yield make
+
+
+def save_block(dep: stack.Deployment, **block_overrides) -> None:
+    """The deployment's stack-environment block, saved under its name (on the server of the current settings)."""
+    from blocks.stack_environment import StackEnvironment
+
+    # FILE_COPY unless a test asks: `auto` would pick by the copy rate measured on a busy host, and a test's path
+    # must not depend on the machine's load (tests/e2e/test_rollback_point.py covers PITR and `auto`)
+    fields = dep.block_fields() | {"rollback_point": "file-copy"} | block_overrides
+    StackEnvironment(**fields).save(dep.name, overwrite=True)
 
 
 def _delete_block(name: str) -> None:

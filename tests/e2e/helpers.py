@@ -1,12 +1,20 @@
 """What end-to-end tests observe of a deployment, all read from real sources."""
 import json
+import os
+import signal
 import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 from prefect.client.orchestration import get_client
 
 from core.io.compose import parse_ps
 from core.cutover.lock import LOCK_FILE
 from lab import stack
+from tests.conftest import ROOT
 
 
 def services(dep: stack.Deployment) -> dict:
@@ -71,3 +79,60 @@ def artifacts(prefix: str) -> dict[str, str]:
     for a in sorted(found, key=lambda a: a.created):
         out[a.key] = a.data if isinstance(a.data, str) else json.dumps(a.data)
     return out
+
+
+class OwnPrefectServer:
+    """A Prefect server of one test's own (its own home, database and port), for a test that stops the server: the
+    lab's server keeps serving every other test meanwhile (they run in parallel), and nobody else's run is hit."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.url = f"http://127.0.0.1:{stack.free_port()}/api"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Starts it and returns at once (it takes seconds to serve: `wait_up`)."""
+        port = self.url.split(":")[2].split("/")[0]
+        env = os.environ | {"PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.url, "PREFECT_UI_ENABLED": "false",
+                            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        with (self.home / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "prefect"), "server", "start", "--host",
+                                          "127.0.0.1", "--port", port], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def wait_up(self, seconds: float = 180) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.up():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        log = (self.home / "server.log").read_text()[-3000:]
+        pytest.fail(f"the test's own Prefect server did not serve on {self.url} in {seconds} s:\n{log}")
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group (what stopping a server sends), SIGKILL after 30 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    @contextmanager
+    def as_api(self):
+        """This process's Prefect client talks to this server inside the block."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: self.url}):
+            yield

@@ -25,7 +25,8 @@ from core.cutover.journal import Journal
 from lab import stack
 from lab.demo.releases import HEADS
 from lab.paths import LAB_HOME
-from tests.e2e.helpers import databases, head, revision, services
+from tests.e2e.conftest import save_block
+from tests.e2e.helpers import OwnPrefectServer, databases, head, revision, services
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,10 +118,10 @@ def start_upgrade(dep, tmp_path: Path, fault: str, env: dict | None = None):
     return proc, marker, late_id, rows
 
 
-def recover(dep) -> tuple[str, float]:
+def recover(dep, env: dict | None = None) -> tuple[str, float]:
     t0 = time.monotonic()
-    done = subprocess.run([str(ROOT / "stackshift"), "recover", "--environment", dep.name], check=False,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([str(ROOT / "stackshift"), "recover", "--environment", dep.name], capture_output=True,
+                          check=False, text=True, timeout=600, env=os.environ | (env or {}))
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout, time.monotonic() - t0
 
@@ -212,37 +213,41 @@ def test_sigterm_during_the_migration_rolls_back_before_exiting(v1, tmp_path):
            f"{state.name}: {state.message[:80]}")
 
 
-def _prefect_up() -> bool:
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:4200/api/health", timeout=2):
-            return True
-    except OSError:
-        return False
+@pytest.fixture
+def own_prefect(tmp_path_factory):
+    """A Prefect server of the test's own, started before the deployment is made (both take seconds)."""
+    server = OwnPrefectServer(tmp_path_factory.mktemp("prefect"))
+    server.start()
+    yield server
+    server.stop()
 
 
-def test_prefect_server_stopped_during_the_cutover(v1, tmp_path):
+def test_prefect_server_stopped_during_the_cutover(own_prefect, v1, tmp_path):
+    """The run's Prefect server is its own (stopping the lab's would fail every test running beside this one)."""
     dep, before, v1_commit, v2_commit = v1
+    server = own_prefect
+    server.wait_up()
+    with server.as_api():
+        save_block(dep)
     spec = "cutover:stop-writers:hold-after"
     # The Prefect client retries a dead server for ~62 s per call by default; 2 retries (6 s) keep the test short.
-    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec, env={"PREFECT_CLIENT_MAX_RETRIES": "2"})
+    env = {"PREFECT_API_URL": server.url, "PREFECT_CLIENT_MAX_RETRIES": "2"}
+    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec, env=env)
     wait_for_marker(marker, spec, proc)
-    subprocess.run(["pkill", "-f", "prefect server start"], check=False)
-    for _ in range(100):
-        if not _prefect_up():
-            break
-        time.sleep(0.2)
-    assert not _prefect_up()
+    server.stop()
+    assert not server.up()
     marker.unlink()
     try:
         proc.communicate(timeout=600)
     finally:
-        subprocess.run([str(ROOT / "lab" / "setup")], check=True, capture_output=True)
-    assert _prefect_up()
+        server.start()
+        server.wait_up()
     j = journal_of(dep)
     assert j.status in ("completed", "rolled-back"), j.status
-    said, seconds = recover(dep)  # gives the run the final state its journal records
+    said, seconds = recover(dep, env)  # gives the run the final state its journal records
     version = assert_whole(dep, before, late_id, v1_commit, v2_commit)
-    state = flow_run_state(j.flow_run_id)
+    with server.as_api():
+        state = flow_run_state(j.flow_run_id)
     assert state.is_final() and (state.is_completed() == (j.status == "completed"))
     record("Prefect server stopped during the cutover", f"v{version[0]} ({j.status}, without the server)", None,
            f"{state.name}: {(state.message or '')[:80]}")

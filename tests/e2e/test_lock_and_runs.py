@@ -50,6 +50,11 @@ def stop_winner(dep) -> None:
     pytest.fail("the lock holder did not stop")
 
 
+# The refusals share the module's deployment on one worker (lab/test runs tests in parallel; the two ten-trial races,
+# long, may run on others, each with a deployment of its own).
+REFUSALS = pytest.mark.xdist_group("lock-and-runs-refusals")
+
+
 @pytest.fixture(scope="module")
 def v1(make_module_deployment):
     dep = make_module_deployment(rows=5_000, migration_probe=False)  # the races need the lock, not the forecast
@@ -201,6 +206,7 @@ def test_a_finished_run_shows_its_steps_as_task_runs_in_order_with_their_log_lin
     assert dep.db_password not in text
 
 
+@REFUSALS
 def test_preflight_refuses_a_role_without_createdb_before_anything_changes(v1):
     dep = v1
     with dep.connect() as conn:
@@ -215,6 +221,7 @@ def test_preflight_refuses_a_role_without_createdb_before_anything_changes(v1):
     assert snapshot(dep) == before
 
 
+@REFUSALS
 def test_preflight_refuses_too_little_disk_for_the_backup(v1, tmp_path):
     dep = v1
     tiny = tmp_path / "tiny"
@@ -232,6 +239,7 @@ def test_preflight_refuses_too_little_disk_for_the_backup(v1, tmp_path):
         subprocess.run(["umount", str(tiny)], check=True)
 
 
+@REFUSALS
 def test_preflight_refuses_an_unreachable_docker_host(v1):
     dep = v1
     name = f"{dep.name}-nodocker"

@@ -11,7 +11,8 @@ from core.migrations.sqlrules import analyse
 from lab.pg import scratch_server
 from tests.conftest import DIFY, ROOT
 
-pytestmark = pytest.mark.e2e
+# One worker runs the module (lab/test runs tests in parallel): one scratch server serves the module.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migration-live")]
 
 # The Dify tables the 0.14.2→1.12.1 SQL changes in place, with their types before it (from the 0.14.2/0.15.3 models).
 DIFY_BEFORE = """

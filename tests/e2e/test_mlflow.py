@@ -23,7 +23,8 @@ from lab.mlflow.releases import HEADS
 from tests.e2e.conftest import _delete_block
 from tests.e2e.helpers import artifacts
 
-pytestmark = pytest.mark.e2e
+# One worker runs the module (lab/test runs tests in parallel): one seeded stack, the failed upgrade first.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("mlflow")]
 
 
 @pytest.fixture(scope="module")

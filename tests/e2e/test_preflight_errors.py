@@ -10,7 +10,8 @@ from core.errors import (ComposeDirDirty, DatabaseUnreachable, ImageMissing, Inv
 from flows.upgrade import upgrade
 from tests.e2e.helpers import artifacts, snapshot
 
-pytestmark = pytest.mark.e2e
+# One worker runs the module (lab/test runs tests in parallel): one deployment serves every refusal.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("preflight-errors")]
 
 
 @pytest.fixture(scope="module")

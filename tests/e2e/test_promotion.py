@@ -43,7 +43,8 @@ from lab import stack
 from lab.paths import LAB_HOME
 from tasks.promotion import run_artifacts
 
-pytestmark = pytest.mark.e2e
+# One worker runs the module (lab/test runs tests in parallel): its paths are one scenario, in order.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("promotion")]
 PROMOTE = "promote/promote-staging-to-prod"
 LOCAL = "unix:///var/run/docker.sock"
 ROWS = 1_000  # the paths are about runs, states and digests, not data volume
