@@ -194,8 +194,8 @@ def remove_partial(paths: list[Path]) -> list[str]:
 
 def publish_report(ctx: st.StepContext, outcome: str) -> None:
     """Publishes the timeline and verification artifacts when the Prefect server answers; never raises (the journal
-    in the run folder holds the same record)."""
-    if not api_reachable():
+    in the run folder holds the same record). The downtime is over: a busy server gets 10 s to answer."""
+    if not api_reachable(timeout=10):
         log.warning("The Prefect server does not answer: no report artifacts (the journal %s has the timeline).",
                     ctx.journal.path)
         return

@@ -63,7 +63,7 @@ def _ui_slot(environment: str, flow_run_id: str | None):
         from tasks._common import api_reachable
 
         try:
-            if not api_reachable():
+            if not api_reachable(timeout=10):  # the run is over: a busy server may take its time
                 raise ConnectionError("the Prefect server does not answer")
             release_concurrency_slots_with_lease(lease)
         except Exception as exc:
