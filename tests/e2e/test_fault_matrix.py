@@ -128,7 +128,8 @@ def recover(dep, env: dict | None = None) -> tuple[str, float]:
 
 @pytest.fixture
 def v1(make_deployment):
-    dep = make_deployment(rows=20_000)
+    # the faults hit the cutover; the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject
+    dep = make_deployment(rows=20_000, migration_probe=False)
     v1_commit = head(dep)
     v2_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "v2.0.0^{commit}"],
                                capture_output=True, text=True, check=True).stdout.strip()

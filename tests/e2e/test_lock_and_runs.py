@@ -156,7 +156,8 @@ def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, ser
 def test_a_crashed_deployment_run_is_recovered_by_the_automation(make_deployment, served, tmp_path):
     from prefect.deployments import run_deployment
 
-    dep = make_deployment(rows=20_000)
+    # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
+    dep = make_deployment(rows=20_000, migration_probe=False)
     before = stack.checksums(dep)
     v1_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "HEAD"], check=False,
                                capture_output=True, text=True).stdout.strip()
@@ -187,7 +188,8 @@ def test_a_crashed_deployment_run_is_recovered_by_the_automation(make_deployment
 
 
 def test_a_finished_run_shows_its_steps_as_task_runs_in_order_with_their_log_lines(make_deployment):
-    dep = make_deployment(rows=5_000)
+    # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
+    dep = make_deployment(rows=5_000, migration_probe=False)
     state = upgrade(environment=dep.name, target="v2.0.0", return_state=True)
     assert state.is_completed()
     flow_run_id = state.state_details.flow_run_id

@@ -43,7 +43,8 @@ def the_run(dep) -> Path:
 
 
 def test_pitr_rollback_restores_writes_made_after_the_online_backup(make_deployment, tmp_path):
-    dep = make_deployment(rows=50_000, rollback_point="pitr")
+    # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
+    dep = make_deployment(rows=50_000, rollback_point="pitr", migration_probe=False)
     marker = tmp_path / "marker"
     proc = cli("upgrade", "-e", dep.name, "-t", "v3.0.0-unhealthy", fault=BACKED_UP, marker=marker)
     wait_for_marker(marker, BACKED_UP, proc)
@@ -73,7 +74,8 @@ def test_pitr_rollback_restores_writes_made_after_the_online_backup(make_deploym
 
 
 def test_pitr_upgrade_drops_its_slot_and_the_restore_drill_checks_the_bundle(make_deployment):
-    dep = make_deployment(rows=50_000, rollback_point="pitr")
+    # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
+    dep = make_deployment(rows=50_000, rollback_point="pitr", migration_probe=False)
     proc = cli("upgrade", "-e", dep.name, "-t", "v2.0.0")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
@@ -105,7 +107,8 @@ def test_pitr_upgrade_drops_its_slot_and_the_restore_drill_checks_the_bundle(mak
 
 def test_pitr_sigkill_during_the_migration_then_recover(make_deployment, tmp_path):
     """The runner dies mid-migration; `recover` (another process) swaps the base backup in and replays the WAL."""
-    dep = make_deployment(rows=20_000, rollback_point="pitr")
+    # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
+    dep = make_deployment(rows=20_000, rollback_point="pitr", migration_probe=False)
     v1_commit = head(dep)
     v2_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "v2.0.0^{commit}"],
                                capture_output=True, text=True, check=True).stdout.strip()
