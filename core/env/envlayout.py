@@ -130,9 +130,10 @@ class ComposeLayoutUnreadable(EnvSyncError):
     """`docker compose config` refuses the target's compose file itself, so its env layout cannot be read."""
 
     def __init__(self, path: Path, detail: str):
-        super().__init__(f"`docker compose config` cannot read {path}: {detail}. The `path:`/`required:` form of "
-                         f"`env_file` needs Docker Compose 2.24 or later (`docker compose version`); nothing was "
-                         f"written.")
+        self.detail = detail
+        super().__init__(f"`docker compose config` cannot read {path}: {detail}. Fix the compose file; if it uses "
+                         f"the `path:`/`required:` form of `env_file`, that needs Docker Compose 2.24 or later "
+                         f"(`docker compose version`). Nothing was written.")
 
 
 def template_of(env_path: str) -> str:

@@ -197,20 +197,23 @@ class UI:
             # Seen once in a full CI run with the Prefect server busy: the click made no run at all. Keep what the
             # page showed, and press Submit again only if no run of that name exists (never two runs).
             self.shot("after-submit-no-navigation")
-            if not self._runs_named(name):
+            if not self._runs_named(name, dep.id):
                 print(f"\n[browser] Submit made no run in 30 s ({self.page.url}); pressing it again")
                 submit.click()
             self.page.wait_for_url(runs_tab, timeout=60_000)
-        [run] = self._runs_named(name)
-        assert run.deployment_id == dep.id and run.parameters["environment"] == fields["environment"]
+        [run] = self._runs_named(name, dep.id)
+        assert run.parameters["environment"] == fields["environment"]
         return run.id
 
     @staticmethod
-    def _runs_named(name: str) -> list:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    def _runs_named(name: str, deployment_id) -> list:
+        """The deployment's runs of that name (the UI's random names repeat across a server's history)."""
+        from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
+                                                    FlowRunFilterName)
 
         with get_client(sync_client=True) as client:
-            return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+            return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                                         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
 
     def see_completed(self, flow_run_id, name: str) -> None:
         self.open(f"{UI_URL}/runs/flow-run/{flow_run_id}", lambda: self.page.get_by_text("Completed", exact=True))
