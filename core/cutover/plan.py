@@ -67,9 +67,7 @@ def old_project(f: Facts, pinned: bool = False) -> c.ComposeProject:
 
 
 def target_project(f: Facts) -> c.ComposeProject:
-    stack = f.settings.stack
-    return c.ComposeProject(stack.compose_dir, tuple(stack.compose_dir / n for n in stack.compose_files),
-                            stack.compose_dir / stack.env_file, stack.project_name)
+    return c.ComposeProject.of(f.settings.stack)
 
 
 def scratch_glob(f: Facts) -> str:

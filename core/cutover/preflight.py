@@ -58,12 +58,6 @@ class UpgradeRequest:
         return self.run_dir.parent / f".scratch-{self.run_id or os.getpid()}"
 
 
-def _current_project(cfg: Settings) -> c.ComposeProject:
-    stack = cfg.stack
-    d = Path(stack.compose_dir)
-    return c.ComposeProject(d, tuple(d / f for f in stack.compose_files), d / stack.env_file, stack.project_name)
-
-
 def resolve_commit(compose_dir: Path, ref: str) -> str:
     done = run(c.git_rev_parse(compose_dir, ref), check=False)
     if done.returncode != 0:
@@ -229,7 +223,7 @@ def read_deployed(io_: StackIO, cfg: Settings, target: str) -> Deployed:
     if dirty:
         raise ComposeDirDirty(str(compose_dir), [line[3:] for line in dirty])
     check_env_file(compose_dir / cfg.stack.env_file)  # stackshift's own parser, before compose reads it
-    current = _current_project(cfg)
+    current = c.ComposeProject.of(cfg.stack)
     statuses = parse_ps(io_.run(c.Command(c.compose_ps_json(current))).stdout)
     running = sorted(s.service for s in statuses if s.state == "running")
     if not running:

@@ -8,6 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.settings import StackSettings
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds any command may run unless its step says otherwise (`Command.timeout`)."""
@@ -24,6 +28,12 @@ class ComposeProject:
     files: tuple[Path, ...]
     env_file: Path
     name: str
+
+    @classmethod
+    def of(cls, stack: StackSettings) -> ComposeProject:
+        """The stack as its checkout has it now: its compose files and .env, run from its directory."""
+        d = Path(stack.compose_dir)
+        return cls(d, tuple(d / name for name in stack.compose_files), d / stack.env_file, stack.project_name)
 
     def base(self) -> list[str]:
         argv = ["docker", "compose", "--project-directory", str(self.project_dir), "--project-name", self.name]

@@ -246,8 +246,7 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
         prefix = conn.execute("SELECT current_setting('log_line_prefix')").fetchone()[0]
     live_before = io.revisions(database.name)
     scratch.mkdir(parents=True, mode=0o700, exist_ok=True)
-    deployed = c.ComposeProject(stack.compose_dir, tuple(stack.compose_dir / n for n in stack.compose_files),
-                                stack.compose_dir / stack.env_file, stack.project_name)
+    deployed = c.ComposeProject.of(stack)
     override = scratch / "rehearsal-image.json"
     override.write_text(image_override(migration.service, f.target.images[migration.service]))
     with_target = c.ComposeProject(deployed.project_dir, (*deployed.files, override), deployed.env_file,

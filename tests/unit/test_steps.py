@@ -371,14 +371,13 @@ def test_steps_together_run_at_the_same_time_and_fail_with_the_failing_steps_own
 
 def test_the_backup_records_pre_flights_resolved_config_only_while_the_files_compose_read_are_unchanged(tmp_path):
     from core.backup import kept
-    from core.cutover.preflight import _current_project
 
     compose_dir = tmp_path / "dify"
     compose_dir.mkdir()
     (compose_dir / "docker-compose.yaml").write_text("services: {}\n")
     (compose_dir / ".env").write_text("SECRET_KEY=s3cret\n")
     cfg = settings(compose_dir=str(compose_dir), project_name="dify")
-    current = _current_project(cfg)
+    current = c.ComposeProject.of(cfg.stack)
     io = StubIO()
     plan, ctx = ctx_for(tmp_path, io, compose_dir=compose_dir)
     save = step(plan, "resolved-config")
