@@ -5,6 +5,7 @@ then runs the installed command from outside the checkout.
 """
 from __future__ import annotations
 
+import platform
 import subprocess
 import tomllib
 import zipfile
@@ -12,6 +13,7 @@ from email.parser import Parser
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from tests.install.installer import ROOT
 
@@ -38,6 +40,9 @@ def test_the_wheel_ships_one_package_folder(installed_stackshift):
     runtime = _names(metadata.get_all("Requires-Dist") or [])
     assert runtime == _names(PYPROJECT["project"]["dependencies"])
     assert not runtime & TOOLS, "a test or lab tool became a runtime dependency"
+    # the Python versions it states are those it is tested on: this interpreter's
+    assert SpecifierSet(metadata["Requires-Python"]) == SpecifierSet(PYPROJECT["project"]["requires-python"])
+    assert platform.python_version() in SpecifierSet(metadata["Requires-Python"])
 
 
 def test_site_packages_holds_no_generic_name(installed_stackshift):
