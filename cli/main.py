@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from cli.version import version
 from core.cutover import faults
 
 
@@ -298,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
                     "PostgreSQL. Environments are Prefect blocks (stack-environment/<name>); runs and their "
                     "artifacts show in the Prefect UI (http://127.0.0.1:4200 in the lab).",
     )
+    top.add_argument("--version", action="version", version=f"stackshift {version()}")
     sub = top.add_subparsers(dest="command", required=True)
     _add_run_verbs(sub)
     _add_recovery_verbs(sub)

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
@@ -53,3 +55,12 @@ def pytest_collection_modifyitems(session, config, items):
         return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
 
     items.sort(key=rank)
+
+
+@pytest.fixture(scope="session")
+def installed_stackshift(tmp_path_factory):
+    """stackshift built from this checkout and installed into a fresh venv, offline (tests/install/installer.py):
+    `.run("plan", "-e", "staging", ...)` runs the installed command outside the checkout."""
+    from tests.install.installer import install
+
+    return install(tmp_path_factory.mktemp("installed"))

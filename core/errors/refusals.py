@@ -9,7 +9,7 @@ class UnknownEnvironment(PreflightError):
     def __init__(self, name: str):
         super().__init__(
             f"No stack-environment block named {name!r}. List them with `prefect block ls` and create one "
-            f"as the README's 'Pointing stackshift at a deployment' shows."
+            f"as docs/operator-guide.md's 'Point it at your stack' shows."
         )
 
 class UnknownRef(PreflightError):

@@ -59,7 +59,7 @@ class MlflowDeployment:
             return 0, ""
 
     def block_fields(self) -> dict:
-        """A complete stack-environment block for this deployment (the README shows the same)."""
+        """A complete stack-environment block for this deployment (docs/operator-guide.md shows the same)."""
         return dict(
             compose_dir=self.compose_dir, project_name=self.name, db_host="127.0.0.1", db_port=self.db_port,
             db_name="mlflow", db_user="mlflow", db_password=self.db_password, backup_dir=self.backup_dir,
