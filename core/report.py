@@ -58,7 +58,7 @@ def env_markdown(environment: str, rows: list[dict], counts: dict[str, int]) -> 
     notes = [f"- `{r['key']}`: {r['note']}" for r in rows if r.get("note")]
     if notes:
         lines += ["", "## Notes", ""] + notes
-    lines += ["", "Values of secret-looking keys are never shown (see the README's 'Secret env keys')."]
+    lines += ["", "Values of secret-looking keys are never shown (docs/env-sync.md, 'Secret env keys')."]
     return "\n".join(lines)
 
 
