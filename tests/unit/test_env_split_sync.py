@@ -268,3 +268,43 @@ def test_interpolation_follows_compose():
     assert effective.interpolate("${A}-${B:-b}-${E:-e}-${E-e}-${B-x}-$$A-${A:+set}-${B:+set}", values) == \
         "a-b-e--x-$A-set-"
     assert effective.interpolate("${B:-${A}x}", values) == "ax"
+
+
+@pytest.mark.tools("docker compose", "git")
+def test_the_flows_merge_reports_what_each_service_gets_and_checks_the_compose_version(tmp_path, monkeypatch):
+    """Pre-flight's merge (`envsync.elsewhere_at`, `merge_env`, `stage`) on a checkout whose target is the split
+    release, with an operator's envs/** copy: the plan carries the per-service values, masked, and the env-diff
+    markdown shows them; an old Compose stops it (FAKE_OLD_COMPOSE, as above)."""
+    from dataclasses import asdict
+
+    from core import report
+    from core.env import envsync
+
+    repo = tmp_path / "repo"
+    shutil.copytree(SPLIT, repo / "docker")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "split"], check=True)
+    elsewhere = envsync.elsewhere_at(repo, "HEAD", ["docker/docker-compose.yaml"], scratch=tmp_path)
+    env = operator_env(repo / "docker", "1.12.1")
+    shared_copy(repo / "docker")
+    result, source = envsync.merge_env(env, (DIFY / "env.example.1.12.1").read_text(),
+                                       (SPLIT / ".env.example").read_text(), elsewhere=elsewhere)
+    staged = envsync.stage(result, tmp_path / "runs" / "run" / "env.merged", source)
+    assert staged.effective["SMTP_SERVER"]["api"] == {"value": SMTP_SERVER, "from": ".env"}
+    assert staged.effective["SMTP_PASSWORD"]["worker"] == {"value": "(secret)", "from": ".env"}
+    markdown = report.env_markdown("staging", staged.rows, staged.counts, staged.effective)
+    assert "## What each service gets, where env files disagree" in markdown
+    assert f"| `SMTP_SERVER` | api | {SMTP_SERVER} | .env |" in markdown
+    for secret in (SMTP_PASSWORD, COPY_PASSWORD):
+        assert secret not in json.dumps(asdict(staged)) + markdown
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\n'
+                    'if [ "$1 $2" = "compose version" ]; then echo \'{"version":"v2.23.0"}\'; exit 0; fi\n'
+                    f'exec {shutil.which("docker")} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(composeversion.ComposeTooOld, match=r"needs Docker Compose 2\.24\.0 or later .* v2\.23\.0"):
+        envsync.elsewhere_at(repo, "HEAD", ["docker/docker-compose.yaml"], scratch=tmp_path)
