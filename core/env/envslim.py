@@ -6,8 +6,8 @@ operator's own values: customized and conflicting keys, keys no template defines
 the `envs/**` template it now lives in is taken out (`moved_out`), with its comments; the report says why. Nothing
 else is created: no `envs/**.env` copy is written.
 
-A key taken out is set by no env file any more (unless an `envs/**.env` copy sets it, in which case it stays:
-`.env` overrode that copy, and taking it out would change the value). Services then get no value for it from env
+A key taken out is set by no env file any more, or only by an `envs/**.env` copy to the same value. One that a
+copy sets to another value stays: `.env` overrides that copy, and taking it out would change the value. Services then get no value for it from env
 files: the application's built-in default applies, which the template documents; an `environment:` entry of the
 compose file still sets its own. The report's per-service values show what each service gets.
 """
@@ -26,10 +26,10 @@ _HEADER = [h.strip() for h in KEPT_HEADER.splitlines() if h.strip()]
 
 
 def removable(result: MergeResult, copies: Mapping[str, EnvDoc]) -> list[str]:
-    """The moved keys `--slim` takes out of `.env`: at their new home's default, and set by no existing copy."""
-    in_copies = {k for doc in copies.values() for k in doc.values}
+    """The moved keys `--slim` takes out of `.env`: at their new home's default, and set to no other value by an
+    existing copy (whose value `.env` overrides now)."""
     return [c.key for c in result.changes if c.category == "moved" and c.after == c.template_new
-            and c.key not in in_copies]
+            and all(doc.values.get(c.key, c.after) == c.after for doc in copies.values())]
 
 
 def slim(result: MergeResult, copies: Mapping[str, EnvDoc],

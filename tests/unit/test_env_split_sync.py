@@ -60,16 +60,17 @@ def shared_copy(docker: Path, text: str | None = None) -> Path:
     return copy
 
 
+@pytest.mark.parametrize("slim", [(), ("--slim",)], ids=["full", "slim"])
 @pytest.mark.parametrize("release", ["1.0.0", "1.12.1"])
-def test_done_when_realistic_files_every_service_gets_what_the_report_says(tmp_path, release):
+def test_done_when_realistic_files_every_service_gets_what_the_report_says(tmp_path, release, slim):
     """A full .env (stale defaults, customized SMTP, secrets, a user-only and a commented key) behind a symlink, and
     an envs/** copy: 0 keys misreported as dropped, the reported per-service values are compose's, no secret printed,
-    and the database service is in an active profile."""
+    and the database service is in an active profile; kept full, or slimmed."""
     docker = target(tmp_path)
     real = operator_env(docker, release).rename(tmp_path / "operator.env")
     (docker / ".env").symlink_to(real)
     shared_copy(docker)
-    done = run_sync(docker / ".env", docker, release, "--json")
+    done = run_sync(docker / ".env", docker, release, "--json", *slim)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     for secret in (SMTP_PASSWORD, COPY_PASSWORD, "sk-planted-split-K1"):
@@ -78,6 +79,7 @@ def test_done_when_realistic_files_every_service_gets_what_the_report_says(tmp_p
             for k in envdoc.parse(p.read_text()).values} | set(re.findall(r"\$\{(\w+)", (SPLIT / "docker-compose.yaml")
                                                                              .read_text()))
     assert not set(report["keys"].get("dropped", [])) & used
+    assert (len(report["moved_out"]) > 200) == bool(slim) and "SMTP_SERVER" in report["keys"]["moved"]
     assert (docker / ".env").is_symlink() and "DB_HOST=db_postgres\n" in real.read_text()
     services = json.loads(compose(docker, "config", "--format", "json"))["services"]
     assert "db_postgres" in services  # in an active profile
@@ -94,7 +96,7 @@ def test_done_when_realistic_files_every_service_gets_what_the_report_says(tmp_p
             checked += 1
     assert checked > 20
     compared, wrong = every_value_as_compose_computes_it(docker)
-    assert compared > 4000 and wrong == []
+    assert compared > 3000 and wrong == []
 
 
 def test_an_existing_copy_is_merged_against_its_own_templates(tmp_path):
