@@ -6,10 +6,11 @@ operator's own values: customized and conflicting keys, keys no template defines
 the `envs/**` template it now lives in is taken out (`moved_out`), with its comments; the report says why. Nothing
 else is created: no `envs/**.env` copy is written.
 
-A key taken out is set by no env file any more, or only by an `envs/**.env` copy to the same value. One that a
-copy sets to another value stays: `.env` overrides that copy, and taking it out would change the value. Services then get no value for it from env
-files: the application's built-in default applies, which the template documents; an `environment:` entry of the
-compose file still sets its own. The report's per-service values show what each service gets.
+A key taken out is set by no env file any more, or only by an `envs/**.env` copy to the same value (one that a
+copy sets to another value stays: `.env` overrides that copy, and taking it out would change the value). Services
+that load no such copy then get no value for it from env files: the application's built-in default applies, which
+the template documents; an `environment:` entry of the compose file still sets its own. The report's per-service
+values show what each service gets.
 """
 from __future__ import annotations
 
