@@ -156,8 +156,11 @@ def _env_sync(args: argparse.Namespace) -> int:
     from core.env import envmerge
     from core.errors import UpgradeError
 
-    if args.db_service and not args.compose_file:
-        print("stackshift env-sync: --db-service needs --compose-file (the services are read from it)", file=sys.stderr)
+    needs_compose = [flag for flag, on in (("--db-service", args.db_service), ("--slim", args.slim),
+                                           ("--generate-missing-secrets", args.generate_missing_secrets)) if on]
+    if needs_compose and not args.compose_file:
+        print(f"stackshift env-sync: {needs_compose[0]} needs --compose-file (the target's layout is read from it)",
+              file=sys.stderr)
         return 2
     secret_keys = frozenset(args.secret_key or [])
     try:
@@ -168,49 +171,48 @@ def _env_sync(args: argparse.Namespace) -> int:
         old = envmerge.parse(texts["old template"], args.old_template)
         new = envmerge.parse(texts["new template"], args.new_template)
         envmerge.check_templates(user, old, new)
-        result = _env_sync_checked(args, user, old, new, secret_keys) if args.compose_file else \
-            envmerge.merge(user, old, new)
+        split = _env_sync_checked(args, user, old, new, secret_keys) if args.compose_file else None
+        result = split.env if split else envmerge.merge(user, old, new)
         changed = result.text != texts["env file"]
-        backup = None
+        backup, copy_backups = None, {}
+        if split and not args.dry_run:
+            from core.env import envsplit
+            project = Path(args.compose_file).resolve().parent
+            envsplit.check_writable(Path(args.env_file), project, split)
+            copy_backups = envsplit.write_copies(project, split)
         if changed and not args.dry_run:
             backup = envfile.replace_with_backup(Path(args.env_file), result.text)
     except UpgradeError as exc:
         print(f"stackshift env-sync: {exc}", file=sys.stderr)
         return 2
-    _env_sync_report(args, result, changed, backup, secret_keys)
+    _env_sync_report(args, result, changed, backup, secret_keys, split=split, copy_backups=copy_backups)
     return 0
 
 
 def _env_sync_checked(args: argparse.Namespace, user, old, new, secret_keys: frozenset[str]):
-    """The merge, checked against --compose-file: compose accepts it and the services the target needs start."""
+    """The merge (`core.env.envsplit`), checked against --compose-file: compose accepts it and the services the
+    target needs start."""
     from pathlib import Path
 
-    from core.env import envcheck
+    from core.env import envcheck, envmerge, envsecrets, envsplit
 
-    from core.env import envmerge
-
-    from core.env import envsecrets
-    from core.env import envlayout
     compose = Path(args.compose_file)
-    required = envcheck.required_variables(envmerge.read_env_file(compose, "compose file"))
-    layout = envlayout.read_layout(compose)
-    elsewhere = None
-    if layout.split:  # Dify 1.14+: optional settings live in envs/**/*.env.example, loaded before .env
-        elsewhere = envlayout.Elsewhere.of(layout, envlayout.read_templates(compose.resolve().parent))
-    result = envmerge.merge(user, old, new, required, elsewhere)
-    result.notes += [f"{copy} exists and is loaded before .env: it is not merged by env-sync (.env still wins for "
-                     f"every key it sets)" for copy in envlayout.existing_copies(compose.resolve().parent, layout)]
+    options = envsplit.Options(old_dir=Path(args.old_template).resolve().parent, slim=args.slim,
+                               generate_missing_secrets=args.generate_missing_secrets, secret_keys=secret_keys)
+    split = envsplit.sync(compose, user, old, new, options)
+    result = split.env
     secrets = envsecrets.secret_values(envmerge.parse(result.text).values | user.values, secret_keys)
     model = envcheck.read_model(compose.resolve().parent, [compose], result.text, secrets)
     envcheck.check_startable(result, args.env_file, model, args.db_service or envcheck.default_db_services(model),
                              accept=args.accept_conflicts, override="rerun with --accept-conflicts",
                              extra_secret_keys=secret_keys)
-    return result
+    return split
 
 
-def _env_sync_report(args: argparse.Namespace, result, changed: bool, backup, secret_keys: frozenset[str]) -> None:
+def _env_sync_report(args: argparse.Namespace, result, changed: bool, backup, secret_keys: frozenset[str], *,  # noqa: PLR0913
+                     split=None, copy_backups=None) -> None:
     """Prints the merge: key names only with --json, else masked rows (see core.env.envsecrets) and notes."""
-    from core.env import envmerge
+    from core.env import envmerge, envsplit
     counts = result.counts()
     rows = envmerge.masked_changes(result, secret_keys)
     hint = _compose_file_hint(args, result)
@@ -219,8 +221,10 @@ def _env_sync_report(args: argparse.Namespace, result, changed: bool, backup, se
                           "backup": str(backup) if backup else None, "counts": counts,
                           "keys": {k: v for k, v in result.by_category.items() if v},
                           "files": {r["key"]: r["file"] for r in rows if r["file"]},
-                          "accepted_conflicts": [r["key"] for r in rows if r["note"]],
-                          "notes": result.notes + ([hint] if hint else [])}, indent=2))
+                          "accepted_conflicts": [r["key"] for r in rows if r["note"].startswith("accepted:")],
+                          "notes": result.notes + ([hint] if hint else [])}
+                         | (envsplit.report(split, secret_keys, not args.dry_run, copy_backups) if split else {}),
+                         indent=2))
         return
     for r in rows:
         where = f"  [{r['file']}]" if r["file"] else ""
@@ -232,6 +236,8 @@ def _env_sync_report(args: argparse.Namespace, result, changed: bool, backup, se
     verb = "would write" if args.dry_run else "wrote"
     print(f"{verb if changed else 'no change to'} {args.env_file}" + (f" (backup {backup})" if backup else "")
           + ": " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    for line in envsplit.text_lines(split, secret_keys, args.dry_run) if split else ():
+        print(line)
 
 
 def _compose_file_hint(args: argparse.Namespace, result) -> str:
@@ -371,6 +377,13 @@ def _add_env_sync(sub: argparse._SubParsersAction) -> None:
                    help="merge although PATH has no KEY=value line (refused by default: an empty .env is most "
                         "likely a truncated one)")
     p.add_argument("--secret-key", action="append", metavar="KEY", help="another key whose value is secret")
+    p.add_argument("--slim", action="store_true",
+                   help="with --compose-file, for a split layout (Dify 1.14+): write the essentials-only .env (the "
+                        "root template's keys) plus your customized keys; moved keys at their default are taken out "
+                        "(reported as moved_out, with the reason)")
+    p.add_argument("--generate-missing-secrets", action="store_true",
+                   help="with --compose-file: a secret the target requires (${VAR:?}) that the .env leaves empty is "
+                        "set to a random value (never printed) instead of refused")
     p.add_argument("--dry-run", action="store_true", help="report only; write nothing")
     p.add_argument("--json", action="store_true", help="machine-readable report (key names only)")
     p.set_defaults(fn=_env_sync)

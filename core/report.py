@@ -49,15 +49,23 @@ def rollback_point_line(forecast: dict, method: str) -> str:
     return Forecast(**forecast).summary()
 
 
-def env_markdown(environment: str, rows: list[dict], counts: dict[str, int]) -> str:
+def env_markdown(environment: str, rows: list[dict], counts: dict[str, int], effective: dict | None = None) -> str:
+    """The env diff: per key what happens and the file it lives in after the upgrade; where env files disagree, the
+    value each service gets (`effective`: `core.env.effective.masked`)."""
     lines = [f"# Env diff for {environment}", "",
              ", ".join(f"**{k}** {v}" for k, v in counts.items()) or "no change", "",
-             "| key | what happens | before | after | new default |", "|---|---|---|---|---|"]
+             "| key | what happens | before | after | new default | lives in |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| `{r['key']}` | {r['category']} | {r['before']} | {r['after']} | {r['new_default']} |")
+        lines.append(f"| `{r['key']}` | {r['category']} | {r['before']} | {r['after']} | {r['new_default']} "
+                     f"| {r.get('file') or '—'} |")
     notes = [f"- `{r['key']}`: {r['note']}" for r in rows if r.get("note")]
     if notes:
         lines += ["", "## Notes", ""] + notes
+    if effective:
+        lines += ["", "## What each service gets, where env files disagree", "",
+                  "| key | service | value | from |", "|---|---|---|---|"]
+        lines += [f"| `{key}` | {service} | {got['value']} | {got['from']} |"
+                  for key, per in effective.items() for service, got in per.items()]
     lines += ["", "Values of secret-looking keys are never shown (docs/env-sync.md, 'Secret env keys')."]
     return "\n".join(lines)
 

@@ -35,11 +35,17 @@ def _publish_env_diff(f: Facts) -> None:
     """The env diff artifacts, from pre-flight's result (rows already masked)."""
     result = f.env_sync
     create_markdown_artifact(key=artifact_key(f.run.environment, "env-diff"),
-                             markdown=report.env_markdown(f.run.environment, result.rows, result.counts),
+                             markdown=report.env_markdown(f.run.environment, result.rows, result.counts,
+                                                          result.effective),
                              description=f"Env diff {f.run.environment} → {f.target.ref} (secrets masked)")
     if result.rows:
         create_table_artifact(key=artifact_key(f.run.environment, "env-diff-table"), table=result.rows,
                               description="Env diff rows (secrets masked)")
+    if result.effective:
+        create_table_artifact(key=artifact_key(f.run.environment, "env-effective-table"),
+                              table=[{"key": key, "service": service, **got} for key, per in result.effective.items()
+                                     for service, got in per.items()],
+                              description="What each service gets where env files disagree (secrets masked)")
 
 
 @task(name="env-sync", task_run_name="env-sync", **TASK_DEFAULTS)

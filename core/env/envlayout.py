@@ -17,7 +17,7 @@ import json
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.env.envdoc import EnvDoc, EnvParseError, parse, read_env_file
@@ -52,6 +52,7 @@ class EnvLayout:
 
     services: dict[str, tuple[EnvSource, ...]]
     interpolated: frozenset[str]
+    environment: dict[str, dict[str, str | None]] = field(default_factory=dict)  # service -> its `environment:`
 
     @classmethod
     def parse(cls, config_json: str, project_dir: Path) -> EnvLayout:
@@ -59,15 +60,17 @@ class EnvLayout:
         services = dict(json.loads(config_json).get("services") or {})
         root = project_dir.resolve()
         layout: dict[str, tuple[EnvSource, ...]] = {}
+        environment = {name: _environment(svc.get("environment")) for name, svc in services.items()}
         for name, svc in services.items():
             entries = []
             for e in svc.get("env_file") or ():
                 path, required = (e, True) if isinstance(e, str) else (e["path"], bool(e.get("required", True)))
                 p = Path(path)
-                rel = p.resolve().relative_to(root) if p.is_absolute() and p.resolve().is_relative_to(root) else p
+                p = p.parent.resolve() / p.name if p.is_absolute() else p  # a symlinked `.env` is still `.env`
+                rel = p.relative_to(root) if p.is_relative_to(root) else p
                 entries.append(EnvSource(rel.as_posix(), required))
             layout[name] = tuple(entries)
-        return cls(layout, frozenset(_VAR.findall(config_json)))
+        return cls(layout, frozenset(_VAR.findall(config_json)), environment)
 
     @property
     def split(self) -> bool:
@@ -89,6 +92,17 @@ class EnvLayout:
         return found
 
 
+def _environment(entries) -> dict[str, str | None]:
+    """A service's `environment:` as a mapping (compose prints the list form `KEY=value` as written)."""
+    if isinstance(entries, dict):
+        return {k: (None if v is None else str(v)) for k, v in entries.items()}
+    out: dict[str, str | None] = {}
+    for item in entries or ():
+        key, eq, value = str(item).partition("=")
+        out[key] = value if eq else None
+    return out
+
+
 @dataclass(frozen=True)
 class Elsewhere:
     """What the target uses besides its root template: the keys its `envs/**` templates define (`homes`), and the
@@ -96,10 +110,11 @@ class Elsewhere:
 
     homes: Mapping[str, Home]
     interpolated: frozenset[str]
+    layout: EnvLayout | None = None  # the target's layout it was read from (for what each service gets)
 
     @classmethod
     def of(cls, layout: EnvLayout, templates: dict[str, EnvDoc]) -> Elsewhere:
-        return cls(homes(templates), layout.interpolated)
+        return cls(homes(templates), layout.interpolated, layout)
 
 
 def read_layout(compose_file: Path, scratch: Path | None = None) -> EnvLayout:
@@ -170,11 +185,30 @@ def missing_templates(layout: EnvLayout, templates: dict[str, EnvDoc]) -> list[s
     return sorted(p for p in wanted if template_of(p) not in templates)
 
 
+class EnvTemplatesMissing(EnvSyncError):
+    """The target's compose file loads `envs/**.env` files whose templates the target does not ship: its `envs/`
+    folder is incomplete, or the compose file is another release's."""
+
+    def __init__(self, where: Path, templates: list[str]):
+        self.templates = templates
+        super().__init__(f"the target's compose file loads env files whose templates are not in {where}: "
+                         f"{', '.join(templates)}. Check that the compose file and its envs/ folder belong to the "
+                         f"same release (`git status`, `git checkout -- envs`); nothing was written.")
+
+
+def require_templates(layout: EnvLayout, templates: dict[str, EnvDoc], project_dir: Path) -> None:
+    """Raises EnvTemplatesMissing when a service loads an `envs/**.env` whose template the target does not ship."""
+    missing = missing_templates(layout, templates)
+    if missing:
+        raise EnvTemplatesMissing(project_dir / "envs", [template_of(m) for m in missing])
+
+
 def existing_copies(project_dir: Path, layout: EnvLayout) -> list[str]:
     """The `envs/**.env` copies services load that exist in the operator's folder."""
     wanted = {e.path for entries in layout.services.values() for e in entries if e.path != ROOT_ENV}
     return sorted(p for p in wanted if (project_dir / p).is_file())
 
 
-__all__ = ["COMPOSE", "ROOT_ENV", "ROOT_TEMPLATE", "Elsewhere", "EnvLayout", "EnvParseError", "EnvSource", "Home",
-           "existing_copies", "homes", "missing_templates", "read_templates", "template_of"]
+__all__ = ["COMPOSE", "ROOT_ENV", "ROOT_TEMPLATE", "Elsewhere", "EnvLayout", "EnvParseError", "EnvSource",
+           "EnvTemplatesMissing", "Home", "existing_copies", "homes", "missing_templates", "read_templates",
+           "require_templates", "template_of"]

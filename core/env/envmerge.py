@@ -17,6 +17,8 @@ around `=`); values are compared parsed, so `"x"` equals `x`. Per key:
 | removed from the template, customized | kept at the end, flagged | removed_kept |
 | never an active key of the old template | kept at the end | user_only |
 | commented out by the user | stays commented | commented |
+| (`--slim`, `core.env.envslim`) moved, at its new home's default | taken out of `.env` | moved_out |
+| (`core.env.secretgen`) a secret the compose file requires, left empty, generation asked | a random value | generated |
 
 The result follows the new template's order, sections and comments; kept keys go to a marked section at
 the end with their own comments. Nothing here touches a file; `core.env.envfile` writes.
@@ -42,8 +44,8 @@ KEPT_HEADER = (
     "# Kept by stackshift: keys of this .env that the template does not define.\n"
     "# ------------------------------------------------------------------\n"
 )
-CATEGORIES = ("added", "default_moved", "customized", "conflict", "moved", "interpolated", "dropped", "removed_kept",
-              "user_only", "commented", "deleted_kept", "re_added")
+CATEGORIES = ("added", "default_moved", "customized", "conflict", "moved", "moved_out", "interpolated", "dropped",
+              "removed_kept", "user_only", "commented", "deleted_kept", "re_added", "generated")
 MOVED_NOTE = "its default now lives in {file}; kept in .env, which every service loads last"
 MOVED_DEFAULT_NOTE = ("its default now lives in {file} and changed: the old default you had is set to the new one in "
                       ".env (an envs/** template is not loaded by compose, so removing the key would leave the app's "
@@ -113,6 +115,9 @@ class MergeResult:
     changes: list[Change]
     unchanged: int
     notes: list[str] = field(default_factory=list)  # about the file as a whole (e.g. a dropped byte-order mark)
+    # per key whose env files disagree, what each service gets (`core.env.effective.disputed`): values unmasked,
+    # in memory only; `core.env.effective.masked` makes them safe to show
+    disputed: dict = field(default_factory=dict)
 
     @property
     def by_category(self) -> dict[str, list[str]]:
@@ -293,7 +298,8 @@ def masked_changes(result: MergeResult, extra_secret_keys: frozenset[str] = froz
     """
     rows = []
     for c in result.changes:
-        secret = is_secret(c.key, c.before, c.after, c.template_old, c.template_new, extra_keys=extra_secret_keys)
+        secret = c.category == "generated" or is_secret(c.key, c.before, c.after, c.template_old, c.template_new,
+                                                        extra_keys=extra_secret_keys)
         rows.append({"key": c.key, "category": c.category, "before": envsecrets.shown(c.before, secret),
                      "after": envsecrets.shown(c.after, secret),
                      "new_default": envsecrets.shown(c.template_new, secret), "secret": secret, "note": c.note,

@@ -14,11 +14,13 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import files
 from core.io import commands as c
+from core.env import composeversion
+from core.env import effective
 from core.env import envcheck
 from core.env import envlayout
 from core.env import envmerge
@@ -53,12 +55,17 @@ def elsewhere_at(compose_dir: Path, commit: str, compose_files,
                  scratch: Path | None = None) -> envlayout.Elsewhere | None:
     """What the target at `commit` uses besides its root template when its compose file loads `envs/**` env files
     (Dify 1.14+): the keys of every `envs/**/*.env.example` it ships and the variables it interpolates. None for a
-    target with one `.env`. A malformed template is refused (EnvParseError) before anything is written."""
+    target with one `.env`. A malformed template is refused (EnvParseError), and a Compose older than the target's
+    files need (ComposeTooOld, with the version found and the one needed), before anything is written."""
     with target_tree(compose_dir, commit, compose_files, scratch) as tree:
+        for path, name in zip(tree.compose_files, compose_files, strict=True):  # before compose reads them
+            composeversion.check_file(path.read_text(encoding="utf-8"), f"{name} at {commit[:12]}")
         layout = envlayout.read_layout(tree.compose_files[0], scratch=tree.root.parent)
         if not layout.split:
             return None
-        return envlayout.Elsewhere.of(layout, envlayout.read_templates(tree.compose_files[0].parent))
+        templates = envlayout.read_templates(tree.compose_files[0].parent)
+        envlayout.require_templates(layout, templates, Path(compose_files[0]).parent)
+        return envlayout.Elsewhere.of(layout, templates)
 
 
 def merge_env(user_env: Path, old_template: str, new_template: str, required: frozenset[str] = frozenset(),
@@ -74,7 +81,18 @@ def merge_env(user_env: Path, old_template: str, new_template: str, required: fr
     old = envmerge.parse(old_template, "old template")
     new = envmerge.parse(new_template, "new template")
     envmerge.check_templates(user, old, new)
-    return envmerge.merge(user, old, new, required, elsewhere), _sha256(text.encode("utf-8"))
+    result = envmerge.merge(user, old, new, required, elsewhere)
+    if elsewhere is not None and elsewhere.layout is not None:
+        result.disputed = _disputed(elsewhere.layout, result, Path(user_env).parent)
+    return result, _sha256(text.encode("utf-8"))
+
+
+def _disputed(layout: envlayout.EnvLayout, merged: envmerge.MergeResult, project: Path) -> dict:
+    """What each service gets where the merged `.env` and the operator's `envs/**.env` copies disagree."""
+    files = {envlayout.ROOT_ENV: envmerge.parse(merged.text, envlayout.ROOT_ENV)}
+    for copy in envlayout.existing_copies(project, layout):
+        files[copy] = envmerge.parse(envmerge.read_env_file(project / copy, "envs env file"), copy)
+    return effective.disputed(layout, files, effective.every_service(layout, files))
 
 
 def _sha256(data: bytes) -> str:
@@ -120,6 +138,7 @@ class EnvSyncResult:
     sha256: str = ""  # of the merged bytes ("" = an old plan: nothing staged)
     size: int = 0
     source_sha256: str = ""  # of the .env pre-flight merged
+    effective: dict = field(default_factory=dict)  # effective.masked: per disputed key, what each service gets
 
     @classmethod
     def from_facts(cls, facts: dict) -> EnvSyncResult:
@@ -170,7 +189,7 @@ def stage(merged: envmerge.MergeResult, path: Path, source_sha256: str,
     """
     data = merged.text.encode("utf-8")
     result = EnvSyncResult(envmerge.masked_changes(merged, secret_keys), merged.counts(), str(path), _sha256(data),
-                           len(data), source_sha256)
+                           len(data), source_sha256, effective.masked(merged.disputed, secret_keys))
     with _staged_lock:
         _staged[path.parent.parent] = (result.staged, data)
     return result

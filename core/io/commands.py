@@ -240,6 +240,11 @@ def compose_config_every_profile_json(p: ComposeProject) -> list[str]:
     return p.base() + ["--profile", "*", "config", "--format", "json"]
 
 
+def compose_version_json() -> list[str]:
+    """The installed Docker Compose's version, as JSON (`{"version": "v2.40.3"}`)."""
+    return ["docker", "compose", "version", "--format", "json"]
+
+
 def compose_config_layout_json(p: ComposeProject) -> list[str]:
     """`config --format json` with every profile and no interpolation: each service's `env_file` list as written
     (path and `required`), and its `${VAR}` references unexpanded."""

@@ -92,8 +92,9 @@ def test_no_key_is_misreported_as_dropped_and_moved_keys_name_their_file(tmp_pat
     if release == "1.0.0":  # the stale default, in the root template still
         assert "DB_HOST" in report["keys"]["default_moved"] and report["files"]["DB_HOST"] == ".env.example"
     assert report["files"]["MY_OWN_SETTING"] == ".env"
-    assert "ETCD_ENDPOINTS" in report["keys"]["interpolated"]
-    assert report["files"]["ETCD_ENDPOINTS"] == "docker-compose.yaml"
+    assert "PGVECTOR_PGDATA" in report["keys"]["interpolated"]  # in no template, read by `${PGVECTOR_PGDATA:-…}`
+    assert report["files"]["PGVECTOR_PGDATA"] == "docker-compose.yaml"
+    assert report["files"]["ETCD_ENDPOINTS"] == "envs/vectorstores/milvus.env.example"
 
 
 @pytest.mark.parametrize("release", ["1.0.0", "1.12.1"])
