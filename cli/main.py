@@ -275,7 +275,7 @@ def _analyze_migrations(args: argparse.Namespace) -> int:
             conn = db.connect_dsn(args.dsn)
             catalog = pgcatalog.LiveCatalog(conn)
             if not args.no_probe:
-                rates = pgcatalog.probe(conn)
+                rates = pgcatalog.probe(conn, args.probe_seconds)
         result = migcheck.analyze(text, catalog, rates, per_revision=args.transaction_per_migration)
     except UpgradeError as exc:
         print(f"stackshift analyze-migrations: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -284,10 +284,11 @@ def _analyze_migrations(args: argparse.Namespace) -> int:
         if conn is not None:
             conn.close()
     reasons = migcheck.gate(result, args.max_lock_seconds)
+    note = migcheck.at_load_note(result, args.max_lock_seconds)
     if args.json:
-        print(json.dumps(result.to_dict() | {"gate": reasons}, indent=2))
+        print(json.dumps(result.to_dict() | {"gate": reasons, "uncertainty": note}, indent=2))
     else:
-        print(report.migration_markdown(result, f"Migration pre-flight: {args.sql}", reasons), end="")
+        print(report.migration_markdown(result, f"Migration pre-flight: {args.sql}", reasons, note), end="")
     return 3 if reasons else 0
 
 
@@ -401,6 +402,8 @@ def _add_analyze_migrations(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dsn", help="postgresql://user@host:port/db of the database to migrate (password in "
                                  "PGPASSWORD or ~/.pgpass, not here)")
     p.add_argument("--no-probe", action="store_true", help="with --dsn: sizes only, no probe, no durations")
+    p.add_argument("--probe-seconds", type=float, default=3.0, metavar="S",
+                   help="with --dsn: the probe's time budget (default 3; its first round always runs)")
     p.add_argument("--max-lock-seconds", type=float, metavar="S", help="exit 3 when writes to a table would be "
                                                                         "blocked longer than this")
     p.add_argument("--transaction-per-migration", action="store_true",

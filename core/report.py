@@ -115,6 +115,23 @@ def _secs(s: float | None) -> str:
     return f"{int(s // HOUR)} h {int(s % HOUR // MINUTE)} min" if s >= HOUR else f"{s / MINUTE:.1f} min"
 
 
+def probe_line(probe: dict) -> str:
+    """What the probe measured, how long it took, and how busy the server was meanwhile."""
+    rounds = probe.get("rounds", 1)
+    budget = probe.get("budget_seconds")
+    line = (f"Probe: {rounds} round{'s' if rounds != 1 else ''} of {probe['probe_rows']:,} rows "
+            f"({_mb(probe['probe_heap_bytes'])}) in {probe['probe_seconds']} s"
+            + (f" (budget {budget:g} s)" if budget else "") + ": rewrite "
+            f"{probe['rewrite_bps'][1] / 1e6:.0f}–{probe['rewrite_bps'][0] / 1e6:.0f} MB/s, scan "
+            f"{probe['scan_bps'][1] / 1e6:.0f}–{probe['scan_bps'][0] / 1e6:.0f} MB/s, one process. ")
+    if not probe.get("cpu_wait_measured"):
+        return line + ("Not calibrated: the server does not let this role read its backend's CPU wait (a superuser "
+                       "can), so the rates are those of the moment, under whatever load the host had.")
+    factor = probe.get("load_factor", 1.0)
+    return line + (f"Calibrated: the time the probe waited for a CPU is taken out (it ran ×{factor:.2f} slower "
+                   f"than that at the load of the moment); forecasts and the gate use the calibrated rates.")
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
@@ -175,13 +192,16 @@ def _set_aside_markdown(aside: list[tuple[int, str]], shown: int = 40) -> list[s
     return [*lines, *more, "```", ""]
 
 
-def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
-    """The migration pre-flight for a person: verdict, lock-hold per table, risky statements, sizes."""
+def migration_markdown(report, title: str, gate_reasons: list[str], uncertainty: str | None = None) -> str:
+    """The migration pre-flight for a person: verdict, lock-hold per table, risky statements, sizes. `uncertainty`:
+    what the verdict would be at the load of the moment, when it differs (`migcheck.at_load_note`)."""
     lines = [f"# {title}", ""]
     if gate_reasons:
         lines += ["**Stopped before any change:**", ""] + [f"- {r}" for r in gate_reasons] + [""]
     else:
         lines += ["**No finding over the environment's limits.**", ""]
+    if uncertainty:
+        lines += [f"Uncertainty: {uncertainty}.", ""]
     if report.revisions is not None:
         r = report.revisions
         lines += [f"Database at `{', '.join(r.db_revisions) or '(empty)'}` → head `{r.head}`: "
@@ -190,15 +210,15 @@ def migration_markdown(report, title: str, gate_reasons: list[str]) -> str:
     lines += _coverage_markdown(report)
     if report.server:
         probe = report.server.get("probe")
-        lines.append(f"Server PostgreSQL {report.server['version']}."
-                     + (f" Probe ({probe['probe_rows']:,} rows, {_mb(probe['probe_heap_bytes'])}, "
-                        f"{probe['probe_seconds']} s): rewrite {probe['rewrite_bps'][1] / 1e6:.0f}–"
-                        f"{probe['rewrite_bps'][0] / 1e6:.0f} MB/s, scan {probe['scan_bps'][1] / 1e6:.0f}–"
-                        f"{probe['scan_bps'][0] / 1e6:.0f} MB/s." if probe else " No probe: no durations."))
-        lines.append("")
+        lines += [f"Server PostgreSQL {report.server['version']}. "
+                  + (probe_line(probe) if probe else "No probe: no durations."), ""]
     if report.lock_hold:
-        lines += ["## Writes blocked, per table (high estimate)", "", "| table | blocked for |", "|---|---|"]
-        lines += [f"| {t} | {_secs(s)} |" for t, s in report.lock_hold.items()]
+        factor = ((report.server or {}).get("probe") or {}).get("load_factor", 1.0)
+        now = report.lock_hold_now
+        lines += ["## Writes blocked, per table (high estimate)", "",
+                  f"| table | blocked for (calibrated: the gate's) | at the load measured now (×{factor:.2f}) |",
+                  "|---|---|---|"]
+        lines += [f"| {t} | {_secs(s)} | {_secs(now.get(t))} |" for t, s in report.lock_hold.items()]
         lines.append("")
     from core.migrations.sqlrules import blocks_writes
 

@@ -147,8 +147,12 @@ class MigrationSettings(_Group):
                     "longer than this.")
     probe: bool = Field(
         default=True,
-        description="Calibrate the forecast with a short probe on the server (a scratch table of about 40 MB in "
+        description="Calibrate the forecast with a short probe on the server (a scratch table of about 13 MB in "
                     "a throw-away schema, dropped afterwards). Off: effects and sizes only, no durations.")
+    probe_seconds: float = Field(
+        default=3.0, gt=0,
+        description="Time budget of that probe: it repeats its round (scan, rewrite, index build) while another "
+                    "fits in this many seconds; the first round always runs (about 1-2 s on an idle 2-core host).")
     timeout_seconds: int = Field(
         default=3600, description="How long the migration (and each pg_dump or archive) may run before it is killed.")
     rehearsal: RehearsalSettings = Field(default_factory=RehearsalSettings,

@@ -69,7 +69,7 @@ def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
     sql, sources = pending_sql(plan, cfg)
     with dbops.DbAccess.of(cfg).connect(f.settings.database.name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)
-        rates = pgcatalog.probe(conn) if cfg.migration.probe else None
+        rates = pgcatalog.probe(conn, cfg.migration.probe_seconds) if cfg.migration.probe else None
         result = migcheck.analyze(sql, catalog, rates, revisions, per_revision=f.target.transaction_per_migration)
     result.incomplete = sources["incomplete"]  # the rendering's, less what the rehearsal ran
     result.warnings.append(("one transaction per revision" if f.target.transaction_per_migration else
@@ -98,15 +98,17 @@ def analyze_migrations(plan: Plan, cfg: Settings, accept_risk: bool = False, dry
         return {"pending": 0, "gate": []}
     result = migration_report(plan, cfg)
     reasons = migcheck.gate(result, cfg.migration.max_lock_seconds)
+    note = migcheck.at_load_note(result, cfg.migration.max_lock_seconds)
     title = f"Migrations: {f.run.environment} → {f.target.ref}"
     if reasons and accept_risk:
         title += " (risk accepted by the operator)"
     create_markdown_artifact(key=artifact_key(f.run.environment, "migrations"),
-                             markdown=report.migration_markdown(result, title, reasons),
+                             markdown=report.migration_markdown(result, title, reasons, note),
                              description=f"Migration pre-flight {f.run.environment} → {f.target.ref}")
     if reasons and accept_risk:
         get_run_logger().warning("Migration risk accepted by the operator: %s", "; ".join(reasons))
     elif reasons and not dry_run:
         raise MigrationRiskTooHigh(reasons)
     return {"pending": len(f.target.pending_revisions), "gate": reasons, "lock_hold": result.lock_hold,
-            "warnings": len(result.warnings), "sources": result.sources}
+            "lock_hold_at_current_load": result.lock_hold_now, "uncertainty": note,
+            "probe": (result.server or {}).get("probe"), "warnings": len(result.warnings), "sources": result.sources}

@@ -5,7 +5,9 @@ Model (../shared/notes/postgres-ddl-rules.md §4):
 - index build = heap / R_scan + n·log2(n) / R_sort;
 - scan = heap / R_scan; a concurrent index build is two builds; an unbatched backfill is rewrite-like.
 Each rate comes as (fast, slow) from the probe's rounds; the range widens them by `SPREAD`, for what a
-40 MB probe cannot see of a large table (cache misses, concurrent load).
+13 MB probe cannot see of a large table (cache misses). The rates are calibrated (the probe's CPU wait taken out,
+`core.migrations.calibration`): the forecast is the duration on this server without competing load, the same on a
+busy host as on an idle one; `at_load` gives the durations at the load the probe saw.
 """
 from __future__ import annotations
 
@@ -92,3 +94,10 @@ def lock_hold(analysis: Analysis, forecast: bool) -> dict[str, float | None]:
                 rest = [g.forecast_seconds["high"] if g.forecast_seconds else 0.0 for g in group[i:]]
                 hold[table] = round(max(hold.get(table) or 0.0, sum(rest)), 3)
     return dict(sorted(hold.items(), key=lambda kv: -(kv[1] or 0)))
+
+
+def at_load(hold: dict[str, float | None], rates: Rates | None) -> dict[str, float | None]:
+    """The lock holds at the load the probe saw: calibrated × the probe's load factor ({} without rates)."""
+    if rates is None:
+        return {}
+    return {t: None if s is None else round(s * rates.load_factor, 3) for t, s in hold.items()}

@@ -29,6 +29,7 @@ class MigrationReport:
     created_tables: set[str] = field(default_factory=set)  # tables the SQL creates (nobody else uses them yet)
     set_aside: list[tuple[int, str]] = field(default_factory=list)  # (line, text) of the output that is not SQL
     incomplete: dict[str, str] = field(default_factory=dict)  # revision → why its SQL is not all that runs
+    lock_hold_now: dict[str, float | None] = field(default_factory=dict)  # at the load the probe saw (not gated)
 
     @property
     def data_loss(self) -> list[sqlrules.Finding]:
@@ -37,6 +38,8 @@ class MigrationReport:
     def to_dict(self) -> dict:
         d = {"statements": [f.to_dict() for f in self.statements], "lock_hold": self.lock_hold,
              "warnings": self.warnings}
+        if self.lock_hold_now:
+            d["lock_hold_at_current_load"] = self.lock_hold_now
         if self.server is not None:
             d["server"] = self.server
             d["tables"] = self.tables
@@ -77,11 +80,13 @@ def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
                         "rollback point restores them): " + ", ".join(revisions.noop_downgrades))
     return MigrationReport(analysis.findings, hold, warnings, server, tables, revisions,
                            created_tables=set(analysis.created_tables), set_aside=analysis.set_aside,
-                           incomplete=analysis.incomplete)
+                           incomplete=analysis.incomplete, lock_hold_now=forecast.at_load(hold, rates))
 
 
 def gate(report: MigrationReport, max_lock_seconds: float | None) -> list[str]:
-    """Why the upgrade must not go ahead ([] = it may): data loss, or a lock-hold over the threshold."""
+    """Why the upgrade must not go ahead ([] = it may): data loss, or a lock-hold over the threshold. The lock-holds
+    are the calibrated ones (`lock_hold`), not those at the load of the moment: the verdict does not follow the
+    host's load (`at_load_note` says when the two disagree)."""
     reasons = []
     if report.sources and report.sources.get("not_analysed"):
         reasons.append(f"{len(report.sources['not_analysed'])} pending revision(s) could not be analysed (neither "
@@ -94,3 +99,19 @@ def gate(report: MigrationReport, max_lock_seconds: float | None) -> list[str]:
                 reasons.append(f"writes to {table} would be blocked for up to {seconds:.1f} s "
                                f"(limit {max_lock_seconds:g} s)")
     return reasons
+
+
+def at_load_note(report: MigrationReport, max_lock_seconds: float | None) -> str | None:
+    """The forecast's uncertainty, told to the reader: which table would be over the limit at the load the probe
+    saw although its calibrated lock-hold (the gate's) is within it. None when the load changes no verdict."""
+    if max_lock_seconds is None:
+        return None
+    only_now = {t: s for t, s in report.lock_hold_now.items() if s is not None and s > max_lock_seconds
+                and (report.lock_hold.get(t) or 0.0) <= max_lock_seconds}
+    if not only_now:
+        return None
+    t = max(only_now, key=lambda name: only_now[name])
+    factor = ((report.server or {}).get("probe") or {}).get("load_factor", 1.0)
+    return (f"at the load measured now (durations ×{factor:.2f}) writes to {t} would be blocked for up to "
+            f"{only_now[t]:.1f} s, over the limit of {max_lock_seconds:g} s; the gate goes by the calibrated "
+            f"{report.lock_hold.get(t) or 0:.1f} s, which does not change with the host's load")

@@ -118,12 +118,26 @@ def test_cli_with_dsn_forecasts_and_cleans_up(server):
     assert 0 < low < high
     assert report["lock_hold"]["workflow_runs"] == high  # the last statement of its transaction
     assert report["tables"]["workflow_runs"]["rows_estimate"] == 200_000
-    assert report["server"]["version"].startswith("15.") and report["server"]["probe"]["probe_rows"] > 0
+    probe = report["server"]["probe"]
+    assert report["server"]["version"].startswith("15.") and probe["probe_rows"] > 0
+    # bounded by its budget (3 s by default; the first round always runs) and calibrated (the lab's role is superuser)
+    assert 1 <= probe["rounds"] <= 12 and probe["budget_seconds"] == 3.0 and probe["cpu_wait_measured"]
+    assert probe["load_factor"] >= 1.0 and set(report["lock_hold_at_current_load"]) == set(report["lock_hold"])
     assert all(s["forecast_seconds"] == {"low": 0.0, "high": 0.0} for s in report["statements"]
                if s["table"] in ("child_chunks", "dataset_auto_disable_logs"))  # new tables: nothing to do
     with server.connect() as conn:
         assert conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift%'").fetchall() == []
     assert server.password not in done.stdout + done.stderr
+
+
+def test_probe_stops_at_its_budget(server):
+    """A budget shorter than one round: one round, and the probe ends soon after it."""
+    with server.connect() as conn:
+        one = pgcatalog.probe(conn, budget_seconds=0.01)
+        assert one.rounds == 1 and one.probe_seconds < 10 and one.cpu_wait_measured
+        more = pgcatalog.probe(conn, budget_seconds=60, max_rounds=3)
+        assert more.rounds == 3 and more.rewrite_bps[0] >= more.rewrite_bps[1] > 0
+        assert conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'stackshift%'").fetchall() == []
 
 
 def test_cli_gate_exit_status(server):
