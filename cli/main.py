@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from cli import init as init_verbs
 from core.cutover import faults
 
 
@@ -303,6 +304,7 @@ def parser() -> argparse.ArgumentParser:
     _add_recovery_verbs(sub)
     _add_env_sync(sub)
     _add_analyze_migrations(sub)
+    init_verbs.add_verbs(sub)
     return top
 
 
