@@ -128,8 +128,8 @@ def read_stack(args: argparse.Namespace) -> tuple[ReadStack, docker.DockerClient
     return ReadStack(
         compose_dir, project, files, config, backup.resolve(), running,
         docker_host=os.environ.get("DOCKER_HOST"),
-        why_project="given" if args.project else f"the compose project running from this folder ({len(running)} "
-                                                  f"services running)",
+        why_project="given" if args.project else f"the compose project running from this folder: {len(running)} "
+                                                  f"services",
         why_backup="given" if args.backup_dir else "the usual place; --backup-dir sets another"), client
 
 

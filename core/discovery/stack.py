@@ -103,8 +103,8 @@ def _database_group(p: Proposal, config: ResolvedConfig, primary: str, dbs: dict
     env = config.environment(primary)
     renamed = [s for s in DatabaseSettings.model_fields["services"].default if s not in dbs]
     p.set("database", "services", [*dbs, *renamed], "; ".join(f"{s}: {why}" for s, why in dbs.items())
-          + (f"; {', '.join(renamed)} too (the default): a release that renames its database service (Dify 1.x: db "
-             f"→ db_postgres) still finds it" if renamed else ""))
+          + (f"; {', '.join(renamed)} too, a default name: a release that renames its database service (Dify 1.x: "
+             f"db → db_postgres) still finds it" if renamed else ""))
     where = published(config, primary, PG_PORT)
     if where is None:
         p.gap("database.port", f"{primary} publishes no port for PostgreSQL ({PG_PORT}), so stackshift cannot reach "
@@ -126,4 +126,4 @@ def _database_group(p: Proposal, config: ResolvedConfig, primary: str, dbs: dict
                                                     f"restored with the app's)")
     if env.get("POSTGRES_PASSWORD"):
         p.password = SecretStr(env["POSTGRES_PASSWORD"])
-        p.password_from = f"POSTGRES_PASSWORD of {primary} (the stack's .env, or the compose file's default)"
+        p.password_from = f"POSTGRES_PASSWORD of {primary}, from the stack's .env or the compose file's default"
