@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,11 +75,28 @@ def check(args: argparse.Namespace) -> int:
     from flows.upgrade import load_environment
 
     try:
-        settings = load_environment(args.environment)
+        with _prefect():
+            settings = load_environment(args.environment)
     except UpgradeError as exc:
         print(f"stackshift check: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     return _report(args.environment, settings)
+
+
+@contextmanager
+def _prefect() -> Iterator[None]:
+    """Prefect's calls (the blocks): a server that does not answer is named, not a traceback."""
+    from core.errors import PrefectUnreachable
+
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("prefect", "httpx", "httpcore"):
+            raise
+        from prefect.settings import PREFECT_API_URL
+
+        raise PrefectUnreachable(str(PREFECT_API_URL.value() or "(PREFECT_API_URL unset)"),
+                                 f"{type(exc).__name__}: {exc}".splitlines()[0][:200]) from None
 
 
 def _report(name: str, settings: Settings) -> int:
@@ -218,11 +237,12 @@ def _save(settings: Settings, name: str, args: argparse.Namespace) -> None:
     from blocks.stack_environment import StackEnvironment
     from core.errors import EnvironmentExists, NotConfirmed
 
-    try:
-        StackEnvironment.load(name)
-        exists = True
-    except ValueError:
-        exists = False
+    with _prefect():
+        try:
+            StackEnvironment.load(name)
+            exists = True
+        except ValueError:
+            exists = False
     if exists and not args.force:
         raise EnvironmentExists(name)
     if not args.yes:
@@ -230,4 +250,5 @@ def _save(settings: Settings, name: str, args: argparse.Namespace) -> None:
         if not asked or input(f"Save it as stack-environment/{name}? [y/N] ").strip().lower() not in ("y", "yes"):
             raise NotConfirmed(name, asked)
     block = StackEnvironment(**{group: getattr(settings, group) for group in type(settings).model_fields})
-    block.save(name, overwrite=exists)
+    with _prefect():
+        block.save(name, overwrite=exists)

@@ -11,6 +11,7 @@ from core.errors.discovery import (
     EnvironmentExists,
     NotConfirmed,
     PasswordMissing,
+    PrefectUnreachable,
     ProjectNotFound,
 )
 from core.errors.envsync import (
@@ -154,4 +155,5 @@ __all__ = [
     "EnvironmentExists",
     "PasswordMissing",
     "NotConfirmed",
+    "PrefectUnreachable",
 ]

@@ -77,3 +77,13 @@ class NotConfirmed(PreflightError):
     def __init__(self, name: str, asked: bool):
         why = "you answered no" if asked else "there is no terminal to ask"
         super().__init__(f"The block {name!r} was not saved: {why}. Rerun with --yes to save it without asking.")
+
+
+class PrefectUnreachable(PreflightError):
+    """The Prefect server, which keeps the blocks, did not answer."""
+
+    def __init__(self, url: str, detail: str):
+        super().__init__(
+            f"The Prefect server at {url} did not answer ({detail}); it keeps the stack-environment blocks. Start it "
+            f"(`prefect server start`) or point PREFECT_API_URL at it; nothing was saved or changed."
+        )

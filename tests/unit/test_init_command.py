@@ -86,3 +86,18 @@ def test_init_and_check_are_verbs_of_the_command_line():
     assert (args.fn, args.compose_dir, args.name, args.yes, args.force) == (init.init, "/srv/stack", "prod", True,
                                                                            False)
     assert parser().parse_args(["check", "-e", "prod"]).fn is init.check
+
+
+def test_a_prefect_server_that_does_not_answer_is_named_not_a_traceback():
+    import os
+    import subprocess
+
+    from lab.stack import free_port
+    from tests.conftest import ROOT
+
+    url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    done = subprocess.run([str(ROOT / "stackshift"), "check", "-e", "prod"], capture_output=True, text=True,
+                          env=os.environ | {"PREFECT_API_URL": url}, timeout=120, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"stackshift check: PrefectUnreachable: The Prefect server at {url} did not answer")
+    assert "Traceback" not in done.stderr
