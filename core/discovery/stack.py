@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pydantic import SecretStr
 
@@ -99,7 +98,7 @@ def _stack_group(p: Proposal, stack: ReadStack) -> None:
 
 
 def _database_group(p: Proposal, config: ResolvedConfig, primary: str, dbs: dict[str, str], *,  # noqa: PLR0913 (what was found so far)
-                    app: Any, migrate: str | None) -> None:
+                    app: apps.App | None, migrate: str | None) -> None:
     env = config.environment(primary)
     renamed = [s for s in DatabaseSettings.model_fields["services"].default if s not in dbs]
     p.set("database", "services", [*dbs, *renamed], "; ".join(f"{s}: {why}" for s, why in dbs.items())
