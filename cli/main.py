@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from cli import init as init_verbs
 from cli.version import version
 from core.cutover import faults
 
@@ -312,6 +313,7 @@ def parser() -> argparse.ArgumentParser:
     _add_recovery_verbs(sub)
     _add_env_sync(sub)
     _add_analyze_migrations(sub)
+    init_verbs.add_verbs(sub)
     return top
 
 

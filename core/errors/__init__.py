@@ -4,6 +4,16 @@ One module per kind: `base` (the roots, command failures), `refusals` (pre-fligh
 (a step or the rollback failed), `envsync`, `promotion`. Import them from here."""
 
 from core.errors.base import CommandFailed, CommandTimedOut, PreflightError, StepFailed, UpgradeError, error_line
+from core.errors.discovery import (
+    ComposeConfigUnreadable,
+    ComposeFilesMissing,
+    DiscoveryIncomplete,
+    EnvironmentExists,
+    NotConfirmed,
+    PasswordMissing,
+    PrefectUnreachable,
+    ProjectNotFound,
+)
 from core.errors.envsync import (
     ComposeUnavailable,
     EnvFileEmpty,
@@ -138,4 +148,12 @@ __all__ = [
     "PromotionStopped",
     "ChildRunTimedOut",
     "NoReleaseFound",
+    "ComposeFilesMissing",
+    "ComposeConfigUnreadable",
+    "ProjectNotFound",
+    "DiscoveryIncomplete",
+    "EnvironmentExists",
+    "PasswordMissing",
+    "NotConfirmed",
+    "PrefectUnreachable",
 ]

@@ -225,6 +225,15 @@ def docker_run_offline(image: str, command: Sequence[str], stack: str = "") -> l
     return ["docker", "run", "--rm", "--network", "none", *labels, "--entrypoint", command[0], image, *command[1:]]
 
 
+PACKAGE_DIR = "import importlib.util, sys; print(importlib.util.find_spec(sys.argv[1]).submodule_search_locations[0])"
+
+
+def python_package_dir(image: str, package: str, stack: str = "") -> list[str]:
+    """Prints the folder of the Python package `package` inside `image` (found, not imported: nothing of the app runs),
+    in a throw-away container with no network."""
+    return docker_run_offline(image, ["python3", "-c", PACKAGE_DIR, package], stack)
+
+
 def docker_ps_labelled(label: str, value: str) -> list[str]:
     """Ids (one per line) of every container, running or not, carrying `label=value`."""
     return ["docker", "container", "ls", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}={value}"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 from pydantic import SecretStr
 
+from core.discovery.apps import MLFLOW_RENDER_SQL, MLFLOW_VERSION_COMMAND
 from core.io.db import DbAccess
 from lab.mlflow.build import REPO
 from lab.stack import free_port
@@ -69,7 +70,7 @@ class MlflowDeployment:
             migrations_path="/opt/mlflow/lib/python3.11/site-packages/mlflow/store/db_migrations/versions",
             render_sql_command=RENDER_SQL,
             rehearsal_command=["mlflow", "db", "upgrade", "postgresql+psycopg2://mlflow@db:5432/{database}"],
-            version_command=["python3", "-c", "import importlib.metadata as m; print('mlflow', m.version('mlflow'))"],
+            version_command=MLFLOW_VERSION_COMMAND,
             stop_timeouts={"server": 15},
             health_timeout_seconds=300,  # a cold MLflow start on a busy 2-core host can take minutes
             http_checks=[
@@ -83,15 +84,9 @@ class MlflowDeployment:
         self.compose("down", "--remove-orphans", "--volumes", "--timeout", "5", check=False)
 
 
-# MLflow renders offline with Alembic and its own env.py, given a URL of the right dialect (no connection is made).
-RENDER_SQL = [
-    "python3", "-c",
-    "import os, sys; import mlflow.store.db_migrations as m; from alembic import command; "
-    "from alembic.config import Config; d = os.path.dirname(m.__file__); c = Config(os.path.join(d, 'alembic.ini')); "
-    "c.set_main_option('script_location', d); c.set_main_option('sqlalchemy.url', 'postgresql://'); "
-    "command.upgrade(c, sys.argv[1], sql=True)",
-    "{range}",
-]
+# MLflow renders offline with Alembic and its own env.py, given a URL of the right dialect (no connection is made):
+# the same command `stackshift init` proposes for an MLflow stack.
+RENDER_SQL = MLFLOW_RENDER_SQL
 
 
 def create(root: Path, name: str, release: str = "3.6.0", *,  # noqa: PLR0913 (the stack, then how much it is seeded)

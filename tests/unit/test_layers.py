@@ -8,6 +8,7 @@ Walks every module's `import`/`from … import` statements with `ast` (function-
 | 0 | core.errors, core.parallel, core.hosts, core.files, core.polling, core.settings | the foundation |
 | 1 | core.io | commands as data, the executor, compose/engine/database access |
 | 2 | core.env, core.migrations | siblings, neither imports the other: env files; revisions, SQL rules, forecasts |
+| 2 | core.discovery | what `init` proposes from a compose config (a sibling of the two above, apart from them) |
 | 3 | core.stackio | the typed I/O port over the layers below |
 | 4 | core.backup | backup bundle, restore drill, rollback point methods |
 | 5 | core.cutover | the plan, its steps, pre-flight, journal, lock, recovery |
@@ -29,10 +30,11 @@ PACKAGES = ("core", "blocks", "tasks", "flows", "deployments", "cli")
 RANKS = {
     "core": 0, "core.errors": 0, "core.parallel": 0, "core.hosts": 0, "core.files": 0, "core.polling": 0,
     "core.settings": 0,
-    "core.io": 1, "core.env": 2, "core.migrations": 2, "core.stackio": 3, "core.backup": 4, "core.cutover": 5,
+    "core.io": 1, "core.env": 2, "core.migrations": 2, "core.discovery": 2, "core.stackio": 3, "core.backup": 4,
+    "core.cutover": 5,
     "core.report": 6, "core.promotion": 7, "blocks": 8, "tasks": 9, "flows": 10, "deployments": 11, "cli": 12,
 }
-DOMAINS = {"core.env", "core.migrations"}  # one rank, but apart: neither imports the other
+DOMAINS = {"core.env", "core.migrations", "core.discovery"}  # one rank, but apart: none imports another
 
 
 def module_name(path: Path) -> str:
