@@ -19,10 +19,10 @@ from cli.live import Phases
 
 # A task that starts a phase of its own (every other task belongs to the phase under way).
 TASK_PHASES = {"plan": "pre-flight", "analyze-migrations": "migration check", "backup": "backup",
-               "pull": "pull images"}
+               "pull": "pull images", "checkpoint": "before the downtime"}
 # A step's phase (`core.cutover.steps.Phase`) → the phase printed.
-STEP_PHASES = {"backup": "backup", "prepare": "prepare", "cutover": "cutover (downtime)", "verify": "verify",
-               "finish": "finish", "rollback": "rollback"}
+STEP_PHASES = {"backup": "backup", "prepare": "before the downtime", "cutover": "cutover (downtime)",
+               "verify": "verify", "finish": "finish", "rollback": "rollback"}
 QUIET_TASKS = ("publish-", "record-", "env-sync", "step")  # reports, not phases: they stay in the phase under way
 
 
@@ -39,6 +39,8 @@ class InProcess:
         if when != "before":
             return
         phase = STEP_PHASES.get(str(getattr(step.phase, "value", step.phase)), str(step.phase))
+        if phase == "backup" and self.phases.current == "pull images":  # the prepare list runs as backup steps
+            phase = STEP_PHASES["prepare"]
         if phase == "rollback" and self.phases.current not in (None, "rollback"):
             self.phases.end("failed")
         self.phases.begin(phase)

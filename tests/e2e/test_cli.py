@@ -1,7 +1,8 @@
 """The command line on the real lab, as an operator runs it (`./stackshift …` in a child process, its output not a
 terminal): `plan` prints its phases and a short summary (the plan in words, the env diff's changes with secrets
 masked, the verdict, the run's URL) and no log line; `-v` adds the log lines; `--json` prints one object;
-`upgrade --json`, then `status` and `history` show what runs; a plan of the version running says "Already at".
+`--via-deployment --watch` follows a run on a worker; `upgrade`, then `status` and `history` show what runs; a plan
+of the version running says "Already at", and so does `upgrade --json`.
 
 The tests share one deployment (v1.0.0 at first) and run in this order.
 """
@@ -68,14 +69,34 @@ def test_plan_verbose_adds_the_log_lines_and_json_is_one_object(dep):
     assert result["change"]["heads"] == [HEADS["2.0.0"]] and result["url"].startswith("http://127.0.0.1:4200/")
 
 
-def test_upgrade_json_then_status_and_history_show_what_runs(dep):
-    done = cli("upgrade", "-e", dep.name, "-t", "v2.0.0", "--json")
+def test_plan_on_a_worker_is_followed_to_its_end(dep):
+    """`--via-deployment --watch`: the run goes to a worker's pool (staging's: the block names no host), and the
+    command prints its phases as its task runs start, then the summary from what the run published."""
+    done = cli("plan", "-e", dep.name, "-t", "v2.0.0", "--via-deployment", "--deployment", "upgrade/upgrade-staging",
+               "--watch")
     assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout)
-    assert result["outcome"] == "upgraded" and result["downtime"]["total"] > 0
-    names = [p["name"] for p in result["phases"]]
-    assert names[:4] == ["pre-flight", "migration check", "backup", "pull images"], names
-    assert "cutover (downtime)" in names and "verify" in names and all(p["state"] == "ok" for p in result["phases"])
+    print(f"\n[plan on a worker]\n{done.stdout}")
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Started upgrade/upgrade-staging (plan ") and "/runs/flow-run/" in lines[0]
+    phases = [m.group(1) for line in lines if (m := re.fullmatch(r"  (\S.*?) \.{3,} \d+\.\d s", line))]
+    assert phases[-2:] == ["pre-flight", "migration check"], phases
+    assert f"Plan (dry run: nothing changed): {dep.name} → v2.0.0" in lines
+    assert "  ~ DB_HOST: db → db_postgres" in lines and dep.db_password not in done.stdout
+    assert any(line.startswith("Migrations: ok: ") for line in lines) and lines[-1].startswith("Run: http://")
+
+
+def test_upgrade_prints_its_phases_then_status_and_history_show_what_runs(dep):
+    done = cli("upgrade", "-e", dep.name, "-t", "v2.0.0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    print(f"\n[upgrade]\n{done.stdout}")
+    lines = done.stdout.splitlines()
+    phases = [m.group(1) for line in lines if (m := re.fullmatch(r"  (\S.*?) \.{3,} \d+\.\d s", line))]
+    assert phases == ["pre-flight", "migration check", "backup", "pull images", "before the downtime",
+                      "cutover (downtime)", "verify", "finish"], phases
+    assert any(line.startswith(f"Upgraded: {dep.name}: commit ") for line in lines)
+    assert any(re.fullmatch(r"Downtime: \d+\.\d s \(writers stopped → target healthy\)", line) for line in lines)
+    assert lines[-1].startswith("Run: http://127.0.0.1:4200/runs/flow-run/")
+    assert not any(LOG_LINE.match(line) for line in lines + done.stderr.splitlines()), "log lines need -v"
 
     status = cli("status", "-e", dep.name)
     assert status.returncode == 0, status.stderr
@@ -96,8 +117,13 @@ def test_upgrade_json_then_status_and_history_show_what_runs(dep):
     assert " v2.0.0  completed in " in line and ", downtime " in line and "/runs/flow-run/" in line
 
 
-def test_a_plan_of_the_version_running_says_already_at(dep):
+def test_a_plan_of_the_version_running_says_already_at_and_an_upgrade_json_says_so_too(dep):
     done = cli("plan", "-e", dep.name, "-t", "v2.0.0")
     assert done.returncode == 0, done.stderr
     assert f"Already at v2.0.0: nothing to do ({dep.name} runs commit {head(dep)[:12]}" in done.stdout
     assert "Plan (dry run" not in done.stdout
+    done = cli("upgrade", "-e", dep.name, "-t", "v2.0.0", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["outcome"] == "already-at" and result["ok"] and result["result"]["commit"] == head(dep)
+    assert [p["name"] for p in result["phases"]] == ["pre-flight"], "it ends right after the plan"

@@ -168,20 +168,24 @@ def test_steps_of_a_run_in_this_process_make_its_phases_and_a_rollback_fails_the
     seen = InProcess(phases)
     phases.begin("pre-flight")
     seen.on_task_running("analyze-migrations")
-    for step in plan.backup[:2] + plan.cutover[:3] + plan.rollback[:2]:
+    for step in plan.backup[:2]:
+        seen.on_step(step, "before")
+    seen.on_task_running("pull")
+    for step in plan.prepare + plan.cutover[:3] + plan.rollback[:2]:
         seen.on_step(step, "before")
         seen.on_step(step, "after")
     phases.end("ok")
     assert [(p.name, p.state) for p in phases.done] == [
-        ("pre-flight", "ok"), ("migration check", "ok"), ("backup", "ok"), ("cutover (downtime)", "failed"),
-        ("rollback", "ok")]
+        ("pre-flight", "ok"), ("migration check", "ok"), ("backup", "ok"), ("pull images", "ok"),
+        ("before the downtime", "ok"), ("cutover (downtime)", "failed"), ("rollback", "ok")]
 
 
 @pytest.mark.parametrize(("names", "phases"), [
     (["plan", "analyze-migrations", "env-sync", "publish-approval-facts"], ["pre-flight", "migration check"]),
-    (["plan", "analyze-migrations", "backup", "env-sync", "pull", "stop-and-check-out", "migrate", "compose-up",
-      "remove-retired", "verify-health", "drop-rollback-point", "publish-report"],
-     ["pre-flight", "migration check", "backup", "pull images", "cutover (downtime)", "verify", "finish"]),
+    (["plan", "analyze-migrations", "backup", "env-sync", "pull", "checkpoint", "stop-and-check-out", "migrate",
+      "compose-up", "remove-retired", "verify-health", "drop-rollback-point", "publish-report"],
+     ["pre-flight", "migration check", "backup", "pull images", "before the downtime", "cutover (downtime)", "verify",
+      "finish"]),
     (["plan", "backup", "pull", "migrate", "rollback-restore-db", "rollback-verify-health"],
      ["pre-flight", "backup", "pull images", "cutover (downtime)", "rollback"]),
 ])
@@ -259,3 +263,16 @@ def test_the_new_verbs_parse():
     assert p.parse_args(["approve", "RUN", "--approver", "me", "--fingerprint", "ab" * 8]).verb == "approve"
     assert p.parse_args(["reject", "--approver", "me"]).run is None
     assert p.parse_args(["promote", "--release", "v2.0.0", "--watch"]).release == "v2.0.0"
+
+
+def test_analyze_migrations_says_what_it_is_doing_on_stderr(tmp_path, capsys):
+    from cli.main import main
+
+    sql = tmp_path / "m.sql"
+    sql.write_text("BEGIN;\nALTER TABLE events ALTER COLUMN total_tokens TYPE bigint;\nCOMMIT;\n")
+    assert main(["analyze-migrations", "--sql", str(sql), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert any(s["table"] == "events" for s in json.loads(out)["statements"]), "stdout is the report alone"
+    lines = err.splitlines()
+    assert [line.split(" .")[0] for line in lines[:2]] == ["  read m.sql", "  analyse the statements"], err
+    assert lines[-1].startswith("Finished in ")
