@@ -1,6 +1,7 @@
 """A run's phases as they happen: one line when a phase ends (`  backup ...... 12.4 s`), and meanwhile a live line
 (on a terminal, rewritten in place every half second) or, when the output is not a terminal, a plain line every
-`every` seconds, so that a long dump, backfill, migration or health wait is never silent.
+`every` seconds (less often as the phase goes on), so that a long dump, backfill, migration or health wait is never
+silent.
 
 `Phases` is fed by whatever observes the run (`cli.observe`: the step hooks and task hooks of an in-process run, or
 the task runs of a deployment's run read from the Prefect API); it knows nothing of Prefect.
@@ -16,6 +17,7 @@ from typing import TextIO
 from cli.render import PhaseRecord, phase_line, secs
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPACING = ((300.0, 60.0), (60.0, 30.0))  # (after this many seconds of a phase, a plain line at most this often)
 
 
 class Phases:
@@ -74,9 +76,17 @@ class Phases:
                 self.out.write(f"\r\033[K  {SPINNER[self._frame]} {what} … {secs(now - self.since)}")
                 self.out.flush()
                 self._drawn = True
-            elif now - self.last_note >= self.every:
+            elif now - self.last_note >= self._interval(now - self.since):
                 self.last_note = now
                 self._print(f"  … {what} ({secs(now - self.since)} so far)")
+
+    def _interval(self, elapsed: float) -> float:
+        """`every` seconds in a phase's first minute, then every 30 s, and every minute after five: a long
+        migration is not a page of lines."""
+        for since, interval in SPACING:
+            if elapsed >= since:
+                return max(self.every, interval)
+        return self.every
 
     def _print(self, line: str) -> None:
         if not self.show:

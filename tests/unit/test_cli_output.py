@@ -66,6 +66,12 @@ def test_one_line_per_phase_with_its_duration_and_a_plain_progress_line_when_not
     assert [(p.name, p.seconds, p.state) for p in phases.done] == [("pre-flight", 3.14, "ok"),
                                                                    ("backup", 13.0, "failed")]
     assert "\r" not in out.getvalue()
+    clock.now = 1000.0  # whole seconds from here: no rounding in the sums
+    phases.begin("cutover (downtime)")
+    for _ in range(60):  # ten minutes, a tick every 10 s: 5 lines in the first minute, 8 until 5 min, 5 after
+        clock.now += 10
+        phases.tick()
+    assert len(out.getvalue().splitlines()) == 3 + 5 + 8 + 5
 
 
 def test_on_a_terminal_the_live_line_is_redrawn_in_place_and_cleared_before_a_phase_line():
