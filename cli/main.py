@@ -9,89 +9,10 @@ import json
 import sys
 
 from cli import init as init_verbs
+from cli import migrations, promotion, run, status
+from cli.run import prefect_failed, unexpected_failure  # noqa: F401 (where the tests and older callers find them)
 from cli.version import version
 from core.cutover import faults
-
-
-def _upgrade(args: argparse.Namespace) -> int:
-    import time
-
-    from core.errors import UpgradeError
-    from flows.upgrade import upgrade
-
-    started = time.time()
-    try:
-        result = upgrade(environment=args.environment, target=args.target, dry_run=args.dry_run,
-                         accept_migration_risk=args.accept_migration_risk,
-                         accept_env_conflicts=args.accept_env_conflicts, force=args.force)
-    except UpgradeError as exc:
-        print(f"stackshift: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # not a condition stackshift names: say what it is, and what the journal says
-        print(unexpected_failure(args.environment, exc, started), file=sys.stderr)
-        return 1
-    if result.get("already_at"):
-        print(f"stackshift: {args.environment} is already at {args.target} (commit "
-              f"{result['commit'][:12]}, the same images, database at {', '.join(result['revision']) or 'no revision'}"
-              f"): nothing to do, nothing stopped, no backup taken. `--force` redeploys on purpose.", file=sys.stderr)
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-def prefect_failed(exc: BaseException) -> bool:
-    """Whether the exception comes from Prefect or its HTTP client (the server went away, refused a call)."""
-    return any(type(e).__module__.split(".")[0] in ("prefect", "httpx", "httpcore")
-               for e in (exc, exc.__cause__, exc.__context__) if e is not None)
-
-
-def unexpected_failure(environment: str, exc: BaseException, started: float, prefect_up: bool | None = None,
-                       project_dir=None) -> str:
-    """What to tell the operator about an exception stackshift does not name: the Prefect message only when Prefect
-    failed; otherwise the exception as it is, the step and the stack's state per this run's journal, what to do."""
-    if prefect_up is None:
-        from tasks._common import api_reachable
-        prefect_up = api_reachable()
-    recover = f"`./stackshift recover -e {environment}`"
-    if prefect_failed(exc) or not prefect_up:
-        return (f"stackshift: the run could not be recorded in Prefect ({type(exc).__name__}: {exc}). The stack "
-                f"itself is whole: its journal in the backup folder says how the run ended; {recover} gives the run "
-                f"its final state once the server is back.")
-    what = f"stackshift: the run failed with {type(exc).__name__}: {exc}"
-    state = _journal_state(environment, started, project_dir, recover)
-    return (f"{what}. {state} This is a condition stackshift does not name: fix the cause above (e.g. free disk "
-            f"for `No space left on device`, permissions for `Permission denied`) and run again; report the message "
-            f"so it gets its own error.")
-
-
-def _journal_state(environment: str, started: float, project_dir, recover: str) -> str:
-    """The stack's state per the journal this run wrote (none: it failed before its run folder was made)."""
-    from pathlib import Path
-
-    from core.cutover.journal import CLOSED, JOURNAL, Journal
-    try:
-        if project_dir is None:
-            from flows.upgrade import load_environment
-            cfg = load_environment(environment)
-            project_dir = Path(cfg.backup.dir) / cfg.stack.project_name
-        mine = [p for p in sorted(Path(project_dir).glob(f"*/{JOURNAL}")) if p.parent.stat().st_mtime >= started - 1]
-        journal = Journal.load(mine[-1]) if mine else None
-    except Exception as read_exc:  # the report must not fail on top of the failure
-        return (f"Its journal could not be read ({type(read_exc).__name__}: {read_exc}); {recover} reads it and "
-                f"puts the stack back if anything changed.")
-    if journal is None:
-        return "It failed before its run folder was made (pre-flight or the lock): nothing of the stack changed."
-    step = journal.last
-    at = f"at {step.phase} step {step.id!r} ({step.state})" if step else "before its first step"
-    if journal.status in CLOSED:
-        return (f"It stopped {at}; its journal {journal.path} says the run ended {journal.status}: "
-                f"{journal.outcome or 'no outcome recorded'}.")
-    return (f"It stopped {at}, and its journal {journal.path} is still open ({journal.status}): run {recover}, "
-            f"which rolls the stack back or finishes the run, whichever is safe.")
-
-
-def _plan(args: argparse.Namespace) -> int:
-    args.dry_run = True
-    return _upgrade(args)
 
 
 def _recover(args: argparse.Namespace) -> int:
@@ -251,48 +172,6 @@ def _compose_file_hint(args: argparse.Namespace, result) -> str:
             "docker-compose.yaml) to check that the target still starts its database with it")
 
 
-def _analyze_migrations(args: argparse.Namespace) -> int:
-    """Rules on a migration's SQL; with --dsn, live sizes and a forecast calibrated on that server."""
-    from pathlib import Path
-
-    from core import report
-
-    from core.migrations import migcheck
-    from core.errors import SqlFileUnreadable, UpgradeError
-
-    conn = None
-    try:
-        try:
-            text = Path(args.sql).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SqlFileUnreadable(args.sql, exc.strerror if isinstance(exc, OSError) else "not UTF-8") from None
-        catalog = rates = None
-        if args.dsn:
-            from core.io import db
-            from core.migrations import pgcatalog
-            if db.dsn_has_password(args.dsn):
-                print("stackshift analyze-migrations: warning: the DSN carries a password, which other users can "
-                      "see in the process list; prefer PGPASSWORD or ~/.pgpass", file=sys.stderr)
-            conn = db.connect_dsn(args.dsn)
-            catalog = pgcatalog.LiveCatalog(conn)
-            if not args.no_probe:
-                rates = pgcatalog.probe(conn, args.probe_seconds)
-        result = migcheck.analyze(text, catalog, rates, per_revision=args.transaction_per_migration)
-    except UpgradeError as exc:
-        print(f"stackshift analyze-migrations: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if conn is not None:
-            conn.close()
-    reasons = migcheck.gate(result, args.max_lock_seconds)
-    note = migcheck.at_load_note(result, args.max_lock_seconds)
-    if args.json:
-        print(json.dumps(result.to_dict() | {"gate": reasons, "uncertainty": note}, indent=2))
-    else:
-        print(report.migration_markdown(result, f"Migration pre-flight: {args.sql}", reasons, note), end="")
-    return 3 if reasons else 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     faults.install_from_env()  # the fault-injection tests only: nothing without STACKSHIFT_INJECT_FAULT
@@ -309,34 +188,14 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=f"stackshift {version()}")
     sub = top.add_subparsers(dest="command", required=True)
-    _add_run_verbs(sub)
+    run.add_parsers(sub)
+    status.add_parsers(sub)
+    promotion.add_parsers(sub)
     _add_recovery_verbs(sub)
     _add_env_sync(sub)
-    _add_analyze_migrations(sub)
+    migrations.add_parser(sub)
     init_verbs.add_verbs(sub)
     return top
-
-
-def _add_run_verbs(sub: argparse._SubParsersAction) -> None:
-    for name, fn, helptext in (
-        ("upgrade", _upgrade, "back up, migrate once, cut over, verify; roll back on failure"),
-        ("plan", _plan, "pre-flight and plan only (a dry run): publishes the plan and env diff, changes nothing"),
-    ):
-        p = sub.add_parser(name, help=helptext, description=helptext)
-        p.add_argument("--environment", "-e", required=True, help="stack-environment block name, e.g. staging")
-        p.add_argument("--target", "-t", required=True, help="release to deploy: tag, branch or commit, e.g. v2.0.0")
-        if name == "upgrade":
-            p.add_argument("--accept-migration-risk", action="store_true",
-                           help="go ahead despite data loss or a long lock-hold in the migration report (read it "
-                                "first)")
-        if name == "upgrade":
-            p.add_argument("--force", action="store_true",
-                           help="redeploy even when the target's commit, images and head revision are what runs "
-                                "(otherwise that ends at once: already at the target, nothing stopped)")
-        p.add_argument("--accept-env-conflicts", action="store_true",
-                       help="go ahead although the merged .env leaves a service the target needs outside the active "
-                            "compose profiles (read the env diff first)")
-        p.set_defaults(fn=fn, dry_run=False, accept_migration_risk=False, force=False)
 
 
 def _add_recovery_verbs(sub: argparse._SubParsersAction) -> None:
@@ -390,29 +249,6 @@ def _add_env_sync(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="report only; write nothing")
     p.add_argument("--json", action="store_true", help="machine-readable report (key names only)")
     p.set_defaults(fn=_env_sync)
-
-
-def _add_analyze_migrations(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze-migrations", help="what migration SQL will lock, rewrite and cost",
-                       description="Analyse migration SQL (e.g. `alembic upgrade A:B --sql`) with PostgreSQL's own "
-                                   "parser: per statement the table, lock, rewrite/scan/none/data-loss, the MS rules "
-                                   "and a safer alternative. With --dsn, live sizes and a duration forecast "
-                                   "calibrated by a short probe on that server (a scratch table in a throw-away "
-                                   "schema, dropped afterwards). Exit status: 0 fine, 2 bad input, 3 data loss or "
-                                   "a lock-hold over --max-lock-seconds.")
-    p.add_argument("--sql", required=True, metavar="FILE", help="the migration SQL")
-    p.add_argument("--dsn", help="postgresql://user@host:port/db of the database to migrate (password in "
-                                 "PGPASSWORD or ~/.pgpass, not here)")
-    p.add_argument("--no-probe", action="store_true", help="with --dsn: sizes only, no probe, no durations")
-    p.add_argument("--probe-seconds", type=float, default=3.0, metavar="S",
-                   help="with --dsn: the probe's time budget (default 3; its first round always runs)")
-    p.add_argument("--max-lock-seconds", type=float, metavar="S", help="exit 3 when writes to a table would be "
-                                                                        "blocked longer than this")
-    p.add_argument("--transaction-per-migration", action="store_true",
-                   help="the migration commits after each revision (Alembic's transaction_per_migration=True in "
-                        "env.py): lock holds and MS025 per revision, whatever BEGIN…COMMIT the SQL shows")
-    p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.set_defaults(fn=_analyze_migrations)
 
 
 if __name__ == "__main__":

@@ -511,3 +511,38 @@ def test_scheduled_promotion_puts_prod_on_stagings_digests_with_every_artifact(s
         else:
             assert {f"{env}-plan", f"{env}-env-diff", f"{env}-timeline", f"{env}-verification",
                     f"{env}-digests"} <= keys, keys
+
+
+def test_status_shows_staging_and_prod_after_the_promotion(stacks, scheduled):
+    """`stackshift status` after the scheduled promotion: staging and `prod` at v2.0.0 (commit, revision), on the
+    same digests, each last run completed, both locks free."""
+    import subprocess
+
+    from lab.demo.releases import HEADS
+    from tests.conftest import ROOT
+
+    staging, prod = stacks.staging, stacks.prod
+    if paused(scheduled.id, 600).state.is_paused():  # run alone (`-k`): nobody approved it before; `approve` does
+        approve = [str(ROOT / "stackshift"), "approve", str(scheduled.id), "--approver", "e2e status"]
+        wrong = subprocess.run([*approve, "--fingerprint", "0" * 64], capture_output=True, text=True, check=False)
+        assert wrong.returncode == 2 and "Nothing was sent" in wrong.stderr, wrong.stdout + wrong.stderr
+        done = subprocess.run([*approve, "--fingerprint", summary_fingerprint(scheduled.id)[:16]],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0 and done.stdout.startswith("Approved by e2e status"), done.stdout + done.stderr
+    assert final(scheduled.id, 600).state.is_completed()
+    done = subprocess.run([str(ROOT / "stackshift"), "status", "-e", staging.name, "-e", prod.name, "--json"],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    found = {st["environment"]: st for st in json.loads(done.stdout)}
+    for dep in (staging, prod):
+        st = found[dep.name]
+        assert st["version"] == {"version": "v2.0.0", "commit": stack_head(dep), "revision": [HEADS["2.0.0"]]}, st
+        assert st["last_run"]["status"] == "completed" and st["last_run"]["target"] == "v2.0.0", st["last_run"]
+        assert st["last_run_state"] == "Completed" and st["lock"] is None and st["digests_release"] == "v2.0.0"
+    on_staging, on_prod = ({s: d.split("@")[-1] for s, d in found[dep.name]["digests"].items()}
+                           for dep in (staging, prod))
+    assert on_staging == on_prod, "prod runs what staging verified"
+    text = subprocess.run([str(ROOT / "stackshift"), "status", "-e", staging.name, "-e", prod.name],
+                          capture_output=True, text=True, check=False, timeout=300).stdout
+    for dep in (staging, prod):
+        assert f"{dep.name}: v2.0.0 (commit {stack_head(dep)[:12]}, database at {HEADS['2.0.0']})" in text, text

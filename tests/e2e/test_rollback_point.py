@@ -76,10 +76,10 @@ def test_pitr_rollback_restores_writes_made_after_the_online_backup(make_deploym
 def test_pitr_upgrade_drops_its_slot_and_the_restore_drill_checks_the_bundle(make_deployment):
     # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
     dep = make_deployment(rows=50_000, rollback_point="pitr", migration_probe=False)
-    proc = cli("upgrade", "-e", dep.name, "-t", "v2.0.0")
+    proc = cli("upgrade", "-e", dep.name, "-t", "v2.0.0", "--json")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
-    result = json.loads(out)
+    result = json.loads(out)["result"]  # the flow's own result, in the CLI's one JSON object
     assert result["rollback_point"]["method"] == "pitr"
     assert revision(dep) == [HEADS["2.0.0"]]
     assert slots(dep) == [] and leftovers(dep) == [], "a forgotten slot would keep WAL forever"
