@@ -82,23 +82,32 @@ def automation_name(environment: str) -> str:
     return f"stackshift: recover {environment} after a crash"
 
 
+RUN_ENVIRONMENT = {"__prefect_kind": "jinja", "template": "{{ flow_run.parameters.environment }}"}
+"""The `environment` the crashed run itself was given (its parameters), not the one its deployment is named after:
+recovery follows the run. Rendered by the Prefect server when the automation fires."""
+
+
 def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None:
-    """(Re)creates the automation: an upgrade run of this environment ending Crashed (its process died) or Cancelled
+    """(Re)creates the automation: a run of `upgrade-<environment>` ending Crashed (its process died) or Cancelled
     (a cancel's SIGTERM starts the rollback, but the runner kills the process 30 s later, possibly mid-rollback) →
-    run recover-<env>, which does nothing when no journal is open."""
+    run recover-<environment> for the environment **the run named** (`RUN_ENVIRONMENT`), which does nothing when no
+    journal is open. The recover run hands the work to that environment's own `recover-` deployment when it lives
+    on another host (flows/recover.py)."""
     from prefect.automations import Automation
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     replace_automation(Automation(
         name=automation_name(environment),
-        description=f"When an upgrade of {environment} ends Crashed or Cancelled, recover it.",
+        description=f"When a run of upgrade-{environment} ends Crashed or Cancelled, recover the environment it "
+                    f"upgraded.",
         trigger=EventTrigger(
             expect={"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"},
             match_related={"prefect.resource.id": f"prefect.deployment.{upgrade_id}"},
             posture=Posture.Reactive, threshold=1,
         ),
-        actions=[RunDeployment(source="selected", deployment_id=recover_id, parameters={"environment": environment})],
+        actions=[RunDeployment(source="selected", deployment_id=recover_id,
+                               parameters={"environment": RUN_ENVIRONMENT})],
     ))
 
 

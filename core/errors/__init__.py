@@ -32,6 +32,7 @@ from core.errors.failures import (
 from core.errors.promotion import (
     ApprovalRefused,
     ChildRunTimedOut,
+    HandedOverRecoveryFailed,
     NoReleaseFound,
     PinnedImageMismatch,
     PlanChangedSinceApproval,
@@ -132,6 +133,7 @@ __all__ = [
     "EnvFileUnwritable",
     "ComposeUnavailable",
     "WrongHost",
+    "HandedOverRecoveryFailed",
     "PinnedImageMismatch",
     "PlanChangedSinceApproval",
     "ApprovalRefused",

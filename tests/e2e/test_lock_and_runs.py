@@ -89,17 +89,19 @@ def test_two_cli_runs_at_once_exactly_one_proceeds_ten_trials(v1, tmp_path):
         assert unchanged(snapshot(dep)) == unchanged(before)
 
 
-def start_serving(name: str, fault: str = "", marker: Path | None = None) -> subprocess.Popen:
-    """`deployments.serve` for an environment, as a process (its runs inherit the fault injection given); returns
-    once its deployments exist."""
+def start_serving(name: str, fault: str = "", marker: Path | None = None, others: tuple[str, ...] = ()) -> \
+        subprocess.Popen:
+    """`deployments.serve` for an environment (and `others`), as a process (its runs inherit the fault injection
+    given); returns once its deployments exist."""
     env = os.environ | {"PYTHONPATH": str(ROOT), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
                         "STACKSHIFT_INJECT_FAULT": fault, "STACKSHIFT_INJECT_FAULT_MARKER": str(marker or "")}
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "deployments.serve", name], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "deployments.serve", name, *others],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     with get_client(sync_client=True) as client:
         for _ in range(200):
             try:
-                client.read_deployment_by_name(f"recover/recover-{name}")
+                client.read_deployment_by_name(f"recover/recover-{(name, *others)[-1]}")
                 break
             except Exception:
                 time.sleep(0.2)
@@ -153,17 +155,23 @@ def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, ser
     print("CLI vs deployment:", outcomes)
 
 
-def test_a_crashed_deployment_run_is_recovered_by_the_automation(make_deployment, served, tmp_path):
+def test_a_crashed_run_is_recovered_by_the_automation_for_the_environment_it_named(make_deployment, served,
+                                                                                    tmp_path):
+    """A run of another environment's deployment, `upgrade-<other>`, given `environment=<this one>` (the form lets
+    anyone do it; the promotion passes it so), is killed mid-migration: the automation of the deployment that ran it
+    recovers the environment the run named, not the deployment's."""
     from prefect.deployments import run_deployment
 
     # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
     dep = make_deployment(rows=20_000, migration_probe=False)
+    other = f"e2e-other-{uuid.uuid4().hex[:8]}"  # deployments and their automation only: no stack, no block
     before = stack.checksums(dep)
     v1_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "HEAD"], check=False,
                                capture_output=True, text=True).stdout.strip()
     marker = tmp_path / "marker"
-    served(dep.name, "cutover:migrate:hold-after", marker)
-    run = run_deployment(f"upgrade/upgrade-{dep.name}", parameters={"target": "v2.0.0"}, timeout=0)
+    served(dep.name, "cutover:migrate:hold-after", marker, others=(other,))
+    run = run_deployment(f"upgrade/upgrade-{other}", parameters={"target": "v2.0.0", "environment": dep.name},
+                         timeout=0)
     wait_for_marker(marker, "cutover:migrate:hold-after", None, timeout=300)
     t0 = time.monotonic()
     os.kill(journal_of(dep).pid, signal.SIGKILL)  # the flow's own process dies mid-cutover
@@ -176,9 +184,10 @@ def test_a_crashed_deployment_run_is_recovered_by_the_automation(make_deployment
     assert "recovery:" in journal_of(dep).outcome
     assert flow_run_state(run.id).is_crashed(), "the killed run keeps the state its runner gave it"
     with get_client(sync_client=True) as client:
-        recover_id = client.read_deployment_by_name(f"recover/recover-{dep.name}").id
+        recover_id = client.read_deployment_by_name(f"recover/recover-{other}").id
         (recovery_run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             deployment_id=FlowRunFilterDeploymentId(any_=[recover_id])))
+    assert recovery_run.parameters == {"environment": dep.name}, "the automation passed the run's environment"
     for _ in range(100):
         if flow_run_state(recovery_run.id).is_final():
             break
