@@ -70,3 +70,14 @@ def test_the_crash_automation_recovers_the_environment_the_crashed_run_named():
     crashed = {"flow_run": {"parameters": {"environment": "qa", "target": "v2.0.0"}}}
     rendered = hydrate({"environment": RUN_ENVIRONMENT}, HydrationContext(render_jinja=True, jinja_context=crashed))
     assert rendered == {"environment": "qa"}
+
+
+def test_an_upgrade_run_is_taken_for_dead_after_three_missed_heartbeats():
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from deployments.serve import silence_seconds
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
+        assert silence_seconds() == 90
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):
+        assert silence_seconds() == 540
