@@ -1,6 +1,6 @@
 """Serves `prefect.yaml`'s `upgrade-<environment>` and `recover-<environment>` deployments from this one process,
-without work pools or workers (a single machine, and the tests), and keeps the automation that starts recovery when
-an upgrade run ends Crashed or Cancelled.
+without work pools or workers (a single machine, and the tests), and keeps the automations that start recovery when
+an upgrade run ends Crashed or Cancelled, and that mark Crashed a run gone silent (no heartbeat: its host died).
 
 `prefect.yaml` is the one source of the deployments: their entrypoints, parameters, descriptions and tags are read
 from it; only the work pool is dropped (a served deployment runs in this process). An environment that
@@ -82,23 +82,76 @@ def automation_name(environment: str) -> str:
     return f"stackshift: recover {environment} after a crash"
 
 
+RUN_ENVIRONMENT = {"__prefect_kind": "jinja", "template": "{{ flow_run.parameters.environment }}"}
+"""The `environment` the crashed run itself was given (its parameters), not the one its deployment is named after:
+recovery follows the run. Rendered by the Prefect server when the automation fires."""
+
+
 def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None:
-    """(Re)creates the automation: an upgrade run of this environment ending Crashed (its process died) or Cancelled
+    """(Re)creates the automation: a run of `upgrade-<environment>` ending Crashed (its process died) or Cancelled
     (a cancel's SIGTERM starts the rollback, but the runner kills the process 30 s later, possibly mid-rollback) →
-    run recover-<env>, which does nothing when no journal is open."""
+    run recover-<environment> for the environment **the run named** (`RUN_ENVIRONMENT`), which does nothing when no
+    journal is open. The recover run hands the work to that environment's own `recover-` deployment when it lives
+    on another host (flows/recover.py)."""
     from prefect.automations import Automation
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     replace_automation(Automation(
         name=automation_name(environment),
-        description=f"When an upgrade of {environment} ends Crashed or Cancelled, recover it.",
+        description=f"When a run of upgrade-{environment} ends Crashed or Cancelled, recover the environment it "
+                    f"upgraded.",
         trigger=EventTrigger(
             expect={"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"},
             match_related={"prefect.resource.id": f"prefect.deployment.{upgrade_id}"},
             posture=Posture.Reactive, threshold=1,
         ),
-        actions=[RunDeployment(source="selected", deployment_id=recover_id, parameters={"environment": environment})],
+        actions=[RunDeployment(source="selected", deployment_id=recover_id,
+                               parameters={"environment": RUN_ENVIRONMENT})],
+    ))
+    ensure_silence_automation(environment, upgrade_id)
+
+
+HEARTBEATS_MISSED = 3
+
+
+def silence_name(environment: str) -> str:
+    return f"stackshift: upgrade of {environment} gone silent"
+
+
+def silence_seconds() -> int:
+    """How long a run may send no heartbeat before it is taken for dead: three of this process's heartbeat periods
+    (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, 180 s by default; the runs' own processes must share the setting)."""
+    from prefect.settings import get_current_settings
+
+    return HEARTBEATS_MISSED * (get_current_settings().flows.heartbeat_frequency or 180)
+
+
+def ensure_silence_automation(environment: str, upgrade_id) -> None:
+    """Prefect's zombie detection, for this environment's upgrade runs: a run whose host or worker died sends no
+    heartbeat and no final state, and would stay Running forever; after `silence_seconds()` of silence it is marked
+    Crashed, which starts the crash automation's recovery (as soon as a worker of its pool is back)."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    window = silence_seconds()
+    replace_automation(Automation(
+        name=silence_name(environment),
+        description=f"A run of upgrade-{environment} that sent no heartbeat for {window} s is marked Crashed.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.*"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related={"prefect.resource.id": f"prefect.deployment.{upgrade_id}"},
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+            within=timedelta(seconds=window)),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=(
+            f"No heartbeat for {window} s: its process, worker or host died (stackshift's zombie detection). The "
+            f"crash automation recovers the environment it named."))],
     ))
 
 

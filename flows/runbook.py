@@ -10,7 +10,6 @@ import threading
 from asyncio import CancelledError
 from contextlib import contextmanager
 from pathlib import Path
-from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -28,7 +27,7 @@ from core.cutover.facts import Facts
 from core.cutover.plan import Plan, build_plan
 from core.env import envsync
 from core.stackio import StackIO
-from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
+from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key, set_state_if_open
 from tasks.steps import Progress, step_task
 
 log = logging.getLogger("stackshift")
@@ -243,10 +242,11 @@ def recover_interrupted(cfg: Settings, environment: str, by: str) -> list[dict]:
             revisions = None
         decision = recovery.decide(journal, revisions, facts.target.heads)
         found = journal.summary()
+        stopped = recovery.one_offs_note(removed, revisions, facts.target.heads)
         log.warning("Recovering %s: %s → %s (%s)", found, decision.action, decision.reason,
-                    f"{removed} leftover container(s) removed" if removed else "no leftover container")
+                    stopped or "no leftover container")
         with signals_deferred():
-            outcome = _recover_one(plan, ctx, decision)
+            outcome = _recover_one(plan, ctx, decision) + (f"; {stopped}" if stopped else "")
         message = f"{found}; recovered by {by}: {outcome}"
         mark_interrupted_run(journal.flow_run_id, message)
         if api_reachable():
@@ -320,21 +320,7 @@ def reconcile_run_states(project_dir: Path, newest: int = 10) -> None:
         if j.status == "running" or not j.flow_run_id or time.time() - path.stat().st_mtime < JOURNAL_QUIET_SECONDS:
             continue
         ok = j.status in ("completed", "recovered-forward")
-        _set_state_if_open(j.flow_run_id, (Completed if ok else Failed)(message=j.outcome[:2000]))
-
-
-def _set_state_if_open(flow_run_id: str, state) -> None:
-    try:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            current = client.read_flow_run(UUID(flow_run_id)).state
-            # a final state (Crashed and Cancelled included) is left as it is: setting it again would fire the crash
-            # automation a second time
-            if current is None or current.type.value not in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
-                client.set_flow_run_state(flow_run_id, state, force=True)
-    except Exception as exc:
-        log.warning("Could not update flow run %s (%s)", flow_run_id, type(exc).__name__)
+        set_state_if_open(j.flow_run_id, (Completed if ok else Failed)(message=j.outcome[:2000]))
 
 
 def mark_interrupted_run(flow_run_id: str | None, message: str) -> None:
@@ -342,4 +328,4 @@ def mark_interrupted_run(flow_run_id: str | None, message: str) -> None:
     if flow_run_id and api_reachable():
         from prefect.states import Crashed
 
-        _set_state_if_open(flow_run_id, Crashed(message=message[:2000]))
+        set_state_if_open(flow_run_id, Crashed(message=message[:2000]))

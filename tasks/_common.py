@@ -36,6 +36,23 @@ def api_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+def set_state_if_open(flow_run_id: str, state) -> None:
+    """Gives a flow run `state` unless it already has a final one; best effort (never raises)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(UUID(flow_run_id)).state
+            # a final state (Crashed and Cancelled included) is left as it is: setting it again would fire the crash
+            # automation a second time
+            if current is None or current.type.value not in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
+                client.set_flow_run_state(flow_run_id, state, force=True)
+    except Exception as exc:
+        logging.getLogger("stackshift").warning("Could not update flow run %s (%s)", flow_run_id, type(exc).__name__)
+
+
 def artifact_key(environment: str, what: str) -> str:
     return f"{environment}-{what}".lower().replace("_", "-")
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from uuid import UUID
 
 from core.settings import Settings
-from core.cutover.lock import StackLock, lock_path
+from core.cutover.lock import StackLock, dead_holder_run, lock_path
 
 log = logging.getLogger("stackshift")
 LEASE_SECONDS = 60
@@ -73,8 +73,36 @@ def _ui_slot(environment: str, flow_run_id: str | None):
 
 @contextmanager
 def environment_lock(cfg: Settings, environment: str, run: str, flow_run_id: str | None):
-    """Holds the stack's lock for the whole run, or raises StackLocked at once (naming the holder)."""
+    """Holds the stack's lock for the whole run, or raises StackLocked at once (naming the holder). A holder found
+    dead (its record left in the lock file) gets its flow run marked Crashed (`mark_dead_holder`)."""
     with (StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name),
-                    {"run": run, "flow_run": flow_run_id, "environment": environment}),
+                    {"run": run, "flow_run": flow_run_id, "environment": environment}) as lock,
           _ui_slot(environment, flow_run_id)):
-        yield
+        mark_dead_holder(cfg, environment, lock.previous, f"run {run}")
+        yield lock
+
+
+def mark_dead_holder(cfg: Settings, environment: str, previous: dict, by: str) -> None:
+    """A run killed holding the lock (SIGKILL, its host gone) stays Running in Prefect: the next run to take the
+    lock marks it Crashed. Runs an open journal names are left to the recovery, which marks them with what it did.
+    Best effort: never raises."""
+    from pathlib import Path
+
+    from core.cutover.journal import Journal
+    from tasks._common import api_reachable, set_state_if_open
+
+    if not previous.get("flow_run") or not api_reachable():
+        return
+    try:
+        open_runs = {j.flow_run_id or "" for j in Journal.open_runs(Path(cfg.backup.dir) / cfg.stack.project_name)}
+    except Exception:  # an unreadable journal: the recovery says so; nothing is marked meanwhile
+        return
+    dead = dead_holder_run(previous, open_runs)
+    if dead:
+        from prefect.states import Crashed
+
+        log.warning("Run %s died holding the lock of %s; its flow run %s is marked Crashed.", previous.get("run"),
+                    environment, dead)
+        set_state_if_open(dead, Crashed(message=(
+            f"Its process (pid {previous.get('pid')} on {previous.get('host')}) died holding the lock of "
+            f"{environment} (since {previous.get('since')}); found by {by} when it took the lock.")))

@@ -128,29 +128,103 @@ def _conf_line(key: str, value: str) -> str:
     return f"{key} = '" + value.replace("'", "''") + "'\n"
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What the data directories show of a PITR restore (read with the database stopped, or replaying)."""
+
+    base: bool  # the run's base backup is beside the data directory: not swapped in yet
+    failed: bool  # the failed state is beside it: moved aside
+    live: bool  # the data directory exists
+    cluster: bool  # it holds a cluster (`PG_VERSION`)
+    signal: bool  # `recovery.signal` is in it: set to replay (or replaying)
+    reached: bool  # a timeline history file in its `pg_wal` says it stopped at the run's restore point: promoted
+
+
+SWAP, COMPLETE_SWAP, CONFIGURE, PROMOTED = "swap", "complete-swap", "configure", "promoted"
+
+
+def restore_action(o: Observed) -> str:
+    """What is left of the restore, from what the directories show (never from what a journal says was started).
+    A cluster promoted at the restore point is never set to replay again: its new timeline no longer has the restore
+    point, and PostgreSQL would refuse to start ("recovery ended before configured recovery target was reached").
+    Raises FileNotFoundError when the state is none a restore leaves."""
+    if o.cluster and o.reached:
+        return PROMOTED
+    if o.base and not o.failed and o.live:
+        return SWAP
+    if o.base and o.failed and not o.live:
+        return COMPLETE_SWAP
+    if not o.base and o.failed and o.cluster:
+        return CONFIGURE
+    raise FileNotFoundError("the data directories are in no state a restore leaves (base backup "
+                            f"{'there' if o.base else 'gone'}, failed state {'beside' if o.failed else 'absent'}, "
+                            f"data directory {'a cluster' if o.cluster else 'there' if o.live else 'absent'})")
+
+
+def history_reason(line: str) -> str:
+    """The reason of a timeline history file's line (`<tli>\\t<lsn>\\t<reason>`), '' for a comment or blank."""
+    _tli, _lsn, reason = (line.split("\t", 2) + ["", ""])[:3]
+    return "" if line.startswith("#") else reason.strip()
+
+
+def promoted_at(run_id: str, history_files: list[str]) -> bool:
+    """Whether one of a cluster's timeline history files (their text) records a switch at the run's restore point
+    (PostgreSQL writes `at restore point "<name>"` when it promotes there)."""
+    wanted = f'at restore point "{restore_point_name(run_id)}"'
+    return any(history_reason(line) == wanted for text in history_files for line in text.splitlines())
+
+
+def observe(data: DataDir, run_id: str) -> Observed:
+    live = data.host
+    wal = live / "pg_wal"
+    histories = [p.read_text(errors="replace") for p in sorted(wal.glob("*.history"))] if wal.is_dir() else []
+    return Observed(base=data.host_sibling(base_dir_name(run_id)).exists(),
+                    failed=data.host_sibling(failed_dir_name(run_id)).exists(), live=live.exists(),
+                    cluster=(live / "PG_VERSION").exists(), signal=(live / SIGNAL).exists(),
+                    reached=promoted_at(run_id, histories))
+
+
 def swap_in_base_backup(data: DataDir, run_id: str) -> str:
     """Moves the failed data directory aside and the base backup into its place (two renames, one filesystem), then
-    writes the recovery settings and `recovery.signal`, owned like the data directory. Idempotent: each state a
-    crash can leave (before, between or after the renames) is recognised."""
+    writes the recovery settings and `recovery.signal`, owned like the data directory. Idempotent by what it sees
+    (`restore_action`): each state a crash can leave, before, between or after the renames, replaying or promoted."""
     live, base, failed = data.host, data.host_sibling(base_dir_name(run_id)), data.host_sibling(failed_dir_name(run_id))
-    if base.exists() and not failed.exists() and live.exists():
+    seen = observe(data, run_id)
+    try:
+        action = restore_action(seen)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc}: {live}, the base backup {base}, the failed state {failed}") from None
+    if action == PROMOTED:
+        if seen.signal:  # written into the promoted cluster by an earlier stackshift: it would not start
+            (live / SIGNAL).unlink()
+            _write_recovery_settings(live, {})
+            return f"{live} had already replayed to the restore point and been promoted; the stray recovery.signal " \
+                   f"is removed"
+        return f"{live} had already replayed to the restore point and been promoted: nothing to do"
+    if action == SWAP:
         os.rename(live, failed)
-    if base.exists() and failed.exists():
+    if action in (SWAP, COMPLETE_SWAP):
         os.rename(base, live)
-    if not failed.exists() or not (live / "PG_VERSION").exists():
-        raise FileNotFoundError(f"neither the base backup {base} nor a swapped data directory {live} with the failed "
-                                f"state beside it ({failed}) is there")
-    st = os.stat(failed)
     settings = recovery_settings(run_id, str(PurePosixPath(data.container_sibling(failed_dir_name(run_id))) / "pg_wal"))
+    _write_recovery_settings(live, settings)
+    (live / SIGNAL).write_text("")
+    _own_like(failed, live / SIGNAL)
+    return f"{live} is the base backup of run {run_id}; the failed state is in {failed}"
+
+
+def _write_recovery_settings(live: Path, settings: dict[str, str]) -> None:
+    """`postgresql.auto.conf` with its recovery settings replaced by `settings` (none: removed)."""
     auto = live / "postgresql.auto.conf"
     kept = [ln for ln in (auto.read_text().splitlines(keepends=True) if auto.exists() else [])
             if ln.split("=", 1)[0].strip() not in RECOVERY_KEYS]
     auto.write_text("".join(kept) + "".join(_conf_line(k, v) for k, v in settings.items()))
-    (live / SIGNAL).write_text("")
-    for p in (auto, live / SIGNAL):
-        os.chown(p, st.st_uid, st.st_gid)
-        os.chmod(p, 0o600)
-    return f"{live} is the base backup of run {run_id}; the failed state is in {failed}"
+    _own_like(live, auto)
+
+
+def _own_like(model: Path, path: Path) -> None:
+    st = os.stat(model)
+    os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, 0o600)
 
 
 def remove_folders(paths: list[Path]) -> list[str]:

@@ -2,7 +2,8 @@
 
 The kernel releases it the moment the holding process ends, however it ends (SIGKILL included), so a dead holder
 never blocks the next run, and nothing about it depends on the Prefect server. The file also names its holder
-(run, flow run, host, pid, since), which a refused run reports.
+(run, flow run, host, pid, since), which a refused run reports. A holder that ends empties it; one that dies leaves
+its record, which the next holder finds (`StackLock.previous`): the run that died.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class StackLock:
     def __init__(self, path: Path, holder: dict):
         self.path, self.holder = Path(path), dict(holder)
         self._fd: int | None = None
+        self.previous: dict = {}  # the record a holder that died left in the file ({} after a clean exit)
 
     def __enter__(self) -> StackLock:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -38,6 +40,7 @@ class StackLock:
         except BlockingIOError:
             os.close(fd)
             raise StackLocked(str(self.path), read_holder(self.path)) from None
+        self.previous = read_holder(self.path)
         self.holder |= {"host": socket.gethostname(), "pid": os.getpid(),
                         "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.ftruncate(fd, 0)
@@ -65,3 +68,11 @@ def read_holder(path: Path) -> dict:
         except OSError:
             return {}
     return {}
+
+
+def dead_holder_run(previous: dict, recovered_elsewhere: set[str]) -> str | None:
+    """The flow run of a holder that died holding the lock, for the next holder to mark (Prefect would show it
+    Running forever): None when it had none, or when an open journal names it (the recovery marks that one, saying
+    what it did)."""
+    run = previous.get("flow_run")
+    return run if run and run not in recovered_elsewhere else None

@@ -32,3 +32,19 @@ def decide(journal: Journal, db_revisions: list[str] | None, target_heads: list[
     last = journal.last
     where = f"during {last.id!r}" if last else "early"
     return Decision(ROLLBACK, f"the cutover stopped {where}, before the new version was complete")
+
+
+def one_offs_note(removed: int, db_revisions: list[str] | None, target_heads: list[str]) -> str:
+    """What the report says of the one-off containers a dead runner left running (its migration, still going
+    unwatched), which the recovery stops first: how many, and whether the migration had completed, read from the
+    database once they are gone. '' when there were none."""
+    if not removed:
+        return ""
+    if db_revisions is None:
+        state = "the database could not be read to tell whether its migration had completed"
+    elif sorted(db_revisions) == sorted(target_heads):
+        state = f"its migration had completed (database at {', '.join(target_heads)})"
+    else:
+        state = (f"its migration had not completed (database at {', '.join(db_revisions) or 'no revision'}, the "
+                 f"target {', '.join(target_heads)})")
+    return f"stopped {removed} one-off container(s) the dead runner left running: {state}"

@@ -42,6 +42,7 @@ from core.errors.failures import (
 from core.errors.promotion import (
     ApprovalRefused,
     ChildRunTimedOut,
+    HandedOverRecoveryFailed,
     NoReleaseFound,
     PinnedImageMismatch,
     PlanChangedSinceApproval,
@@ -142,6 +143,7 @@ __all__ = [
     "EnvFileUnwritable",
     "ComposeUnavailable",
     "WrongHost",
+    "HandedOverRecoveryFailed",
     "PinnedImageMismatch",
     "PlanChangedSinceApproval",
     "ApprovalRefused",

@@ -14,6 +14,17 @@ class WrongHost(PreflightError):
             f"{here!r}. Start it from that host's work pool (deployment `upgrade-{environment}` on pool "
             f"`stackshift-{expected}`), or run the CLI there; nothing was read or changed.")
 
+class HandedOverRecoveryFailed(UpgradeError):
+    """The recovery an environment's own host ran (`recover-<environment>`, handed over by a recover run elsewhere)
+    did not complete."""
+
+    def __init__(self, environment: str, run: str, state: str):
+        super().__init__(
+            f"The recovery of {environment!r} was handed to its own host (deployment `recover-{environment}`, flow run "
+            f"{run}), which ended {state}. Read that run's logs; `./stackshift recover -e {environment}` on that host "
+            f"retries it.")
+
+
 class PinnedImageMismatch(PreflightError):
     """The images the run was asked to pin (by digest) do not fit the target release's services."""
 

@@ -22,6 +22,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from core.cutover.journal import Journal
+from core.cutover.lock import lock_path, read_holder
 from lab import stack
 from lab.demo.releases import HEADS
 from lab.paths import LAB_HOME
@@ -173,8 +174,8 @@ def test_a_failure_during_the_rollback_is_finished_by_recover(v1, tmp_path, cuto
            f"{state.name}: RollbackFailed, then recover")
 
 
-KILLS = [("stop-writers", "1.0.0"), ("rollback-point", "1.0.0"), ("start-db", "1.0.0"), ("migrate", "1.0.0"),
-         ("start-target", "2.0.0")]
+KILLS = [("stop-writers", "1.0.0"), ("rollback-point", "1.0.0"), ("start-db", "1.0.0"),
+         ("start-target", "2.0.0")]  # during `migrate`: test_sigkill_of_recover_at_every_rollback_step
 
 
 @pytest.mark.parametrize("step, ends_on", KILLS, ids=[s for s, _ in KILLS])
@@ -193,6 +194,66 @@ def test_sigkill_of_the_runner_then_recover(v1, tmp_path, step, ends_on):
     assert state.is_crashed() and "recovered by recover run" in state.message
     record(f"SIGKILL during {step}", f"v{ends_on[0]} ({'finished' if ends_on == '2.0.0' else 'rolled back'} by "
                                      f"recover)", seconds, f"{state.name}: {state.message[:80]}")
+
+
+def rollback_steps(dep) -> list[str]:
+    """The open run's rollback steps in order, as its plan has them."""
+    from core.cutover.facts import Facts
+    from core.cutover.plan import build_plan
+    from flows.upgrade import load_environment
+
+    j = journal_of(dep)
+    facts = Facts.load(j.path.parent / "plan.json", load_environment(dep.name))
+    return [s.id for s in build_plan(facts, j.run).rollback]
+
+
+def kill_recover_at_every_rollback_step(dep, tmp_path: Path) -> tuple[list[str], list[str]]:
+    """SIGKILL of `recover` right after each rollback step's change, before the journal records it done, one step
+    further each time: every `recover` re-walks the steps before the one it is killed at, over what the killed ones
+    left (a restored database, a promoted cluster, the previous version serving). Returns the steps and the killed
+    runs' flow runs (the lock file names each)."""
+    steps, killed = rollback_steps(dep), []
+    for step in steps:
+        spec = f"rollback:{step}:hold-after"
+        marker = tmp_path / f"recover-{step}"
+        proc = cli("recover", "--environment", dep.name, fault=spec, marker=marker)
+        wait_for_marker(marker, spec, proc, timeout=300)
+        killed.append(read_holder(lock_path(dep.backup_dir, dep.name))["flow_run"])
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert journal_of(dep).status == "running", f"the journal stays open after recover was killed at {step}"
+    return steps, killed
+
+
+def sigkill_during_migrate_then_at_every_rollback_step(dep, tmp_path: Path, v1_commit: str, v2_commit: str) -> list:
+    """The runner killed during the migration, then `recover` killed at each rollback step in turn, then `recover`
+    once more: the stack ends whole on v1. Returns the rollback steps."""
+    spec = "cutover:migrate:hold-after"
+    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec)
+    wait_for_marker(marker, spec, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    t0 = time.monotonic()
+    steps, killed = kill_recover_at_every_rollback_step(dep, tmp_path)
+    said, seconds = recover(dep)
+    assert "rolled back" in said, said
+    assert assert_whole(dep, before, late_id, v1_commit, v2_commit) == "1.0.0"
+    j = journal_of(dep)
+    assert j.status == "rolled-back" and all(j.ever_done(step, "rollback") for step in steps)
+    state = flow_run_state(j.flow_run_id)
+    assert state.is_crashed() and "recovered by recover run" in state.message
+    for run in killed:  # each found by the next run that took the lock
+        assert flow_run_state(run).is_crashed() and "died holding the lock" in flow_run_state(run).message
+    record(f"SIGKILL during migrate, then of recover at each of {len(steps)} rollback steps ({j.rollback_points})",
+           "v1 (rolled back by the last recover)", time.monotonic() - t0, f"{state.name}: {state.message[:80]}")
+    return steps
+
+
+def test_sigkill_of_recover_at_every_rollback_step(v1, tmp_path):
+    """FILE_COPY (the PITR twin: test_rollback_point.py)."""
+    dep, _, v1_commit, v2_commit = v1
+    steps = sigkill_during_migrate_then_at_every_rollback_step(dep, tmp_path, v1_commit, v2_commit)
+    assert steps.index("start-previous-db") < steps.index("restore-db") < steps.index("start-previous")
 
 
 def test_sigterm_during_the_migration_rolls_back_before_exiting(v1, tmp_path):

@@ -2,6 +2,7 @@
 pre-flight's new refusals (privilege, disk, Docker host)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -89,17 +90,20 @@ def test_two_cli_runs_at_once_exactly_one_proceeds_ten_trials(v1, tmp_path):
         assert unchanged(snapshot(dep)) == unchanged(before)
 
 
-def start_serving(name: str, fault: str = "", marker: Path | None = None) -> subprocess.Popen:
-    """`deployments.serve` for an environment, as a process (its runs inherit the fault injection given); returns
-    once its deployments exist."""
+def start_serving(name: str, fault: str = "", marker: Path | None = None, others: tuple[str, ...] = (),
+                  env: dict | None = None) -> subprocess.Popen:
+    """`deployments.serve` for an environment (and `others`), as a process (its runs inherit the fault injection
+    given, and `env`); returns once its deployments exist."""
     env = os.environ | {"PYTHONPATH": str(ROOT), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-                        "STACKSHIFT_INJECT_FAULT": fault, "STACKSHIFT_INJECT_FAULT_MARKER": str(marker or "")}
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "deployments.serve", name], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                        "STACKSHIFT_INJECT_FAULT": fault, "STACKSHIFT_INJECT_FAULT_MARKER": str(marker or "")} | \
+        (env or {})
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "deployments.serve", name, *others],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     with get_client(sync_client=True) as client:
         for _ in range(200):
             try:
-                client.read_deployment_by_name(f"recover/recover-{name}")
+                client.read_deployment_by_name(f"recover/recover-{(name, *others)[-1]}")
                 break
             except Exception:
                 time.sleep(0.2)
@@ -153,17 +157,23 @@ def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, ser
     print("CLI vs deployment:", outcomes)
 
 
-def test_a_crashed_deployment_run_is_recovered_by_the_automation(make_deployment, served, tmp_path):
+def test_a_crashed_run_is_recovered_by_the_automation_for_the_environment_it_named(make_deployment, served,
+                                                                                    tmp_path):
+    """A run of another environment's deployment, `upgrade-<other>`, given `environment=<this one>` (the form lets
+    anyone do it; the promotion passes it so), is killed mid-migration: the automation of the deployment that ran it
+    recovers the environment the run named, not the deployment's."""
     from prefect.deployments import run_deployment
 
     # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
     dep = make_deployment(rows=20_000, migration_probe=False)
+    other = f"e2e-other-{uuid.uuid4().hex[:8]}"  # deployments and their automation only: no stack, no block
     before = stack.checksums(dep)
     v1_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "HEAD"], check=False,
                                capture_output=True, text=True).stdout.strip()
     marker = tmp_path / "marker"
-    served(dep.name, "cutover:migrate:hold-after", marker)
-    run = run_deployment(f"upgrade/upgrade-{dep.name}", parameters={"target": "v2.0.0"}, timeout=0)
+    served(dep.name, "cutover:migrate:hold-after", marker, others=(other,))
+    run = run_deployment(f"upgrade/upgrade-{other}", parameters={"target": "v2.0.0", "environment": dep.name},
+                         timeout=0)
     wait_for_marker(marker, "cutover:migrate:hold-after", None, timeout=300)
     t0 = time.monotonic()
     os.kill(journal_of(dep).pid, signal.SIGKILL)  # the flow's own process dies mid-cutover
@@ -176,15 +186,52 @@ def test_a_crashed_deployment_run_is_recovered_by_the_automation(make_deployment
     assert "recovery:" in journal_of(dep).outcome
     assert flow_run_state(run.id).is_crashed(), "the killed run keeps the state its runner gave it"
     with get_client(sync_client=True) as client:
-        recover_id = client.read_deployment_by_name(f"recover/recover-{dep.name}").id
+        recover_id = client.read_deployment_by_name(f"recover/recover-{other}").id
         (recovery_run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             deployment_id=FlowRunFilterDeploymentId(any_=[recover_id])))
+    assert recovery_run.parameters == {"environment": dep.name}, "the automation passed the run's environment"
     for _ in range(100):
         if flow_run_state(recovery_run.id).is_final():
             break
         time.sleep(0.5)
     assert flow_run_state(recovery_run.id).is_completed(), "the automation's recover run did the work"
     print(f"automation recovery: {seconds:.1f} s from SIGKILL to the journal closed")
+
+
+def test_a_run_whose_worker_died_is_marked_crashed_by_its_silence_and_recovered(make_deployment, served, tmp_path):
+    """The worker itself (the serving process) and the run's process are killed at once mid-migration: nobody reports
+    the run, which stays Running until its missing heartbeats mark it Crashed (zombie detection, 30 s heartbeats
+    here, so 90 s of silence); the crash automation then starts the recovery, which a worker back on the host runs."""
+    from prefect.deployments import run_deployment
+
+    dep = make_deployment(rows=5_000, migration_probe=False)
+    before = stack.checksums(dep)
+    v1_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "HEAD"], check=False,
+                               capture_output=True, text=True).stdout.strip()
+    marker, heartbeat = tmp_path / "marker", {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+    worker = start_serving(dep.name, "cutover:migrate:hold-after", marker, env=heartbeat)
+    run = run_deployment(f"upgrade/upgrade-{dep.name}", parameters={"target": "v2.0.0"}, timeout=0)
+    wait_for_marker(marker, "cutover:migrate:hold-after", None, timeout=300)
+    runner = journal_of(dep).pid
+    os.killpg(worker.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(runner, signal.SIGKILL)  # in case the runner put the run's process in a group of its own
+    worker.wait(timeout=30)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 300 and not flow_run_state(run.id).is_final():
+        time.sleep(2)
+    silent = time.monotonic() - t0
+    state = flow_run_state(run.id)
+    assert state.is_crashed() and "No heartbeat" in state.message, (state.name, state.message)
+    assert journal_of(dep).status == "running", "nothing recovered it yet: its worker is gone"
+    served(dep.name, env=heartbeat)  # the worker back: it takes the recover run the crash automation made
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and journal_of(dep).status == "running":
+        time.sleep(1)
+    assert journal_of(dep).status == "rolled-back", journal_of(dep).status
+    assert assert_whole(dep, before, None, v1_commit, "") == "1.0.0"
+    print(f"zombie detection: Crashed {silent:.0f} s after the worker died; recovered "
+          f"{time.monotonic() - t0:.0f} s after it")
 
 
 def test_a_finished_run_shows_its_steps_as_task_runs_in_order_with_their_log_lines(make_deployment):

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from core.cutover.journal import Journal
 from lab import stack
 from lab.demo.releases import HEADS
 from tests.e2e.helpers import databases, head, revision, services
-from tests.e2e.test_fault_matrix import (ROOT, assert_whole, cli, journal_of, recover, start_upgrade, wait_for_marker,
-                                         write_through_the_app)
+from tests.e2e.test_fault_matrix import (ROOT, cli, journal_of, sigkill_during_migrate_then_at_every_rollback_step,
+                                         wait_for_marker, write_through_the_app)
 
 pytestmark = pytest.mark.e2e
 BACKED_UP = "backup:base-backup:hold-after"  # the online base backup is done: the test writes through the app here
@@ -105,24 +104,23 @@ def test_pitr_upgrade_drops_its_slot_and_the_restore_drill_checks_the_bundle(mak
     assert not [d for d in databases(dep) if "__ss_drill_" in d], "the scratch database is dropped"
 
 
-def test_pitr_sigkill_during_the_migration_then_recover(make_deployment, tmp_path):
-    """The runner dies mid-migration; `recover` (another process) swaps the base backup in and replays the WAL."""
+def test_pitr_sigkill_during_the_migration_then_of_recover_at_every_rollback_step(make_deployment, tmp_path):
+    """The runner dies mid-migration; `recover` (another process) is killed right after each rollback step in turn,
+    the restored cluster's promotion included, and the next one goes on from what it finds: the base backup swapped
+    in once, the WAL replayed once, a promoted cluster never set to replay again."""
     # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
     dep = make_deployment(rows=20_000, rollback_point="pitr", migration_probe=False)
     v1_commit = head(dep)
     v2_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "v2.0.0^{commit}"],
                                capture_output=True, text=True, check=True).stdout.strip()
-    spec = "cutover:migrate:hold-after"
-    proc, marker, late_id, before = start_upgrade(dep, tmp_path, spec)  # the late write follows the base backup
-    wait_for_marker(marker, spec, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    said, _ = recover(dep)
-    assert "rolled back" in said
-    assert assert_whole(dep, before, late_id, v1_commit, v2_commit) == "1.0.0"
+    steps = sigkill_during_migrate_then_at_every_rollback_step(dep, tmp_path, v1_commit, v2_commit)
+    assert steps.index("restore-db") < steps.index("await-recovery") < steps.index("verify-previous")
     kinds = {r.id: r.kind for r in journal_of(dep).steps if r.phase == "rollback"}
     assert kinds["restore-db"] == "RestoreBaseBackup" and kinds["await-recovery"] == "AwaitRecovery"
+    assert "promoted: nothing to do" in journal_of(dep).record("restore-db", "rollback").detail
     assert slots(dep) == [] and leftovers(dep) == []
+    with dep.connect() as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
 
 
 def test_auto_measures_the_copy_rate_and_says_which_point_it_takes(make_deployment):

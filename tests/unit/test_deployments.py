@@ -58,3 +58,26 @@ def test_every_environment_of_prefect_yaml_has_a_status_deployment_on_its_own_po
         status = by_name[f"status-{env}"]
         assert status["entrypoint"] == "flows/status.py:status" and status["parameters"] == {"environment": env}
         assert status["work_pool"] == by_name[f"upgrade-{env}"]["work_pool"]
+
+
+def test_the_crash_automation_recovers_the_environment_the_crashed_run_named():
+    """The server renders the recover run's parameters from the crashed run (Prefect's own hydration, as its
+    RunDeployment action does): a run of upgrade-staging given environment=qa is recovered for qa."""
+    from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+    from deployments.serve import RUN_ENVIRONMENT
+
+    crashed = {"flow_run": {"parameters": {"environment": "qa", "target": "v2.0.0"}}}
+    rendered = hydrate({"environment": RUN_ENVIRONMENT}, HydrationContext(render_jinja=True, jinja_context=crashed))
+    assert rendered == {"environment": "qa"}
+
+
+def test_an_upgrade_run_is_taken_for_dead_after_three_missed_heartbeats():
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from deployments.serve import silence_seconds
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
+        assert silence_seconds() == 90
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):
+        assert silence_seconds() == 540

@@ -99,7 +99,7 @@ def test_swap_resumes_between_the_two_renames_and_refuses_when_nothing_is_there(
     assert (tmp_path / "pgdata" / "marker").read_text() == "base"
     empty = tmp_path / "other"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="neither the base backup"):
+    with pytest.raises(FileNotFoundError, match="no state a restore leaves.*ss-base-r1"):
         rp.swap_in_base_backup(rp.DataDir("db", empty / "pgdata", PurePosixPath("/d/pgdata")), "r1")
 
 

@@ -1,5 +1,7 @@
 """The rollback's steps: put the previous files, images and databases back. Each is safe to run again after a
-crash halfway, and a restore is skipped when the journal shows the migration never started."""
+crash at any point: a restore decides what is left from what it sees (which databases exist; which data directories,
+and whether the restored cluster has promoted), never from what the journal says was started; and it is skipped when
+the journal shows the migration never started."""
 from __future__ import annotations
 
 import json
@@ -42,19 +44,39 @@ class PinImages(Step):
         return ", ".join(f"{s}={r}" for s, r in sorted(pins.items()))
 
 
+SWAP, REPLACE_STALE, COMPLETE, RESTORED = "swap", "replace-stale", "complete", "restored"
+
+
+def rename_back(point: bool, source: bool, failed: bool, restored_before: bool) -> str:
+    """What is left of putting one database back by rename, from which of its names exist now: the rollback point,
+    the database, the failed state (`restored_before`: a journal record of this restore completing, the one thing
+    that tells a clean-up's work from a lost point). Raises LookupError (saying what is missing) when neither the
+    point nor a restored database is there."""
+    if point and source:
+        return REPLACE_STALE if failed else SWAP  # the database is the migrated one: it moves aside
+    if point:
+        return COMPLETE  # moved aside already (the failed state), or gone: the point becomes the database
+    if source and (failed or restored_before):
+        return RESTORED
+    raise LookupError("is missing" if source else "and the database itself are missing")
+
+
 @dataclass(frozen=True)
 class RestoreDatabase(Step):
     """Puts each database back at its rollback point by renaming (no copy): the point becomes the database. Safe to
-    run again after a crash halfway; skipped when the journal shows the migration never started."""
+    run again after a crash halfway (`rename_back` reads which names exist); skipped when the journal shows the
+    migration never started."""
 
     databases: tuple[tuple[str, str, str], ...] = ()  # (database, rollback point, name for the failed state)
     error: ClassVar = RestoreFailed
     task: ClassVar = "restore-db"
 
     @staticmethod
-    def statements(source: str, point: str, failed: str, source_exists: bool = True) -> list[pgsql.Statement]:
-        out: list[pgsql.Statement] = [pgsql.terminate(source), pgsql.terminate(point), pgsql.drop_database(failed)]
-        if source_exists:
+    def statements(source: str, point: str, failed: str, action: str = SWAP) -> list[pgsql.Statement]:
+        out: list[pgsql.Statement] = [pgsql.terminate(source), pgsql.terminate(point)]
+        if action == REPLACE_STALE:
+            out.append(pgsql.drop_database(failed))
+        if action in (SWAP, REPLACE_STALE):
             out.append(pgsql.rename_database(source, failed))
         return [*out, pgsql.rename_database(point, source)]
 
@@ -65,12 +87,15 @@ class RestoreDatabase(Step):
         done = []
         for source, point, failed in self.databases:
             existing = ctx.io.databases()
-            if point not in existing:
-                if source in existing and (failed in existing or ctx.journal.ever_done(self.id, "rollback")):
-                    done.append(f"{source} already restored")
-                    continue
-                raise RestoreFailed(self.id, f"rollback point {point} of {source} is missing")
-            ctx.io.sql(self.statements(source, point, failed, source in existing))
+            try:
+                action = rename_back(point in existing, source in existing, failed in existing,
+                                     ctx.journal.ever_done(self.id, "rollback"))
+            except LookupError as exc:
+                raise RestoreFailed(self.id, f"the rollback point {point} of {source} {exc}") from None
+            if action == RESTORED:
+                done.append(f"{source} already restored")
+                continue
+            ctx.io.sql(self.statements(source, point, failed, action))
             done.append(f"{source} restored from {point}")
         return "; ".join(done)
 
