@@ -8,7 +8,8 @@ from it; only the work pool is dropped (a served deployment runs in this process
 Serve or deploy an environment, not both: the two register the same deployment names.
 
 In the UI: Deployments → `upgrade/upgrade-staging` → Run → Custom run: fill in `target` (a release tag such as
-`v2.0.0`) and, to only see the plan and env diff, tick `dry_run`. One run per environment at a time is enforced by
+`v2.0.0`) and, to only see the plan and env diff, tick `dry_run` (ticked by default on `upgrade-prod`). The form has
+no `environment`: the deployment's name fixes it. One run per environment at a time is enforced by
 the stack's own lock (a kernel file lock on the host, shown in the UI as the global concurrency limit
 `stackshift-<environment>`), not by a deployment concurrency limit: that one's lease, if lost (a Prefect server
 restart), cancels the running flow, which must never happen mid-cutover.
@@ -49,7 +50,8 @@ def deployment_spec(kind: str, environment: str) -> dict:
     spec = copy.deepcopy(template)
     word = re.compile(rf"\b{re.escape(TEMPLATE_ENVIRONMENT)}\b")
     spec["name"] = f"{kind}-{environment}"
-    spec["parameters"] = {**spec.get("parameters", {}), "environment": environment}
+    if "environment" in spec.get("parameters", {}):  # an upgrade deployment takes it from its name instead
+        spec["parameters"] = {**spec["parameters"], "environment": environment}
     spec["tags"] = [environment if t == TEMPLATE_ENVIRONMENT else t for t in spec.get("tags", [])]
     spec["description"] = word.sub(environment, spec.get("description", ""))
     return spec
@@ -69,7 +71,7 @@ def to_deployment(kind: str, environment: str):
 
 
 def upgrade_deployment(environment: str):
-    """The manual-upgrade deployment of one environment: `environment` fixed, `target` asked for in the UI."""
+    """The manual-upgrade deployment of one environment: the environment fixed by its name, `target` asked for."""
     return to_deployment("upgrade", environment)
 
 
@@ -82,10 +84,11 @@ def automation_name(environment: str) -> str:
     return f"stackshift: recover {environment} after a crash"
 
 
-def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None:
+def ensure_recovery_automation(environment: str, upgrade_ids: list, recover_id) -> None:
     """(Re)creates the automation: an upgrade run of this environment ending Crashed (its process died) or Cancelled
     (a cancel's SIGTERM starts the rollback, but the runner kills the process 30 s later, possibly mid-rollback) →
-    run recover-<env>, which does nothing when no journal is open."""
+    run recover-<env>, which does nothing when no journal is open. `upgrade_ids`: the upgrade deployments whose runs
+    change it (a person's `upgrade-<env>`, and the promotion's `promotion-<host>` on its host)."""
     from prefect.automations import Automation
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
@@ -95,7 +98,7 @@ def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None
         description=f"When an upgrade of {environment} ends Crashed or Cancelled, recover it.",
         trigger=EventTrigger(
             expect={"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"},
-            match_related={"prefect.resource.id": f"prefect.deployment.{upgrade_id}"},
+            match_related={"prefect.resource.id": [f"prefect.deployment.{i}" for i in upgrade_ids]},
             posture=Posture.Reactive, threshold=1,
         ),
         actions=[RunDeployment(source="selected", deployment_id=recover_id, parameters={"environment": environment})],
@@ -118,7 +121,7 @@ def main(environments: list[str]) -> None:
     deployments = []
     for env in environments:
         up, rec = upgrade_deployment(env), recover_deployment(env)
-        ensure_recovery_automation(env, up.apply(), rec.apply())
+        ensure_recovery_automation(env, [up.apply()], rec.apply())
         deployments += [up, rec]
     serve(*deployments)
 

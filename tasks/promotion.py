@@ -7,7 +7,7 @@ from uuid import UUID
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.input import RunInput
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from core import promotion
@@ -27,16 +27,30 @@ APPROVAL_FACTS = "approval-facts"
 RUNNING = "running"
 
 
+def _fingerprint_required(schema: dict[str, Any]) -> None:
+    """The form pre-fills the fingerprint (a default), yet it stays required: the UI then shows no "(Optional)", and
+    the server refuses a resume without one."""
+    required = schema.setdefault("required", [])
+    if "fingerprint" not in required:
+        required.append("fingerprint")
+    schema.get("properties", {}).get("fingerprint", {}).setdefault("description", FINGERPRINT_HELP)
+
+
+FINGERPRINT_HELP = ("The fingerprint of the plan you reviewed, as the promotion summary shows it (filled in). Prod is "
+                    "upgraded only if its plan still gives this one.")
+
+
 class Approval(RunInput):
     """The approval of a prod upgrade. Read the promotion summary, prod's plan and env diff first."""
+
+    model_config = ConfigDict(**RunInput.model_config, json_schema_extra=_fingerprint_required)
 
     decision: Literal["approve", "reject"] = Field(
         description="approve: upgrade prod now, with exactly the images staging verified. reject: end the promotion; "
                     "prod and staging stay as they are.")
     approver: str = Field(min_length=1, description="Who decides (your name or e-mail); recorded with the decision.")
     comment: str = Field(default="", description="Why (optional); recorded with the decision.")
-    fingerprint: str = Field(description="The fingerprint of the plan you reviewed, as the promotion summary shows "
-                                         "it (filled in). Prod is upgraded only if its plan still gives this one.")
+    fingerprint: str = Field(description=FINGERPRINT_HELP)
 
 
 @task(name="publish-digests", task_run_name="publish-digests", **TASK_DEFAULTS)

@@ -33,6 +33,8 @@ from core.errors.promotion import (
     ApprovalRefused,
     ChildRunTimedOut,
     NoReleaseFound,
+    NotADeployedEnvironment,
+    NotARelease,
     PinnedImageMismatch,
     PlanChangedSinceApproval,
     PromotionStopped,
@@ -138,4 +140,6 @@ __all__ = [
     "PromotionStopped",
     "ChildRunTimedOut",
     "NoReleaseFound",
+    "NotADeployedEnvironment",
+    "NotARelease",
 ]
