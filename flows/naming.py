@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tasks._common import api_reachable
+
 log = logging.getLogger("stackshift")
 
 PLAN, ROLLED_BACK, ALREADY_THERE = "plan", "rolled back", "already there"
@@ -61,7 +63,7 @@ def label_run(environment: str | None, *, dry_run: bool = False, promotion: bool
     """Adds the environment, dry-run, promotion and origin tags to the current flow run (kept: its own tags)."""
     from prefect.runtime import flow_run
 
-    if not flow_run.id:
+    if not flow_run.id or not api_reachable():
         return
     try:
         from prefect.client.orchestration import get_client
@@ -80,10 +82,11 @@ def label_run(environment: str | None, *, dry_run: bool = False, promotion: bool
 
 
 def rename_run(name: str) -> None:
-    """Renames the current flow run (e.g. once the outcome is known); best effort."""
+    """Renames the current flow run (e.g. once the outcome is known); best effort, and at once when the server does
+    not answer (a rollback must not wait for it)."""
     from prefect.runtime import flow_run
 
-    if not flow_run.id:
+    if not flow_run.id or not api_reachable():
         return
     try:
         from prefect.client.orchestration import get_client
