@@ -98,6 +98,7 @@ def summary_markdown(release: str, staging: str, prod: str, *,  # noqa: PLR0913 
     lines += ["", f"## Migration verdict on {prod}", "", verdict, "", "## Review before approving", ""]
     lines += [f"- [{title}]({url})" for title, url in links.items()]
     lines += ["", "## Fingerprint", "", f"`{fp}`", "",
-              "It covers the digests and prod's plan and env diff as shown. The approval form carries it; prod is "
-              "upgraded only if prod's plan still gives the same fingerprint when the upgrade starts."]
+              "It covers the digests and prod's plan and env diff as shown. Paste it into the approval form's "
+              "Fingerprint field; prod is upgraded only if prod's plan still gives the same fingerprint when the "
+              "upgrade starts."]
     return "\n".join(lines) + "\n"

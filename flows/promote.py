@@ -176,7 +176,9 @@ def _approval(p: _Promotion, fp: str, summary: str, timeout_minutes: float) -> p
     """3. a person's approval (the pause's form), or the state that ends the promotion (rejected, or no decision
     in time)."""
     t0 = time.monotonic()
-    form = pt.Approval.with_initial_data(description=summary, fingerprint=fp)
+    # no default for the fingerprint: the UI sends only what was typed (a pre-filled value is not sent), and a
+    # required field makes the approver confirm the plan they read
+    form = pt.Approval.with_initial_data(description=summary)
     pt.announce_approval_needed(p.release, p.prod, fp)
     try:
         answer = pause_flow_run(wait_for_input=form, timeout=int(timeout_minutes * 60), poll_interval=3,

@@ -7,7 +7,7 @@ from uuid import UUID
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.input import RunInput
-from pydantic import ConfigDict, Field
+from pydantic import Field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from core import promotion
@@ -27,23 +27,12 @@ APPROVAL_FACTS = "approval-facts"
 RUNNING = "running"
 
 
-def _fingerprint_required(schema: dict[str, Any]) -> None:
-    """The form pre-fills the fingerprint (a default), yet it stays required: the UI then shows no "(Optional)", and
-    the server refuses a resume without one."""
-    required = schema.setdefault("required", [])
-    if "fingerprint" not in required:
-        required.append("fingerprint")
-    schema.get("properties", {}).get("fingerprint", {}).setdefault("description", FINGERPRINT_HELP)
-
-
-FINGERPRINT_HELP = ("The fingerprint of the plan you reviewed, as the promotion summary shows it (filled in). Prod is "
-                    "upgraded only if its plan still gives this one.")
+FINGERPRINT_HELP = ("Paste the fingerprint the promotion summary above shows (its last section): the plan you "
+                    "reviewed. Prod is upgraded only if its plan still gives this one.")
 
 
 class Approval(RunInput):
     """The approval of a prod upgrade. Read the promotion summary, prod's plan and env diff first."""
-
-    model_config = ConfigDict(**RunInput.model_config, json_schema_extra=_fingerprint_required)
 
     decision: Literal["approve", "reject"] = Field(
         description="approve: upgrade prod now, with exactly the images staging verified. reject: end the promotion; "

@@ -539,7 +539,8 @@ def test_in_the_browser_a_form_run_then_the_summary_env_diff_and_approval(stacks
                     for k, a in run_artifacts(c.id).items() if k == f"{prod2.name}-env-diff")
     ui.artifact(env_diff.id, "LOG_LEVEL", "prod-env-diff")
     t0 = time.monotonic()
-    ui.resume(run.id, {"Approver": "e2e browser", "Comment (Optional)": "looks right"}, decision="approve")
+    ui.resume(run.id, {"Approver": "e2e browser", "Comment (Optional)": "looks right",
+                       "Fingerprint": summary_fingerprint(run.id)}, decision="approve")  # required: pasted
     run = final(run.id)
     assert run.state.is_completed() and run.state.name == "Completed", run.state
     ui.see_completed(run.id, "promotion")
@@ -587,7 +588,8 @@ def test_a_skipped_and_a_rejected_promotion_show_in_the_deployments_runs_and_the
     to do. It and the rejected one are in the promote deployment's runs list under the UI's default filter (a
     custom state name would hide them); the dashboard artifact shows `prod` on v2.0.0 with its last run."""
     staging, prod = stacks.staging, stacks.prod
-    skipped = final(start(staging, prod, None).id)
+    with ThreadPoolExecutor(1) as outside_the_browsers_loop:  # Prefect's sync calls return coroutines inside it
+        skipped = final(outside_the_browsers_loop.submit(start, staging, prod, None).result().id)
     assert skipped.state.is_completed() and skipped.name == "promote v2.0.0: skipped, nothing to promote", (
         skipped.name, skipped.state)
     assert "Nothing to promote" in skipped.state.message

@@ -44,16 +44,16 @@ def test_the_origin_of_a_run_is_read_from_what_the_server_knows():
 
 
 # --- forms --------------------------------------------------------------------------------------------------------
-def test_the_approval_forms_fingerprint_is_required_though_filled_in():
+def test_the_approval_forms_fingerprint_is_required_and_explained():
     from prefect._internal.pydantic.v2_schema import create_v2_schema
 
     from tasks.promotion import Approval
 
-    form = Approval.with_initial_data(description="summary", fingerprint="f" * 64)
+    form = Approval.with_initial_data(description="summary")  # as the promotion pauses
     schema = create_v2_schema(form.__name__, model_base=form)  # what the pause stores and the UI renders
-    assert schema["properties"]["fingerprint"]["default"] == "f" * 64
     assert "fingerprint" in schema["required"], "the UI shows a field not in `required` as (Optional)"
-    assert schema["properties"]["fingerprint"]["description"]
+    assert "default" not in schema["properties"]["fingerprint"], "the UI would not send a pre-filled value"
+    assert "summary" in schema["properties"]["fingerprint"]["description"]
 
 
 def test_a_target_that_is_no_release_tag_is_refused_with_the_release_tags():
