@@ -54,7 +54,7 @@ def origin_of(run: Any) -> str:
     created_by = getattr(run, "created_by", None)
     if created_by is not None and str(getattr(created_by, "type", "")).upper() == "AUTOMATION":
         return "automation"
-    if run.parent_task_run_id is not None or PROMOTION_TAG in tags:
+    if run.parent_task_run_id is not None:  # not the `promotion` tag: the promote deployment's runs carry it too
         return "promotion"
     return "cli" if "cli" in tags else "ui"
 

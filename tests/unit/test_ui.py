@@ -41,6 +41,7 @@ def test_the_origin_of_a_run_is_read_from_what_the_server_knows():
     assert naming.origin_of(run(parent_task_run_id=uuid4())) == "promotion"
     assert naming.origin_of(run(tags=["cli"])) == "cli", "the CLI's --via-deployment tags its run"
     assert naming.origin_of(run()) == "ui"
+    assert naming.origin_of(run(tags=["stackshift", "promotion"])) == "ui", "a promote deployment's tag, no parent"
 
 
 # --- forms --------------------------------------------------------------------------------------------------------
