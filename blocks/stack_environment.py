@@ -33,7 +33,7 @@ class StackEnvironment(Block):
     _block_type_name = "Stack Environment"
     _block_type_slug = "stack-environment"
     _logo_url = None  # no picture fetched from the internet: hosts here may have none
-    _documentation_url = "https://github.com/stackshift/stackshift/blob/main/docs/blocks.md"  # type: ignore[assignment]  # Prefect types it HttpUrl yet takes a str, as its own blocks set it
+    _documentation_url = None  # no link: the reference is docs/ in the checkout, which the UI cannot open
     _description = "One docker-compose stack with an Alembic-migrated PostgreSQL database, upgraded by stackshift."
 
     stack: StackSettings = Field(description="Where the stack lives: git checkout, compose project, env files, engine.")

@@ -20,10 +20,17 @@ RELEASE_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 
 
 # --- the release ------------------------------------------------------------------------------------------------
-def newest_release(tags: list[str]) -> str | None:
-    """The highest `vX.Y.Z` tag (pre-releases such as `v3.0.0-rc1` and other names are not releases)."""
-    releases = [(tuple(int(x) for x in m.groups()), t) for t in tags if (m := RELEASE_TAG.match(t.strip()))]
-    return max(releases)[1] if releases else None
+def releases_newest_first(tags: list[str]) -> list[str]:
+    """The `vX.Y.Z` tags among `tags`, highest first (pre-releases such as `v3.0.0-rc1` and other names are not
+    releases)."""
+    found = [(tuple(int(x) for x in m.groups()), t.strip()) for t in tags if (m := RELEASE_TAG.match(t.strip()))]
+    return [t for _, t in sorted(found, reverse=True)]
+
+
+def verified_release(rows: list[dict]) -> str | None:
+    """The release an environment's last verified upgrade recorded (rows of `<env>-digests`), if any."""
+    releases = {r.get("release") for r in rows} - {None, ""}
+    return releases.pop() if len(releases) == 1 else None
 
 
 # --- digests ----------------------------------------------------------------------------------------------------
@@ -91,6 +98,7 @@ def summary_markdown(release: str, staging: str, prod: str, *,  # noqa: PLR0913 
     lines += ["", f"## Migration verdict on {prod}", "", verdict, "", "## Review before approving", ""]
     lines += [f"- [{title}]({url})" for title, url in links.items()]
     lines += ["", "## Fingerprint", "", f"`{fp}`", "",
-              "It covers the digests and prod's plan and env diff as shown. The approval form carries it; prod is "
-              "upgraded only if prod's plan still gives the same fingerprint when the upgrade starts."]
+              "It covers the digests and prod's plan and env diff as shown. Paste it into the approval form's "
+              "Fingerprint field; prod is upgraded only if prod's plan still gives the same fingerprint when the "
+              "upgrade starts."]
     return "\n".join(lines) + "\n"

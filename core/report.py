@@ -30,15 +30,35 @@ def plan_markdown(plan: Plan) -> str:
         lines.append(f"| {s} | {current} | {f.target.images.get(s, '— (removed)')} |")
     counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
-    for title, steps in (("Backup (old version serving)", plan.backup),
-                         ("Right before the downtime (after the pull)", plan.prepare),
-                         ("Cutover (downtime)", plan.cutover),
-                         ("Verify", plan.verify), ("After success", plan.finish),
-                         ("Rollback (only on failure after cutover starts)", plan.rollback)):
-        lines += [f"## {title}", "", "| # | task | step | what it does |", "|---|---|---|---|"]
-        lines += [f"| {i} | `{s.task_name}` | **{s.id}**: {s.title} | {s.render()} |" for i, s in enumerate(steps, 1)]
+    for title, steps in plan_sections(plan):
+        lines += [f"## {title}", "", "| # | step | what it does |", "|---|---|---|"]
+        lines += [f"| {i} | `{s.task_name}` | {_in_words(s)} |" for i, s in enumerate(steps, 1)]
         lines.append("")
+    lines += ["The exact commands of every step are in the run's logs."]
     return "\n".join(lines)
+
+
+def plan_sections(plan: Plan) -> list[tuple[str, list]]:
+    return [("Backup (old version serving)", plan.backup),
+            ("Right before the downtime (after the pull)", plan.prepare),
+            ("Cutover (downtime)", plan.cutover),
+            ("Verify", plan.verify), ("After success", plan.finish),
+            ("Rollback (only on failure after cutover starts)", plan.rollback)]
+
+
+def _in_words(step) -> str:
+    """A step as a person reads it: its title, and the titles of the steps it runs together."""
+    parts = getattr(step, "steps", ())
+    text = step.title.replace("|", "\\|")
+    if parts:
+        text += ": " + "; ".join(p.title.replace("|", "\\|") for p in parts)
+    return text
+
+
+def plan_commands(plan: Plan) -> list[str]:
+    """Every step with its exact commands or API calls (for the run's logs, not the artifact)."""
+    return [f"plan {title.split(' (')[0].lower()} · {s.id}: {s.render()}"
+            for title, steps in plan_sections(plan) for s in steps]
 
 
 def rollback_point_line(forecast: dict, method: str) -> str:
@@ -49,25 +69,68 @@ def rollback_point_line(forecast: dict, method: str) -> str:
     return Forecast(**forecast).summary()
 
 
+CATEGORY_WORDS = {
+    "added": "new in the target's template", "re_added": "required by the target's compose file: added back",
+    "default_moved": "you had the old default: set to the new one", "customized": "your value, kept",
+    "conflict": "your value, kept, but the default changed too: review it",
+    "moved": "its default moved to another template file", "interpolated": "still read by the compose file: kept",
+    "dropped": "removed from the template: dropped", "removed_kept": "removed from the template, your value kept",
+    "user_only": "only in your file: kept", "commented": "commented out by you: stays so",
+    "deleted_kept": "deleted by you: stays deleted",
+}
+CHANGED_CATEGORIES = {"default_moved", "moved"}
+
+
+def env_mark(row: dict) -> str:
+    """`+` the key is added to the .env, `-` dropped, `~` its value changes, ` ` kept as it is."""
+    from core.env.envsecrets import UNSET
+
+    before, after = row["before"], row["after"]
+    if before == UNSET and after != UNSET:
+        return "+"
+    if after == UNSET and before != UNSET:
+        return "-"
+    return "~" if before != after or row["category"] in CHANGED_CATEGORIES else " "
+
+
 def env_markdown(environment: str, rows: list[dict], counts: dict[str, int], effective: dict | None = None) -> str:
-    """The env diff: per key what happens and the file it lives in after the upgrade; where env files disagree, the
-    value each service gets (`effective`: `core.env.effective.masked`)."""
+    """The env diff: what changes in the .env first (`+` added, `-` dropped, `~` changed), then what stays, each
+    with the file it lives in after the upgrade; where env files disagree, the value each service gets
+    (`effective`: `core.env.effective.masked`)."""
+    marked = [(env_mark(r), r) for r in rows]
+    changes = sorted(((m, r) for m, r in marked if m != " "), key=lambda mr: "+~-".index(mr[0]))
+    kept = [r for m, r in marked if m == " "]
+    by_mark = {word: sum(m == mark for m, _ in changes) for mark, word in (("+", "added"), ("~", "changed"),
+                                                                            ("-", "dropped"))}
+    summary = ", ".join(f"{n} {word}" for word, n in by_mark.items() if n)
     lines = [f"# Env diff for {environment}", "",
-             ", ".join(f"**{k}** {v}" for k, v in counts.items()) or "no change", "",
-             "| key | what happens | before | after | new default | lives in |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| `{r['key']}` | {r['category']} | {r['before']} | {r['after']} | {r['new_default']} "
-                     f"| {r.get('file') or '—'} |")
+             f"**{len(changes)} change(s)** to the .env" + (f": {summary}" if summary else "")
+             + f"; {len(kept)} key(s) looked at and kept as they are; {counts.get('unchanged', 0)} unchanged.", ""]
+    if changes:
+        lines += ["## Changes", "", "| | key | before | after | why | lives in |", "|---|---|---|---|---|---|"]
+        lines += [f"| **{m}** | `{r['key']}` | {r['before']} | {r['after']} | {_why(r)} | {r.get('file') or '—'} |"
+                  for m, r in changes]
+        lines.append("")
+    if kept:
+        lines += ["## Kept as they are", "", "| key | value | new default | why | lives in |", "|---|---|---|---|---|"]
+        lines += [f"| `{r['key']}` | {r['after']} | {r['new_default']} | {_why(r)} | {r.get('file') or '—'} |"
+                  for r in kept]
+        lines.append("")
     notes = [f"- `{r['key']}`: {r['note']}" for r in rows if r.get("note")]
     if notes:
-        lines += ["", "## Notes", ""] + notes
+        lines += ["## Notes", ""] + notes + [""]
     if effective:
-        lines += ["", "## What each service gets, where env files disagree", "",
+        lines += ["## What each service gets, where env files disagree", "",
                   "| key | service | value | from |", "|---|---|---|---|"]
         lines += [f"| `{key}` | {service} | {got['value']} | {got['from']} |"
                   for key, per in effective.items() for service, got in per.items()]
-    lines += ["", "Values of secret-looking keys are never shown (docs/env-sync.md, 'Secret env keys')."]
+        lines.append("")
+    lines += ["Values of secret-looking keys are never shown, only `(secret)` (docs/env-sync.md, 'Secret env keys')."]
     return "\n".join(lines)
+
+
+def _why(row: dict) -> str:
+    return CATEGORY_WORDS.get(row["category"], row["category"])
 
 
 def timeline_markdown(journal, outcome: str) -> str:
@@ -241,4 +304,21 @@ def migration_markdown(report, title: str, gate_reasons: list[str], uncertainty:
                   f"({v['indexes']}) | {v['rows_estimate']:,} |" for t, v in report.tables.items()]
     if report.warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in report.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def dashboard_markdown(rows: list[dict]) -> str:
+    """Every environment on one page: what it runs (version, commit, database revision) and its last run."""
+    lines = ["# stackshift: every environment", "",
+             "What each environment runs, as its last upgrade (or rollback) recorded it, and its last upgrade or "
+             "recover run.", "",
+             "| environment | version | commit | database revision | last run | outcome | started |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        run = f"[{r['run']}]({r['url']})" if r.get("run") else "—"
+        commit = f"`{r['commit'][:12]}`" if r.get("commit") else "—"
+        lines.append(f"| **{r['environment']}** | {r.get('version') or '—'} | {commit} | {r.get('revision') or '—'} "
+                     f"| {run} | {r.get('outcome') or '—'} | {r.get('when') or '—'} |")
+    if not rows:
+        lines.append("| (no environment saved yet) | | | | | | |")
     return "\n".join(lines) + "\n"

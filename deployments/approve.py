@@ -3,8 +3,8 @@
     PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m deployments.approve RUN_ID --approver NAME \
         [--reject] [--comment TEXT]
 
-The fingerprint sent is the one the run's promotion summary shows (the form's own pre-filled value): read that
-summary, prod's plan and its env diff before approving.
+The fingerprint sent is the one the run's promotion summary shows (what an approver pastes into the form): read
+that summary, prod's plan and its env diff before approving.
 """
 from __future__ import annotations
 

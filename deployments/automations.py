@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import suppress
 
 from deployments.serve import ensure_recovery_automation, replace_automation
 
@@ -102,12 +103,15 @@ def notification_automations(block_id) -> list:
 
 def main(environments: list[str], url: str | None) -> None:
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
         for env in environments:
-            up = client.read_deployment_by_name(f"upgrade/upgrade-{env}").id
+            ups = [client.read_deployment_by_name(f"upgrade/upgrade-{env}").id]
+            with suppress(ObjectNotFound):  # the promotion's upgrades on the host of that name (as lab/setup's)
+                ups.append(client.read_deployment_by_name(f"upgrade/promotion-{env}").id)
             rec = client.read_deployment_by_name(f"recover/recover-{env}").id
-            ensure_recovery_automation(env, up, rec)
+            ensure_recovery_automation(env, ups, rec)
     block_id = ensure_notify_block(url)
     for automation in notification_automations(block_id):
         replace_automation(automation)

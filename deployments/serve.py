@@ -8,7 +8,8 @@ from it; only the work pool is dropped (a served deployment runs in this process
 Serve or deploy an environment, not both: the two register the same deployment names.
 
 In the UI: Deployments → `upgrade/upgrade-staging` → Run → Custom run: fill in `target` (a release tag such as
-`v2.0.0`) and, to only see the plan and env diff, tick `dry_run`. One run per environment at a time is enforced by
+`v2.0.0`) and, to only see the plan and env diff, tick `dry_run` (ticked by default on `upgrade-prod`). The form has
+no `environment`: the deployment's name fixes it. One run per environment at a time is enforced by
 the stack's own lock (a kernel file lock on the host, shown in the UI as the global concurrency limit
 `stackshift-<environment>`), not by a deployment concurrency limit: that one's lease, if lost (a Prefect server
 restart), cancels the running flow, which must never happen mid-cutover.
@@ -49,7 +50,8 @@ def deployment_spec(kind: str, environment: str) -> dict:
     spec = copy.deepcopy(template)
     word = re.compile(rf"\b{re.escape(TEMPLATE_ENVIRONMENT)}\b")
     spec["name"] = f"{kind}-{environment}"
-    spec["parameters"] = {**spec.get("parameters", {}), "environment": environment}
+    if "environment" in spec.get("parameters", {}):  # an upgrade deployment takes it from its name instead
+        spec["parameters"] = {**spec["parameters"], "environment": environment}
     spec["tags"] = [environment if t == TEMPLATE_ENVIRONMENT else t for t in spec.get("tags", [])]
     spec["description"] = word.sub(environment, spec.get("description", ""))
     return spec
@@ -69,7 +71,7 @@ def to_deployment(kind: str, environment: str):
 
 
 def upgrade_deployment(environment: str):
-    """The manual-upgrade deployment of one environment: `environment` fixed, `target` asked for in the UI."""
+    """The manual-upgrade deployment of one environment: the environment fixed by its name, `target` asked for."""
     return to_deployment("upgrade", environment)
 
 
@@ -82,17 +84,22 @@ def automation_name(environment: str) -> str:
     return f"stackshift: recover {environment} after a crash"
 
 
-RUN_ENVIRONMENT = {"__prefect_kind": "jinja", "template": "{{ flow_run.parameters.environment }}"}
-"""The `environment` the crashed run itself was given (its parameters), not the one its deployment is named after:
-recovery follows the run. Rendered by the Prefect server when the automation fires."""
+def run_environment(environment: str) -> dict:
+    """The `environment` the crashed run itself was given (its parameters), not the one the automation is named
+    after: recovery follows the run (a promotion's run names it). A person's `upgrade-<env>` run has no such
+    parameter (the deployment fixes it): then `environment`. Rendered by the Prefect server when the automation
+    fires."""
+    return {"__prefect_kind": "jinja",
+            "template": "{{ flow_run.parameters.environment or '" + environment + "' }}"}
 
 
-def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None:
-    """(Re)creates the automation: a run of `upgrade-<environment>` ending Crashed (its process died) or Cancelled
-    (a cancel's SIGTERM starts the rollback, but the runner kills the process 30 s later, possibly mid-rollback) →
-    run recover-<environment> for the environment **the run named** (`RUN_ENVIRONMENT`), which does nothing when no
-    journal is open. The recover run hands the work to that environment's own `recover-` deployment when it lives
-    on another host (flows/recover.py)."""
+def ensure_recovery_automation(environment: str, upgrade_ids: list, recover_id) -> None:
+    """(Re)creates the automation: a run of one of `upgrade_ids` (a person's `upgrade-<env>`, and the promotion's
+    `promotion-<host>` on its host) ending Crashed (its process died) or Cancelled (a cancel's SIGTERM starts the
+    rollback, but the runner kills the process 30 s later, possibly mid-rollback) → run recover-<environment> for
+    the environment **the run named** (`run_environment`), which does nothing when no journal is open. The recover
+    run hands the work to that environment's own `recover-` deployment when it lives on another host
+    (flows/recover.py); when several automations fire for one promotion run, the stack's lock lets one recover."""
     from prefect.automations import Automation
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
@@ -103,13 +110,13 @@ def ensure_recovery_automation(environment: str, upgrade_id, recover_id) -> None
                     f"upgraded.",
         trigger=EventTrigger(
             expect={"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"},
-            match_related={"prefect.resource.id": f"prefect.deployment.{upgrade_id}"},
+            match_related={"prefect.resource.id": [f"prefect.deployment.{i}" for i in upgrade_ids]},
             posture=Posture.Reactive, threshold=1,
         ),
         actions=[RunDeployment(source="selected", deployment_id=recover_id,
-                               parameters={"environment": RUN_ENVIRONMENT})],
+                               parameters={"environment": run_environment(environment)})],
     ))
-    ensure_silence_automation(environment, upgrade_id)
+    ensure_silence_automation(environment, upgrade_ids)
 
 
 HEARTBEATS_MISSED = 3
@@ -127,7 +134,7 @@ def silence_seconds() -> int:
     return HEARTBEATS_MISSED * (get_current_settings().flows.heartbeat_frequency or 180)
 
 
-def ensure_silence_automation(environment: str, upgrade_id) -> None:
+def ensure_silence_automation(environment: str, upgrade_ids: list) -> None:
     """Prefect's zombie detection, for this environment's upgrade runs: a run whose host or worker died sends no
     heartbeat and no final state, and would stay Running forever; after `silence_seconds()` of silence it is marked
     Crashed, which starts the crash automation's recovery (as soon as a worker of its pool is back)."""
@@ -146,7 +153,7 @@ def ensure_silence_automation(environment: str, upgrade_id) -> None:
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.*"},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-            match_related={"prefect.resource.id": f"prefect.deployment.{upgrade_id}"},
+            match_related={"prefect.resource.id": [f"prefect.deployment.{i}" for i in upgrade_ids]},
             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
             within=timedelta(seconds=window)),
         actions=[ChangeFlowRunState(state=StateType.CRASHED, message=(
@@ -171,7 +178,7 @@ def main(environments: list[str]) -> None:
     deployments = []
     for env in environments:
         up, rec = upgrade_deployment(env), recover_deployment(env)
-        ensure_recovery_automation(env, up.apply(), rec.apply())
+        ensure_recovery_automation(env, [up.apply()], rec.apply())
         deployments += [up, rec]
     serve(*deployments)
 

@@ -19,56 +19,68 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
 from core.settings import Settings
-from core.io import commands as c
 from core import hosts, promotion
 from core.errors import ApprovalRefused, NoReleaseFound
-from core.io.executor import run
+from flows import naming
 from flows.upgrade import load_environment
 from tasks import promotion as pt
 from tasks._common import artifact_key
 
+SKIPPED, REJECTED, EXPIRED = "skipped, nothing to promote", "rejected", "no decision in time"
 
-def resolve_release(release: str | None, prod_cfg: Settings) -> str:
-    """The given release, else the newest `vX.Y.Z` tag of prod's compose checkout (on this host: prod's pool)."""
+
+def resolve_release(release: str | None, staging: str) -> str:
+    """The given release, else the release staging's last verified upgrade recorded (`<staging>-digests`): never
+    a tag staging has not run."""
     if release:
         return release
-    cfg = prod_cfg
-    newest = promotion.newest_release(run(c.git_tags(cfg.stack.compose_dir)).stdout.splitlines())
-    if newest is None:
-        raise NoReleaseFound(str(cfg.stack.compose_dir))
-    return newest
+    verified = promotion.verified_release(pt.latest_rows(artifact_key(staging, pt.DIGESTS)))
+    if verified is None:
+        raise NoReleaseFound(staging)
+    return verified
 
 
-@flow(name="promote", log_prints=False)
+def on_host(kind: str, cfg: Settings, environment: str) -> str:
+    """The deployment of `kind` on the pool of the environment's host: `upgrade/promotion-<host>` (the upgrade a
+    promotion starts, with the pinned digests and the approved fingerprint) or `status/status-<host>`."""
+    host = cfg.stack.host or environment
+    return f"upgrade/promotion-{host}" if kind == "upgrade" else f"status/status-{host}"
+
+
+def _run_name() -> str:
+    return naming.promotion_name(flow_run.parameters.get("release"))
+
+
+@flow(name="promote", flow_run_name=_run_name, log_prints=False)
 def promote(release: str | None = None, staging: str = "staging", prod: str = "prod",
-            approval_timeout_minutes: float = 240, run_timeout_minutes: float = 60,
-            staging_deployment: str = "upgrade/upgrade-staging", prod_deployment: str = "upgrade/upgrade-prod",
-            staging_status_deployment: str = "status/status-staging"):
+            approval_timeout_minutes: float = 240, run_timeout_minutes: float = 60):
     """Promote a release from staging to prod: upgrade staging, plan prod, wait for a person's approval, then
     upgrade prod to exactly the images staging verified.
 
     Args:
-        release: Release tag to promote, e.g. `v2.0.0`. Empty: the newest vX.Y.Z tag of prod's compose checkout.
+        release: Release tag to promote, e.g. `v2.0.0`. Empty: the release staging's last verified upgrade ran
+            (staging is then only checked, not upgraded).
         staging: The staging environment (stack-environment block) upgraded and verified first.
         prod: The prod environment (stack-environment block) upgraded after the approval.
         approval_timeout_minutes: How long to wait for the approval; then the promotion ends, prod untouched.
         run_timeout_minutes: How long each upgrade or plan run on a host's pool may take (a host whose worker is
             down must not hang the promotion).
-        staging_deployment: Deployment that upgrades staging on staging's host (its work pool).
-        prod_deployment: Deployment that plans and upgrades prod on prod's host (its work pool).
-        staging_status_deployment: Deployment that reports what staging runs now, on staging's host.
     """
+    naming.label_run(None, promotion=True)
     log = get_run_logger()
-    prod_cfg = load_environment(prod)
+    prod_cfg, staging_cfg = load_environment(prod), load_environment(staging)
     hosts.check_host(prod_cfg.stack.host, prod)  # the promotion runs on prod's host: it reads prod's engine itself
-    p = _Promotion(resolve_release(release, prod_cfg), staging, prod, flow_run.id, run_timeout_minutes)
+    p = _Promotion(resolve_release(release, staging), staging, prod, flow_run.id, run_timeout_minutes)
+    naming.rename_run(naming.promotion_name(p.release))
 
     t0 = time.monotonic()
-    digests = _staging_verified(p, prod_cfg, staging_status_deployment, staging_deployment)
+    digests = _staging_verified(p, prod_cfg, on_host("status", staging_cfg, staging),
+                                on_host("upgrade", staging_cfg, staging))
     p.seconds["staging"] = time.monotonic() - t0
     if isinstance(digests, State):
         return digests
     t0 = time.monotonic()
+    prod_deployment = on_host("upgrade", prod_cfg, prod)
     fp, summary = _prod_plan(p, digests, prod_deployment)
     p.seconds["prod plan"] = time.monotonic() - t0
     answer = _approval(p, fp, summary, approval_timeout_minutes)
@@ -90,6 +102,13 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
             "prod_run": str(done.id), "seconds": p.seconds}
 
 
+def ended(p: _Promotion, outcome: str, message: str) -> State:
+    """A promotion that ends without upgrading prod: Completed (a custom state name would hide it from the UI's
+    default runs list, which filters by state name), its outcome in the run's name and the state's message."""
+    naming.rename_run(naming.promotion_name(p.release, outcome))
+    return Completed(message=message)
+
+
 @dataclass
 class _Promotion:
     """One promotion's names, and what it measures and notes on the way."""
@@ -106,7 +125,7 @@ class _Promotion:
 def _staging_verified(p: _Promotion, prod_cfg: Settings, status_deployment: str,
                       deployment: str) -> dict[str, str] | State:
     """1. staging: upgraded and verified, unless its last verified upgrade is this release and it still runs it.
-    Returns the digests staging verified, or a Skipped state when prod already runs them too."""
+    Returns the digests staging verified, or the ending state when prod already runs them too (skipped)."""
     staged = pt.latest_rows(artifact_key(p.staging, pt.DIGESTS))
     if staged and all(r.get("release") == p.release for r in staged):
         look = pt.run_on_pool(f"a look at what {p.staging} runs", status_deployment, {"environment": p.staging},
@@ -118,7 +137,7 @@ def _staging_verified(p: _Promotion, prod_cfg: Settings, status_deployment: str,
             if here["digests"] == digests and here["commit"] == staged[0].get("commit"):
                 note = f"Nothing to promote: {p.staging} and {p.prod} both run {p.release} with the same digests."
                 get_run_logger().info(note)
-                return Completed(name="Skipped", message=note)
+                return ended(p, SKIPPED, note)
             p.notes.append(f"{p.staging} already runs {p.release}, verified earlier and checked now "
                            f"([status run]({pt.run_url(look.id)})): not upgraded again")
             return digests
@@ -154,9 +173,12 @@ def _prod_plan(p: _Promotion, digests: dict[str, str], deployment: str) -> tuple
 
 
 def _approval(p: _Promotion, fp: str, summary: str, timeout_minutes: float) -> pt.Approval | State:
-    """3. a person's approval (the pause's form), or the Expired / Rejected state that ends the promotion."""
+    """3. a person's approval (the pause's form), or the state that ends the promotion (rejected, or no decision
+    in time)."""
     t0 = time.monotonic()
-    form = pt.Approval.with_initial_data(description=summary, fingerprint=fp)
+    # no default for the fingerprint: the UI sends only what was typed (a pre-filled value is not sent), and a
+    # required field makes the approver confirm the plan they read
+    form = pt.Approval.with_initial_data(description=summary)
     pt.announce_approval_needed(p.release, p.prod, fp)
     try:
         answer = pause_flow_run(wait_for_input=form, timeout=int(timeout_minutes * 60), poll_interval=3,
@@ -165,14 +187,14 @@ def _approval(p: _Promotion, fp: str, summary: str, timeout_minutes: float) -> p
         pt.end_expired_pause()
         p.seconds["waiting"] = time.monotonic() - t0
         pt.publish_timeline(p.release, "no decision in time", p.seconds)
-        return Completed(name="Expired", message=f"No decision within {timeout_minutes:g} min: prod was "
-                                                 f"not touched; {p.staging} stays on {p.release}.")
+        return ended(p, EXPIRED, f"No decision within {timeout_minutes:g} min: prod was not touched; {p.staging} "
+                                 f"stays on {p.release}.")
     p.seconds["waiting"] = time.monotonic() - t0
     who = f"{answer.approver}" + (f" ({answer.comment})" if answer.comment else "")
     if answer.decision == "reject":
         pt.publish_timeline(p.release, f"rejected by {who}", p.seconds)
-        return Completed(name="Rejected", message=f"Rejected by {who}: prod was not touched; {p.staging} stays on "
-                                                  f"{p.release}.")
+        return ended(p, f"{REJECTED} by {answer.approver}", f"Rejected by {who}: prod was not touched; "
+                                                               f"{p.staging} stays on {p.release}.")
     if answer.fingerprint != fp:
         raise ApprovalRefused(answer.fingerprint, fp)
     return answer

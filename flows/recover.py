@@ -8,15 +8,17 @@ from prefect import flow
 from core import hosts
 from core.cutover import faults
 from core.errors import HandedOverRecoveryFailed
-from flows import runbook
+from flows import naming, runbook
 from flows.upgrade import _run_id, load_environment
 from prefect.runtime import deployment, flow_run
+from tasks.dashboard import after_run
 from tasks.locking import environment_lock
 
 HAND_OVER_SECONDS = 3600  # the other host's recovery: a rollback's restore and health waits, with a margin
 
 
-@flow(name="recover", log_prints=False)
+@flow(name="recover", flow_run_name="recover {environment}", log_prints=False, on_completion=[after_run],
+      on_failure=[after_run])
 def recover(environment: str) -> list[dict]:
     """Finish or roll back an interrupted upgrade of one environment, whichever is safe, and say which.
 
@@ -25,6 +27,7 @@ def recover(environment: str) -> list[dict]:
             passes the one the crashed run named, whichever deployment ran it).
     """
     faults.install_from_env()  # the fault-injection tests only (a served or worker's run is a process of its own)
+    naming.label_run(environment)
     cfg = load_environment(environment)
     if deployment.id and cfg.stack.host and cfg.stack.host != hosts.this_host():
         return hand_over(environment)

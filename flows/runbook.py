@@ -90,12 +90,15 @@ def cut_over(plan: Plan, ctx: st.StepContext, after: st.Outcome) -> st.Outcome:
     """Every cutover and verify step, each its own task run. On any failure, of any kind (a step's error, a bug,
     SIGTERM, Prefect's cancellation), the stack is rolled back before the error goes on."""
     progress = Progress(ctx.facts.run.environment, len(plan.cutover) + len(plan.verify))
+    step: st.Step | None = None
     try:
         for step in plan.cutover + plan.verify:
+            progress.at(step)
             after = step_task(step)(ctx, step, after)
             progress.advance()
         return after
     except BaseException as exc:
+        progress.failed(step)
         reason = _reason(exc, ctx.journal)
         log.error("Upgrade failed: %s. Rolling back to %s.", reason, ctx.facts.current.commit[:12])
         with signals_deferred():

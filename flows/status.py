@@ -9,11 +9,12 @@ from __future__ import annotations
 from prefect import flow
 
 from core import hosts
+from flows import naming
 from flows.upgrade import load_environment
 from tasks.promotion import publish_running
 
 
-@flow(name="status", log_prints=False)
+@flow(name="status", flow_run_name="status of {environment}", log_prints=False)
 def status(environment: str) -> dict:
     """Publish what an environment runs now (`<env>-running`): the commit of its compose checkout and each running
     service's image digest. Changes nothing.
@@ -21,6 +22,7 @@ def status(environment: str) -> dict:
     Args:
         environment: Name of the `stack-environment` block to look at (on this host).
     """
+    naming.label_run(environment)
     cfg = load_environment(environment)
     hosts.check_host(cfg.stack.host, environment)
     return publish_running(cfg, environment)

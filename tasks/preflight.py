@@ -2,6 +2,7 @@
 the env diff."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from core.cutover.facts import Facts
 from core.cutover.plan import Plan, build_plan
 from tasks._common import TASK_DEFAULTS, artifact_key
 
+log = logging.getLogger("stackshift.plan")
+
 
 @task(name="plan", task_run_name="plan", **TASK_DEFAULTS)
 def plan_upgrade(cfg: Settings, environment: str, target: str, run_id: str, accept_env_conflicts: bool = False,
@@ -26,6 +29,8 @@ def plan_upgrade(cfg: Settings, environment: str, target: str, run_id: str, acce
     run_dir = Path(cfg.backup.dir) / cfg.stack.project_name / f"{stamp}-{run_id}"
     facts = pf.gather(cfg, pf.UpgradeRequest(environment, target, run_dir, run_id, accept_env_conflicts, pins))
     plan = build_plan(facts, run_id)
+    for line in report.plan_commands(plan):  # the exact commands go to the run's logs; the artifact is in words
+        log.info(line)
     create_markdown_artifact(key=artifact_key(environment, "plan"), markdown=report.plan_markdown(plan),
                              description=f"Upgrade plan {environment} → {target}")
     return plan

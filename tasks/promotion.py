@@ -27,6 +27,10 @@ APPROVAL_FACTS = "approval-facts"
 RUNNING = "running"
 
 
+FINGERPRINT_HELP = ("Paste the fingerprint the promotion summary above shows (its last section): the plan you "
+                    "reviewed. Prod is upgraded only if its plan still gives this one.")
+
+
 class Approval(RunInput):
     """The approval of a prod upgrade. Read the promotion summary, prod's plan and env diff first."""
 
@@ -35,8 +39,7 @@ class Approval(RunInput):
                     "prod and staging stay as they are.")
     approver: str = Field(min_length=1, description="Who decides (your name or e-mail); recorded with the decision.")
     comment: str = Field(default="", description="Why (optional); recorded with the decision.")
-    fingerprint: str = Field(description="The fingerprint of the plan you reviewed, as the promotion summary shows "
-                                         "it (filled in). Prod is upgraded only if its plan still gives this one.")
+    fingerprint: str = Field(description=FINGERPRINT_HELP)
 
 
 @task(name="publish-digests", task_run_name="publish-digests", **TASK_DEFAULTS)

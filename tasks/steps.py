@@ -29,21 +29,23 @@ def step_task(step: st.Step):
 
 
 class Progress:
-    """A progress artifact that moves through the cutover (0–100 %). Best effort: never fails a step, and never
-    delays one: the updates go to the server from a background thread, outside the downtime's critical path."""
+    """A progress artifact that moves through the cutover (0–100 %) and says in its description which step runs and
+    whether the service is down. Best effort: never fails a step, and never delays one: the updates go to the server
+    from a background thread, outside the downtime's critical path."""
 
     def __init__(self, environment: str, total: int):
-        self.total, self.done = max(total, 1), 0
+        self.environment, self.total, self.done = environment, max(total, 1), 0
         self.id: UUID | None = None
         self.updates: queue.SimpleQueue = queue.SimpleQueue()
         run_context = contextvars.copy_context()  # the artifact belongs to this flow run
-        threading.Thread(target=run_context.run, args=(self._send, environment), name="progress", daemon=True).start()
+        threading.Thread(target=run_context.run, args=(self._send,), name="progress", daemon=True).start()
 
-    def _send(self, environment: str) -> None:
+    def _send(self) -> None:
         try:
             # Prefect's sync-compatible functions are typed "result or coroutine"; called from sync code, a result.
-            self.id = cast(UUID, create_progress_artifact(progress=0.0, key=artifact_key(environment, "progress"),
-                                                          description=f"Cutover of {environment}"))
+            self.id = cast(UUID, create_progress_artifact(
+                progress=0.0, key=artifact_key(self.environment, "progress"),
+                description=progress_text(self.environment, 0, self.total, None)))
         except Exception:
             return
         while True:
@@ -54,8 +56,30 @@ class Progress:
                 return
             if self.id is not None and api_reachable():
                 with contextlib.suppress(Exception):
-                    update_progress_artifact(self.id, progress=value)
+                    update_progress_artifact(self.id, progress=value[0], description=value[1])
+
+    def at(self, step: st.Step) -> None:
+        """`step` starts now."""
+        self.updates.put((round(100.0 * self.done / self.total, 1),
+                          progress_text(self.environment, self.done, self.total, step)))
 
     def advance(self) -> None:
         self.done += 1
-        self.updates.put(round(100.0 * self.done / self.total, 1))
+        if self.done >= self.total:
+            self.updates.put((100.0, progress_text(self.environment, self.done, self.total, None)))
+
+    def failed(self, step: st.Step | None) -> None:
+        what = f"failed at “{step.title}”" if step else "failed"
+        self.updates.put((round(100.0 * self.done / self.total, 1),
+                          f"{self.environment}: the upgrade {what}; rolling back, the service is down until the "
+                          f"previous version is back (see the timeline)."))
+
+
+def progress_text(environment: str, done: int, total: int, step: st.Step | None) -> str:
+    """What the progress artifact says: the step running and whether the service is down."""
+    if step is None:
+        return (f"{environment}: all {total} steps done; the service is up and verified." if done >= total else
+                f"{environment}: the cutover starts; the service is still up.")
+    down = step.phase == st.Phase.CUTOVER
+    state = "the service is DOWN (writers stopped)" if down else "the service is up"
+    return f"{environment}: step {done + 1} of {total}, {step.title}; {state}."

@@ -44,6 +44,8 @@ from core.errors.promotion import (
     ChildRunTimedOut,
     HandedOverRecoveryFailed,
     NoReleaseFound,
+    NotADeployedEnvironment,
+    NotARelease,
     PinnedImageMismatch,
     PlanChangedSinceApproval,
     PromotionStopped,
@@ -158,4 +160,6 @@ __all__ = [
     "PasswordMissing",
     "NotConfirmed",
     "PrefectUnreachable",
+    "NotADeployedEnvironment",
+    "NotARelease",
 ]

@@ -66,6 +66,32 @@ class ChildRunTimedOut(UpgradeError):
                          f"changed.")
 
 class NoReleaseFound(PreflightError):
-    def __init__(self, compose_dir: str):
-        super().__init__(f"No release tag (vX.Y.Z) in {compose_dir}. Run `git -C {compose_dir} fetch --tags`, or "
-                         f"give the release explicitly.")
+    """A promotion without a release, and staging has verified none (no upgrade of staging recorded its digests)."""
+
+    def __init__(self, staging: str):
+        super().__init__(f"{staging!r} has no verified release to promote (no upgrade of it has completed and "
+                         f"recorded its digests). Give the release to promote (e.g. `v2.0.0`), or upgrade {staging} "
+                         f"first; nothing was changed.")
+
+
+class NotARelease(PreflightError):
+    """A form's target that is no tag of the stack's compose checkout."""
+
+    SHOWN = 15  # the newest tags named in the message
+
+    def __init__(self, target: str, releases: list[str], compose_dir: str):
+        more = " …" if len(releases) > self.SHOWN else ""
+        shown = ", ".join(releases[:self.SHOWN]) + more if releases else "none"
+        super().__init__(f"{target!r} is not a release tag of {compose_dir}. Release tags, newest first: {shown}. "
+                         f"Start the run again with one of them (`git -C {compose_dir} fetch --tags` if yours is "
+                         f"missing); nothing was changed.")
+
+
+class NotADeployedEnvironment(PreflightError):
+    """`upgrade_release` started outside a deployment named `upgrade-<environment>` (it takes its environment from
+    that name)."""
+
+    def __init__(self, deployment: str):
+        super().__init__(f"This flow takes its environment from its deployment's name, `upgrade-<environment>`, but "
+                         f"it runs in deployment {deployment!r}. Use the `upgrade` flow (the CLI's) to name the "
+                         f"environment; nothing was changed.")

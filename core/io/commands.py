@@ -214,6 +214,10 @@ def git_tags(repo: Path) -> list[str]:
     return ["git", "-C", str(repo), "tag", "--list"]
 
 
+def git_tags_at(repo: Path, commit: str) -> list[str]:
+    return ["git", "-C", str(repo), "tag", "--list", "--points-at", commit]
+
+
 def docker_login(registry: str, username: str) -> list[str]:
     """The password goes to stdin (`--password-stdin`), never argv."""
     return ["docker", "login", "--username", username, "--password-stdin", registry]

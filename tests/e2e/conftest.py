@@ -12,6 +12,7 @@ import pytest
 
 from lab import stack
 from lab.paths import DEMO_REPO
+from tests.e2e import server
 
 
 def _reachable(url: str) -> bool:
@@ -39,6 +40,18 @@ def lab_ready():
         pytest.fail("The lab is not up (" + ", ".join(problems) + "): run lab/setup", pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def server_left_clean(lab_ready):
+    """After the session: nothing this session made is left on the Prefect server (deployments, automations,
+    blocks, variables, concurrency limits named after its stacks). Leftovers are removed, and the session fails."""
+    yield
+    left = server.found(server.SESSION)
+    if left:
+        server.remove(*server.SESSION)
+        pytest.fail("The tests left on the Prefect server: " + ", ".join(f"{k} {n!r}" for k, n, _ in left),
+                    pytrace=False)
+
+
 @contextmanager
 def _deployments(tmp_path_factory):
     """A factory of demo-stack deployments (each with a saved stack-environment block of the same name); on exit
@@ -49,6 +62,7 @@ def _deployments(tmp_path_factory):
     def create(release: str = "v1.0.0", rows: int = 200_000, docker_host: str | None = None) -> stack.Deployment:
         """The stack only (no Prefect call: safe in a thread)."""
         name = "e2e-" + secrets.token_hex(4)
+        server.SESSION.add(name)
         root = tmp_path_factory.mktemp(name)
         dep = stack.create(root, name, release, rows, docker_host=docker_host)
         made.append((dep, root))
@@ -80,7 +94,7 @@ def _deployments(tmp_path_factory):
         for dep, root in made:
             dep.down()
             shutil.rmtree(root, ignore_errors=True)
-            _delete_block(dep.name)
+            server.remove(dep.name)  # its blocks, concurrency limit, served deployments, automation
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from flows.upgrade import upgrade
 from lab.mlflow import build
 from lab.mlflow import stack as mlstack
 from lab.mlflow.releases import HEADS
-from tests.e2e.conftest import _delete_block
+from tests.e2e import server
 from tests.e2e.helpers import artifacts
 
 # One worker runs the module (lab/test runs tests in parallel): one seeded stack, the failed upgrade first.
@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("mlflow")]
 def seeded(tmp_path_factory):
     build.ensure()  # waits for the test command's background build, or builds (idempotent)
     name = "e2e-mlflow-" + secrets.token_hex(3)
+    server.SESSION.add(name)
     root = tmp_path_factory.mktemp(name)
     dep = mlstack.create(root, name, "3.6.0", experiments=2, runs=3, metric_rows=1200)
     # the forecast's probe is not what these tests are about (the migration tests cover it); FILE_COPY like the
@@ -42,7 +43,7 @@ def seeded(tmp_path_factory):
     finally:
         dep.down()
         shutil.rmtree(root, ignore_errors=True)
-        _delete_block(name)
+        server.remove(name)  # its block and concurrency limit
 
 
 def _revision(dep) -> list[str]:

@@ -105,7 +105,7 @@ def children(flow_run_id) -> list:
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
 
 
-def start(staging, prod, release: str, **extra):
+def start(staging, prod, release: str | None, **extra):
     return run_deployment(PROMOTE, parameters={"release": release, "staging": staging.name, "prod": prod.name,
                                                "approval_timeout_minutes": 15, "run_timeout_minutes": 8, **extra},
                           timeout=0, as_subflow=False)
@@ -175,11 +175,11 @@ class UI:
                     raise
 
     def custom_run(self, deployment: str, fields: dict[str, str], tick: list[str] = ()) -> str:
+        """A run from the deployment's Custom run form (a deployment of the test's own: its one run is this one)."""
         with get_client(sync_client=True) as client:
             dep = client.read_deployment_by_name(deployment)
         self.open(f"{UI_URL}/deployments/deployment/{dep.id}/run",
                   lambda: self.page.get_by_role("button", name="Submit"))
-        name = self.page.get_by_label("Run Name", exact=True).input_value()
         for label, value in fields.items():
             box = self.page.get_by_label(label, exact=True)
             box.fill(value)
@@ -195,25 +195,53 @@ class UI:
             self.page.wait_for_url(runs_tab, timeout=30_000)
         except PlaywrightTimeout:
             # Seen once in a full CI run with the Prefect server busy: the click made no run at all. Keep what the
-            # page showed, and press Submit again only if no run of that name exists (never two runs).
+            # page showed, and press Submit again only if no run exists (never two runs).
             self.shot("after-submit-no-navigation")
-            if not self._runs_named(name, dep.id):
+            if not self._runs_of(dep.id):
                 print(f"\n[browser] Submit made no run in 30 s ({self.page.url}); pressing it again")
                 submit.click()
             self.page.wait_for_url(runs_tab, timeout=60_000)
-        [run] = self._runs_named(name, dep.id)
-        assert run.parameters["environment"] == fields["environment"]
+        [run] = self._runs_of(dep.id)
         return run.id
 
     @staticmethod
-    def _runs_named(name: str, deployment_id) -> list:
-        """The deployment's runs of that name (the UI's random names repeat across a server's history)."""
-        from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
-                                                    FlowRunFilterName)
+    def _runs_of(deployment_id) -> list:
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
         with get_client(sync_client=True) as client:
-            return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
-                                         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+            return client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+    def form_fields(self, deployment: str) -> dict[str, bool | None]:
+        """The labels of a deployment's Custom run form (a field's name, `(Optional)` cut off) → for a switch, on
+        or off (None for other fields). Nothing is submitted."""
+        with get_client(sync_client=True) as client:
+            dep = client.read_deployment_by_name(deployment)
+        self.open(f"{UI_URL}/deployments/deployment/{dep.id}/run",
+                  lambda: self.page.get_by_role("button", name="Submit"))
+        self.page.get_by_label("target", exact=True).wait_for()
+        self.shot(f"form-{deployment.replace('/', '-')}")
+        out: dict[str, bool | None] = {}
+        for label in self.page.locator("label").all():
+            text, target = label.inner_text().strip(), label.get_attribute("for")
+            if not text or not target:
+                continue
+            box = self.page.locator(f"[id='{target}']")
+            state = box.get_attribute("aria-checked") or box.get_attribute("data-state") if box.count() else None
+            out[text.removesuffix("(Optional)").strip()] = None if state is None else state in ("true", "checked")
+        return out
+
+    def see_runs_listed(self, deployment: str, runs: dict[str, str]) -> None:
+        """The deployment's page (its Runs tab, the UI's default filter) lists these runs (id → name)."""
+        with get_client(sync_client=True) as client:
+            dep = client.read_deployment_by_name(deployment)
+        self.open(f"{UI_URL}/deployments/deployment/{dep.id}", lambda: self.page.get_by_text(next(iter(runs.values()))))
+        for run_id, name in runs.items():
+            links = self.page.locator(f"a[href*='{run_id}']")
+            links.first.wait_for(timeout=30_000)
+            texts = [link.inner_text() for link in links.all()]
+            assert any(name in text for text in texts), (name, texts)
+        self.shot(f"runs-of-{deployment.replace('/', '-')}")
 
     def see_completed(self, flow_run_id, name: str) -> None:
         self.open(f"{UI_URL}/runs/flow-run/{flow_run_id}", lambda: self.page.get_by_text("Completed", exact=True))
@@ -301,6 +329,26 @@ def stacks(make_module_deployment):
 
 
 @pytest.fixture(scope="module")
+def form_deployment(stacks):
+    """`upgrade-<staging>` on staging's pool, as prefect.yaml deploys a person's upgrade form (the environment in
+    its name, not in the form); deleted afterwards."""
+    from prefect import flow as prefect_flow
+
+    from deployments.serve import deployment_spec
+    from tests.conftest import ROOT
+
+    spec = deployment_spec("upgrade", stacks.staging.name)
+    name = f"upgrade/{spec['name']}"
+    source = prefect_flow.from_source(source=str(ROOT), entrypoint=spec["entrypoint"])
+    source.deploy(name=spec["name"], work_pool_name="stackshift-staging", parameters=spec["parameters"],
+                  description=spec["description"], tags=spec["tags"], build=False, push=False,
+                  print_next_steps=False, ignore_warnings=True)
+    yield name
+    with get_client(sync_client=True) as client:
+        client.delete_deployment(client.read_deployment_by_name(name).id)
+
+
+@pytest.fixture(scope="module")
 def scheduled(stacks, receiver):
     """The promotion of v2.0.0 from staging to `prod`, started by a schedule of the deployment set to fire in 15 s
     (removed once the run has started). Waits until it has started, not for its pause."""
@@ -345,7 +393,9 @@ def rejection_path(staging, prod):
         "staging's status only looked at (it still runs what it verified), prod only planned"
     decide(run.id, "reject", comment="not today")
     run = final(run.id)
-    assert run.state.is_completed() and run.state.name == "Rejected", run.state
+    # a standard state name (the UI's default runs filter lists states by name); the outcome is in the run's name
+    assert run.state.is_completed() and run.state.name == "Completed", run.state
+    assert run.name == "promote v2.0.0: rejected by e2e" and run.state.message.startswith("Rejected by e2e"), run
     assert prod_state(prod) == before
     assert staging.api_health()["version"] == "2.0.0", "staging stays where it is"
     return run
@@ -381,6 +431,9 @@ def failing_prod_path(staging, prod):
         run = final(run.id)
         assert run.state.is_failed() and prod.name in run.state.message, run.state
         assert prod_state(prod) == before, "prod is back on v1, data identical"
+        [upgrade_run] = [c for c in children(run.id) if "pinned_images" in c.parameters
+                         and not c.parameters.get("dry_run")]
+        assert upgrade_run.name == f"{prod.name} → v2.0.0 (rolled back)", upgrade_run.name
         return run
     finally:
         with prod.connect() as conn:
@@ -459,15 +512,23 @@ def for_browser(tracks):
     return tracks.for_browser.result(TRACK_SECONDS)
 
 
-def test_in_the_browser_a_form_run_then_the_summary_env_diff_and_approval(stacks, for_browser, browser, shots):
-    """The browser: a custom run of upgrade-staging from its form; a promotion's summary and prod env diff; the
-    approval in the resume dialog (which carries the summary's fingerprint: another would fail the run); the run
-    Completed."""
+def test_in_the_browser_a_form_run_then_the_summary_env_diff_and_approval(stacks, for_browser, form_deployment,
+                                                                         browser, shots):
+    """The browser: upgrade-prod's form has no environment and no internal field and plans by default; a dry run of
+    staging from its own deployment's form, listed as `<env> → v2.0.0 (plan)`; a promotion's summary and prod env
+    diff; the approval in the resume dialog (which carries the summary's fingerprint: another would fail the run);
+    the run Completed."""
     staging, prod2 = stacks.staging, stacks.prod2
     ui = UI(browser, shots)
-    form_run = ui.custom_run("upgrade/upgrade-staging", {"environment": staging.name, "target": "v2.0.0"},
-                             tick=["dry_run (Optional)"])
-    assert final(form_run).state.is_completed()
+    fields = ui.form_fields("upgrade/upgrade-prod")
+    assert "target" in fields and fields.get("dry_run") is True, fields
+    assert not {"environment", "pinned_images", "approved_fingerprint"} & set(fields), fields
+
+    form_run = ui.custom_run(form_deployment, {"target": "v2.0.0"}, tick=["dry_run (Optional)"])
+    run = final(form_run)
+    assert run.state.is_completed() and run.name == f"{staging.name} → v2.0.0 (plan)", (run.name, run.state)
+    assert {staging.name, "dry-run", "ui"} <= set(run.tags), run.tags
+    ui.see_runs_listed(form_deployment, {str(form_run): f"{staging.name} → v2.0.0 (plan)"})
     ui.see_completed(form_run, "form-run")
 
     run = paused(for_browser, 400)
@@ -478,7 +539,8 @@ def test_in_the_browser_a_form_run_then_the_summary_env_diff_and_approval(stacks
                     for k, a in run_artifacts(c.id).items() if k == f"{prod2.name}-env-diff")
     ui.artifact(env_diff.id, "LOG_LEVEL", "prod-env-diff")
     t0 = time.monotonic()
-    ui.resume(run.id, {"Approver": "e2e browser", "Comment (Optional)": "looks right"}, decision="approve")
+    ui.resume(run.id, {"Approver": "e2e browser", "Comment (Optional)": "looks right",
+                       "Fingerprint": summary_fingerprint(run.id)}, decision="approve")  # required: pasted
     run = final(run.id)
     assert run.state.is_completed() and run.state.name == "Completed", run.state
     ui.see_completed(run.id, "promotion")
@@ -503,6 +565,13 @@ def test_scheduled_promotion_puts_prod_on_stagings_digests_with_every_artifact(s
     assert {"promotion-summary", "promotion-timeline"} <= set(run_artifacts(run.id))
     kids = children(run.id)
     assert len(kids) == 3, [c.parameters for c in kids]  # staging's upgrade, prod's plan, prod's upgrade
+    assert run.name == "promote v2.0.0" and {"promotion", "schedule"} <= set(run.tags), (run.name, run.tags)
+    assert sorted(c.name for c in kids) == sorted([f"{staging.name} → v2.0.0", f"{prod.name} → v2.0.0 (plan)",
+                                                   f"{prod.name} → v2.0.0"]), "a plan reads apart from an upgrade"
+    for child in kids:
+        env = child.parameters["environment"]
+        assert {env, "promotion"} <= set(child.tags) and ("dry-run" in child.tags) == bool(
+            child.parameters.get("dry_run")), child.tags
     for child in kids:
         keys = set(run_artifacts(child.id))
         env = child.parameters["environment"]
@@ -546,3 +615,38 @@ def test_status_shows_staging_and_prod_after_the_promotion(stacks, scheduled):
                           capture_output=True, text=True, check=False, timeout=300).stdout
     for dep in (staging, prod):
         assert f"{dep.name}: v2.0.0 (commit {stack_head(dep)[:12]}, database at {HEADS['2.0.0']})" in text, text
+
+
+def test_a_skipped_and_a_rejected_promotion_show_in_the_deployments_runs_and_the_dashboard_lists_prod(
+        stacks, scheduled, tracks, browser, shots):
+    """With staging and `prod` both on v2.0.0, a promotion without a release (staging's verified one) has nothing
+    to do. It and the rejected one are in the promote deployment's runs list under the UI's default filter (a
+    custom state name would hide them); the dashboard artifact shows `prod` on v2.0.0 with its last run."""
+    staging, prod = stacks.staging, stacks.prod
+    with ThreadPoolExecutor(1) as outside_the_browsers_loop:  # Prefect's sync calls return coroutines inside it
+        skipped = final(outside_the_browsers_loop.submit(start, staging, prod, None).result().id)
+    assert skipped.state.is_completed() and skipped.name == "promote v2.0.0: skipped, nothing to promote", (
+        skipped.name, skipped.state)
+    assert "Nothing to promote" in skipped.state.message
+    rejected = tracks.rejection.result(TRACK_SECONDS)
+    ui = UI(browser, shots)
+    ui.see_runs_listed(PROMOTE, {str(skipped.id): skipped.name, str(rejected.id): rejected.name})
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from tasks.dashboard import DASHBOARD
+
+    def board() -> str:
+        with get_client(sync_client=True) as client:
+            [latest] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[DASHBOARD])),
+                                             sort=ArtifactSort.CREATED_DESC, limit=1)
+        return str(latest.data)
+
+    row = f"| **{prod.name}** | v2.0.0 |"
+    deadline = time.monotonic() + 60
+    while row not in (text := board()) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert row in text and f"{prod.name} → v2.0.0" in text, text
+    ui.open(f"{UI_URL}/artifacts/key/{DASHBOARD}", lambda: ui.page.get_by_text(prod.name))
+    ui.shot("dashboard")

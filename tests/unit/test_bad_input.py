@@ -447,7 +447,7 @@ def test_the_upgrade_flow_ends_at_once_when_already_at_the_target_unless_forced(
     result = flow_module.already_at(at_target(), [])
     assert result["already_at"] == "v2" and result["changed"] is False
     # decided right after pre-flight: before the migration analysis, the backup and any stop
-    source = inspect.getsource(flow_module.upgrade.fn)
+    source = inspect.getsource(flow_module.run_upgrade) + inspect.getsource(flow_module._apply)
     assert source.index("plan_upgrade(") < source.index("differences()") < source.index("analyze_migrations(") \
         < source.index("open_run(")
 

@@ -12,7 +12,9 @@ from blocks.stack_environment import StackEnvironment
 
 def test_block_metadata_and_field_descriptions():
     assert StackEnvironment._block_type_slug == "stack-environment"
-    assert StackEnvironment.get_description() and StackEnvironment._documentation_url
+    assert StackEnvironment.get_description()
+    assert StackEnvironment._logo_url is None and StackEnvironment._documentation_url is None, \
+        "nothing in the UI that needs the internet or points nowhere"
     assert ".load(" in StackEnvironment.get_code_example()
     for name, field in StackEnvironment.model_fields.items():
         assert field.description and field.description.endswith("."), name

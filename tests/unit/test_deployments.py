@@ -4,11 +4,20 @@ from deployments.serve import automation_name, recover_deployment, upgrade_deplo
 def test_one_deployment_per_environment_asking_only_for_the_target_with_no_cancelling_lease():
     dep = upgrade_deployment("prod")
     assert dep.name == "upgrade-prod"
-    assert dep.parameters == {"environment": "prod", "dry_run": False}
+    assert dep.parameters == {"dry_run": True}, "a person's prod run is a plan unless they untick dry_run"
     assert dep.concurrency_limit is None, "a deployment limit's lost lease would cancel a running cutover"
     schema = dep._parameter_openapi_schema.model_dump()
-    assert schema["required"] == ["environment", "target"]
+    assert schema["required"] == ["target"]
     assert "release" in schema["properties"]["target"]["description"], "the UI form explains the field"
+
+
+def test_a_persons_upgrade_form_has_no_environment_and_no_internal_field():
+    """The environment is the deployment's (its name); the promotion's pinned digests and approved fingerprint go
+    through the internal `promotion-<host>` deployments only."""
+    for env in ("prod", "staging", "qa"):
+        props = upgrade_deployment(env)._parameter_openapi_schema.model_dump()["properties"]
+        assert set(props) == {"target", "dry_run", "accept_migration_risk", "accept_env_conflicts", "force"}, env
+    assert upgrade_deployment("staging").parameters == {"dry_run": False}
 
 
 def test_the_migration_risk_and_env_conflict_overrides_are_explained_unticked_checkboxes():
@@ -40,7 +49,7 @@ def test_an_environment_prefect_yaml_does_not_name_is_served_from_stagings_entri
     from deployments.serve import deployment_spec
 
     spec = deployment_spec("upgrade", "qa")
-    assert spec["name"] == "upgrade-qa" and spec["parameters"] == {"environment": "qa", "dry_run": False}
+    assert spec["name"] == "upgrade-qa" and spec["parameters"] == {"dry_run": False}
     assert "qa" in spec["tags"] and "staging" not in spec["tags"] and "staging" not in spec["description"]
     rec = recover_deployment("qa")
     assert rec.parameters == {"environment": "qa"} and automation_name("qa") in rec.description
@@ -65,11 +74,15 @@ def test_the_crash_automation_recovers_the_environment_the_crashed_run_named():
     RunDeployment action does): a run of upgrade-staging given environment=qa is recovered for qa."""
     from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
 
-    from deployments.serve import RUN_ENVIRONMENT
+    from deployments.serve import run_environment
 
-    crashed = {"flow_run": {"parameters": {"environment": "qa", "target": "v2.0.0"}}}
-    rendered = hydrate({"environment": RUN_ENVIRONMENT}, HydrationContext(render_jinja=True, jinja_context=crashed))
-    assert rendered == {"environment": "qa"}
+    def rendered(parameters: dict) -> dict:
+        context = HydrationContext(render_jinja=True, jinja_context={"flow_run": {"parameters": parameters}})
+        return hydrate({"environment": run_environment("staging")}, context)
+
+    assert rendered({"environment": "qa", "target": "v2.0.0"}) == {"environment": "qa"}
+    # a person's upgrade-staging run has no environment parameter (the deployment fixes it): staging
+    assert rendered({"target": "v2.0.0"}) == {"environment": "staging"}
 
 
 def test_an_upgrade_run_is_taken_for_dead_after_three_missed_heartbeats():

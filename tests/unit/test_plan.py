@@ -6,7 +6,7 @@ from core.cutover import steps as st
 from core.cutover.facts import Facts
 from tests.unit._settings import settings
 from core.cutover.plan import build_plan
-from core.report import plan_markdown
+from core.report import plan_commands, plan_markdown
 
 
 def flat_facts(**over) -> dict:
@@ -59,8 +59,9 @@ def test_cutover_order_stops_writers_first_and_migrates_once_before_starting():
 def test_task_names_are_the_ones_the_product_promises():
     plan = build_plan(facts(), "run1")
     names = [s.task_name for s in plan.cutover + plan.verify]
-    assert names == ["stop-and-check-out", "rollback-point", "install-env", "stop-retired", "compose-up",
-                     "migrate", "compose-up", "remove-retired", "verify-health"]
+    assert names == ["stop-and-check-out", "rollback-point", "install-env", "stop-retired", "compose-up db_postgres",
+                     "migrate", "compose-up every service", "remove-retired", "verify-health"], \
+        "the two compose-up task runs are named by what they start"
     assert all(s.task_name == "rollback-" + s.id for s in plan.rollback)
 
 
@@ -94,11 +95,13 @@ def test_rollback_restores_files_digests_and_database_then_verifies_and_cleans_u
 
 
 def test_the_plan_renders_the_sql_of_the_rollback_point_and_of_the_restore():
-    md = plan_markdown(build_plan(facts(), "run1"))
-    assert 'CREATE DATABASE "app__ss_rb_run1" TEMPLATE "app" STRATEGY FILE_COPY' in md
-    assert 'ALTER DATABASE "app__ss_rb_run1" RENAME TO "app"' in md
-    assert 'ALTER DATABASE "app" RENAME TO "app__ss_failed_run1"' in md
-    assert "`compose-up`" in md and "`migrate`" in md and "`rollback-restore-db`" in md
+    plan = build_plan(facts(), "run1")
+    logged, md = "\n".join(plan_commands(plan)), plan_markdown(plan)
+    assert 'CREATE DATABASE "app__ss_rb_run1" TEMPLATE "app" STRATEGY FILE_COPY' in logged
+    assert 'ALTER DATABASE "app__ss_rb_run1" RENAME TO "app"' in logged
+    assert 'ALTER DATABASE "app" RENAME TO "app__ss_failed_run1"' in logged
+    assert "`compose-up db_postgres`" in md and "`migrate`" in md and "`rollback-restore-db`" in md
+    assert "CREATE DATABASE" not in md and "docker compose" not in md, "the artifact is in words; commands: logs"
 
 
 def test_no_service_rename_means_no_removal_step():
@@ -111,7 +114,8 @@ def test_plan_is_pure_and_carries_no_secret():
     assert a.to_dict() == b.to_dict()
     assert all("PGPASSWORD" not in dict(getattr(s, "env", ())) for steps in a.lists().values() for s in steps), \
         "the password is added at the last call, never planned"
-    assert "pg_dump --host 127.0.0.1" in plan_markdown(a) and "(env: PGPASSWORD)" in plan_markdown(a)
+    logged = "\n".join(plan_commands(a))
+    assert "pg_dump --host 127.0.0.1" in logged and "(env: PGPASSWORD)" in logged
     text = json.dumps(facts(run_id="run1").to_dict())
     assert "pw-unit" not in text and '"password": "**********"' in text, "plan.json holds the settings, never a secret"
 

@@ -39,11 +39,10 @@ def test_this_host_is_the_workers_name_else_the_hostname(monkeypatch):
     assert hosts.this_host() == socket.gethostname()
 
 
-def test_newest_release_is_the_highest_version_not_a_prerelease_nor_the_last_in_text_order():
+def test_releases_are_ordered_by_version_not_text_and_a_prerelease_is_none():
     tags = ["v1.0.0", "v10.0.0", "v2.0.0", "v3.0.0-unhealthy", "v9.9.9-rc1", "latest", "v2.10.1", "v2.9.9"]
-    assert promotion.newest_release(tags) == "v10.0.0"
-    assert promotion.newest_release(["v1.0.0", "v2.0.0", "v3.0.0-unhealthy"]) == "v2.0.0"
-    assert promotion.newest_release(["main", "nightly"]) is None
+    assert promotion.releases_newest_first(tags) == ["v10.0.0", "v2.10.1", "v2.9.9", "v2.0.0", "v1.0.0"]
+    assert promotion.releases_newest_first(["main", "nightly"]) == []
 
 
 def test_pins_keep_the_tag_and_take_the_digest_and_refuse_what_does_not_fit():
@@ -130,17 +129,18 @@ def test_prefect_yaml_deploys_each_environment_on_its_hosts_pool_and_schedules_t
     from flows.promote import promote
     from flows.recover import recover
     from flows.status import status
-    from flows.upgrade import upgrade
+    from flows.upgrade import upgrade, upgrade_release
 
     spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())
     by_name = {d["name"]: d for d in spec["deployments"]}
-    assert set(by_name) == {"upgrade-staging", "recover-staging", "status-staging", "upgrade-prod", "recover-prod",
-                            "status-prod", "promote-staging-to-prod"}
-    flows = {"flows/upgrade.py:upgrade": upgrade, "flows/recover.py:recover": recover,
-             "flows/promote.py:promote": promote, "flows/status.py:status": status}
+    assert set(by_name) == {"upgrade-staging", "recover-staging", "status-staging", "promotion-staging",
+                            "upgrade-prod", "recover-prod", "status-prod", "promotion-prod", "promote-staging-to-prod"}
+    flows = {"flows/upgrade.py:upgrade": upgrade, "flows/upgrade.py:upgrade_release": upgrade_release,
+             "flows/recover.py:recover": recover, "flows/promote.py:promote": promote,
+             "flows/status.py:status": status}
     for name, d in by_name.items():
         params = inspect.signature(flows[d["entrypoint"]].fn).parameters
-        assert set(d["parameters"]) <= set(params), name
+        assert set(d.get("parameters") or {}) <= set(params), name
         env = name.rsplit("-", 1)[1]
         assert d["work_pool"]["name"] == f"stackshift-{env}", name
     promo = by_name["promote-staging-to-prod"]

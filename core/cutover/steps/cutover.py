@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from core import files
-from core.cutover.steps.base import CommandStep, CreateAhead, Step, StepContext, start_created_ahead
+from core.cutover.steps.base import CommandStep, CreateAhead, Phase, Step, StepContext, start_created_ahead
 from core.env import envfile
 from core.errors import (CheckoutFailed, EnvWriteFailed, HealthCheckFailed, MigrationFailed, ServiceRemovalFailed,
                          StopFailed)
@@ -89,6 +89,14 @@ class StartServices(CommandStep):
     def waits_for(self) -> str:
         return f"health of {', '.join(self.wait_for)}"
 
+    @property
+    def task_name(self) -> str:
+        """`compose-up every service`; the database's start `compose-up db` (the UI tells the two apart)."""
+        return super().task_name if self.phase == Phase.ROLLBACK else f"{self.task} {self.starts()}"
+
+    def starts(self) -> str:
+        return "every service"
+
 
 @dataclass(frozen=True)
 class StartDatabase(StartServices):
@@ -97,6 +105,9 @@ class StartDatabase(StartServices):
 
     def wait(self, ctx: StepContext) -> str:
         return ctx.io.wait_for_database(every=0.05)
+
+    def starts(self) -> str:
+        return ", ".join(self.wait_for) or "the database"
 
     def waits_for(self) -> str:
         return "a connection to the database"
