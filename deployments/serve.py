@@ -14,7 +14,10 @@ the stack's own lock (a kernel file lock on the host, shown in the UI as the glo
 `stackshift-<environment>`), not by a deployment concurrency limit: that one's lease, if lost (a Prefect server
 restart), cancels the running flow, which must never happen mid-cutover.
 
-Run: `PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m deployments.serve staging prod`
+It also serves the host's internal upgrade deployment, `promotion-<host>` (`--host NAME`, default `local`), whose
+runs name their environment (what a promotion starts); every served environment's crash automation watches it too.
+
+Run: `PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m deployments.serve [--host NAME] staging prod`
 """
 from __future__ import annotations
 
@@ -172,16 +175,31 @@ def replace_automation(automation) -> None:
     automation.create()
 
 
-def main(environments: list[str]) -> None:
+SERVED_HOST = "local"  # this process is the one "host" of what it serves (`--host NAME` to name it)
+
+
+def promotion_deployment(host: str = SERVED_HOST):
+    """The internal upgrade deployment of a host, `promotion-<host>` (prefect.yaml's `promotion-staging` entry with
+    the host's name): the CLI's `upgrade` flow, whose runs name their environment; a promotion starts it."""
+    return to_deployment("promotion", host)
+
+
+def main(environments: list[str], host: str = SERVED_HOST) -> None:
     from prefect import serve
 
-    deployments = []
+    internal = promotion_deployment(host)
+    internal_id = internal.apply()
+    deployments = [internal]
     for env in environments:
         up, rec = upgrade_deployment(env), recover_deployment(env)
-        ensure_recovery_automation(env, [up.apply()], rec.apply())
+        ensure_recovery_automation(env, [up.apply(), internal_id], rec.apply())
         deployments += [up, rec]
     serve(*deployments)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["staging", "prod"])
+    args = sys.argv[1:]
+    served_host = SERVED_HOST
+    if args[:1] == ["--host"]:
+        served_host, args = args[1], args[2:]
+    main(args or ["staging", "prod"], served_host)

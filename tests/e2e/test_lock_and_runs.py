@@ -97,7 +97,9 @@ def start_serving(name: str, fault: str = "", marker: Path | None = None, others
     env = os.environ | {"PYTHONPATH": str(ROOT), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
                         "STACKSHIFT_INJECT_FAULT": fault, "STACKSHIFT_INJECT_FAULT_MARKER": str(marker or "")} | \
         (env or {})
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "deployments.serve", name, *others],
+    # its own host name: each serving process has its own internal `promotion-<host>` deployment
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "deployments.serve", "--host",
+                             f"local-{name}", name, *others],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     with get_client(sync_client=True) as client:
@@ -113,11 +115,21 @@ def start_serving(name: str, fault: str = "", marker: Path | None = None, others
 
 @pytest.fixture
 def served():
-    procs = []
-    yield lambda *a, **kw: procs.append(start_serving(*a, **kw))
+    """Serving processes; on exit stopped, and what they registered (deployments, automations) removed from the
+    server, environments that are no stack of the tests' own (`others`) included."""
+    from tests.e2e import server
+
+    procs, names = [], set()
+
+    def serve(name: str, *args, **kwargs):
+        names.update((name, *kwargs.get("others", ())))
+        procs.append(start_serving(name, *args, **kwargs))
+
+    yield serve
     for proc in procs:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+    server.remove(*names)
 
 
 def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, served, tmp_path):
@@ -159,9 +171,9 @@ def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, ser
 
 def test_a_crashed_run_is_recovered_by_the_automation_for_the_environment_it_named(make_deployment, served,
                                                                                     tmp_path):
-    """A run of another environment's deployment, `upgrade-<other>`, given `environment=<this one>` (the form lets
-    anyone do it; the promotion passes it so), is killed mid-migration: the automation of the deployment that ran it
-    recovers the environment the run named, not the deployment's."""
+    """A run of the host's internal upgrade deployment, `promotion-<host>` (the one a promotion starts; its runs name
+    their environment), given `environment=<this one>`, is killed mid-migration: `<other>`'s automation, watching
+    that deployment, recovers the environment the run named, not its own."""
     from prefect.deployments import run_deployment
 
     # the forecast's probe (CPU-heavy, ~5-15 s a run) is the migration tests' subject, not this one's
@@ -171,8 +183,8 @@ def test_a_crashed_run_is_recovered_by_the_automation_for_the_environment_it_nam
     v1_commit = subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "HEAD"], check=False,
                                capture_output=True, text=True).stdout.strip()
     marker = tmp_path / "marker"
-    served(dep.name, "cutover:migrate:hold-after", marker, others=(other,))
-    run = run_deployment(f"upgrade/upgrade-{other}", parameters={"target": "v2.0.0", "environment": dep.name},
+    served(other, "cutover:migrate:hold-after", marker)  # only <other>'s automation watches promotion-local-<other>
+    run = run_deployment(f"upgrade/promotion-local-{other}", parameters={"target": "v2.0.0", "environment": dep.name},
                          timeout=0)
     wait_for_marker(marker, "cutover:migrate:hold-after", None, timeout=300)
     t0 = time.monotonic()
