@@ -43,7 +43,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         for flag, only, says in SWITCHES:
             if only in (None, name):
                 p.add_argument(flag, action="store_true", help=says)
-        p.add_argument("--deployment", metavar="FLOW/NAME", help="with --via-deployment: another deployment")
+        p.add_argument("--deployment", metavar="FLOW/NAME",
+                       help="with --via-deployment: another deployment, e.g. a host's internal "
+                            "upgrade/promotion-<host> (told the environment)")
         add_output_flags(p)
         p.set_defaults(fn=fn, dry_run=False, accept_migration_risk=False, force=False)
 
@@ -164,7 +166,10 @@ def via_deployment(args: argparse.Namespace) -> int:
     from tasks.promotion import run_url
 
     name = args.deployment or f"upgrade/upgrade-{args.environment}"
-    parameters: dict[str, Any] = {"environment": args.environment, "target": args.target}
+    # `upgrade-<environment>` takes its environment from its name; another deployment (a host's internal
+    # `promotion-<host>`) is told which environment to upgrade
+    parameters: dict[str, Any] = {"target": args.target} | ({"environment": args.environment} if args.deployment
+                                                            else {})
     parameters |= {k: True for k in ("dry_run", "accept_migration_risk", "accept_env_conflicts", "force")
                    if getattr(args, k)}
     # Prefect's sync-compatible functions are typed "result or coroutine"; called from sync code, a result.

@@ -70,14 +70,15 @@ def test_plan_verbose_adds_the_log_lines_and_json_is_one_object(dep):
 
 
 def test_plan_on_a_worker_is_followed_to_its_end(dep):
-    """`--via-deployment --watch`: the run goes to a worker's pool (staging's: the block names no host), and the
-    command prints its phases as its task runs start, then the summary from what the run published."""
-    done = cli("plan", "-e", dep.name, "-t", "v2.0.0", "--via-deployment", "--deployment", "upgrade/upgrade-staging",
-               "--watch")
+    """`--via-deployment --watch`: the run goes to a worker's pool (staging's host's internal deployment, which is
+    told the environment: the block names no host), and the command prints its phases as its task runs start, then
+    the summary from what the run published."""
+    done = cli("plan", "-e", dep.name, "-t", "v2.0.0", "--via-deployment", "--deployment",
+               "upgrade/promotion-staging", "--watch")
     assert done.returncode == 0, done.stdout + done.stderr
     print(f"\n[plan on a worker]\n{done.stdout}")
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("Started upgrade/upgrade-staging (plan ") and "/runs/flow-run/" in lines[0]
+    assert lines[0].startswith("Started upgrade/promotion-staging (plan ") and "/runs/flow-run/" in lines[0]
     phases = [m.group(1) for line in lines if (m := re.fullmatch(r"  (\S.*?) \.{3,} \d+\.\d s", line))]
     assert phases[-2:] == ["pre-flight", "migration check"], phases
     assert f"Plan (dry run: nothing changed): {dep.name} → v2.0.0" in lines
