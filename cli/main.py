@@ -71,11 +71,6 @@ def _env_sync(args: argparse.Namespace) -> int:
 
     Exit 0 when merged (or nothing to do), 2 on bad input or a refused result; nothing is written then.
     """
-    from pathlib import Path
-
-    from core.env import envfile
-
-    from core.env import envmerge
     from core.errors import UpgradeError
 
     needs_compose = [flag for flag, on in (("--db-service", args.db_service), ("--slim", args.slim),
@@ -86,29 +81,40 @@ def _env_sync(args: argparse.Namespace) -> int:
         return 2
     secret_keys = frozenset(args.secret_key or [])
     try:
-        texts = {label: envmerge.read_env_file(path, label) for label, path in (
-            ("env file", args.env_file), ("old template", args.old_template), ("new template", args.new_template))}
-        user = envmerge.parse(texts["env file"], args.env_file)
-        envmerge.check_env(user, allow_empty=args.allow_empty_env)
-        old = envmerge.parse(texts["old template"], args.old_template)
-        new = envmerge.parse(texts["new template"], args.new_template)
-        envmerge.check_templates(user, old, new)
-        split = _env_sync_checked(args, user, old, new, secret_keys) if args.compose_file else None
-        result = split.env if split else envmerge.merge(user, old, new)
-        changed = result.text != texts["env file"]
-        backup, copy_backups = None, {}
-        if split and not args.dry_run:
-            from core.env import envsplit
-            project = Path(args.compose_file).resolve().parent
-            envsplit.check_writable(Path(args.env_file), project, split)
-            copy_backups = envsplit.write_copies(project, split)
-        if changed and not args.dry_run:
-            backup = envfile.replace_with_backup(Path(args.env_file), result.text)
+        result, changed, backup, split, copy_backups = env_sync_run(args, secret_keys)
     except UpgradeError as exc:
-        print(f"stackshift env-sync: {exc}", file=sys.stderr)
+        print(f"stackshift env-sync: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     _env_sync_report(args, result, changed, backup, secret_keys, split=split, copy_backups=copy_backups)
     return 0
+
+
+def env_sync_run(args: argparse.Namespace, secret_keys: frozenset[str]):
+    """env-sync's checks and merge, then its writes (none with --dry-run); raises an EnvSyncError (or another
+    UpgradeError) on bad input or a refused result, before anything is written."""
+    from pathlib import Path
+
+    from core.env import envfile, envmerge
+
+    texts = {label: envmerge.read_env_file(path, label) for label, path in (
+        ("env file", args.env_file), ("old template", args.old_template), ("new template", args.new_template))}
+    user = envmerge.parse(texts["env file"], args.env_file)
+    envmerge.check_env(user, allow_empty=args.allow_empty_env)
+    old = envmerge.parse(texts["old template"], args.old_template)
+    new = envmerge.parse(texts["new template"], args.new_template)
+    envmerge.check_templates(user, old, new)
+    split = _env_sync_checked(args, user, old, new, secret_keys) if args.compose_file else None
+    result = split.env if split else envmerge.merge(user, old, new)
+    changed = result.text != texts["env file"]
+    backup, copy_backups = None, {}
+    if split and not args.dry_run:
+        from core.env import envsplit
+        project = Path(args.compose_file).resolve().parent
+        envsplit.check_writable(Path(args.env_file), project, split)
+        copy_backups = envsplit.write_copies(project, split)
+    if changed and not args.dry_run:
+        backup = envfile.replace_with_backup(Path(args.env_file), result.text)
+    return result, changed, backup, split, copy_backups
 
 
 def _env_sync_checked(args: argparse.Namespace, user, old, new, secret_keys: frozenset[str]):

@@ -1,8 +1,10 @@
 """Bad input and unexpected failures (issue 23, items 3, 4 and 6): for each case the named error, a message that
 names the cause and the fix, and nothing changed (every file under the test's folder hashed before and after).
 
-The cases run the real readers (pre-flight's, env-sync's, the database's, the revision graph's) over real files,
-real git and fake engine / server answers; no lab."""
+The cases run the real readers (pre-flight's, env-sync's, analyze-migrations', init's, the database's, the revision
+graph's, the journals') over real files, real git and the real `docker compose`, with fake engine / server answers
+where the fast tier has none (FakeIO, FakeClient, FakeEngine, FAKE_COMPOSE_VERSION); no lab. Some of them run again
+through the command (`./stackshift`): exit 2, the error's name on stderr, no traceback, nothing changed."""
 from __future__ import annotations
 
 import http.client
@@ -20,16 +22,26 @@ import requests
 
 from cli.main import prefect_failed, unexpected_failure
 from core.cutover import inputs, preflight
-from core.env import envmerge
 from core.cutover.journal import JOURNAL, PLAN, Journal, partial_files
-from core.errors import (BackupDirUnusable, ComposeDirMissing, DatabaseMissing, DatabaseUnreachable, EnvFileEmpty,
-                         EnvFileUnusable, ImageMissing, RegistryUnreachable, SeveralDatabaseRevisions,
-                         UnknownMigrationService, UpgradeError)
+from core.env import envmerge
+from core.env.composeversion import ComposeFileNotYaml, ComposeTooOld, ComposeVersionUnknown
+from core.env.envdoc import EnvParseError
+from core.env.envlayout import EnvTemplatesMissing
+from core.env.secretgen import MissingRequiredSecret
+from core.errors import (BackupDirUnusable, ComposeConfigUnreadable, ComposeDirDirty, ComposeDirMissing,
+                         ComposeFilesMissing, DatabaseMissing, DatabaseUnreachable, DiscoveryIncomplete,
+                         DockerHostUnreachable, EnvFileEmpty, EnvFileUnusable, ImageMissing, InvalidDsn,
+                         JournalUnreadable, MigrationFileUnreadable, MultipleHeads, PasswordMissing,
+                         RegistryUnreachable, SeveralDatabaseRevisions, SqlFileUnreadable, TemplateImplausible,
+                         UnknownDatabaseRevision, UnknownMigrationService, UnknownRef, UpgradeError)
 from core.io import db as dbops
 from core.io.compose import ResolvedConfig
 from core.migrations.revgraph import RevisionGraph, state
+from tests.conftest import DIFY
+from tests.unit import _bad_input_makers as more
 from tests.unit._env_helpers import operator_env, snapshot, sync_in_process
 from tests.unit._settings import settings
+from tests.unit.test_env_split_sync import requiring_a_secret
 from tests.unit.test_plan import facts as plan_facts
 from tests.unit.test_preflight_readers import CONFIG, FakeIO, _checkout
 from tests.unit.test_revgraph import rev_file
@@ -49,6 +61,10 @@ class Case:
     error: type[UpgradeError]
     cause: str  # the message names the real cause…
     fix: str  # …and what to do
+    tools: tuple[str, ...] = ()  # local tools beyond git that the case runs (the `tools` mark)
+
+    def param(self):
+        return pytest.param(self, id=self.id, marks=[pytest.mark.tools(*self.tools)] if self.tools else [])
 
 
 # --- the stack's checkout and its .env, read before compose runs ---------------------------------------------------
@@ -292,9 +308,77 @@ CASES = [
     Case("env-sync-comments-only-env", env_sync_of("# LOG_LEVEL=INFO\n\n"), EnvFileEmpty,
          "it has no KEY=value line", "Restore it from its backup"),
 ]
+# --- env-sync against the target's compose file (the real `docker compose`, or one reporting an old version) ----
+COMPOSE = ("docker compose",)
+CASES += [
+    Case("env-sync-compose-2.20.3-too-old", more.env_sync(compose_version='{"version":"v2.20.3"}'), ComposeTooOld,
+         "needs Docker Compose 2.24.0 or later (the long `env_file` form", "Upgrade the Docker Compose plugin",
+         COMPOSE),
+    Case("env-sync-compose-2.23.0-too-old", more.env_sync(compose_version='{"version":"2.23.0"}'), ComposeTooOld,
+         "the installed one is 2.23.0", "Upgrade the Docker Compose plugin to 2.24.0 or later", COMPOSE),
+    Case("env-sync-compose-version-unknown", more.env_sync(compose_version='{"version":"dev"}'),
+         ComposeVersionUnknown, "printed no version", "Check the Docker Compose plugin", COMPOSE),
+    Case("env-sync-compose-file-not-yaml", more.env_sync(more.write("docker-compose.yaml", "services:\n  api: [a\n")),
+         ComposeFileNotYaml, "is not valid YAML", "Fix the compose file"),
+    Case("env-sync-required-secret-left-empty", more.env_sync(requiring_a_secret), MissingRequiredSecret,
+         f"requires {more.REQUIRED_SECRET}, a secret the merged file leaves empty", "--generate-missing-secrets",
+         COMPOSE),
+    Case("env-sync-envs-template-missing", more.env_sync(more.remove("envs/core-services/api.env.example")),
+         EnvTemplatesMissing, "envs/core-services/api.env.example", "git checkout -- envs", COMPOSE),
+    Case("env-sync-envs-template-unparsable", more.env_sync(more.write("envs/core-services/api.env.example",
+                                                                       "A=1\nB='open\n")),
+         EnvParseError, "api.env.example, line 2", "Close the quote", COMPOSE),
+    Case("env-sync-new-template-empty", more.env_sync(more.write(".env.example", "# nothing\n")),
+         TemplateImplausible, "it has no KEY=value line", "Check that you gave the right template"),
+    Case("env-sync-new-template-foreign", more.env_sync(more.foreign_template), TemplateImplausible,
+         "it shares 0 of its 40 keys with the old template", "Check that you gave the right template"),
+    Case("env-sync-new-template-missing", more.env_sync(more.remove(".env.example")), EnvParseError,
+         "the new template does not exist", "Check the path"),
+    Case("env-sync-old-template-empty", more.env_sync(old=Path("/dev/null")), TemplateImplausible,
+         "it has no KEY=value line", "the old template is the application's .env.example"),
+]
+# --- analyze-migrations, init, the checkout, the revision files, the journals -------------------------------------
+REV = {"r1_base.py": rev_file("r1", None), "r2_a.py": rev_file("r2", "r1")}
+CASES += [
+    Case("analyze-sql-missing", more.analyze(more.no_sql_file), SqlFileUnreadable, "No such file or directory",
+         "alembic upgrade FROM:TO --sql"),
+    Case("analyze-sql-not-utf8", more.analyze(more.sql_file(b"ALTER TABLE t ADD c int; -- \xff\xfe\n")),
+         SqlFileUnreadable, "not UTF-8", "Give a UTF-8 file of SQL"),
+    Case("analyze-dsn-invalid", more.analyze(more.sql_file(b"SELECT 1;\n"), "--dsn", "host=db port"), InvalidDsn,
+         "missing \"=\" after \"port\"", "postgresql://user@host:port/dbname"),
+    Case("analyze-dsn-nobody-listens", more.analyze(more.sql_file(b"SELECT 1;\n"), "--dsn",
+                                                    "postgresql://app@127.0.0.1:9/app"), DatabaseUnreachable,
+         "Connection refused", "database service is running"),
+    Case("init-no-compose-file", more.init_reads({".env": "A=1\n"}), ComposeFilesMissing,
+         "No compose file in", "Point init at the folder"),
+    Case("init-compose-refuses-the-file", more.init_reads({
+        "compose.yaml": "services:\n  api:\n    image: ${IMAGE:?set IMAGE in .env}\n", ".env": "A=1\n"}),
+         ComposeConfigUnreadable, "set IMAGE in .env", "Fix the compose file or .env", COMPOSE),
+    Case("init-no-docker-engine", more.init_reads({"compose.yaml": "services: {}\n"}, engine=False),
+         DockerHostUnreachable, "no-engine.sock", "that dockerd is running there"),
+    Case("init-db-port-unpublished", more.init_proposes((DIFY / "docker-compose.1.12.1.yaml").read_text(),
+                                                        (DIFY / "env.example.1.12.1").read_text()),
+         DiscoveryIncomplete, "publish it on loopback", "write the block by hand", COMPOSE),
+    Case("init-no-password", more.init_proposes(*more.demo_without_password()), PasswordMissing,
+         "has no POSTGRES_PASSWORD", "Set STACKSHIFT_DB_PASSWORD", COMPOSE),
+    Case("target-ref-unknown", more.checkout_read("v9.9.9"), UnknownRef, "'v9.9.9' is not a commit, tag or branch",
+         "fetch --tags"),
+    Case("compose-dir-dirty", more.checkout_read("v1.0.0", more.edit_compose_file), ComposeDirDirty,
+         "local changes (docker-compose.yaml)", "Commit them on a branch"),
+    Case("migration-file-syntax-error", more.revision_files(REV | {"r3_b.py": "revision = 'r3'\ndef upgrade(:\n"}),
+         MigrationFileUnreadable, "r3_b.py: line 2", "Fix the file in the release"),
+    Case("migration-parent-missing", more.revision_files(REV | {"r3_b.py": rev_file("r3", "r9")}),
+         MigrationFileUnreadable, "names r9 as its parent", "Fix the file in the release"),
+    Case("migration-two-heads", more.revision_files(REV | {"r3_b.py": rev_file("r3", "r1")}, ["r1"]), MultipleHeads,
+         "2 heads (r2, r3)", "alembic merge"),
+    Case("database-ahead-of-target", more.revision_files(REV, ["r7"]), UnknownDatabaseRevision,
+         "at revision(s) r7", "restore the matching backup"),
+    Case("journal-truncated", more.journal_reads('{"run": "r1", "status": "runn'), JournalUnreadable,
+         "JSONDecodeError", 'set its "status" to "abandoned"'),
+]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [c.param() for c in CASES])
 def test_bad_input_is_refused_by_name_with_cause_and_fix_and_nothing_changes(tmp_path, case):
     call = case.make(tmp_path)
     before = snapshot(tmp_path)
@@ -307,8 +391,57 @@ def test_bad_input_is_refused_by_name_with_cause_and_fix_and_nothing_changes(tmp
     assert snapshot(tmp_path) == before
 
 
-def test_there_are_at_least_twenty_cases():
-    assert len(CASES) >= 20  # noqa: PLR2004 (the issue's first bar)
+# --- the same bad input through the command, as an operator runs it ---------------------------------------------
+def _env_sync_cli(setup=lambda docker: None, **kw):
+    return lambda tmp_path: more.env_sync_argv(tmp_path, setup, **kw)
+
+
+def _analyze_cli(setup, *extra):
+    return lambda tmp_path: (more.analyze_argv(tmp_path, setup, *extra), os.environ["PATH"])
+
+
+def _init_cli(tmp_path):
+    (tmp_path / "stack").mkdir()
+    return ["init", str(tmp_path / "stack")], os.environ["PATH"]
+
+
+CLI_CASES = [  # (case id, argv and PATH, the error's name)
+    ("env-sync-compose-2.20.3-too-old", _env_sync_cli(compose_version='{"version":"v2.20.3"}'), ComposeTooOld),
+    ("env-sync-compose-version-unknown", _env_sync_cli(compose_version='{"version":"dev"}'), ComposeVersionUnknown),
+    ("env-sync-compose-file-not-yaml", _env_sync_cli(more.write("docker-compose.yaml", "services:\n  api: [a\n")),
+     ComposeFileNotYaml),
+    ("env-sync-required-secret-left-empty", _env_sync_cli(requiring_a_secret), MissingRequiredSecret),
+    ("env-sync-envs-template-missing", _env_sync_cli(more.remove("envs/core-services/api.env.example")),
+     EnvTemplatesMissing),
+    ("env-sync-new-template-foreign", _env_sync_cli(more.foreign_template), TemplateImplausible),
+    ("analyze-sql-not-utf8", _analyze_cli(more.sql_file(b"SELECT 1; -- \xff\n")), SqlFileUnreadable),
+    ("analyze-dsn-invalid", _analyze_cli(more.sql_file(b"SELECT 1;\n"), "--dsn", "host=db port"), InvalidDsn),
+    ("init-no-docker-engine", _init_cli, DockerHostUnreachable),
+]
+
+
+@pytest.mark.tools("docker compose")
+@pytest.mark.parametrize(("argv_of", "error"), [pytest.param(a, e, id=i) for i, a, e in CLI_CASES])
+def test_the_command_refuses_it_by_name_with_exit_2_no_traceback_and_nothing_changes(tmp_path, argv_of, error):
+    from tests.conftest import ROOT
+    from tests.unit._env_helpers import CLEAN_ENV
+    argv, path = argv_of(tmp_path)
+    before = snapshot(tmp_path)
+    done = subprocess.run([str(ROOT / "stackshift"), *argv], check=False, capture_output=True, text=True,
+                          env={k: v for k, v in CLEAN_ENV.items() if k != more.REQUIRED_SECRET}
+                          | {"PATH": path, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"{error.__name__}: " in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_each_command_case_is_a_case():
+    assert {i for i, _, _ in CLI_CASES} <= {c.id for c in CASES}
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) >= 40  # noqa: PLR2004 (the issue's bar)
 
 
 def test_a_good_env_gets_past_the_checks_to_compose(tmp_path):
