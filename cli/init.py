@@ -133,7 +133,9 @@ def read_stack(args: argparse.Namespace) -> tuple[ReadStack, docker.DockerClient
     files = _compose_files(compose_dir, labels.get(project))
     if not files:
         raise ComposeFilesMissing(str(compose_dir))
-    where = c.ComposeProject(compose_dir, tuple(compose_dir / f for f in files), compose_dir / ".env", project)
+    env_file = compose_dir / ".env"
+    where = c.ComposeProject(compose_dir, tuple(compose_dir / f for f in files),
+                             env_file if env_file.exists() else None, project)
     try:
         config = ResolvedConfig.parse(run(c.Command(c.compose_config_json(where), env=endpoint.env)).stdout)
         statuses = parse_ps(run(c.Command(c.compose_ps_json(where), env=endpoint.env)).stdout)

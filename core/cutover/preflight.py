@@ -229,7 +229,8 @@ def read_deployed(io_: StackIO, cfg: Settings, target: str) -> Deployed:
     if not running:
         raise NotDeployed(cfg.stack.project_name)
     resolved = io_.run(c.Command(c.compose_config_json(current))).stdout
-    kept.keep(c.compose_config_json(current), [*current.files, current.env_file], resolved)  # the backup records it
+    read = [*current.files, *filter(None, [current.env_file])]
+    kept.keep(c.compose_config_json(current), read, resolved)  # the backup records it
     return Deployed(current_commit, target_commit, running, ResolvedConfig.parse(resolved))
 
 

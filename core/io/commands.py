@@ -26,7 +26,7 @@ class ComposeProject:
 
     project_dir: Path
     files: tuple[Path, ...]
-    env_file: Path
+    env_file: Path | None  # None: compose's own default (a stack `init` reads may have no .env)
     name: str
 
     @classmethod
@@ -37,7 +37,8 @@ class ComposeProject:
 
     def base(self) -> list[str]:
         argv = ["docker", "compose", "--project-directory", str(self.project_dir), "--project-name", self.name]
-        argv += ["--env-file", str(self.env_file)]
+        if self.env_file is not None:
+            argv += ["--env-file", str(self.env_file)]
         for f in self.files:
             argv += ["--file", str(f)]
         return argv

@@ -52,3 +52,9 @@ def test_git_and_tar_commands():
 def test_command_description_names_env_keys_but_not_values():
     cmd = c.Command(["pg_dump", "x"], env={"PGPASSWORD": "s3cret"})
     assert cmd.describe() == "pg_dump x (env: PGPASSWORD)"
+
+
+def test_a_project_without_an_env_file_leaves_it_to_compose():
+    """A stack `init` reads may have no .env: compose is then not told one (it would refuse a missing file)."""
+    bare = c.ComposeProject(Path("/srv/app"), (Path("/srv/app/docker-compose.yaml"),), None, "app")
+    assert "--env-file" not in bare.base() and "--env-file" in P.base()
