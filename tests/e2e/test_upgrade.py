@@ -57,7 +57,9 @@ def test_upgrade_v1_to_v2_keeps_every_row_and_renames_the_db_service(make_deploy
     assert {f"{dep.name}-plan", f"{dep.name}-env-diff", f"{dep.name}-env-diff-table", f"{dep.name}-backup",
             f"{dep.name}-timeline", f"{dep.name}-verification"} <= set(arts)
     assert "Downtime" in arts[f"{dep.name}-timeline"]
-    assert "default_moved" in arts[f"{dep.name}-env-diff"] and "DB_HOST" in arts[f"{dep.name}-env-diff"]
+    diff = arts[f"{dep.name}-env-diff"]  # the changes first, marked, with the reason in words (no category names)
+    assert "| **~** | `DB_HOST` | db | db_postgres | you had the old default: set to the new one |" in diff, diff
+    assert "default_moved" not in diff
     for text in arts.values():
         assert dep.db_password not in text
 
