@@ -17,6 +17,7 @@ from core.io import commands as c
 from core.io import db as dbops
 from core.io import compose
 from core.env import envmerge, envsync
+from core.env.composeversion import ComposeFileNotYaml
 from core.env.envlayout import ComposeLayoutUnreadable
 from core.backup import kept
 from core.migrations import revgraph
@@ -333,7 +334,7 @@ def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient |
     deployed = read_deployed(io_, cfg, request.target)
     try:  # once: the env-sync task publishes it, install-env installs it
         merged, env_source = merge_env(cfg, deployed)
-    except ComposeLayoutUnreadable as exc:  # the target's compose file itself: what pre-flight calls it
+    except (ComposeLayoutUnreadable, ComposeFileNotYaml) as exc:  # the target's compose file: what pre-flight calls it
         raise InvalidComposeFile(request.target, exc.detail) from None
     target_cfg = read_target(io_, cfg, request, deployed.target_commit, merged)
     db = dbops.DbAccess.of(cfg)

@@ -82,7 +82,8 @@ class ComposeFileNotYaml(EnvSyncError):
     """The target's compose file cannot be read as YAML."""
 
     def __init__(self, compose_file: str, detail: str):
-        super().__init__(f"{compose_file} is not valid YAML ({detail}). Fix the compose file; nothing was written.")
+        self.detail = f"{compose_file} is not valid YAML ({detail})"
+        super().__init__(f"{self.detail}. Fix the compose file; nothing was written.")
 
 
 def check(found: str, compose: Mapping, compose_file: str) -> Need | None:
