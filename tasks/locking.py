@@ -91,7 +91,8 @@ def mark_dead_holder(cfg: Settings, environment: str, previous: dict, by: str) -
     from core.cutover.journal import Journal
     from tasks._common import api_reachable, set_state_if_open
 
-    if not previous.get("flow_run") or not api_reachable():
+    # before the cutover, so a busy server may take its time: 10 s, not the 2 s of the extras during the downtime
+    if not previous.get("flow_run") or not api_reachable(timeout=10):
         return
     try:
         open_runs = {j.flow_run_id or "" for j in Journal.open_runs(Path(cfg.backup.dir) / cfg.stack.project_name)}
