@@ -18,6 +18,17 @@ from tests.unit._env_helpers import CLEAN_ENV, snapshot, sync
 pytestmark = pytest.mark.tools("docker compose")
 
 SPLIT = ROOT / "tests" / "fixtures" / "dify-split" / "1.15.0" / "docker"
+
+
+def split_checkout(tmp_path: Path) -> Path:
+    """A git checkout whose one commit holds the split release's `docker/` folder (the target of an upgrade)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(SPLIT, repo / "docker")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "split"], check=True)
+    return repo
 SECRET_KEY, SMTP_PASSWORD = "sk-planted-split-K1", "planted-smtp-pw-S2"
 SMTP_SERVER = "smtp.example.org"
 GENUINELY_REMOVED = {  # in no template of the target and read by no `${VAR}` of its compose file
@@ -189,12 +200,7 @@ def test_the_flows_merge_reads_the_split_layout_at_the_target_commit(tmp_path):
     release: moved keys are moved, as the CLI reports them."""
     from core.env import envsync
 
-    repo = tmp_path / "repo"
-    shutil.copytree(SPLIT, repo / "docker")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "split"], check=True)
+    repo = split_checkout(tmp_path)
     elsewhere = envsync.elsewhere_at(repo, "HEAD", ["docker/docker-compose.yaml"], scratch=tmp_path)
     assert elsewhere is not None
     assert elsewhere.homes["SMTP_SERVER"].file == "envs/core-services/shared.env.example"

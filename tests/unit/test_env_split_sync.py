@@ -15,7 +15,8 @@ import pytest
 from core.env import composeversion, effective, envdoc, envlayout
 from tests.conftest import DIFY
 from tests.unit._env_helpers import CLEAN_ENV, snapshot, sync
-from tests.unit.test_env_split_layout import SMTP_PASSWORD, SMTP_SERVER, SPLIT, operator_env, run_sync, target
+from tests.unit.test_env_split_layout import (SMTP_PASSWORD, SMTP_SERVER, SPLIT, operator_env, run_sync,
+                                             split_checkout, target)
 
 pytestmark = pytest.mark.tools("docker compose")
 
@@ -282,12 +283,7 @@ def test_the_flows_merge_reports_what_each_service_gets_and_checks_the_compose_v
     from core import report
     from core.env import envsync
 
-    repo = tmp_path / "repo"
-    shutil.copytree(SPLIT, repo / "docker")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "split"], check=True)
+    repo = split_checkout(tmp_path)
     elsewhere = envsync.elsewhere_at(repo, "HEAD", ["docker/docker-compose.yaml"], scratch=tmp_path)
     env = operator_env(repo / "docker", "1.12.1")
     shared_copy(repo / "docker")
