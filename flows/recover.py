@@ -33,7 +33,7 @@ def recover(environment: str) -> list[dict]:
         return hand_over(environment)
     hosts.check_host(cfg.stack.host, environment)
     run_id = _run_id()
-    with environment_lock(cfg, environment, run_id, flow_run.id):
+    with environment_lock(cfg, environment, run_id, flow_run.id, recovery=True, wait_seconds=HAND_OVER_SECONDS):
         return runbook.recover_interrupted(cfg, environment, by=f"recover run {run_id}")
 
 

@@ -11,10 +11,11 @@ from typing import cast
 
 from prefect import flow
 from prefect.runtime import flow_run
+from pydantic import ValidationError
 
 from blocks.stack_environment import StackEnvironment
 from core import hosts, promotion
-from core.errors import NotADeployedEnvironment, NotARelease, UnknownEnvironment
+from core.errors import EnvironmentBlockUnreadable, NotADeployedEnvironment, NotARelease, UnknownEnvironment
 from core.io import commands as c
 from core.io.executor import run
 from core.cutover import faults, inputs
@@ -37,11 +38,17 @@ DEPLOYMENT_PREFIX = "upgrade-"  # a person's deployment of an environment: `upgr
 
 def load_environment(name: str) -> Settings:
     """The environment's settings, read from its block once (a run passes them down; nothing reads the block again)."""
+    from prefect.exceptions import ObjectNotFound
+
     try:
         # Prefect's sync-compatible `load` is typed "block or coroutine"; called from sync code, the block.
         return cast(StackEnvironment, StackEnvironment.load(name)).settings()
-    except ValueError:
-        raise UnknownEnvironment(name) from None
+    except ValueError as exc:  # Prefect's "not found" (an ObjectNotFound underneath) and pydantic's invalid data
+        if isinstance(exc.__cause__, ObjectNotFound):
+            raise UnknownEnvironment(name) from None
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]) \
+            if isinstance(exc, ValidationError) else str(exc)
+        raise EnvironmentBlockUnreadable(name, detail) from None
 
 
 def announce_rollback(environment: str, outcome: str) -> None:

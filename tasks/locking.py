@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from uuid import UUID
 
 from core.settings import Settings
-from core.cutover.lock import StackLock, dead_holder_run, lock_path
+from core.cutover.lock import RECOVERY, StackLock, dead_holder_run, lock_path
 
 log = logging.getLogger("stackshift")
 LEASE_SECONDS = 60
@@ -72,11 +72,17 @@ def _ui_slot(environment: str, flow_run_id: str | None):
 
 
 @contextmanager
-def environment_lock(cfg: Settings, environment: str, run: str, flow_run_id: str | None):
+def environment_lock(cfg: Settings, environment: str, run: str, flow_run_id: str | None, recovery: bool = False,
+                     wait_seconds: float = 0.0):
     """Holds the stack's lock for the whole run, or raises StackLocked at once (naming the holder). A holder found
-    dead (its record left in the lock file) gets its flow run marked Crashed (`mark_dead_holder`)."""
-    with (StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name),
-                    {"run": run, "flow_run": flow_run_id, "environment": environment}) as lock,
+    dead (its record left in the lock file) gets its flow run marked Crashed (`mark_dead_holder`).
+
+    A `recovery` marks its record so; it waits up to `wait_seconds` for another recovery holding the lock (two
+    automations, or one fired twice, may start two for one crash: the second then finds nothing left to do)."""
+    holder = {"run": run, "flow_run": flow_run_id, "environment": environment} | (
+        {"purpose": RECOVERY} if recovery else {})
+    with (StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name), holder,
+                    wait_for_purpose=RECOVERY if recovery else None, wait_seconds=wait_seconds) as lock,
           _ui_slot(environment, flow_run_id)):
         mark_dead_holder(cfg, environment, lock.previous, f"run {run}")
         yield lock

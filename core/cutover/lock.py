@@ -24,22 +24,45 @@ def lock_path(backup_dir: Path, project: str) -> Path:
     return Path(backup_dir) / project / LOCK_FILE
 
 
-class StackLock:
-    """`with StackLock(path, holder):` holds the lock or raises `StackLocked` at once, naming the holder."""
+RECOVERY = "recovery"  # the `purpose` a recovery's lock record carries
 
-    def __init__(self, path: Path, holder: dict):
+
+class StackLock:
+    """`with StackLock(path, holder):` holds the lock or raises `StackLocked` at once, naming the holder.
+
+    `wait_for_purpose` (with `wait_seconds`): a holder whose record carries that `purpose` is waited for instead (a
+    recovery waits out another recovery of the same stack, then finds nothing left to do), up to `wait_seconds`."""
+
+    def __init__(self, path: Path, holder: dict, wait_for_purpose: str | None = None, wait_seconds: float = 0.0):
         self.path, self.holder = Path(path), dict(holder)
+        self.wait_for_purpose, self.wait_seconds = wait_for_purpose, wait_seconds
         self._fd: int | None = None
         self.previous: dict = {}  # the record a holder that died left in the file ({} after a clean exit)
+        self.waited = 0.0  # seconds spent waiting for a holder of `wait_for_purpose`
+
+    def _acquire(self, fd: int) -> None:
+        start = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.waited = time.monotonic() - start
+                return
+            except BlockingIOError:
+                holder = read_holder(self.path)
+                waiting = time.monotonic() - start
+                if (self.wait_for_purpose is None or holder.get("purpose") != self.wait_for_purpose
+                        or waiting >= self.wait_seconds):
+                    raise StackLocked(str(self.path), holder) from None
+                time.sleep(0.5)
 
     def __enter__(self) -> StackLock:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            self._acquire(fd)
+        except BaseException:
             os.close(fd)
-            raise StackLocked(str(self.path), read_holder(self.path)) from None
+            raise
         self.previous = read_holder(self.path)
         self.holder |= {"host": socket.gethostname(), "pid": os.getpid(),
                         "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -12,6 +12,13 @@ class UnknownEnvironment(PreflightError):
             f"as docs/operator-guide.md's 'Point it at your stack' shows."
         )
 
+class EnvironmentBlockUnreadable(PreflightError):
+    def __init__(self, name: str, detail: str):
+        super().__init__(
+            f"The stack-environment block {name!r} exists but cannot be read: {detail}. Open it in the Prefect UI "
+            f"(Blocks) and fix or re-save it, or recreate it with `stackshift init --force`."
+        )
+
 class UnknownRef(PreflightError):
     def __init__(self, ref: str, compose_dir: str):
         super().__init__(

@@ -199,14 +199,18 @@ def test_a_crashed_run_is_recovered_by_the_automation_for_the_environment_it_nam
     assert flow_run_state(run.id).is_crashed(), "the killed run keeps the state its runner gave it"
     with get_client(sync_client=True) as client:
         recover_id = client.read_deployment_by_name(f"recover/recover-{other}").id
-        (recovery_run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        recovery_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             deployment_id=FlowRunFilterDeploymentId(any_=[recover_id])))
-    assert recovery_run.parameters == {"environment": dep.name}, "the automation passed the run's environment"
-    for _ in range(100):
-        if flow_run_state(recovery_run.id).is_final():
-            break
-        time.sleep(0.5)
-    assert flow_run_state(recovery_run.id).is_completed(), "the automation's recover run did the work"
+    # one crash, usually one run; a busy server can emit the Crashed event twice (a retried state proposal), and the
+    # second recovery then waits for the first and finds nothing left to do: each must end Completed
+    assert recovery_runs, "the automation started a recovery"
+    for recovery_run in recovery_runs:
+        assert recovery_run.parameters == {"environment": dep.name}, "the automation passed the run's environment"
+        for _ in range(200):
+            if flow_run_state(recovery_run.id).is_final():
+                break
+            time.sleep(0.5)
+        assert flow_run_state(recovery_run.id).is_completed(), "the automation's recover run did the work"
     print(f"automation recovery: {seconds:.1f} s from SIGKILL to the journal closed")
 
 

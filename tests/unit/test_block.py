@@ -80,3 +80,32 @@ def test_the_docs_block_example_builds_the_settings_it_says(page):
     assert s.health.http_checks[0].expect_version_field == "version"
     if page != "README.md":  # the full example: every group
         assert s.registry.password is not None
+
+
+def test_a_missing_block_and_an_unreadable_one_are_told_apart(monkeypatch):
+    """`load_environment` names a block that does not exist UnknownEnvironment and one whose saved fields do not
+    validate EnvironmentBlockUnreadable, with the field. Prefect's `load` is replaced (no server in this tier) by one
+    raising what the real one raises: ValueError from ObjectNotFound, and pydantic's ValidationError."""
+    import pytest
+    from prefect.exceptions import ObjectNotFound
+
+    from blocks.stack_environment import StackEnvironment
+    from core.errors import EnvironmentBlockUnreadable, UnknownEnvironment
+    from flows.upgrade import load_environment
+
+    def not_found(name):
+        try:
+            raise ObjectNotFound(http_exc=Exception("404"))
+        except ObjectNotFound as e:
+            raise ValueError(f"Unable to find block document named {name}") from e
+
+    monkeypatch.setattr(StackEnvironment, "load", staticmethod(not_found))
+    with pytest.raises(UnknownEnvironment):
+        load_environment("nope")
+
+    def invalid(name):
+        StackEnvironment(stack={"compose_dir": 12}, database={}, backup={})
+
+    monkeypatch.setattr(StackEnvironment, "load", staticmethod(invalid))
+    with pytest.raises(EnvironmentBlockUnreadable, match="stack"):
+        load_environment("broken")

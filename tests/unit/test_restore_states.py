@@ -147,3 +147,52 @@ def test_the_next_holder_finds_the_record_of_a_holder_that_died_and_not_of_one_t
         assert dead_holder_run(lock.previous, set()) == "fr-c"
         assert dead_holder_run(lock.previous, {"fr-c"}) is None, "an open journal's run is the recovery's to mark"
     assert dead_holder_run({}, set()) is None and dead_holder_run({"run": "e", "flow_run": None}, set()) is None
+
+
+def test_a_recovery_waits_out_another_recovery_and_is_refused_by_anything_else(tmp_path):
+    """Two recoveries of one crash (an automation fired twice): the second waits for the first, then takes the lock;
+    a holder that is not a recovery refuses it at once; the wait is bounded."""
+    import threading
+    import time
+
+    import pytest
+
+    from core.cutover.lock import RECOVERY, StackLock
+    from core.errors import StackLocked
+
+    path = tmp_path / "lock"
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold(purpose: dict):
+        with StackLock(path, {"run": "first"} | purpose):
+            held.set()
+            release.wait(10)
+
+    first = threading.Thread(target=hold, args=({"purpose": RECOVERY},))
+    first.start()
+    held.wait(5)
+    threading.Timer(0.6, release.set).start()
+    with StackLock(path, {"run": "second", "purpose": RECOVERY}, wait_for_purpose=RECOVERY, wait_seconds=10) as lock:
+        assert lock.waited >= 0.5, "it waited for the first recovery"
+    first.join()
+
+    release.clear(), held.clear()
+    upgrade = threading.Thread(target=hold, args=({},))
+    upgrade.start()
+    held.wait(5)
+    t0 = time.monotonic()
+    with pytest.raises(StackLocked) as refused:
+        StackLock(path, {"run": "third", "purpose": RECOVERY}, wait_for_purpose=RECOVERY, wait_seconds=10).__enter__()
+    assert time.monotonic() - t0 < 0.5 and refused.value.holder["run"] == "first", "an upgrade's lock refuses at once"
+    release.set()
+    upgrade.join()
+
+    release.clear(), held.clear()
+    other = threading.Thread(target=hold, args=({"purpose": RECOVERY},))
+    other.start()
+    held.wait(5)
+    with pytest.raises(StackLocked):
+        StackLock(path, {"run": "fourth"}, wait_for_purpose=RECOVERY, wait_seconds=0.6).__enter__()
+    release.set()
+    other.join()
