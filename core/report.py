@@ -93,9 +93,11 @@ def env_mark(row: dict) -> str:
     return "~" if before != after or row["category"] in CHANGED_CATEGORIES else " "
 
 
-def env_markdown(environment: str, rows: list[dict], counts: dict[str, int], effective: dict | None = None) -> str:
+def env_markdown(environment: str, rows: list[dict], counts: dict[str, int], effective: dict | None = None,  # noqa: PLR0913 (the .env's diff, then the split layout's parts)
+                 copies: list[dict] | None = None) -> str:
     """The env diff: what changes in the .env first (`+` added, `-` dropped, `~` changed), then what stays, each
-    with the file it lives in after the upgrade; where env files disagree, the value each service gets
+    with the file it lives in after the upgrade; each `envs/**.env` copy's own changes (`copies`: the staged
+    records, `core.env.envstage.StagedCopy`); where env files disagree, the value each service gets
     (`effective`: `core.env.effective.masked`)."""
     marked = [(env_mark(r), r) for r in rows]
     changes = sorted(((m, r) for m, r in marked if m != " "), key=lambda mr: "+~-".index(mr[0]))
@@ -119,6 +121,7 @@ def env_markdown(environment: str, rows: list[dict], counts: dict[str, int], eff
     notes = [f"- `{r['key']}`: {r['note']}" for r in rows if r.get("note")]
     if notes:
         lines += ["## Notes", ""] + notes + [""]
+    lines += _copies_markdown(copies or [])
     if effective:
         lines += ["## What each service gets, where env files disagree", "",
                   "| key | service | value | from |", "|---|---|---|---|"]
@@ -127,6 +130,23 @@ def env_markdown(environment: str, rows: list[dict], counts: dict[str, int], eff
         lines.append("")
     lines += ["Values of secret-looking keys are never shown, only `(secret)` (docs/env-sync.md, 'Secret env keys')."]
     return "\n".join(lines)
+
+
+def _copies_markdown(copies: list[dict]) -> list[str]:
+    """One section per existing `envs/**.env` copy: whether the upgrade changes it, and its changed rows."""
+    lines: list[str] = []
+    for copy in (c for c in copies if c["existed"]):
+        changes = [(env_mark(r), r) for r in copy["rows"]]
+        changes = [(m, r) for m, r in changes if m != " "]
+        verdict = "changed by the merge, as below" if copy["sha256"] else "kept as it is"
+        lines += [f"## {copy['path']}", "", f"Merged against its own templates: {verdict}.", ""]
+        if changes:
+            lines += ["| | key | before | after | why | lives in |", "|---|---|---|---|---|---|"]
+            lines += [f"| **{m}** | `{r['key']}` | {r['before']} | {r['after']} | {_why(r)} | {r.get('file') or '—'} |"
+                      for m, r in changes]
+            lines.append("")
+        lines += [f"- {n}" for n in copy["notes"]] + ([""] if copy["notes"] else [])
+    return lines
 
 
 def _why(row: dict) -> str:

@@ -62,6 +62,16 @@ class StackSettings(_Group):
                     "else its hostname. Unset: any host.")
     secret_env_keys: tuple[str, ...] = Field(
         default=(), description="More env keys whose values are secret, beyond the built-in patterns.")
+    env_slim: bool = Field(
+        default=False,
+        description="With Dify's split env layout (1.14+): env-sync writes the essentials-only `.env` plus the "
+                    "operator's own values, taking out the moved keys that are at their new default (as "
+                    "`env-sync --slim`); the env diff says which and why. Off: the `.env` keeps every key.")
+    generate_missing_secrets: bool = Field(
+        default=False,
+        description="A secret the target's compose file requires (`${VAR:?}`) that the merged `.env` leaves empty "
+                    "gets a random value (as `env-sync --generate-missing-secrets`), written to the `.env` only, "
+                    "never shown. Off: pre-flight stops and names the key.")
 
 
 class DatabaseSettings(_Group):
@@ -262,7 +272,8 @@ FLAT_FIELDS: dict[str, tuple[str, str]] = {
     "compose_dir": ("stack", "compose_dir"), "project_name": ("stack", "project_name"),
     "compose_files": ("stack", "compose_files"), "env_file": ("stack", "env_file"),
     "env_template": ("stack", "env_template"), "docker_host": ("stack", "docker_host"), "host": ("stack", "host"),
-    "secret_env_keys": ("stack", "secret_env_keys"),
+    "secret_env_keys": ("stack", "secret_env_keys"), "env_slim": ("stack", "env_slim"),
+    "generate_missing_secrets": ("stack", "generate_missing_secrets"),
     "db_host": ("database", "host"), "db_port": ("database", "port"), "db_name": ("database", "name"),
     "extra_databases": ("database", "extra_databases"), "db_user": ("database", "user"),
     "db_password": ("database", "password"), "db_services": ("database", "services"),

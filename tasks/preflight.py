@@ -41,11 +41,15 @@ def _publish_env_diff(f: Facts) -> None:
     result = f.env_sync
     create_markdown_artifact(key=artifact_key(f.run.environment, "env-diff"),
                              markdown=report.env_markdown(f.run.environment, result.rows, result.counts,
-                                                          result.effective),
+                                                          result.effective, result.copies),
                              description=f"Env diff {f.run.environment} → {f.target.ref} (secrets masked)")
     if result.rows:
         create_table_artifact(key=artifact_key(f.run.environment, "env-diff-table"), table=result.rows,
                               description="Env diff rows (secrets masked)")
+    copy_rows = [{"env_file": c["path"], **r} for c in result.copies for r in c["rows"]]
+    if copy_rows:
+        create_table_artifact(key=artifact_key(f.run.environment, "env-copies-table"), table=copy_rows,
+                              description="Env diff rows of the envs/ env files (secrets masked)")
     if result.effective:
         create_table_artifact(key=artifact_key(f.run.environment, "env-effective-table"),
                               table=[{"key": key, "service": service, **got} for key, per in result.effective.items()
@@ -67,7 +71,8 @@ def env_sync(ctx: st.StepContext, after: st.Outcome | None = None) -> st.Outcome
     staged file changed. The stack is not touched: the cutover's `install-env` step installs the staged bytes."""
     f = ctx.facts
     t0 = time.monotonic()
-    f.env_sync.check_unchanged(f.run.dir / "compose" / f.settings.stack.env_file)
+    saved = f.run.dir / "compose"
+    f.env_sync.check_unchanged(saved / f.settings.stack.env_file, f.settings.stack.compose_dir, saved)
     _publish_env_diff(f)
     counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v) or "no change"
     return st.Outcome("env-sync", "backup", "Publish the .env merge pre-flight staged (merged onto the target's "

@@ -104,6 +104,7 @@ class Facts:
                        f"{', '.join(self.target.heads)}")
         if self.env_sync.sha256 and self.env_sync.sha256 != self.env_sync.source_sha256:
             out.append("the merged .env differs from the one in place")
+        out += [f"the merged {c['path']} differs from the one in place" for c in self.env_sync.changed_copies]
         return out
 
     def to_dict(self) -> dict[str, Any]:

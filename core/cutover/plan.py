@@ -168,8 +168,9 @@ def backup_phase(s: Stack) -> list[st.Step]:
     first = [st.Together("dump-and-config", Phase.BACKUP, "The first dump, and the resolved compose config beside it",
                          steps=(dumps[0], resolved))] if dumps else [resolved]
     return [
-        st.SaveConfig("save-config", Phase.BACKUP, "Copy compose files, .env and the env template",
-                      names=(*stack.compose_files, stack.env_file, stack.env_template)),
+        st.SaveConfig("save-config", Phase.BACKUP, "Copy compose files, .env and the env template"
+                      + (", and the envs/ env files" if f.env_sync.existing_copies else ""),
+                      names=(*stack.compose_files, stack.env_file, stack.env_template, *f.env_sync.existing_copies)),
         *first,
         *dumps[1:],
         st.Together("archive-and-check", Phase.BACKUP, "Archive the volumes, and check every dump beside it",
@@ -228,7 +229,8 @@ def cutover_phase(s: Stack) -> list[st.Step]:
     cutover: list[st.Step] = [
         _stop_and_check_out(s),
         s.method.point_step(),
-        st.InstallEnv("install-env", Phase.CUTOVER, f"Install the merged {stack.env_file} (env-sync's result)"),
+        st.InstallEnv("install-env", Phase.CUTOVER, f"Install the merged {stack.env_file}"
+                      + (" and envs/ env files" if f.env_sync.changed_copies else "") + " (env-sync's result)"),
     ]
     if s.retired:  # stopped now (a renamed database must let go of its data); removed after the downtime
         cutover.append(st.StopContainers("stop-retired", Phase.CUTOVER, f"Stop services the target no longer has "
@@ -297,7 +299,8 @@ def rollback_phase(s: Stack) -> list[st.Step]:
                         argv=tuple(c.compose_down(s.new)), timeout=s.up_timeout),
         st.Checkout("checkout-previous", Phase.ROLLBACK, f"git checkout the previous commit {f.current.commit[:12]}",
                     argv=tuple(c.git_checkout(stack.compose_dir, f.current.commit))),
-        st.RestoreEnv("restore-env", Phase.ROLLBACK, f"Restore {stack.env_file} from the backup"),
+        st.RestoreEnv("restore-env", Phase.ROLLBACK, f"Restore {stack.env_file} from the backup"
+                      + (" (and the envs/ env files as they were)" if f.env_sync.copies else "")),
         st.PinImages("pin-images", Phase.ROLLBACK, "Pin every service to its previous image digest"),
         *s.method.restore_steps(start_old_db),
         st.StartServices("start-previous", Phase.ROLLBACK, "Start the previous version by digest and wait for health",

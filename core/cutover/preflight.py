@@ -16,7 +16,7 @@ from core.settings import Settings
 from core.io import commands as c
 from core.io import db as dbops
 from core.io import compose
-from core.env import envmerge, envsync
+from core.env import envmerge, envsync, flowmerge
 from core.env.composeversion import ComposeFileNotYaml
 from core.env.envlayout import ComposeLayoutUnreadable
 from core.backup import kept
@@ -235,19 +235,22 @@ def read_deployed(io_: StackIO, cfg: Settings, target: str) -> Deployed:
     return Deployed(current_commit, target_commit, running, ResolvedConfig.parse(resolved))
 
 
-def merge_env(cfg: Settings, deployed: Deployed) -> tuple[envmerge.MergeResult, str]:
-    """The one env merge of the run: the operator's .env, from the deployed release's template onto the target's;
-    with the sha256 of the .env it read."""
-    compose_dir = Path(cfg.stack.compose_dir)
-    old_template = envsync.template_at(compose_dir, deployed.current_commit, cfg.stack.env_template)
-    new_template = envsync.template_at(compose_dir, deployed.target_commit, cfg.stack.env_template)
-    required = envsync.required_at(compose_dir, deployed.target_commit, cfg.stack.compose_files)
-    elsewhere = envsync.elsewhere_at(compose_dir, deployed.target_commit, cfg.stack.compose_files)  # Dify 1.14+
-    return envsync.merge_env(compose_dir / cfg.stack.env_file, old_template, new_template, required, elsewhere)
+def merge_env(cfg: Settings, deployed: Deployed) -> flowmerge.FlowMerge:
+    """The one env merge of the run: the operator's .env, from the deployed release's template onto the target's,
+    and with Dify's split layout (1.14+) every `envs/**.env` copy it has; the block's `env_slim` and
+    `generate_missing_secrets` applied (`core.env.flowmerge`)."""
+    compose_dir, stack = Path(cfg.stack.compose_dir), cfg.stack
+    release = flowmerge.Release(compose_dir, tuple(stack.compose_files), deployed.current_commit,
+                                deployed.target_commit,
+                                envsync.template_at(compose_dir, deployed.current_commit, stack.env_template),
+                                envsync.template_at(compose_dir, deployed.target_commit, stack.env_template))
+    required = envsync.required_at(compose_dir, deployed.target_commit, stack.compose_files)
+    options = flowmerge.Options(stack.env_slim, stack.generate_missing_secrets, frozenset(stack.secret_env_keys))
+    return flowmerge.merge(release, compose_dir / stack.env_file, required, options)
 
 
-def read_target(io_: StackIO, cfg: Settings, request: UpgradeRequest, target_commit: str,
-                merged: envmerge.MergeResult) -> ResolvedConfig:
+def read_target(io_: StackIO, cfg: Settings, request: UpgradeRequest, target_commit: str,  # noqa: PLR0913 (the run, then the merge and its secret keys)
+                merged: envmerge.MergeResult, *, secret_keys: frozenset[str] = frozenset()) -> ResolvedConfig:
     """The target release's resolved config, with the merged .env: compose accepts its files, then the merged .env,
     and everything the target needs starts. Works on a copy of the release in the request's scratch folder
     (removed)."""
@@ -268,7 +271,7 @@ def read_target(io_: StackIO, cfg: Settings, request: UpgradeRequest, target_com
         # then the merged .env: compose accepts it, and it starts everything the target needs
         with envsync.target_tree(compose_dir, target_commit, cfg.stack.compose_files, scratch=scratch) as target_files:
             envsync.check_startable(target_files, merged, cfg.database.services, request.accept_env_conflicts,
-                                    frozenset(cfg.stack.secret_env_keys))
+                                    frozenset(cfg.stack.secret_env_keys) | secret_keys)
         return ResolvedConfig.parse(io_.run(c.Command(c.compose_config_json(staged))).stdout)
     finally:
         shutil.rmtree(scratch)
@@ -333,10 +336,11 @@ def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient |
     client = client or io_.endpoint.client()
     deployed = read_deployed(io_, cfg, request.target)
     try:  # once: the env-sync task publishes it, install-env installs it
-        merged, env_source = merge_env(cfg, deployed)
+        merged = merge_env(cfg, deployed)
     except (ComposeLayoutUnreadable, ComposeFileNotYaml) as exc:  # the target's compose file: what pre-flight calls it
         raise InvalidComposeFile(request.target, exc.detail) from None
-    target_cfg = read_target(io_, cfg, request, deployed.target_commit, merged)
+    target_cfg = read_target(io_, cfg, request, deployed.target_commit, merged.env,
+                             secret_keys=frozenset(merged.generated))
     db = dbops.DbAccess.of(cfg)
     database, privileges = read_database(db, cfg, request.run_id)
     images = read_target_images(io_, client, cfg, target_cfg, request.pins)
@@ -368,6 +372,5 @@ def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient |
         rollback=RollbackFacts(method=forecast.method, forecast=forecast.to_dict(), data_dir={
             "service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}
             if data_dir else None),
-        env_sync=envsync.stage(merged, request.run_dir / MERGED_ENV, env_source,
-                               frozenset(cfg.stack.secret_env_keys)),
+        env_sync=flowmerge.stage(merged, request.run_dir / MERGED_ENV, frozenset(cfg.stack.secret_env_keys)),
     )

@@ -7,34 +7,24 @@ A key that left the copy's template for another target template (or for the root
 not given), the base is the target's template itself: nothing counts as a stale default then, every value that
 differs from the target's default is kept as the operator's, and a note says so.
 
-A copy the compose file loads whose template the target does not ship cannot be merged: refused
-(EnvTemplateMissing) before anything is written.
+A copy the compose file loads whose template the target does not ship cannot be merged: refused before anything
+is written, as any env file a service loads without its template is (`envlayout.require_templates`,
+EnvTemplatesMissing).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.env import envmerge
 from core.env.envdoc import EnvDoc, parse, read_env_file
-from core.env.envlayout import ROOT_TEMPLATE, Elsewhere, EnvLayout, Home, existing_copies, homes, template_of
-from core.errors import EnvSyncError
+from core.env.envlayout import (ROOT_TEMPLATE, Elsewhere, EnvLayout, Home, existing_copies, homes, require_templates,
+                                template_of)
 
 NO_BASE_NOTE = ("{copy}: the deployed release has no {template} (looked in {where}), so it is merged against the "
                 "target's template only: no value of it counts as a stale default, every value that differs from "
                 "the target's default is kept")
-
-
-class EnvTemplateMissing(EnvSyncError):
-    """An `envs/**` env file the operator has, and the target's compose file loads, but whose template the target
-    does not ship: it cannot be merged."""
-
-    def __init__(self, copy: str, template: str, where: Path):
-        self.copy, self.template = copy, template
-        super().__init__(f"{copy} exists and the target's compose file loads it, but the target ships no {template} "
-                         f"(looked in {where}) to merge it against. Check that the compose file belongs to the target "
-                         f"release and that its envs/ folder is complete (`git status`, `git checkout -- envs`); "
-                         f"nothing was written.")
 
 
 @dataclass(frozen=True)
@@ -77,32 +67,52 @@ def merge_copy(copy: str, text: str, old: EnvDoc | None, new: EnvDoc, others: El
 
 
 def merge_copies(project_dir: Path, layout: EnvLayout, templates: dict[str, EnvDoc], root: EnvDoc, *,  # noqa: PLR0913 (the target's layout and templates, then the deployed release's)
-                 old_dir: Path | None, required: frozenset[str] = frozenset()) -> list[CopyMerge]:
+                 old_dir: Path | None = None, required: frozenset[str] = frozenset(),
+                 old_templates: OldTemplates | None = None) -> list[CopyMerge]:
     """Every existing `envs/**.env` copy the layout loads, merged (in path order).
 
     Args:
         templates: the target's `envs/**/*.env.example` (`envlayout.read_templates`).
         root: the target's root `.env.example`.
         old_dir: the deployed release's folder holding its `.env.example` and `envs/` (None: not known).
+        old_templates: instead of `old_dir`, where the deployed release's templates are read (the flow reads them
+            from its git commit): a template's relative path -> its text (None: not in that release), and what to
+            call the place in a note.
 
-    Raises EnvTemplateMissing for a copy without a target template, EnvParseError for one that cannot be read.
+    Raises EnvTemplatesMissing when a service loads an env file without a target template, EnvParseError for a
+    copy or template that cannot be read.
     """
+    require_templates(layout, templates, project_dir)
+    old_templates = old_templates or OldTemplates.in_folder(old_dir)
     merged = []
     for copy in existing_copies(project_dir, layout):
         template = template_of(copy)
-        if template not in templates:
-            raise EnvTemplateMissing(copy, template, project_dir / "envs")
         text = read_env_file(project_dir / copy, "envs env file")
-        old_path = old_dir / template if old_dir is not None else None
-        old = parse(read_env_file(old_path, "old envs template"), str(old_path)) \
-            if old_path is not None and old_path.is_file() else None
+        old_text = old_templates.read(template)
+        old = parse(old_text, f"{old_templates.where}/{template}") if old_text is not None else None
         done = merge_copy(copy, text, old, templates[template], _others(templates, template, root, layout),
                           required=required)
         if old is None:
-            done.result.notes.append(NO_BASE_NOTE.format(copy=copy, template=template,
-                                                         where=old_dir if old_dir is not None else "nowhere"))
+            done.result.notes.append(NO_BASE_NOTE.format(copy=copy, template=template, where=old_templates.where))
         merged.append(done)
     return merged
 
 
-__all__ = ["CopyMerge", "EnvTemplateMissing", "merge_copies", "merge_copy"]
+@dataclass(frozen=True)
+class OldTemplates:
+    """Where the deployed release's `envs/**` templates are: `read(relative path)` gives a template's text, None if
+    that release has none; `where` names the place for the operator."""
+
+    read: Callable[[str], str | None]
+    where: str
+
+    @classmethod
+    def in_folder(cls, folder: Path | None) -> OldTemplates:
+        def read(template: str) -> str | None:
+            path = folder / template if folder is not None else None
+            return read_env_file(path, "old envs template") if path is not None and path.is_file() else None
+
+        return cls(read, str(folder) if folder is not None else "nowhere")
+
+
+__all__ = ["CopyMerge", "OldTemplates", "merge_copies", "merge_copy"]

@@ -54,3 +54,18 @@ def operator_env(folder: Path, text: str | None = None, name: str = ".env") -> P
     env.write_text(OLD.read_text() if text is None else text)
     os.chmod(env, 0o600)
     return env
+
+
+def fake_old_compose(folder: Path, version: str) -> Path:
+    """FAKE_OLD_COMPOSE: a `docker` in `folder` (put it first on PATH) that reports Compose `version` and passes
+    everything else to the real one. A mock, because no Compose older than 2.24 can be installed in the test run.
+    Returns `folder`."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fake = folder / "docker"
+    fake.write_text('#!/bin/sh\n'
+                    f'if [ "$1 $2" = "compose version" ]; then echo \'{{"version":"{version}"}}\'; exit 0; fi\n'
+                    f'exec {shutil.which("docker")} "$@"\n')
+    fake.chmod(0o755)
+    return folder

@@ -14,7 +14,7 @@ import pytest
 
 from core.env import composeversion, effective, envdoc, envlayout
 from tests.conftest import DIFY
-from tests.unit._env_helpers import CLEAN_ENV, snapshot, sync
+from tests.unit._env_helpers import CLEAN_ENV, fake_old_compose, snapshot, sync
 from tests.unit.test_env_split_layout import (SMTP_PASSWORD, SMTP_SERVER, SPLIT, operator_env, run_sync,
                                              split_checkout, target)
 
@@ -242,16 +242,10 @@ def test_an_old_compose_stops_env_sync_with_both_versions_and_nothing_is_written
     one. A mock, because no Compose older than 2.24 can be installed in the test run."""
     docker = target(tmp_path)
     env = operator_env(docker, "1.12.1")
-    fake = tmp_path / "bin" / "docker"
-    fake.parent.mkdir()
-    real = shutil.which("docker")
-    fake.write_text('#!/bin/sh\n'
-                    'if [ "$1 $2" = "compose version" ]; then echo \'{"version":"v2.20.3"}\'; exit 0; fi\n'
-                    f'exec {real} "$@"\n')
-    fake.chmod(0o755)
+    fake = fake_old_compose(tmp_path / "bin", "v2.20.3")
     before = snapshot(docker)
     done = subprocess.run([*sync_argv(env, docker)], check=False, capture_output=True, text=True,
-                          env=CLEAN_ENV | {"PATH": f"{fake.parent}{os.pathsep}{CLEAN_ENV['PATH']}"})
+                          env=CLEAN_ENV | {"PATH": f"{fake}{os.pathsep}{CLEAN_ENV['PATH']}"})
     assert done.returncode == 2
     assert "needs Docker Compose 2.24.0 or later" in done.stderr and "v2.20.3" in done.stderr
     assert "nothing was written" in done.stderr and "Traceback" not in done.stderr
@@ -297,12 +291,7 @@ def test_the_flows_merge_reports_what_each_service_gets_and_checks_the_compose_v
     assert f"| `SMTP_SERVER` | api | {SMTP_SERVER} | .env |" in markdown
     for secret in (SMTP_PASSWORD, COPY_PASSWORD):
         assert secret not in json.dumps(asdict(staged)) + markdown
-    fake = tmp_path / "bin" / "docker"
-    fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\n'
-                    'if [ "$1 $2" = "compose version" ]; then echo \'{"version":"v2.23.0"}\'; exit 0; fi\n'
-                    f'exec {shutil.which("docker")} "$@"\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    fake = fake_old_compose(tmp_path / "bin", "v2.23.0")
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(composeversion.ComposeTooOld, match=r"needs Docker Compose 2\.24\.0 or later .* v2\.23\.0"):
         envsync.elsewhere_at(repo, "HEAD", ["docker/docker-compose.yaml"], scratch=tmp_path)

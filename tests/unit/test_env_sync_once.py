@@ -74,6 +74,10 @@ class NoDatabase:
 
 @pytest.fixture()
 def cfg(checkout, tmp_path, monkeypatch) -> Settings:
+    return settings_with_stand_ins(checkout, tmp_path, monkeypatch)
+
+
+def settings_with_stand_ins(checkout: Path, tmp_path: Path, monkeypatch) -> Settings:
     """The environment's settings, with stand-ins for everything pre-flight reads after the env merge."""
     monkeypatch.setattr(preflight, "StackIO", LocalIO)
     monkeypatch.setattr(preflight.dbops.DbAccess, "of", staticmethod(lambda cfg: NoDatabase()))
@@ -106,6 +110,10 @@ def merges(monkeypatch) -> list[int]:
 
 @pytest.fixture()
 def published(monkeypatch) -> dict:
+    return captured_artifacts(monkeypatch)
+
+
+def captured_artifacts(monkeypatch) -> dict:
     """The env-sync task's artifacts, as the Prefect API would receive them: key → the table's rows or markdown."""
     out: dict = {}
 

@@ -15,7 +15,7 @@ from tests.unit._settings import settings
 from core.io import executor
 
 from core.cutover import preflight
-from core.env.envmerge import ComposeRejectsEnv
+from core.env.secretgen import MissingRequiredSecret
 from core.errors import PreflightError, PromotionStopped
 from tests.unit._env_helpers import COMPOSE_1_12_1, NEW, OLD
 
@@ -97,7 +97,7 @@ def gather_prod(repo, tmp_path, monkeypatch):
 
 def test_a_new_required_variable_left_empty_fails_prods_plan_and_names_it(checkout, tmp_path, monkeypatch):
     before = (checkout / ".env").read_bytes()
-    with pytest.raises(ComposeRejectsEnv) as caught:
+    with pytest.raises(MissingRequiredSecret) as caught:  # a secret's name: refused before compose is asked
         gather_prod(checkout, tmp_path, monkeypatch)
     assert isinstance(caught.value, PreflightError), "a pre-flight error: the dry run ends Failed, nothing changed"
     assert NEW_VAR in str(caught.value)

@@ -3,11 +3,13 @@ database, migrate once, start the target."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from core import files
 from core.cutover.steps.base import CommandStep, CreateAhead, Phase, Step, StepContext, start_created_ahead
 from core.env import envfile
+from core.env.envstage import read_checked
 from core.errors import (CheckoutFailed, EnvWriteFailed, HealthCheckFailed, MigrationFailed, ServiceRemovalFailed,
                          StopFailed)
 
@@ -149,8 +151,9 @@ class Migrate(CommandStep):
 @dataclass(frozen=True)
 class InstallEnv(Step):
     """Installs the env merge pre-flight staged in the run folder as the stack's env file (backup first, atomic):
-    exactly the bytes whose sha256 the plan holds, or none (StagedEnvChanged). A plan.json from before the sha256 was
-    recorded names none: then the run folder's staged file is installed unchecked, as it was then."""
+    exactly the bytes whose sha256 the plan holds, or none (StagedEnvChanged); then each `envs/**.env` copy the merge
+    changed, the same way. A plan.json from before the sha256 was recorded names none: then the run folder's staged
+    file is installed unchecked, as it was then."""
 
     error: ClassVar = EnvWriteFailed
     task: ClassVar = "install-env"
@@ -160,9 +163,17 @@ class InstallEnv(Step):
         path = f.settings.stack.compose_dir / f.settings.stack.env_file
         result = f.env_sync
         text = result.read_staged(self.id) if result.sha256 else (f.run.dir / MERGED_ENV).read_text()
-        if path.exists() and path.read_bytes() == text.encode("utf-8"):
-            return "already installed"
-        saved = envfile.backup(path)
-        files.write_atomic(path, text, keep_mode=True)
-        return f"backup {saved}" + (f"; {result.size} bytes, sha256 as planned" if result.sha256 else "")
+        copies = [(f.settings.stack.compose_dir / c["path"], read_checked(self.id, Path(c["staged"]), c["sha256"]))
+                  for c in result.changed_copies]  # every staged file checked before the first is written
+        done = [_install(path, text)]
+        done += [f"{copy.name}: {_install(copy, merged)}" for copy, merged in copies]
+        return "; ".join(done) + (f"; {result.size} bytes, sha256 as planned" if result.sha256 else "")
 
+
+def _install(path: Path, text: str) -> str:
+    """Writes `text` to the env file `path` (backup first, atomically), unless it holds it already."""
+    if path.exists() and path.read_bytes() == text.encode("utf-8"):
+        return "already installed"
+    saved = envfile.backup(path)
+    files.write_atomic(path, text, keep_mode=True)
+    return f"backup {saved}"

@@ -20,14 +20,27 @@ from core.io import pgsql
 
 
 class RestoreEnv(Step):
+    """Puts the env files back as the backup holds them, byte for byte: the `.env`, and with Dify's split layout
+    every `envs/**.env` copy the target loads (one the operator did not have is removed)."""
+
     error: ClassVar = RestoreFailed
 
     def apply(self, ctx: StepContext) -> str:
         f = ctx.facts
         stack = f.settings.stack
-        saved = (f.run.dir / "compose" / stack.env_file).read_text()
-        files.write_atomic(stack.compose_dir / stack.env_file, saved, keep_mode=True)
-        return "restored from the backup"
+        saved = f.run.dir / "compose"
+        files.write_atomic(stack.compose_dir / stack.env_file, (saved / stack.env_file).read_bytes(), keep_mode=True)
+        removed = 0
+        for copy in f.env_sync.copies:
+            path = stack.compose_dir / copy["path"]
+            if copy["existed"]:
+                files.write_atomic(path, (saved / copy["path"]).read_bytes(), keep_mode=True)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+                removed += 1
+        restored = len(f.env_sync.existing_copies)
+        more = f" and {restored} envs/ env file(s)" if restored else ""
+        return f"restored from the backup{more}" + (f"; removed {removed} that did not exist" if removed else "")
 
 
 @dataclass(frozen=True)
