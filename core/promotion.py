@@ -56,7 +56,7 @@ def fingerprint_material(f: Facts) -> dict:
     change is not seen: name its key in the block's secret_env_keys only if that is acceptable). Run-specific
     things (run id, folders, time, the forecast's durations) are left out, so that the same state gives the same
     fingerprint."""
-    return {
+    out = {
         "environment": f.run.environment, "project": f.settings.stack.project_name,
         "current": {"commit": f.current.commit, "revision": sorted(f.database.revision),
                     "images": {s: i.get("repo_digest") or i.get("id") for s, i in sorted(f.current.images.items())},
@@ -66,6 +66,11 @@ def fingerprint_material(f: Facts) -> dict:
                    "services": sorted(f.target.services)},
         "env": [{k: str(v) for k, v in sorted(row.items())} for row in f.env_sync.rows],
     }
+    if f.env_sync.copies:  # Dify's split layout: each envs/**.env copy's rows (absent ones too), as reviewed
+        out["env_copies"] = [{"path": c["path"], "existed": c["existed"],
+                              "rows": [{k: str(v) for k, v in sorted(row.items())} for row in c["rows"]]}
+                             for c in f.env_sync.copies]
+    return out
 
 
 def fingerprint(f: Facts) -> str:

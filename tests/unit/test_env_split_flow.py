@@ -25,6 +25,7 @@ import tasks.preflight as tp
 from core import report
 from core.cutover import steps as st
 from core.cutover.journal import PLAN
+from core.promotion import fingerprint
 from core.env import composeversion, envdoc, envsecrets
 from core.env.envdoc import EnvParseError
 from core.env.envlayout import EnvTemplatesMissing
@@ -154,6 +155,10 @@ def test_a_copy_edited_or_created_after_pre_flight_stops_the_run_before_the_cuto
     with pytest.raises(EnvChangedSincePlan, match="created after pre-flight"):
         tp.env_sync.fn(ctx2)
     assert published == {}
+
+    approved = fingerprint(pre_flight(cfg, "run3"))
+    (checkout / COPY).write_text((checkout / COPY).read_text() + "EDITED_AGAIN=after the approval\n")
+    assert fingerprint(pre_flight(cfg, "run4")) != approved, "a promotion's approval covers the copies"
 
 
 def test_install_env_refuses_a_tampered_staged_copy_before_writing_any_file(cfg, checkout):
