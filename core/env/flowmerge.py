@@ -89,7 +89,7 @@ def merge(release: Release, user_env: Path, required: frozenset[str], options: O
         done.copies = envcopies.merge_copies(project, split.layout, split.templates, root, required=required,
                                              old_templates=_old_templates(release))
         merged = {c.path for c in done.copies}
-        done.absent = sorted(p for p in _loaded(split.layout) if p not in merged and not (project / p).exists())
+        done.absent = sorted(p for p in _loaded(split.layout) if p not in merged and not _present(project / p))
     done.generated = secretgen.missing(result.text, required, options.secret_keys)
     if done.generated and not options.generate_missing_secrets:
         raise secretgen.MissingRequiredSecret(str(user_env), done.generated, BLOCK_OVERRIDE)
@@ -101,6 +101,12 @@ def merge(release: Release, user_env: Path, required: frozenset[str], options: O
         files = {envlayout.ROOT_ENV: parse(result.text, envlayout.ROOT_ENV), **copy_docs}
         result.disputed = effective.disputed(split.layout, files, effective.every_service(split.layout, files))
     return done
+
+
+def _present(path: Path) -> bool:
+    """Whether anything is at `path`: a file, a folder, or a symlink (even one whose target is gone: not ours to
+    remove)."""
+    return path.exists() or path.is_symlink()
 
 
 def _loaded(layout: envlayout.EnvLayout) -> set[str]:

@@ -35,7 +35,7 @@ class RestoreEnv(Step):
             path = stack.compose_dir / copy["path"]
             if copy["existed"]:
                 files.write_atomic(path, (saved / copy["path"]).read_bytes(), keep_mode=True)
-            elif path.exists() or path.is_symlink():
+            elif path.is_file() or path.is_symlink():  # a copy made since; a folder there is none
                 path.unlink()
                 removed += 1
         restored = len(f.env_sync.existing_copies)
