@@ -48,6 +48,7 @@ class RunSummary:
     plan: list[dict] = field(default_factory=list)
     env: list[dict] = field(default_factory=list)
     env_counts: dict[str, int] = field(default_factory=dict)
+    env_copies: list[dict] = field(default_factory=list)  # the `envs/**.env` copies the merge changes: path, rows
     migrations: dict[str, Any] = field(default_factory=dict)
     downtime: dict[str, float] = field(default_factory=dict)
     rollback_point: str = ""
@@ -182,11 +183,21 @@ def _env_lines(s: RunSummary) -> list[str]:
     kept = sum(n for k, n in s.env_counts.items() if k not in ("added", "default_moved", "dropped", "re_added")
                and k != "unchanged")
     if not rows:
-        return ["Env: no change" + (f" ({kept} of your settings kept)" if kept else "")]
+        return ["Env: no change" + (f" ({kept} of your settings kept)" if kept else "")] + _copy_lines(s)
     out = [f"Env: {len(rows)} change(s), secrets masked" + (f"; {kept} of your settings kept" if kept else "")]
     out += [env_line(r) for r in rows[:ENV_SHOWN]]
     if len(rows) > ENV_SHOWN:
         out.append(f"  … {len(rows) - ENV_SHOWN} more in the run's env-diff artifact")
+    return out + _copy_lines(s)
+
+
+def _copy_lines(s: RunSummary) -> list[str]:
+    """One line per `envs/**.env` copy the merge changes (Dify's split layout); its rows: the env-diff artifact."""
+    out = []
+    for copy in s.env_copies:
+        n = len(changed_rows(copy.get("rows") or []))
+        if n:
+            out.append(f"Env {copy['path']}: {n} change(s), in the run's env-diff artifact")
     return out
 
 
@@ -207,5 +218,6 @@ def text(s: RunSummary, phases_shown: bool = False) -> str:
 
 def as_json(s: RunSummary) -> str:
     """One JSON object: every field of the summary, the env rows masked as printed."""
-    data = asdict(s) | {"env": changed_rows(s.env), "ok": s.outcome != "failed"}
+    data = asdict(s) | {"env": changed_rows(s.env), "ok": s.outcome != "failed",
+                        "env_copies": [c | {"rows": changed_rows(c.get("rows") or [])} for c in s.env_copies]}
     return json.dumps(data, indent=2, default=str)

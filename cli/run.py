@@ -138,6 +138,7 @@ def summarise(args: argparse.Namespace, seen, phases: Phases, ended: Ended) -> r
         s.outcome = "already-at"
         return s
     s.env, s.env_counts = list(f.env_sync.rows), dict(f.env_sync.counts)
+    s.env_copies = [{"path": c["path"], "rows": c["rows"]} for c in f.env_sync.copies if c.get("rows")]
     if args.dry_run:
         from core import report
 

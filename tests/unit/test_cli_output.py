@@ -282,3 +282,19 @@ def test_analyze_migrations_says_what_it_is_doing_on_stderr(tmp_path, capsys):
     lines = err.splitlines()
     assert [line.split(" .")[0] for line in lines[:2]] == ["  read m.sql", "  analyse the statements"], err
     assert lines[-1].startswith("Finished in ")
+
+
+def test_a_changed_envs_copy_is_named_in_the_summary_with_its_count_and_no_secret():
+    s = _plan_summary()
+    s.env_copies = [{"path": "docker/envs/core-services/api.env",
+                     "rows": [{"key": "API_WORKERS", "category": "default_moved", "before": "1", "after": "2"},
+                              {"key": "API_KEY", "category": "kept", "before": "x", "after": "x"},
+                              {"key": "MAIL_PASSWORD", "category": "added", "before": None, "after": "hunter2",
+                               "secret": True}]},
+                    {"path": "docker/envs/security.env", "rows": [{"key": "A", "before": "1", "after": "1",
+                                                                   "category": "kept"}]}]
+    lines = render.text(s).splitlines()
+    assert "Env docker/envs/core-services/api.env: 2 change(s), in the run's env-diff artifact" in lines
+    assert not any("security.env" in line for line in lines), "a copy the merge leaves as it is is no change"
+    assert json.loads(render.as_json(s))["env_copies"][0]["path"] == "docker/envs/core-services/api.env"
+    assert "hunter2" not in render.as_json(s), "a row marked secret is masked once more"
