@@ -85,11 +85,11 @@ def ensure_images(client) -> list[str]:
     """Builds what changed, pushes what the registry lacks; returns the images built."""
     from lab import build as lab
 
-    built = []
-    base_digest = client.images.get(lab.BASE).id + client.images.get(f"{REGISTRY}/demo/postgres:15").id
+    built, ids = [], {}
     for name, (dockerfile, files) in image_specs(lab.BASE, f"{REGISTRY}/demo/postgres:15").items():
-        ref = f"{REGISTRY}/{name}"
-        label = _label(dockerfile + base_digest, files)
+        ref, parent = f"{REGISTRY}/{name}", dockerfile.split("\n", 1)[0].removeprefix("FROM ")
+        ids[parent] = ids.get(parent) or client.images.get(parent).id  # rebuilt when its parent image changed
+        label = _label(dockerfile + ids[parent], files)
         if not lab.has_local(client, ref, label):
             with tempfile.TemporaryDirectory() as ctx:
                 _write_context(Path(ctx), dockerfile, files, label)
