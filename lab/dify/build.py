@@ -59,6 +59,9 @@ def image_specs(base: str, postgres: str) -> dict[str, tuple[str, dict[str, byte
     """Dify's image name → (Dockerfile, build context: path → bytes)."""
     specs = {s.ref: _dockerfile_standin(base, s, s.ref.rsplit(":", 1)[1]) for s in releases.STANDINS}
     specs[releases.BUSYBOX] = (f"FROM {base}\nCMD [\"sh\"]\n", {})
+    # its `sh` comes first in PATH: the job's `sh -c …` fails with exit 3
+    specs[releases.BADJOB] = (f"FROM {base}\nCOPY bin /usr/local/bin\nCMD [\"sh\"]\n", {"bin/sh": (
+        b'#!/bin/dash\necho "sh: the one-shot job cannot run (the lab\'s broken busybox)" >&2\nexit 3\n')})
     specs[releases.POSTGRES] = (f"FROM {postgres}\nCMD [\"postgres\"]\n", {})
     specs |= {f"{releases.API}:{tag}": _dockerfile_api(base, tag) for tag in releases.API_REVISIONS}
     return specs
@@ -109,8 +112,9 @@ def ensure_repo() -> None:
     def commit_releases(git, work: Path) -> None:
         (work / ".gitignore").write_text(releases.GITIGNORE)
         for tag in releases.TAGS:
-            if tag.endswith("-broken"):
-                git("checkout", "-q", "-B", "broken", tag.removesuffix("-broken"))
+            if "-" in tag:  # a variant of a release, on a branch of its own
+                release, variant = tag.split("-", 1)
+                git("checkout", "-q", "-B", variant, release)
             shutil.rmtree(work / "docker", ignore_errors=True)
             for rel, data in releases.release_files(tag).items():
                 (work / rel).parent.mkdir(parents=True, exist_ok=True)

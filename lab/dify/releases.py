@@ -8,6 +8,7 @@ Dify's (no `v`), `docker/.env`, `docker/volumes/` and `docker/docker-compose.ove
 | `1.12.1` | Dify 1.12.1's `docker/docker-compose.yaml` and `.env.example` (shared/fixtures/dify) |
 | `1.15.0` | the split layout (`tests/fixtures/dify-split/1.15.0/docker`: compose, `.env.example`, `envs/**`) |
 | `1.15.0-broken` | 1.15.0 whose api image carries two more revisions, the second failing on any seeded row |
+| `1.15.0-badjob` | 1.15.0 whose one-shot job `init_permissions` fails (exit 3): its image is `busybox:badjob` |
 
 Every file is Dify's, byte for byte, except the `image:` lines: `langgenius/dify-api:1.12.1` becomes
 `127.0.0.1:5000/langgenius/dify-api:1.12.1`. Pre-flight asks each image's registry whether the target's images
@@ -58,6 +59,7 @@ STANDINS = [
             ("dify-agent-local-sandbox",)),
 ]
 BUSYBOX = "busybox:latest"
+BADJOB = "busybox:badjob"  # its `sh` fails: the one-shot job of 1.15.0-badjob exits 3
 POSTGRES = "postgres:15-alpine"
 API = "langgenius/dify-api"
 
@@ -90,6 +92,8 @@ def release_files(tag: str) -> dict[str, bytes]:
     compose = renamed(files["docker/docker-compose.yaml"].decode())
     if tag.endswith("-broken"):
         compose = compose.replace(f"{API}:1.15.0", f"{API}:{tag}")
+    if tag.endswith("-badjob"):
+        compose = compose.replace(f"{REGISTRY}/{BUSYBOX}", f"{REGISTRY}/{BADJOB}")
     files["docker/docker-compose.yaml"] = compose.encode()
     files |= {f"docker/{p.relative_to(HERE / 'docker')}": p.read_bytes()
               for p in sorted((HERE / "docker").rglob("*")) if p.is_file()}
@@ -104,4 +108,4 @@ docker/docker-compose.override.yaml
 docker/nginx/conf.d/
 docker/env-backup/
 """
-TAGS = ("1.12.1", "1.15.0", "1.15.0-broken")
+TAGS = ("1.12.1", "1.15.0", "1.15.0-broken", "1.15.0-badjob")

@@ -3,8 +3,9 @@
 folder of a checkout with Dify's tags, its block written by `stackshift init`, then planned, failed and rolled back,
 killed mid-cutover and recovered, and upgraded.
 
-One stack serves the module, in order: the plan; a target whose migration fails (rolled back); a runner killed during
-the cutover (recover rolls back); the upgrade to 1.15.0, whose verification passes with `init_permissions` exited 0.
+One stack serves the module, in order: the plan; a target whose migration fails, then one whose one-shot job fails
+(each rolled back); a runner killed during the cutover (recover rolls back); the upgrade to 1.15.0, whose
+verification passes with `init_permissions` exited 0.
 """
 import os
 import secrets
@@ -16,7 +17,7 @@ import time
 import pytest
 
 from blocks.stack_environment import StackEnvironment
-from core.errors import MigrationFailed
+from core.errors import MigrationFailed, StepFailed
 from flows.upgrade import upgrade
 from lab.dify import build
 from lab.dify import stack as dify
@@ -99,6 +100,20 @@ def test_a_failing_migration_fails_the_upgrade_with_its_exit_code_and_rolls_back
     assert "exited 1" in str(raised.value.__cause__), "and its exit code"
     j = journal_of(dep)
     assert j.status == "rolled-back", j.status  # not rollback-failed: verify-previous accepts the exited job
+    assert_on_1_12_1(dep, rows)
+
+
+def test_a_failing_one_shot_job_fails_the_upgrade_with_its_exit_code_and_rolls_back(deployed):
+    dep, rows = deployed
+    state = upgrade(environment=dep.name, target="1.15.0-badjob", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(StepFailed) as raised:
+        state.result()
+    said = str(raised.value)
+    assert "init_permissions" in said and "exit" in said and "3" in said, said
+    assert "init_permissions is exited, exit code 3" in said  # by compose's depends_on check or the wait
+    assert "the one-shot job cannot run" in said, "with its last log lines"
+    assert journal_of(dep).status == "rolled-back"
     assert_on_1_12_1(dep, rows)
 
 
