@@ -131,6 +131,11 @@ class MigrationSettings(_Group):
     service: str = Field(default="api", description="Service whose image runs the migration, once.")
     command: tuple[str, ...] = Field(default=("python3", "-m", "alembic", "upgrade", "head"),
                                      description="The migration command in that image.")
+    replace_entrypoint: bool = Field(
+        default=False,
+        description="Run the command (and the rehearsal's) in place of the image's entrypoint, its first word as "
+                    "`--entrypoint`: for an image whose entrypoint ignores its arguments, as Dify's does (it starts "
+                    "the server unless MODE=job).")
     versions_path: str = Field(
         default="/app/migrations/versions",
         description="Folder of the Alembic revision files inside the migrate image (Dify: "

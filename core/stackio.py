@@ -292,6 +292,14 @@ class StackIO:
     def last_log_lines(self, project: str, service: str) -> list[str]:
         return last_log_lines(self.endpoint.client(), project, service)
 
+    def failed_jobs(self, project: str, jobs: Collection[str]) -> list[str]:
+        """The one-shot jobs that exited with an error, each with its exit code and last log lines (compose's own
+        `depends_on` check says only "didn't complete successfully")."""
+        client = self.endpoint.client()
+        states = container_states(client, project)
+        return [self._failure(client, project, job, states.get(job), True) for job in sorted(jobs)
+                if health_verdict(states.get(job), True) == "failed"]
+
     def stop_containers(self, project: str, services: list[str], timeouts: dict[str, int] | None = None) -> str:
         """Stops the services' containers through the engine API, all at once. Each stops the way compose would
         stop it: its own stop signal and grace period, set on the container when compose created it, unless

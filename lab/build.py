@@ -194,6 +194,9 @@ def main() -> None:
     ensure_base(client)
     ensure_images(client)
     ensure_demo_repo()
+    from lab.dify import build as dify
+
+    dify.ensure(client)  # the Dify-faithful stack's stand-ins (small; seconds the first time, nothing after)
     register_blocks()
 
 

@@ -248,7 +248,8 @@ def cutover_phase(s: Stack) -> list[st.Step]:
     return cutover + [
         st.Migrate("migrate", Phase.CUTOVER, f"Migrate once: {' '.join(migration.command)} in a one-off "
                    f"{migration.service} container{meanwhile}",
-                   argv=tuple(c.compose_run_once(s.new, migration.service, migration.command, dict(s.off), s.run_id)),
+                   argv=tuple(c.compose_run_once(s.new, migration.service, migration.command, dict(s.off), s.run_id,
+                                                 replace_entrypoint=migration.replace_entrypoint)),
                    timeout=migration.timeout_seconds, ahead=app_ahead),
         _start_target(s, app_ahead),
     ]

@@ -257,9 +257,7 @@ def read_target(io_: StackIO, cfg: Settings, request: UpgradeRequest, target_com
     compose_dir, scratch, target = Path(cfg.stack.compose_dir), request.scratch, request.target
     scratch.mkdir(parents=True, mode=0o700, exist_ok=True)
     try:
-        run(c.git_archive(compose_dir, target_commit, scratch / "target.tar"))
-        (scratch / "tree").mkdir()
-        run(c.tar_extract(scratch / "target.tar", scratch / "tree"))
+        envsync.extract_release(compose_dir, target_commit, cfg.stack.compose_files, scratch)
         files.write_atomic(scratch / "merged.env", merged.text, keep_mode=True)
         staged = c.ComposeProject(compose_dir, tuple(scratch / "tree" / f for f in cfg.stack.compose_files),
                                   scratch / "merged.env", cfg.stack.project_name)

@@ -73,6 +73,8 @@ class Dify(App):
         p.set("migration", "switch", SWITCH, f"Dify's switch for migrating at start, in {service}'s environment")
         p.set("migration", "command", ["flask", "upgrade-db"], "Dify's own migration command (its entrypoint runs it "
                                                                "when MIGRATION_ENABLED is true)")
+        p.set("migration", "replace_entrypoint", True, "Dify's entrypoint ignores its arguments (but with MODE=job): "
+                                                       "given `flask upgrade-db` it would start the server")
         p.set("migration", "versions_path", "/app/api/migrations/versions", "where the dify-api image keeps them")
         p.set("migration", "render_sql_command", ["flask", "db", "upgrade", "{range}", "--sql"],
               "Flask-Migrate's offline mode prints the pending SQL")

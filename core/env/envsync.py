@@ -31,9 +31,37 @@ def template_at(compose_dir: Path, commit: str, template: str) -> str:
     return run(c.git_show(compose_dir, commit, template)).stdout
 
 
+def operator_files(compose_dir: Path, compose_files) -> tuple[str, ...]:
+    """The compose files that are the operator's, not the release's: in the checkout and not tracked by git (the
+    override file `init` asks for when the database publishes no port). Checking out another release leaves them as
+    they are, so the target reads them as they are now."""
+    return tuple(f for f in compose_files if (compose_dir / f).is_file()
+                 and run(c.git_ls_files(compose_dir, str(f)), check=False).returncode != 0)
+
+
+def compose_text_at(compose_dir: Path, commit: str, name: str, mine: tuple[str, ...]) -> str:
+    """A compose file as the release at `commit` will read it (`mine`: `operator_files`)."""
+    return (compose_dir / name).read_text(encoding="utf-8") if name in mine else template_at(compose_dir, commit, name)
+
+
 def required_at(compose_dir: Path, commit: str, compose_files) -> frozenset[str]:
     """Every `${VAR:?}` / `${VAR?}` of the compose files at `commit`: the keys a merge must not leave deleted."""
-    return frozenset().union(*(envcheck.required_variables(template_at(compose_dir, commit, f)) for f in compose_files))
+    mine = operator_files(compose_dir, compose_files)
+    return frozenset().union(*(envcheck.required_variables(compose_text_at(compose_dir, commit, f, mine))
+                               for f in compose_files))
+
+
+def extract_release(compose_dir: Path, commit: str, compose_files, staging: Path) -> Path:
+    """The release at `commit` extracted into `staging/tree`, with the operator's own compose files beside its own
+    (`operator_files`); returns the tree."""
+    run(c.git_archive(compose_dir, commit, staging / "target.tar"))
+    (staging / "tree").mkdir()
+    run(c.tar_extract(staging / "target.tar", staging / "tree"))
+    for name in operator_files(compose_dir, compose_files):
+        if not (staging / "tree" / name).exists():
+            (staging / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(compose_dir / name, staging / "tree" / name)
+    return staging / "tree"
 
 
 def merge_for(user_env: Path, old_template: str, new_template: str,
@@ -123,10 +151,8 @@ def target_tree(compose_dir: Path, commit: str, compose_files, scratch: Path | N
     passes the run's own, which a recovery sweeps if the runner is killed), removed afterwards."""
     staging = Path(tempfile.mkdtemp(prefix="stackshift-envcheck-", dir=scratch))
     try:
-        run(c.git_archive(compose_dir, commit, staging / "target.tar"))
-        (staging / "tree").mkdir()
-        run(c.tar_extract(staging / "target.tar", staging / "tree"))
-        yield TargetTree(compose_dir, staging / "tree", tuple(staging / "tree" / f for f in compose_files))
+        tree = extract_release(compose_dir, commit, compose_files, staging)
+        yield TargetTree(compose_dir, tree, tuple(tree / f for f in compose_files))
     finally:
         shutil.rmtree(staging)
 

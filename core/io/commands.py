@@ -119,11 +119,12 @@ def compose_down(p: ComposeProject) -> list[str]:
 
 def compose_run_once(p: ComposeProject, service: str, command: Sequence[str],  # noqa: PLR0913 (one value per part of the run)
                      env: dict[str, str] | None = None, run_id: str = "", *,
-                     pass_env: Sequence[str] = ()) -> list[str]:
+                     pass_env: Sequence[str] = (), replace_entrypoint: bool = False) -> list[str]:
     """A one-off container of `service` (its image and env), no dependencies started, removed afterwards; labelled
     with the stack and the run so that a recovery finds it if the runner dies while it runs. `env` values are in the
     argv (switches, nothing secret); `pass_env` names variables the container takes from the command's own
-    environment (`--env KEY`), so that their values never appear in an argv or a log."""
+    environment (`--env KEY`), so that their values never appear in an argv or a log. `replace_entrypoint`: the
+    command's first word runs as the entrypoint (an image whose entrypoint ignores its arguments)."""
     argv = p.base() + ["run", "--rm", "--no-deps", "--no-TTY", "--label", f"{STACK_LABEL}={p.name}"]
     if run_id:
         argv += ["--label", f"{RUN_LABEL}={run_id}"]
@@ -131,6 +132,8 @@ def compose_run_once(p: ComposeProject, service: str, command: Sequence[str],  #
         argv += ["--env", f"{key}={value}"]
     for key in sorted(pass_env):
         argv += ["--env", key]
+    if replace_entrypoint:
+        return argv + ["--entrypoint", command[0], service, *command[1:]]
     return argv + [service, *command]
 
 
@@ -143,7 +146,14 @@ def git_status_tracked(repo: Path) -> list[str]:
 
 
 def git_show(repo: Path, commit: str, path: str) -> list[str]:
-    return ["git", "-C", str(repo), "show", f"{commit}:{path}"]
+    """The file `path` (relative to `repo`, which may be a subfolder of the repository, as Dify's `docker/` is) at
+    `commit`: `./` makes git read it from that folder, not from the repository's root."""
+    return ["git", "-C", str(repo), "show", f"{commit}:./{path}"]
+
+
+def git_ls_files(repo: Path, path: str) -> list[str]:
+    """Exits 0 when git tracks `path` (relative to `repo`), 1 when it does not."""
+    return ["git", "-C", str(repo), "ls-files", "--error-unmatch", "--", path]
 
 
 def git_archive(repo: Path, commit: str, out: Path) -> list[str]:

@@ -257,7 +257,7 @@ def rehearse(io, f, scratch: Path, secret_env=None) -> Rehearsal:
         since = time.time() - 1  # entries are told apart by database (%d) or by the server logging no others
         env = fill(secret_env.get_secret_value() if secret_env else {}, name)  # by name in argv, values in env
         argv = c.compose_run_once(with_target, migration.service, fill(migration.rehearsal.command, name), None,
-                                  f.run.id, pass_env=list(env))
+                                  f.run.id, pass_env=list(env), replace_entrypoint=migration.replace_entrypoint)
         failure = None
         try:
             io.run(c.Command(argv, env=env, timeout=migration.timeout_seconds))

@@ -24,6 +24,22 @@ def test_one_off_migration_container_turns_entrypoint_migrations_off():
                            "io.stackshift.run=run1", "--env", "MIGRATION_ENABLED=false", "api", "flask", "upgrade-db"]
 
 
+def test_one_off_migration_can_run_in_place_of_an_entrypoint_that_ignores_its_arguments():
+    """Dify's entrypoint starts the server whatever the command (but with MODE=job): the command runs as the
+    entrypoint instead, its first word after `--entrypoint`."""
+    argv = c.compose_run_once(P, "api", ["flask", "upgrade-db"], {"MIGRATION_ENABLED": "false"}, "run1",
+                              replace_entrypoint=True)
+    assert argv == BASE + ["run", "--rm", "--no-deps", "--no-TTY", "--label", "io.stackshift.stack=app", "--label",
+                           "io.stackshift.run=run1", "--env", "MIGRATION_ENABLED=false", "--entrypoint", "flask", "api",
+                           "upgrade-db"]
+
+
+def test_a_file_at_a_commit_is_read_relative_to_the_compose_folder():
+    """Dify's compose folder is `docker/` in its repository: `./` makes git read the path from there."""
+    assert c.git_show(Path("/srv/dify/docker"), "abc", ".env.example") == [
+        "git", "-C", "/srv/dify/docker", "show", "abc:./.env.example"]
+
+
 def test_leftover_containers_are_found_by_the_stack_label_and_removed_by_id():
     assert c.docker_ps_labelled(c.STACK_LABEL, "app") == [
         "docker", "container", "ls", "--all", "--quiet", "--no-trunc", "--filter", "label=io.stackshift.stack=app"]

@@ -175,7 +175,7 @@ def assert_dify(p: Proposal, writers: list[str], port: int | None = None) -> Non
     assert p.app == "Dify"
     assert p.fields["writers"]["services"] == writers
     assert p.fields["migration"] == {
-        "service": "api", "switch": "MIGRATION_ENABLED", "command": ["flask", "upgrade-db"],
+        "service": "api", "switch": "MIGRATION_ENABLED", "command": ["flask", "upgrade-db"], "replace_entrypoint": True,
         "versions_path": "/app/api/migrations/versions",
         "render_sql_command": ["flask", "db", "upgrade", "{range}", "--sql"]}
     assert (p.value("database", "user"), p.value("database", "name")) == ("postgres", "dify")

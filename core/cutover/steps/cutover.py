@@ -10,8 +10,8 @@ from core import files
 from core.cutover.steps.base import CommandStep, CreateAhead, Phase, Step, StepContext, start_created_ahead
 from core.env import envfile
 from core.env.envstage import read_checked
-from core.errors import (CheckoutFailed, EnvWriteFailed, HealthCheckFailed, MigrationFailed, ServiceRemovalFailed,
-                         StopFailed)
+from core.errors import (CheckoutFailed, CommandFailed, EnvWriteFailed, HealthCheckFailed, MigrationFailed,
+                         ServiceRemovalFailed, ServicesNotHealthy, StopFailed, error_line)
 
 MERGED_ENV = "env.merged"  # the env-sync result, staged in the run folder before the cutover installs it
 
@@ -70,6 +70,16 @@ class StartServices(CommandStep):
     serving_first: ClassVar = False  # start the services behind the HTTP checks first, the rest while waiting
 
     def apply(self, ctx: StepContext) -> str:
+        try:
+            return self._start(ctx)
+        except CommandFailed as exc:  # compose refused to go on: a job its `depends_on` waits for failed?
+            failed = ctx.io.failed_jobs(self.project_name, self.jobs) if self.jobs else []
+            if not failed:
+                raise
+            said = error_line(exc.stderr) if exc.stderr.strip() else str(exc)
+            raise ServicesNotHealthy(f"{said}: job {'; job '.join(failed)}") from exc
+
+    def _start(self, ctx: StepContext) -> str:
         wait = (lambda: self.wait(ctx)) if self.wait_for else None
         if self.created_ahead:
             started = start_created_ahead(ctx, self.project_name, self.created_ahead, wait, self.serving_first)

@@ -4,6 +4,7 @@ Like the official image, POSTGRES_USER becomes the superuser with POSTGRES_PASSW
 POSTGRES_DB is created. It runs postgres as the `postgres` user.
 """
 import os
+import sys
 import pwd
 import subprocess
 import tempfile
@@ -45,4 +46,7 @@ if not os.path.exists(os.path.join(pgdata, "PG_VERSION")):
                        check=True, stdout=subprocess.DEVNULL)
 
 as_postgres()
-os.execvp("postgres", ["postgres", "-D", pgdata])
+# `postgres -c k=v …` as the command (Dify's compose file gives one): its settings are kept, as the official
+# image's entrypoint does
+extra = sys.argv[2:] if sys.argv[1:2] == ["postgres"] else []
+os.execvp("postgres", ["postgres", "-D", pgdata, *extra])
