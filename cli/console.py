@@ -23,6 +23,7 @@ def main() -> int:
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if app not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (app, *paths) if p)
+    from cli.leave import leave
     from cli.main import main as run
 
-    return run()
+    return leave(run())

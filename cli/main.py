@@ -258,4 +258,6 @@ def _add_env_sync(sub: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cli.leave import leave
+
+    sys.exit(leave(main()))

@@ -181,8 +181,8 @@ def _approval(p: _Promotion, fp: str, summary: str, timeout_minutes: float) -> p
     form = pt.Approval.with_initial_data(description=summary)
     pt.announce_approval_needed(p.release, p.prod, fp)
     try:
-        answer = pause_flow_run(wait_for_input=form, timeout=int(timeout_minutes * 60), poll_interval=3,
-                                key="approval")
+        answer = pause_flow_run(wait_for_input=form, timeout=int(timeout_minutes * 60),
+                                poll_interval=pt.POLL_SECONDS, key="approval")
     except FlowPauseTimeout:
         pt.end_expired_pause()
         p.seconds["waiting"] = time.monotonic() - t0

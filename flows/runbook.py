@@ -31,7 +31,7 @@ from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key, set_state_
 from tasks.steps import Progress, step_task
 
 log = logging.getLogger("stackshift")
-JOURNAL_QUIET_SECONDS = 30  # a journal written more recently may still be in the hands of its run
+JOURNAL_QUIET_SECONDS = 30  # a journal written more recently may still be in the hands of its run (if it lives)
 
 
 def open_run(plan: Plan, flow_run_id: str | None) -> st.StepContext:
@@ -320,7 +320,8 @@ def reconcile_run_states(project_dir: Path, newest: int = 10) -> None:
             j = Journal.load(path)
         except (OSError, ValueError, TypeError):
             continue
-        if j.status == "running" or not j.flow_run_id or time.time() - path.stat().st_mtime < JOURNAL_QUIET_SECONDS:
+        if j.status == "running" or not j.flow_run_id or (
+                time.time() - path.stat().st_mtime < JOURNAL_QUIET_SECONDS and not j.runner_gone()):
             continue
         ok = j.status in ("completed", "recovered-forward")
         set_state_if_open(j.flow_run_id, (Completed if ok else Failed)(message=j.outcome[:2000]))

@@ -9,7 +9,7 @@ a minute) does not block a run the file lock let through.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from uuid import UUID
 
 from core.settings import Settings
@@ -37,7 +37,9 @@ def ensure_limit(environment: str) -> None:
 
 
 @contextmanager
-def _ui_slot(environment: str, flow_run_id: str | None):
+def _ui_slot(environment: str, flow_run_id: str | None, lock: StackLock):
+    """The UI's slot, its lease noted in the lock file: a holder that dies keeps its slot until the lease expires,
+    and the next holder of the file lock (which proves it dead) frees it first instead of waiting for it."""
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.concurrency._leases import maintain_concurrency_lease
     from prefect.concurrency._sync import acquire_concurrency_slots_with_lease, release_concurrency_slots_with_lease
@@ -45,10 +47,14 @@ def _ui_slot(environment: str, flow_run_id: str | None):
     lease = None
     try:
         ensure_limit(environment)
+        if lock.previous.get("ui_lease"):
+            with suppress(Exception):  # expired already, or the server forgot it: nothing to free
+                release_concurrency_slots_with_lease(UUID(lock.previous["ui_lease"]))
         holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(flow_run_id)) if flow_run_id else None
         lease = acquire_concurrency_slots_with_lease([limit_name(environment)], 1, timeout_seconds=3,
                                                      lease_duration=LEASE_SECONDS, strict=True, holder=holder,
                                                      suppress_warnings=True).lease_id
+        lock.note(ui_lease=str(lease))
     except Exception as exc:
         log.warning("The UI's concurrency slot %s was not taken (%s); the file lock holds the environment anyway.",
                     limit_name(environment), type(exc).__name__)
@@ -83,7 +89,7 @@ def environment_lock(cfg: Settings, environment: str, run: str, flow_run_id: str
         {"purpose": RECOVERY} if recovery else {})
     with (StackLock(lock_path(cfg.backup.dir, cfg.stack.project_name), holder,
                     wait_for_purpose=RECOVERY if recovery else None, wait_seconds=wait_seconds) as lock,
-          _ui_slot(environment, flow_run_id)):
+          _ui_slot(environment, flow_run_id, lock)):
         mark_dead_holder(cfg, environment, lock.previous, f"run {run}")
         yield lock
 

@@ -107,6 +107,19 @@ class Journal:
     def last(self) -> StepRecord | None:
         return self.steps[-1] if self.steps else None
 
+    def runner_gone(self) -> bool:
+        """Whether the process that wrote this journal has ended, as far as this host can tell: a runner on another
+        host, or a process of that id still there, is never taken for gone."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
     # --- writing -------------------------------------------------------------------------------------------
     def save(self) -> None:
         data = asdict(self)

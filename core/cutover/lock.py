@@ -64,13 +64,18 @@ class StackLock:
             os.close(fd)
             raise
         self.previous = read_holder(self.path)
-        self.holder |= {"host": socket.gethostname(), "pid": os.getpid(),
-                        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(self.holder) + "\n").encode(), 0)
-        os.fsync(fd)
         self._fd = fd
+        self.note(host=socket.gethostname(), pid=os.getpid(),
+                  since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         return self
+
+    def note(self, **fields: object) -> None:
+        """Adds `fields` to the holder's record in the file (what the next holder finds if this one dies)."""
+        assert self._fd is not None, "only the holder writes the record"
+        self.holder |= fields
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, (json.dumps(self.holder) + "\n").encode(), 0)
+        os.fsync(self._fd)
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:

@@ -235,7 +235,7 @@ def test_a_run_whose_worker_died_is_marked_crashed_by_its_silence_and_recovered(
     worker.wait(timeout=30)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 300 and not flow_run_state(run.id).is_final():
-        time.sleep(2)
+        time.sleep(0.5)
     silent = time.monotonic() - t0
     state = flow_run_state(run.id)
     assert state.is_crashed() and "No heartbeat" in state.message, (state.name, state.message)
@@ -243,7 +243,7 @@ def test_a_run_whose_worker_died_is_marked_crashed_by_its_silence_and_recovered(
     served(dep.name, env=heartbeat)  # the worker back: it takes the recover run the crash automation made
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and journal_of(dep).status == "running":
-        time.sleep(1)
+        time.sleep(0.5)
     assert journal_of(dep).status == "rolled-back", journal_of(dep).status
     assert assert_whole(dep, before, None, v1_commit, "") == "1.0.0"
     print(f"zombie detection: Crashed {silent:.0f} s after the worker died; recovered "
@@ -256,11 +256,19 @@ def test_a_finished_run_shows_its_steps_as_task_runs_in_order_with_their_log_lin
     state = upgrade(environment=dep.name, target="v2.0.0", return_state=True)
     assert state.is_completed()
     flow_run_id = state.state_details.flow_run_id
-    time.sleep(3)  # task-run events and logs reach the server asynchronously
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                                     sort=TaskRunSort.EXPECTED_START_TIME_ASC)
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    deadline = time.monotonic() + 30  # task-run events and logs reach the server asynchronously: read until all came
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                         sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        arrived = "\n".join(entry.message for entry in logs)
+        came = {"verify-health", "backup"} <= {r.name for r in runs} and all(r.state and r.state.is_final()
+                                                                             for r in runs)
+        if time.monotonic() > deadline or (came and "migrate: Migrate once" in arrived and
+                                           "stop-writers: Stop the" in arrived):
+            break
+        time.sleep(0.5)
     names = [r.name for r in sorted(runs, key=lambda r: r.start_time or r.expected_start_time)]
     ups = [n for n in names if n.startswith("compose-up ")]
     assert len(ups) == 2 and ups[1] == "compose-up every service" and ups[0] != ups[1], \

@@ -136,7 +136,8 @@ def test_the_next_holder_finds_the_record_of_a_holder_that_died_and_not_of_one_t
         assert lock.previous == {}, "a holder that ended leaves no record"
     child = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, '.');"
                               "from core.cutover.lock import StackLock;"
-                              f"StackLock({str(path)!r}, {{'run': 'c', 'flow_run': 'fr-c'}}).__enter__();"
+                              f"StackLock({str(path)!r}, {{'run': 'c', 'flow_run': 'fr-c'}}).__enter__()"
+                              ".note(ui_lease='lease-c');"
                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "held"
     child.send_signal(signal.SIGKILL)
@@ -144,6 +145,7 @@ def test_the_next_holder_finds_the_record_of_a_holder_that_died_and_not_of_one_t
     time.sleep(0.05)
     with StackLock(path, {"run": "d"}) as lock:
         assert lock.previous["run"] == "c" and lock.previous["pid"] == child.pid
+        assert lock.previous["ui_lease"] == "lease-c", "what the holder noted (its UI slot's lease, freed next)"
         assert dead_holder_run(lock.previous, set()) == "fr-c"
         assert dead_holder_run(lock.previous, {"fr-c"}) is None, "an open journal's run is the recovery's to mark"
     assert dead_holder_run({}, set()) is None and dead_holder_run({"run": "e", "flow_run": None}, set()) is None

@@ -255,6 +255,22 @@ def test_an_unreadable_journal_stops_everything(tmp_path):
         Journal.open_runs(tmp_path)
 
 
+def test_a_journals_runner_is_gone_only_when_its_process_ended_on_this_host(tmp_path):
+    """Recovery reconciles a just-closed journal's run state at once when its runner is gone (else after a quiet
+    period): a runner on another host, or one still running, is never taken for gone."""
+    import socket
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    j = Journal(path=tmp_path / "journal.json", run="r1", environment="s", project="p", target={}, previous={},
+                rollback_points={})
+    assert not j.runner_gone(), "this process is alive"
+    j.pid = ended.pid
+    assert j.runner_gone()
+    j.host = socket.gethostname() + "-elsewhere"
+    assert not j.runner_gone(), "a process on another host cannot be seen from here"
+
+
 def test_command_errors_never_carry_the_stacks_env_secrets(tmp_path):
 
     from core.io.commands import Command
