@@ -116,7 +116,7 @@ def test_a_primary_key_with_its_sequence_and_a_foreign_key_referencing_it():
                                  f'ALTER TABLE "accounts" VALIDATE CONSTRAINT "ss_nn_{t}"']
     assert all(step.autocommit for step in prep.build), "CONCURRENTLY and VALIDATE run outside a transaction"
     assert texts([prep.swap]) == [
-        'LOCK TABLE "accounts" IN ACCESS EXCLUSIVE MODE',
+        'LOCK TABLE "accounts", "events" IN ACCESS EXCLUSIVE MODE',
         'ALTER TABLE "events" DROP CONSTRAINT "events_account_id_fkey"',
         f'ALTER TABLE "accounts" ALTER COLUMN "{s}" SET NOT NULL',
         f'ALTER TABLE "accounts" DROP CONSTRAINT "ss_nn_{t}"',

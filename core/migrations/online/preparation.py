@@ -18,6 +18,8 @@ from enum import StrEnum
 
 from psycopg import sql
 
+Statement = sql.Composed | sql.SQL  # what a connection executes
+
 
 @dataclass(frozen=True)
 class OnlineSettings:
@@ -26,6 +28,7 @@ class OnlineSettings:
     batch_rows: int = 10_000          # rows per backfill batch
     pause_seconds: float = 0.05       # between two batches
     lock_timeout_ms: int = 2_000      # every statement that waits for a lock (batches, setup, swap)
+    swap_lock_timeout_ms: int = 500   # the swap's: below deadlock_timeout (1 s), so the swap gives way, not the app
     swap_retries: int = 5             # attempts of the swap transaction when its lock_timeout expires
 
 
@@ -40,7 +43,7 @@ class Step:
     """Statements run together: in one transaction, or (`autocommit`) each on its own, as CONCURRENTLY needs."""
 
     title: str
-    statements: tuple[sql.Composable, ...]
+    statements: tuple[Statement, ...]
     autocommit: bool = False
 
 
@@ -52,8 +55,8 @@ class Backfill:
 
     table: str
     key: str
-    first: sql.Composable
-    next: sql.Composable
+    first: Statement
+    next: Statement
     rows_estimate: float
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from . import names
-from .preparation import Backfill, OnlineSettings, Preparation, Step
+from .preparation import Backfill, OnlineSettings, Preparation, Statement, Step
 from .shape import ForeignKey, Index, TableShape
 
 WIDTH = {"int2": 2, "int4": 4, "int8": 8}
@@ -89,7 +89,7 @@ def _backfill(shape: TableShape, shadow: str) -> Backfill:
     rel, key = names.relation(shape.table), sql.Identifier(shape.key or "")
     c, s = sql.Identifier(shape.column.name), sql.Identifier(shadow)
 
-    def batch(where: sql.Composable) -> sql.Composable:
+    def batch(where: Statement) -> Statement:
         return sql.SQL(
             "WITH batch AS (SELECT {key} FROM {rel} {where} ORDER BY {key} LIMIT %(rows)s), "
             "copied AS (UPDATE {rel} AS t SET {s} = t.{c} FROM batch WHERE t.{key} = batch.{key} "
@@ -115,7 +115,9 @@ def _swap(shape: TableShape, shadow: str, trigger: sql.Identifier, fn: sql.Ident
           check: sql.Identifier) -> Step:
     t, col = shape.table, shape.column
     rel, c, s = names.relation(t), sql.Identifier(col.name), sql.Identifier(shadow)
-    out: list[sql.Composable] = [sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(rel)]
+    others = dict.fromkeys(fk.table for fk in shape.foreign_keys if fk.table != t)
+    locked = sql.SQL(", ").join([rel, *map(names.relation, others)])
+    out: list[Statement] = [sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(locked)]
     out += [sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(names.relation(fk.table), sql.Identifier(fk.name))
             for fk in shape.foreign_keys if fk.table != t or col.name not in fk.columns]
     if col.not_null:
@@ -134,7 +136,7 @@ def _swap(shape: TableShape, shadow: str, trigger: sql.Identifier, fn: sql.Ident
     return Step("swap the columns", tuple(out))
 
 
-def _take_over(table: str, index: Index, column: str) -> sql.Composable:
+def _take_over(table: str, index: Index, column: str) -> Statement:
     """The shadow index takes the original's place: as its constraint, or by its name."""
     shadow = names.helper(index.name, table, column)
     if index.constraint is not None:
@@ -144,7 +146,7 @@ def _take_over(table: str, index: Index, column: str) -> sql.Composable:
     return sql.SQL("ALTER INDEX {} RENAME TO {}").format(names.sibling(table, shadow), sql.Identifier(index.name))
 
 
-def _readd(fk: ForeignKey) -> sql.Composable:
+def _readd(fk: ForeignKey) -> Statement:
     definition = fk.definition.removesuffix(" NOT VALID")
     return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
         names.relation(fk.table), sql.Identifier(fk.name), sql.SQL(definition))
