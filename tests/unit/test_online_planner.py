@@ -176,3 +176,19 @@ def test_what_the_preparation_cannot_carry_over_keeps_the_statement_in_the_downt
 def test_batch_size_and_summary_follow_the_settings():
     [v] = plan(analyse(WIDEN_PK), accounts_shape, OnlineSettings(batch_rows=50_000)).verdicts
     assert "~21 batches of 50,000" in v.reason
+
+
+def test_analyze_migrations_online_lists_the_verdicts_and_without_it_the_report_is_unchanged(capsys):
+    import json
+
+    from cli.main import main
+    sql = str(DIFY / "migrate.0.15.3-to-1.12.1.sql")
+    assert main(["analyze-migrations", "--sql", sql, "--json"]) == 3  # 3: the data loss the gate finds
+    assert "online" not in json.loads(capsys.readouterr().out)
+    assert main(["analyze-migrations", "--sql", sql, "--json", "--online"]) == 3
+    online = json.loads(capsys.readouterr().out)["online"]
+    assert len(online) == 27 and sum(v["status"] == "in the downtime" for v in online) == 24
+    assert all(v["reason"] for v in online)
+    assert main(["analyze-migrations", "--sql", sql, "--online"]) == 3
+    out = capsys.readouterr().out
+    assert "## Online preparation" in out and "line 810: celery_taskmeta.task_id: online candidate" in out
