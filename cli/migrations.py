@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transaction-per-migration", action="store_true",
                    help="the migration commits after each revision (Alembic's transaction_per_migration=True in "
                         "env.py): lock holds and MS025 per revision, whatever BEGIN…COMMIT the SQL shows")
+    p.add_argument("--online", action="store_true",
+                   help="also say which statements the online preparation would prepare while the old version "
+                        "serves, and which stay in the downtime, with the reason (with --dsn: on the live tables)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(fn=analyze_migrations)
 
@@ -42,7 +45,7 @@ def analyze_migrations(args: argparse.Namespace) -> int:
     phases = Phases(sys.stderr, sys.stderr.isatty())
     try:
         with ticking(phases):
-            result = _analyse(args, phases)
+            result, online = _analyse(args, phases)
             phases.end()
     except UpgradeError as exc:
         phases.end("failed")
@@ -51,10 +54,13 @@ def analyze_migrations(args: argparse.Namespace) -> int:
     reasons = migcheck.gate(result, args.max_lock_seconds)
     note = migcheck.at_load_note(result, args.max_lock_seconds)
     print(f"Finished in {phases.seconds:.1f} s", file=sys.stderr)
+    extra = {} if online is None else {"online": [v.to_dict() for v in online.verdicts]}
     if args.json:
-        print(json.dumps(result.to_dict() | {"gate": reasons, "uncertainty": note}, indent=2))
+        print(json.dumps(result.to_dict() | {"gate": reasons, "uncertainty": note} | extra, indent=2))
     else:
         print(report.migration_markdown(result, f"Migration pre-flight: {args.sql}", reasons, note), end="")
+        if online is not None:
+            print("\n## Online preparation\n\n" + "".join(f"- {line}\n" for line in online.lines()), end="")
     return 3 if reasons else 0
 
 
@@ -89,7 +95,18 @@ def _analyse(args: argparse.Namespace, phases: Phases):
         phases.begin("analyse the statements")
         phases.step(f"{len(text.splitlines()):,} lines with PostgreSQL's parser"
                     + (", sizes from the live catalog" if catalog is not None else ""))
-        return migcheck.analyze(text, catalog, rates, per_revision=args.transaction_per_migration)
+        result = migcheck.analyze(text, catalog, rates, per_revision=args.transaction_per_migration)
+        return result, (_online(args, text, conn, catalog) if args.online else None)
     finally:
         if conn is not None:
             conn.close()
+
+
+def _online(args: argparse.Namespace, text: str, conn, catalog):
+    """The online planner's verdicts on the same SQL (on the live tables when connected)."""
+    from core.migrations.online import plan, reader
+    from core.migrations.sqlrules import analyse
+
+    analysis = analyse(text, catalog, per_revision=args.transaction_per_migration)
+    shapes = None if conn is None else (lambda table, column: reader.read_shape(conn, table, column))
+    return plan(analysis, shapes, server_version_num=catalog.server_version_num if catalog is not None else None)
