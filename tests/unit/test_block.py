@@ -93,7 +93,11 @@ def test_a_missing_block_and_an_unreadable_one_are_told_apart(monkeypatch):
     from core.errors import EnvironmentBlockUnreadable, UnknownEnvironment
     from flows.upgrade import load_environment
 
+    reads = []
+    monkeypatch.setattr("flows.upgrade.time.sleep", lambda s: None)
+
     def not_found(name):
+        reads.append(name)
         try:
             raise ObjectNotFound(http_exc=Exception("404"))
         except ObjectNotFound as e:
@@ -102,6 +106,7 @@ def test_a_missing_block_and_an_unreadable_one_are_told_apart(monkeypatch):
     monkeypatch.setattr(StackEnvironment, "load", staticmethod(not_found))
     with pytest.raises(UnknownEnvironment):
         load_environment("nope")
+    assert len(reads) == 3, "a not-found read is read again (a busy server's stray 404) before it is believed"
 
     def invalid(name):
         StackEnvironment(stack={"compose_dir": 12}, database={}, backup={})
