@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.errors import EnvSyncError
+from core.errors import ComposeFileNotYaml, ComposeTooOld, ComposeVersionUnknown
 
 LONG_ENV_FILE = "the long `env_file` form (`path:` / `required:`)"
 FEATURES = {LONG_ENV_FILE: (2, 24, 0)}
@@ -58,34 +58,6 @@ def _long_env_file(entries) -> bool:
     return isinstance(entries, list) and any(isinstance(e, Mapping) for e in entries)
 
 
-class ComposeTooOld(EnvSyncError):
-    """The installed Docker Compose is older than the target's compose file needs: compose would refuse it, or
-    read it otherwise."""
-
-    def __init__(self, found: str, need: Need, compose_file: str):
-        self.found, self.needed = found, shown(need.version)
-        super().__init__(f"{compose_file} needs Docker Compose {self.needed} or later ({need.why}); the installed "
-                         f"one is {found} (`docker compose version`). Upgrade the Docker Compose plugin to "
-                         f"{self.needed} or later and run again; nothing was written.")
-
-
-class ComposeVersionUnknown(EnvSyncError):
-    """`docker compose version --format json` did not say which version is installed."""
-
-    def __init__(self, output: str):
-        super().__init__(f"`docker compose version --format json` printed no version ({output[:80]!r}), so whether "
-                         f"it can read the target's compose file is unknown. Check the Docker Compose plugin "
-                         f"(`docker compose version`); nothing was written.")
-
-
-class ComposeFileNotYaml(EnvSyncError):
-    """The target's compose file cannot be read as YAML."""
-
-    def __init__(self, compose_file: str, detail: str):
-        self.detail = f"{compose_file} is not valid YAML ({detail})"
-        super().__init__(f"{self.detail}. Fix the compose file; nothing was written.")
-
-
 def check(found: str, compose: Mapping, compose_file: str) -> Need | None:
     """Raises ComposeTooOld when version `found` is older than what `compose` needs; returns the need (or None)."""
     need = needed(compose)
@@ -95,7 +67,7 @@ def check(found: str, compose: Mapping, compose_file: str) -> Need | None:
     if have is None:
         raise ComposeVersionUnknown(found)
     if have < need.version:
-        raise ComposeTooOld(found, need, compose_file)
+        raise ComposeTooOld(found, shown(need.version), need.why, compose_file)
     return need
 
 

@@ -15,7 +15,10 @@ from core.errors.discovery import (
     ProjectNotFound,
 )
 from core.errors.envsync import (
+    ComposeFileNotYaml,
+    ComposeTooOld,
     ComposeUnavailable,
+    ComposeVersionUnknown,
     EnvFileEmpty,
     EnvFileUnwritable,
     EnvSyncError,
@@ -94,6 +97,9 @@ __all__ = [
     "StepFailed",
     "error_line",
     "UnknownEnvironment",
+    "ComposeFileNotYaml",
+    "ComposeTooOld",
+    "ComposeVersionUnknown",
     "EnvironmentBlockUnreadable",
     "UnknownRef",
     "ComposeDirDirty",

@@ -51,3 +51,30 @@ class EnvFileEmpty(EnvSyncError):
         super().__init__(f"{path}: {finding}, which looks like a truncated or emptied file. Restore it from its backup "
                          f"(env-backup/ beside it, or the last upgrade's backup folder), or {override} if it is empty "
                          f"on purpose; nothing was written.")
+
+class ComposeTooOld(EnvSyncError):
+    """The installed Docker Compose is older than the target's compose file needs: compose would refuse it, or
+    read it otherwise."""
+
+    def __init__(self, found: str, needed: str, why: str, compose_file: str):
+        self.found, self.needed = found, needed
+        super().__init__(f"{compose_file} needs Docker Compose {self.needed} or later ({why}); the installed "
+                         f"one is {found} (`docker compose version`). Upgrade the Docker Compose plugin to "
+                         f"{self.needed} or later and run again; nothing was written.")
+
+
+class ComposeVersionUnknown(EnvSyncError):
+    """`docker compose version --format json` did not say which version is installed."""
+
+    def __init__(self, output: str):
+        super().__init__(f"`docker compose version --format json` printed no version ({output[:80]!r}), so whether "
+                         f"it can read the target's compose file is unknown. Check the Docker Compose plugin "
+                         f"(`docker compose version`); nothing was written.")
+
+
+class ComposeFileNotYaml(EnvSyncError):
+    """The target's compose file cannot be read as YAML."""
+
+    def __init__(self, compose_file: str, detail: str):
+        self.detail = f"{compose_file} is not valid YAML ({detail})"
+        super().__init__(f"{self.detail}. Fix the compose file; nothing was written.")
