@@ -35,7 +35,7 @@ from core.settings import Settings
 from tests.conftest import DIFY
 from tests.unit._env_helpers import fake_old_compose, snapshot
 from tests.unit.test_env_split_layout import SMTP_PASSWORD, SMTP_SERVER, SPLIT
-from tests.unit.test_env_split_sync import REQUIRED_SECRET, requiring_a_secret
+from tests.unit.test_env_split_sync import COPY_PASSWORD, COPY_SMTP, REQUIRED_SECRET, requiring_a_secret
 from tests.unit.test_env_sync_once import captured_artifacts, opened, pre_flight, settings_with_stand_ins
 from tests.unit.test_promotion_env_gate import git
 
@@ -43,7 +43,6 @@ pytestmark = pytest.mark.tools("docker compose", "git")
 
 COPY = "envs/core-services/shared.env"
 ABSENT = "envs/core-services/api.env"  # loaded by the api service; the operator has no such copy
-COPY_SMTP, COPY_PASSWORD = "smtp.from-the-copy.example", "copy-smtp-pw-Z9"
 OLD_MILVUS, NEW_MILVUS = "MILVUS_URI=http://127.0.0.1:19530", "MILVUS_URI=http://host.docker.internal:19530"
 
 
