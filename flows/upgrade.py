@@ -4,7 +4,6 @@ rolling back on any failure once the writers stop."""
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,6 @@ from tasks.preflight import env_sync, plan_upgrade, review_env
 from tasks.promotion import publish_approval_facts, publish_digests
 
 
-# A block read "not found" is read again: the lab's SQLite-backed Prefect server answered 404 for an existing block
-# when two runs started at once (twice in ~20 CI races, not understood); a real typo costs NOT_FOUND_READS - 1 s.
-NOT_FOUND_READS = 3
 DEPLOYMENT_PREFIX = "upgrade-"  # a person's deployment of an environment: `upgrade-<environment>`
 
 
@@ -44,18 +40,15 @@ def load_environment(name: str) -> Settings:
     """The environment's settings, read from its block once (a run passes them down; nothing reads the block again)."""
     from prefect.exceptions import ObjectNotFound
 
-    for attempt in range(NOT_FOUND_READS):
-        try:
-            # Prefect's sync-compatible `load` is typed "block or coroutine"; called from sync code, the block.
-            return cast(StackEnvironment, StackEnvironment.load(name)).settings()
-        except ValueError as exc:  # Prefect's "not found" (an ObjectNotFound underneath) and pydantic's invalid data
-            if not isinstance(exc.__cause__, ObjectNotFound):
-                detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]) \
-                    if isinstance(exc, ValidationError) else str(exc)
-                raise EnvironmentBlockUnreadable(name, detail) from None
-            if attempt + 1 < NOT_FOUND_READS:
-                time.sleep(1)
-    raise UnknownEnvironment(name)
+    try:
+        # Prefect's sync-compatible `load` is typed "block or coroutine"; called from sync code, the block.
+        return cast(StackEnvironment, StackEnvironment.load(name)).settings()
+    except ValueError as exc:  # Prefect's "not found" (an ObjectNotFound underneath) and pydantic's invalid data
+        if isinstance(exc.__cause__, ObjectNotFound):
+            raise UnknownEnvironment(name) from None
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]) \
+            if isinstance(exc, ValidationError) else str(exc)
+        raise EnvironmentBlockUnreadable(name, detail) from None
 
 
 def announce_rollback(environment: str, outcome: str) -> None:

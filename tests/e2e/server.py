@@ -53,13 +53,20 @@ def found(names: Iterable[str]) -> list[tuple[str, str, object]]:
     return list(dict.fromkeys(out))
 
 
-def remove(*names: str) -> None:
-    """Deletes everything `found` for these names (a failure to delete one does not stop the others)."""
+SERVED = ("deployment", "automation")  # what `deployments.serve` registers for an environment
+
+
+def remove(*names: str, kinds: tuple[str, ...] | None = None) -> None:
+    """Deletes everything `found` for these names, or only its `kinds` (a failure to delete one does not stop the
+    others). A serving process's teardown passes SERVED: the environment's block belongs to its stack, which may
+    outlive the serving (a module's stack shared by several tests)."""
     from prefect.client.orchestration import get_client
 
     SESSION.update(names)
     with get_client(sync_client=True) as client:
         for kind, name, id_ in found(names):
+            if kinds is not None and kind not in kinds:
+                continue
             with suppress(Exception):
                 _delete(client, kind, name, id_)
 
