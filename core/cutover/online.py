@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.migrations.online import OnlinePlan, OnlineSettings, Preparation, TableShape, notnull, widen
+from core.errors import OnlineTableNotOwned
 from core.settings import Settings
 
 UNDO, FINISH_SWAP, NOTHING = "undo", "finish-swap", "nothing"
+# A table the role may not alter: PostgreSQL lets only its owner (or a member of the owning role) do so.
+_NOT_OWNED = """SELECT 1 FROM pg_class c WHERE c.oid = to_regclass(%(table)s)
+AND NOT pg_has_role(current_user, c.relowner, 'USAGE')"""
 
 
 def online_settings(settings: Settings) -> OnlineSettings:
@@ -50,6 +54,12 @@ class OnlineFacts:
         """The preparations, built again from what they were built from (pure: the same SQL every time)."""
         return tuple(_rebuild(r, settings) for r in self.prepared)
 
+    def tables(self) -> list[str]:
+        """Every table the preparations alter: theirs, and those whose foreign keys a swap re-adds."""
+        out = {r["table"] for r in self.prepared}
+        out |= {fk["table"] for r in self.prepared if r["shape"] for fk in r["shape"]["foreign_keys"]}
+        return sorted(out)
+
     def lines(self) -> list[str]:
         """One line per flagged statement, for people: prepared online, or in the downtime and why."""
         return [f"line {v['line']}: {v['table']}{'.' + v['column'] if v.get('column') else ''}: {v['status']} "
@@ -78,8 +88,13 @@ def choose(sql_text: str, conn: Any, catalog: Any, settings: Settings, per_revis
     from core.migrations.sqlrules import analyse
 
     analysis = analyse(sql_text, catalog, per_revision=per_revision)
-    return OnlineFacts.of(plan(analysis, lambda table, column: reader.read_shape(conn, table, column),
-                               online_settings(settings), catalog.server_version_num))
+    online = OnlineFacts.of(plan(analysis, lambda table, column: reader.read_shape(conn, table, column),
+                                 online_settings(settings), getattr(catalog, "server_version_num", None)))
+    not_owned = [table for table in online.tables()
+                 if conn.execute(_NOT_OWNED, {"table": table}).fetchone() is not None]
+    if not_owned:
+        raise OnlineTableNotOwned(settings.database.user, not_owned)
+    return online
 
 
 def part_id(prep: Preparation, part: str) -> str:

@@ -57,6 +57,7 @@ from core.errors.promotion import (
 )
 from core.errors.refusals import (
     BackupDirUnusable,
+    OnlineTableNotOwned,
     ComposeDirDirty,
     ComposeDirMissing,
     DatabaseMissing,
@@ -125,7 +126,7 @@ __all__ = [
     "DockerHostUnreachable",
     "MissingPrivilege",
     "BackupDirUnusable",
-    "InsufficientDisk",
+    "InsufficientDisk", "OnlineTableNotOwned",
     "JournalUnreadable",
     "InterruptedRunPending",
     "UnsupportedServer",

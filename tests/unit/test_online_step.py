@@ -18,7 +18,7 @@ from core.cutover.facts import Facts
 from core.cutover.journal import Journal
 from core.cutover.online import FINISH_SWAP, NOTHING, UNDO, OnlineFacts, choose, left_behind, part_id
 from core.cutover.plan import build_plan, with_online
-from core.errors import OnlinePreparationFailed
+from core.errors import OnlinePreparationFailed, OnlineTableNotOwned
 from core.io.pgsql import as_text
 from core.migrations.online import plan as online_plan
 from core.migrations.sqlrules import analyse
@@ -224,3 +224,28 @@ def test_nothing_begun_needs_no_connection(tmp_path):
     ctx = context(tmp_path, f, FakeConn())
     ctx.io = None  # type: ignore[assignment]
     assert st.execute(plan.finish[-1], ctx).detail == "no online preparation to settle"
+
+
+class OwnerConn:
+    """Stand-in for a psycopg connection (named so) that answers the ownership question: the role owns `owned`."""
+
+    def __init__(self, owned: set[str]):
+        self.owned, self.asked = owned, []
+
+    def execute(self, query, params):
+        self.asked.append(params["table"])
+        self.row = None if params["table"] in self.owned else (1,)
+        return self
+
+    def fetchone(self):
+        return self.row
+
+
+def test_a_table_the_role_does_not_own_is_refused_before_anything_changes():
+    auto = settings(online_preparation="auto")
+    conn = OwnerConn(owned=set())
+    with pytest.raises(OnlineTableNotOwned, match="does not own accounts"):
+        choose(NOT_NULL, conn, None, auto, False)
+    owned = choose(NOT_NULL, OwnerConn(owned={"accounts"}), None, auto, False)
+    assert [r["kind"] for r in owned.prepared] == ["not-null"]
+    assert online_facts().tables() == ["accounts", "events"], "the swap re-adds the foreign key of events too"
