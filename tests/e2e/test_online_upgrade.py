@@ -1,7 +1,8 @@
 """The online preparation inside a real upgrade of the demo stack (v1 → v2 widens events.total_tokens int → bigint):
 the runner is SIGKILLed mid-backfill, the old version still serving; `./stackshift recover` then undoes the
 preparation: no shadow column, trigger, function, shadow index or helper constraint is left, the rows are as they
-were, v1 still runs and the run is closed as abandoned."""
+were, v1 still runs and the run is closed as abandoned. The same upgrade then runs to its end: swapped before the
+writers stop, no helper object left, the column bigint NOT NULL, every seeded row identical."""
 from __future__ import annotations
 
 import os
@@ -75,3 +76,22 @@ def test_a_runner_killed_mid_backfill_is_undone_by_recover(make_deployment):
     assert stack.checksums(dep) == before, "every row as it was"
     assert revision(dep) == [HEADS["1.0.0"]], "v1's schema, v1 still serving"
     print(f"online SIGKILL + recover: {time.monotonic() - t0:.1f} s")
+
+    # the same upgrade again, to its end: prepared online, swapped, the app's ALTER a catalog-only change
+    t1 = time.monotonic()
+    done = subprocess.run([str(ROOT / "stackshift"), "upgrade", "-e", dep.name, "-t", "v2.0.0"], capture_output=True,
+                          text=True, check=False, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    upgraded = journal_of(dep)
+    assert upgraded is not None and upgraded.status == "completed", upgraded
+    swap = upgraded.record("prepare-online events.total_tokens: swap")
+    assert swap is not None and swap.state == "done" and swap.phase == "backup", "swapped before the writers stopped"
+    assert helpers(dep) == 0, "no helper object left after the upgrade"
+    with dep.connect() as conn:
+        assert conn.execute("SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute WHERE attrelid = "
+                            "'events'::regclass AND attname = 'total_tokens'").fetchone() == ("bigint", True)
+    assert revision(dep) == [HEADS["2.0.0"]]
+    assert stack.checksums(dep) == before, "every seeded row identical after the swap and the migration"
+    migrate = upgraded.record("migrate")
+    assert migrate is not None and migrate.ended is not None
+    print(f"online upgrade: {time.monotonic() - t1:.1f} s; migrate {migrate.ended - migrate.started:.2f} s")

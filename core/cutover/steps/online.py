@@ -109,7 +109,10 @@ class SettleOnline(Cleanup):
             return "no online preparation to settle"
         with ctx.io.db.connect(ctx.facts.settings.database.name, autocommit=True) as conn:
             for prep, what in todo:
-                _steps(conn, self._steps(prep, what), self.settings)
+                for step in self._steps(prep, what):
+                    # the swap's short lock_timeout, retried: the serving version's queries never queue long
+                    # behind a drop
+                    runner.swap(conn, step, self.settings)
         return "; ".join(f"{p.table}.{p.column}: {_DONE[what]}" for p, what in todo)
 
     @staticmethod
