@@ -63,6 +63,7 @@ class DatabaseFacts:
 
     names: list[str]
     revision: list[str]
+    room_bytes: int | None = None  # free beside the data directory once the rollback point is counted (None: unknown)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.migrations.online import OnlinePlan, OnlineSettings, Preparation, TableShape, notnull, widen
-from core.errors import OnlineTableNotOwned
+from core.errors import OnlineInsufficientDisk, OnlineTableNotOwned
 from core.settings import Settings
 
 UNDO, FINISH_SWAP, NOTHING = "undo", "finish-swap", "nothing"
+# What a widening writes at worst before autovacuum reclaims anything: a new version of every row (the table with its
+# indexes and TOAST again: the backfill's updates are not HOT) and the shadow of each index that holds the column.
+_WRITES = """SELECT pg_total_relation_size(c.oid) + COALESCE((SELECT sum(pg_relation_size(i.indexrelid))
+    FROM pg_index i WHERE i.indrelid = c.oid AND a.attnum = ANY(i.indkey)), 0)
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = %(column)s
+WHERE c.oid = to_regclass(%(table)s)"""
 # A table the role may not alter: PostgreSQL lets only its owner (or a member of the owning role) do so.
 _NOT_OWNED = """SELECT 1 FROM pg_class c WHERE c.oid = to_regclass(%(table)s)
 AND NOT pg_has_role(current_user, c.relowner, 'USAGE')"""
@@ -81,7 +87,8 @@ def _rebuild(r: dict[str, Any], settings: OnlineSettings) -> Preparation:
 
 def choose(sql_text: str, conn: Any, catalog: Any, settings: Settings, per_revision: bool) -> OnlineFacts:
     """The online preparation of the pending SQL, on the live tables (`conn`, `catalog`: the migration pre-flight's
-    connection and catalog); none when the environment's `migration.online_preparation` is off."""
+    connection and catalog); none when the environment's `migration.online_preparation` is off. Refused before any
+    change when the role does not own a table it alters."""
     if settings.migration.online_preparation == "off":
         return OnlineFacts()
     from core.migrations.online import plan, reader
@@ -95,6 +102,15 @@ def choose(sql_text: str, conn: Any, catalog: Any, settings: Settings, per_revis
     if not_owned:
         raise OnlineTableNotOwned(settings.database.user, not_owned)
     return online
+
+
+def check_room(conn: Any, online: OnlineFacts, room_bytes: int | None) -> None:
+    """Refuses, before any change, a preparation whose writes do not fit in `room_bytes` (free beside the data
+    directory once the rollback point is counted; None: not on this host, not checked), with 10 % to spare."""
+    need = sum(int(row[0]) for r in online.prepared if r["kind"] == "widen"
+               if (row := conn.execute(_WRITES, {"table": r["table"], "column": r["column"]}).fetchone()) is not None)
+    if room_bytes is not None and need * 1.1 > room_bytes:
+        raise OnlineInsufficientDisk(need, room_bytes)
 
 
 def part_id(prep: Preparation, part: str) -> str:

@@ -57,6 +57,7 @@ from core.errors.promotion import (
 )
 from core.errors.refusals import (
     BackupDirUnusable,
+    OnlineInsufficientDisk,
     OnlineTableNotOwned,
     ComposeDirDirty,
     ComposeDirMissing,
@@ -126,7 +127,7 @@ __all__ = [
     "DockerHostUnreachable",
     "MissingPrivilege",
     "BackupDirUnusable",
-    "InsufficientDisk", "OnlineTableNotOwned",
+    "InsufficientDisk", "OnlineInsufficientDisk", "OnlineTableNotOwned",
     "JournalUnreadable",
     "InterruptedRunPending",
     "UnsupportedServer",

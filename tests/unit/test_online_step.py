@@ -16,9 +16,11 @@ from blocks.stack_environment import StackEnvironment
 from core.cutover import steps as st
 from core.cutover.facts import Facts
 from core.cutover.journal import Journal
-from core.cutover.online import FINISH_SWAP, NOTHING, UNDO, OnlineFacts, choose, left_behind, part_id
+from core.cutover.online import (FINISH_SWAP, NOTHING, UNDO, OnlineFacts, check_room, choose, left_behind,
+                                 part_id)
+from core.cutover.preflight import check_disk, free_bytes
 from core.cutover.plan import build_plan, with_online
-from core.errors import OnlinePreparationFailed, OnlineTableNotOwned
+from core.errors import OnlineInsufficientDisk, OnlinePreparationFailed, OnlineTableNotOwned
 from core.io.pgsql import as_text
 from core.migrations.online import plan as online_plan
 from core.migrations.sqlrules import analyse
@@ -249,3 +251,32 @@ def test_a_table_the_role_does_not_own_is_refused_before_anything_changes():
     owned = choose(NOT_NULL, OwnerConn(owned={"accounts"}), None, auto, False)
     assert [r["kind"] for r in owned.prepared] == ["not-null"]
     assert online_facts().tables() == ["accounts", "events"], "the swap re-adds the foreign key of events too"
+
+
+class SizeConn:
+    """Stand-in for a psycopg connection (named so): what a widening of the asked table would write."""
+
+    def __init__(self, sizes: dict[str, int]):
+        self.sizes = sizes
+
+    def execute(self, query, params):
+        self.row = (self.sizes[params["table"]],)
+        return self
+
+    def fetchone(self):
+        return self.row
+
+
+def test_a_preparation_that_does_not_fit_beside_the_data_directory_is_refused(tmp_path):
+    online = online_facts()  # widens accounts.id
+    with pytest.raises(OnlineInsufficientDisk, match="1.00 GB"):
+        check_room(SizeConn({"accounts": 10**9}), online, room_bytes=10**9)
+    check_room(SizeConn({"accounts": 10**9}), online, room_bytes=2 * 10**9)
+    check_room(SizeConn({"accounts": 10**9}), online, room_bytes=None)  # the data directory is not on this host
+    check_room(None, online_facts(NOT_NULL), room_bytes=0)  # a validated CHECK writes nothing
+    (tmp_path / "data").mkdir()
+    room = check_disk(tmp_path / "backup", [tmp_path / "data"], db_bytes=10**6, volume_bytes=0, point_bytes=10**6)
+    free = free_bytes(tmp_path)
+    assert room is not None and free is not None
+    assert abs(room - (free - 2.2 * 10**6)) < 50 * 10**6, "the backup and the rollback point counted on that disk"
+    assert check_disk(tmp_path / "backup", [], db_bytes=10**6, volume_bytes=0) is None
