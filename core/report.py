@@ -30,6 +30,8 @@ def plan_markdown(plan: Plan) -> str:
         lines.append(f"| {s} | {current} | {f.target.images.get(s, '— (removed)')} |")
     counts = ", ".join(f"{k} {v}" for k, v in f.env_sync.counts.items() if v)
     lines += ["", f"Env merge: {counts or 'no change'}.", ""]
+    if f.online.verdicts:
+        lines += ["## Online preparation, per statement", "", *[f"- {line}" for line in f.online.lines()], ""]
     for title, steps in plan_sections(plan):
         lines += [f"## {title}", "", "| # | step | what it does |", "|---|---|---|"]
         lines += [f"| {i} | `{s.task_name}` | {_in_words(s)} |" for i, s in enumerate(steps, 1)]
@@ -273,6 +275,16 @@ def _set_aside_markdown(aside: list[tuple[int, str]], shown: int = 40) -> list[s
     lines += [f"{n:>5}  {t}" for n, t in aside[:shown]]
     more = [f"… {len(aside) - shown} more"] if len(aside) > shown else []
     return [*lines, *more, "```", ""]
+
+
+def online_markdown(lines: list[str], setting: str) -> str:
+    """The migration report's section on the online preparation: per flagged statement, prepared online while the
+    old version serves, or in the downtime and why ('' when the environment's setting is off)."""
+    if setting == "off":
+        return ""
+    said = [f"- {line}" for line in lines] or ["- no pending statement rewrites or scans a table under a blocking "
+                                               "lock: nothing to prepare"]
+    return "\n".join(["", "## Online preparation (while the old version serves)", "", *said, ""]) + "\n"
 
 
 def migration_markdown(report, title: str, gate_reasons: list[str], uncertainty: str | None = None) -> str:

@@ -172,6 +172,18 @@ class MigrationSettings(_Group):
         default=3600, description="How long the migration (and each pg_dump or archive) may run before it is killed.")
     rehearsal: RehearsalSettings = Field(default_factory=RehearsalSettings,
                                          description="The migration's rehearsal on a throw-away database.")
+    online_preparation: Literal["auto", "off"] = Field(
+        default="off",
+        description="`auto`: after the backup, while the old version still serves, prepare online the pending "
+                    "statements that have an online equivalent (an integer widening: shadow column, trigger, batched "
+                    "backfill, swap; SET NOT NULL: a CHECK validated online), so that the app's own statement is a "
+                    "catalog-only change in the downtime. `off`: every statement runs in the downtime, as it is.")
+    online_batch_rows: int = Field(default=10_000, gt=0,
+                                   description="Rows per batch of the online backfill (each its own short "
+                                               "transaction).")
+    online_pause_seconds: float = Field(default=0.05, ge=0,
+                                        description="Pause between two batches of the online backfill (room for the "
+                                                    "serving version's writes and for replication).")
 
 
 class HealthSettings(_Group):
@@ -287,6 +299,9 @@ FLAT_FIELDS: dict[str, tuple[str, str]] = {
     "migrations_path": ("migration", "versions_path"), "render_sql_command": ("migration", "render_sql_command"),
     "migration_switch": ("migration", "switch"), "max_lock_seconds": ("migration", "max_lock_seconds"),
     "migration_probe": ("migration", "probe"), "migration_timeout_seconds": ("migration", "timeout_seconds"),
+    "online_preparation": ("migration", "online_preparation"),
+    "online_batch_rows": ("migration", "online_batch_rows"),
+    "online_pause_seconds": ("migration", "online_pause_seconds"),
     "http_checks": ("health", "http_checks"), "health_timeout_seconds": ("health", "timeout_seconds"),
     "version_command": ("health", "version_command"),
     "registry": ("registry", "host"), "registry_username": ("registry", "username"),

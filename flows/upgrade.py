@@ -29,7 +29,7 @@ from tasks.dashboard import after_run, record_version
 from tasks.images import pull
 from tasks.locking import environment_lock
 from tasks.migrations import analyze_migrations
-from tasks.preflight import env_sync, plan_upgrade, review_env
+from tasks.preflight import env_sync, plan_upgrade, review_env, with_online_preparation
 from tasks.promotion import publish_approval_facts, publish_digests
 
 
@@ -201,6 +201,7 @@ def run_upgrade(r: Request, cfg: Settings | None = None) -> dict:
         if r.approved_fingerprint:
             promotion.check_approved(r.environment, plan.facts, r.approved_fingerprint)
         migrations = analyze_migrations(plan, cfg, accept_risk=r.accept_migration_risk, dry_run=r.dry_run)
+        plan = with_online_preparation(plan, migrations)
         if r.dry_run:
             return _plan_only(plan, migrations)
         return _apply(plan, cfg, r, migrations, recovered)

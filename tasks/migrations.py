@@ -17,6 +17,7 @@ from core.migrations import rehearsal
 from core.migrations import sqlrules
 from core.errors import MigrationRiskTooHigh, error_line
 from core.stackio import StackIO
+from core.cutover.online import OnlineFacts, check_room, choose
 from core.cutover.plan import Plan
 from core.migrations.revgraph import RevisionState
 from tasks._common import TASK_DEFAULTS, artifact_key
@@ -62,7 +63,8 @@ def pending_sql(plan: Plan, cfg: Settings) -> tuple[str, dict]:
     return done.sql, sources
 
 
-def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
+def migration_report(plan: Plan, cfg: Settings) -> tuple[migcheck.MigrationReport, OnlineFacts]:
+    """The migration pre-flight's report, and the online preparation it allows (`migration.online_preparation`)."""
     f = plan.facts
     revisions = RevisionState(f.database.revision, f.target.heads[0], f.target.pending_revisions,
                               f.target.noop_downgrades)
@@ -71,6 +73,8 @@ def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
         catalog = pgcatalog.LiveCatalog(conn)
         rates = pgcatalog.probe(conn, cfg.migration.probe_seconds) if cfg.migration.probe else None
         result = migcheck.analyze(sql, catalog, rates, revisions, per_revision=f.target.transaction_per_migration)
+        online = choose(sql, conn, catalog, cfg, f.target.transaction_per_migration)
+        check_room(conn, online, f.database.room_bytes)
     result.incomplete = sources["incomplete"]  # the rendering's, less what the rehearsal ran
     result.warnings.append(("one transaction per revision" if f.target.transaction_per_migration else
                             "one transaction for the whole upgrade") + f", as {f.target.transaction_shape_from} "
@@ -82,7 +86,7 @@ def migration_report(plan: Plan, cfg: Settings) -> migcheck.MigrationReport:
                                f"({sources['render_error'] or 'no SQL for them'}) and "
                                + ("the rehearsal did not apply them" if sources["rehearsal"] else
                                   "the environment has no rehearsal_command") + "; review them by hand")
-    return result
+    return result, online
 
 
 @task(name="analyze-migrations", task_run_name="analyze-migrations", **TASK_DEFAULTS)
@@ -96,14 +100,15 @@ def analyze_migrations(plan: Plan, cfg: Settings, accept_risk: bool = False, dry
                                  markdown=f"# Migrations: {f.run.environment} → {f.target.ref}\n\nNothing pending: the "
                                           f"database is at the target head `{f.target.heads[0]}`.\n")
         return {"pending": 0, "gate": []}
-    result = migration_report(plan, cfg)
+    result, online = migration_report(plan, cfg)
     reasons = migcheck.gate(result, cfg.migration.max_lock_seconds)
     note = migcheck.at_load_note(result, cfg.migration.max_lock_seconds)
     title = f"Migrations: {f.run.environment} → {f.target.ref}"
     if reasons and accept_risk:
         title += " (risk accepted by the operator)"
     create_markdown_artifact(key=artifact_key(f.run.environment, "migrations"),
-                             markdown=report.migration_markdown(result, title, reasons, note),
+                             markdown=report.migration_markdown(result, title, reasons, note)
+                             + report.online_markdown(online.lines(), cfg.migration.online_preparation),
                              description=f"Migration pre-flight {f.run.environment} → {f.target.ref}")
     if reasons and accept_risk:
         get_run_logger().warning("Migration risk accepted by the operator: %s", "; ".join(reasons))
@@ -111,4 +116,5 @@ def analyze_migrations(plan: Plan, cfg: Settings, accept_risk: bool = False, dry
         raise MigrationRiskTooHigh(reasons)
     return {"pending": len(f.target.pending_revisions), "gate": reasons, "lock_hold": result.lock_hold,
             "lock_hold_at_current_load": result.lock_hold_now, "uncertainty": note,
-            "probe": (result.server or {}).get("probe"), "warnings": len(result.warnings), "sources": result.sources}
+            "probe": (result.server or {}).get("probe"), "warnings": len(result.warnings), "sources": result.sources,
+            **({"online": online.to_dict()} if online.verdicts else {})}

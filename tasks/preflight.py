@@ -14,7 +14,8 @@ from core.settings import Settings
 from core.cutover import preflight as pf
 from core.cutover import steps as st
 from core.cutover.facts import Facts
-from core.cutover.plan import Plan, build_plan
+from core.cutover.online import OnlineFacts
+from core.cutover.plan import Plan, build_plan, with_online
 from tasks._common import TASK_DEFAULTS, artifact_key
 
 log = logging.getLogger("stackshift.plan")
@@ -29,11 +30,28 @@ def plan_upgrade(cfg: Settings, environment: str, target: str, run_id: str, acce
     run_dir = Path(cfg.backup.dir) / cfg.stack.project_name / f"{stamp}-{run_id}"
     facts = pf.gather(cfg, pf.UpgradeRequest(environment, target, run_dir, run_id, accept_env_conflicts, pins))
     plan = build_plan(facts, run_id)
+    _publish_plan(plan)
+    return plan
+
+
+def _publish_plan(plan: Plan) -> None:
+    f = plan.facts
     for line in report.plan_commands(plan):  # the exact commands go to the run's logs; the artifact is in words
         log.info(line)
-    create_markdown_artifact(key=artifact_key(environment, "plan"), markdown=report.plan_markdown(plan),
-                             description=f"Upgrade plan {environment} → {target}")
-    return plan
+    create_markdown_artifact(key=artifact_key(f.run.environment, "plan"), markdown=report.plan_markdown(plan),
+                             description=f"Upgrade plan {f.run.environment} → {f.target.ref}")
+
+
+def with_online_preparation(plan: Plan, migrations: dict) -> Plan:
+    """The plan with the online preparation the migration pre-flight chose (`migrations["online"]`, which becomes
+    its lines for people), published again when that changes it; the same plan when there is none."""
+    online = OnlineFacts.from_dict(migrations.pop("online", None))
+    if online.verdicts:
+        migrations["online"] = online.lines()
+    new = with_online(plan, online)
+    if new is not plan:
+        _publish_plan(new)
+    return new
 
 
 def _publish_env_diff(f: Facts) -> None:

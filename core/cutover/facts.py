@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.cutover.online import OnlineFacts
 from core.env.envsync import EnvSyncResult
 from core.files import write_json
 from core.settings import Settings
@@ -62,6 +63,7 @@ class DatabaseFacts:
 
     names: list[str]
     revision: list[str]
+    room_bytes: int | None = None  # free beside the data directory once the rollback point is counted (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Facts:
     database: DatabaseFacts
     rollback: RollbackFacts
     env_sync: EnvSyncResult  # pre-flight's one env merge: masked rows, counts, the staged file and its sha256
+    online: OnlineFacts = field(default_factory=OnlineFacts)  # the migration pre-flight's online preparation
 
     def differences(self) -> list[str]:
         """What an upgrade to the target would change, as the facts show it: the commit, an image of a service, a
@@ -113,6 +116,7 @@ class Facts:
             out[name] = asdict(getattr(self, name))
         out["run"]["dir"] = str(self.run.dir)
         out["env_sync"] = asdict(self.env_sync)
+        out["online"] = self.online.to_dict()
         return out
 
     @classmethod
@@ -123,7 +127,8 @@ class Facts:
         return cls(settings=Settings.from_snapshot(d["settings"], secrets_of=settings_now),
                    run=RunFacts(**{**d["run"], "dir": Path(d["run"]["dir"])}), current=DeployedFacts(**d["current"]),
                    target=TargetFacts(**d["target"]), database=DatabaseFacts(**d["database"]),
-                   rollback=RollbackFacts(**d["rollback"]), env_sync=EnvSyncResult.from_facts(d))
+                   rollback=RollbackFacts(**d["rollback"]), env_sync=EnvSyncResult.from_facts(d),
+                   online=OnlineFacts.from_dict(d.get("online")))
 
     def save(self, path: Path) -> None:
         write_json(path, self.to_dict())

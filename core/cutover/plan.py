@@ -9,6 +9,7 @@ added to the child's environment at the last call).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from core.cutover import rollback_methods as rm
 from core.cutover import steps as st
 from core.cutover.steps import Phase
 from core.cutover.facts import Facts
+from core.cutover.online import OnlineFacts, online_settings
+from core.migrations.online import Preparation
 from core.io import commands as c
 from core.io.compose import digest_ref
 
@@ -103,6 +106,7 @@ class Stack:
     apps: list[str]  # the target's other services
     old_db: list[str]  # the previous version's database services
     up_timeout: int
+    online: tuple[Preparation, ...] = ()  # prepared while the old version serves (`migration.online_preparation`)
 
     @classmethod
     def of(cls, f: Facts, run_id: str) -> Stack:
@@ -117,7 +121,8 @@ class Stack:
                    retired=[s for s in f.current.services if s not in f.target.services and s in f.current.running],
                    target_db=target_db, apps=[s for s in f.target.services if s not in target_db],
                    old_db=[s for s in settings.database.services if s in f.current.services],
-                   up_timeout=settings.health.timeout_seconds + 60)
+                   up_timeout=settings.health.timeout_seconds + 60,
+                   online=f.online.preparations(online_settings(settings)))
 
     def timeouts(self, services: list[str]) -> tuple[tuple[str, int], ...]:
         """The environment's stop timeouts of these services."""
@@ -182,9 +187,25 @@ def backup_phase(s: Stack) -> list[st.Step]:
 
 
 def prepare_phase(s: Stack) -> list[st.Step]:
-    """Right before the downtime, after the pull (its steps run in the backup's phase)."""
-    return [st.Checkpoint("checkpoint", Phase.BACKUP, "Write the dirty buffers now, the old version still serving "
-                          "(not in the downtime)")]
+    """Right before the downtime, after the pull (its steps run in the backup's phase): the online preparation, if
+    any, then the checkpoint (which writes what the backfill dirtied, too)."""
+    online = [st.PrepareOnline("prepare-online", Phase.BACKUP, f"Prepare online, the old version still serving: "
+                               f"{', '.join(f'{p.table}.{p.column}' for p in s.online)} (the app's statements then "
+                               f"change only the catalog in the downtime)", preparations=s.online,
+                               settings=online_settings(s.f.settings))] if s.online else []
+    return online + [st.Checkpoint("checkpoint", Phase.BACKUP, "Write the dirty buffers now, the old version still "
+                                   "serving (not in the downtime)")]
+
+
+def settle_online(s: Stack, phase: Phase) -> list[st.Step]:
+    """The online preparation's clean-up (none without one): after the migration, its helper objects dropped; after a
+    stop before the migration or a rollback, each preparation undone unless swapped."""
+    title = ("Settle the online preparation: the rollback point, taken at the stop, already holds each swapped "
+             "(widened) column, which the old version reads and writes as before; helper objects dropped"
+             if phase == Phase.ROLLBACK else "Settle the online preparation: helper objects dropped (a preparation "
+             "the upgrade stopped before its swap undone)")
+    return [st.SettleOnline("settle-online", phase, title, preparations=s.online,
+                            settings=online_settings(s.f.settings))] if s.online else []
 
 
 def _stop_and_check_out(s: Stack) -> st.Step:
@@ -279,7 +300,7 @@ def verify_phase(s: Stack) -> list[st.Step]:
 def finish_phase(s: Stack) -> list[st.Step]:
     """After success: what the rollback point made goes (the pg_dump stays in the backup)."""
     return [s.cleanup("drop-rollback-points", Phase.FINISH, "Drop the rollback points (the pg_dump stays in the "
-                      "backup)", rolled_back=False)]
+                      "backup)", rolled_back=False), *settle_online(s, Phase.FINISH)]
 
 
 def rollback_phase(s: Stack) -> list[st.Step]:
@@ -314,6 +335,7 @@ def rollback_phase(s: Stack) -> list[st.Step]:
                   version_argv=version_argv(s.pinned, f)),
         s.cleanup("cleanup", Phase.ROLLBACK, "Drop the rollback points and the failed state; remove one-off containers "
                   "and scratch folders", rolled_back=True),
+        *settle_online(s, Phase.ROLLBACK),
     ]
 
 
@@ -327,3 +349,10 @@ def build_plan(f: Facts, run_id: str) -> Plan:
     """The whole upgrade as steps, one function per phase. Pure: same facts, same plan."""
     stack = Stack.of(f, run_id)
     return Plan(f, **{phase.value: build(stack) for phase, build in PHASES.items()})
+
+
+def with_online(plan: Plan, online: OnlineFacts) -> Plan:
+    """The plan again, with the online preparation the migration pre-flight chose (the same plan without one)."""
+    if online == plan.facts.online:
+        return plan
+    return build_plan(dataclasses.replace(plan.facts, online=online), plan.facts.run.id)

@@ -4,6 +4,7 @@ Every error raised here is a `PreflightError`: the deployment is exactly as it w
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -107,10 +108,10 @@ def free_bytes(path: Path) -> int | None:
 
 
 def check_disk(backup_dir: Path, data_dirs: list[Path], db_bytes: int, volume_bytes: int,
-               point_bytes: int | None = None) -> None:
+               point_bytes: int | None = None) -> int | None:
     """The backup (dump ≈ database size at worst, plus the volumes' archive) goes to `backup_dir`; the rollback
     point copies the databases (FILE_COPY) or the cluster (a PITR base backup) beside the server's data directory.
-    Each must fit, with 10 % to spare."""
+    Each must fit, with 10 % to spare. Returns what is left beside the data directory (None: not on this host)."""
     point_bytes = db_bytes if point_bytes is None else point_bytes
     needs: dict[int, list] = {}  # filesystem (st_dev) → [free bytes, needed bytes, what]
     for path, need, what in [(backup_dir, (db_bytes + volume_bytes) * 1.1, "the backup"),
@@ -125,6 +126,9 @@ def check_disk(backup_dir: Path, data_dirs: list[Path], db_bytes: int, volume_by
                 f"{free / 1e9:.2f} GB free" for free, need, what in needs.values() if free is not None and free < need]
     if problems:
         raise InsufficientDisk(problems)
+    data = next((c for d in data_dirs[:1] for c in (d, *d.parents) if c.exists()), None)
+    free, need, _ = needs.get(os.stat(data).st_dev, [None, 0, []]) if data is not None else [None, 0, []]
+    return int(free - need) if free is not None else None
 
 
 def pitr_blocker(facts: dict) -> str:
@@ -352,8 +356,8 @@ def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient |
                                                                               request.run_id))
     point_bytes = rm.by_name(forecast.method).point_bytes(db_bytes, lambda: dbops.pitr_facts(db)["cluster_bytes"])
     volumes_root = Path(cfg.stack.compose_dir) / "volumes"
-    check_disk(Path(cfg.backup.dir), data_dirs, db_bytes,
-               dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir() else 0, point_bytes)
+    room = check_disk(Path(cfg.backup.dir), data_dirs, db_bytes,
+                      dir_bytes(volumes_root, data_dirs) if volumes_root.is_dir() else 0, point_bytes)
     return Facts(
         settings=cfg,
         run=RunFacts(environment=request.environment, id=request.run_id, dir=request.run_dir,
@@ -366,7 +370,7 @@ def gather(cfg: Settings, request: UpgradeRequest, client: docker.DockerClient |
                            noop_downgrades=revisions.noop_downgrades, render_sql_command=sql_command,
                            jobs=target_cfg.jobs(cfg.health.jobs), transaction_per_migration=per_migration,
                            transaction_shape_from=shape_from),
-        database=database,
+        database=dataclasses.replace(database, room_bytes=room),
         rollback=RollbackFacts(method=forecast.method, forecast=forecast.to_dict(), data_dir={
             "service": data_dir.service, "host": str(data_dir.host), "container": str(data_dir.container)}
             if data_dir else None),

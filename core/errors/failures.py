@@ -9,6 +9,12 @@ class BackupFailed(StepFailed):
     advice = ("Nothing was stopped or changed yet; fix the cause (disk, permissions, the database's reachability) "
               "and run again.")
 
+class OnlinePreparationFailed(StepFailed):
+    advice = ("Nothing was stopped; the online preparation is undone (its shadow column, trigger and helper objects "
+              "dropped) unless its swap had committed (then the column stays widened, which the old version reads "
+              "and writes as before). Fix the cause (a lock held by a long transaction, disk, the role's privileges) "
+              "and run again, or set the environment's migration.online_preparation to off.")
+
 class PullFailed(StepFailed):
     advice = "Nothing was stopped yet; check the registry and the tags, then run again."
 

@@ -198,6 +198,24 @@ class MissingPrivilege(PreflightError):
             f"to a role that has it."
         )
 
+class OnlineTableNotOwned(PreflightError):
+    """The online preparation alters tables (a shadow column, a trigger, the swap): PostgreSQL lets only their owner."""
+
+    def __init__(self, user: str, tables: list[str]):
+        super().__init__(
+            f"The database role {user!r} cannot prepare online: it does not own {', '.join(tables)}, which the online "
+            f"preparation alters while the old version serves. Nothing was changed. Make the role a member of the "
+            f"owner (`GRANT <owner> TO {user}`), set the block's db_user to the owner, or set "
+            f"migration.online_preparation to off (the statements then run in the downtime).")
+
+class OnlineInsufficientDisk(PreflightError):
+    def __init__(self, need: int, room: int):
+        super().__init__(
+            f"Not enough free disk beside the database's data directory for the online preparation: it writes up to "
+            f"{need / 1e9:.2f} GB (a new version of every row of the table, and the shadow of each index on the "
+            f"column), and {room / 1e9:.2f} GB are left once the rollback point is counted. Nothing was changed. Free "
+            f"space there, or set migration.online_preparation to off (the statements then run in the downtime).")
+
 class BackupDirUnusable(PreflightError):
     """The block's backup_dir cannot hold the run's folder, lock and journal (below a file, read-only)."""
 

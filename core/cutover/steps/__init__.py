@@ -10,6 +10,7 @@ it reads in the plan; `execute` (in `base`) walks one.
 | `verify` | `Verify`, `VerifyDigests` |
 | `rollback` | putting the previous version back (`RestoreDatabase`, `RestoreBaseBackup`, `PinImages`, …) |
 | `cleanup` | `Cleanup` |
+| `online` | the online preparation (`PrepareOnline`, the old version serving) and its clean-up (`SettleOnline`) |
 
 Journals record a step's `kind` as its class name: the names stay as they are. Use them from here
 (`from core.cutover import steps as st; st.Migrate`).
@@ -41,6 +42,7 @@ from core.cutover.steps.base import (
                                        start_created_ahead,
 )
 from core.cutover.steps.cleanup import Cleanup
+from core.cutover.steps.online import PrepareOnline, SettleOnline
 from core.cutover.steps.cutover import (
                                        MERGED_ENV,
                                        Checkout,
@@ -82,5 +84,5 @@ __all__ = [
     "Verify", "VerifyDigests",
     "RestoreEnv", "PinImages", "RestoreDatabase", "RestoreBaseBackup", "AwaitRecovery", "RestoreSnapshot",
     "StopRunContainers",
-    "Cleanup",
+    "Cleanup", "PrepareOnline", "SettleOnline",
 ]

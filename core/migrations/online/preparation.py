@@ -18,6 +18,8 @@ from enum import StrEnum
 
 from psycopg import sql
 
+from .shape import TableShape
+
 Statement = sql.Composed | sql.SQL  # what a connection executes
 
 
@@ -74,6 +76,8 @@ class Preparation:
     after_migration: tuple[Step, ...]
     undo: tuple[Step, ...]
     objects: tuple[str, ...] = ()     # the helper objects it creates, named for people
+    shape: TableShape | None = None   # what it was built from (a widening's), so a plan.json rebuilds it the same
+    new_type: str = ""
 
     def steps(self) -> list[Step]:
         """Every step that runs before the writers stop, in order (the backfill apart)."""

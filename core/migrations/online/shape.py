@@ -3,7 +3,8 @@ nullability and default, the key to batch a backfill by, and every index, constr
 key that involves the column. Pure data; `reader.read_shape` fills it from a live server, tests build it by hand."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,16 @@ class TableShape:
     rows: float = 0.0
     heap_bytes: int = 0
     blockers: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableShape:
+        """The shape `to_dict` wrote (JSON turns its tuples into lists)."""
+        return cls(d["table"], Column(**d["column"]), d["key"],
+                   tuple(Index(**{**i, "columns": tuple(i["columns"])}) for i in d.get("indexes", ())),
+                   tuple(ForeignKey(**{**f, "columns": tuple(f["columns"]), "ref_columns": tuple(f["ref_columns"])})
+                         for f in d.get("foreign_keys", ())),
+                   d.get("partitioned", False), d.get("rows", 0.0), d.get("heap_bytes", 0),
+                   tuple(d.get("blockers", ())))

@@ -70,7 +70,7 @@ def prepare(shape: TableShape, new_type: str, settings: OnlineSettings) -> Prepa
          Step("analyze the new column", (sql.SQL("ANALYZE {} ({})").format(rel, c),), autocommit=True)),
         (), tuple(undo),
         (f"column {shadow}", f"trigger {sync}", *[f"index {names.helper(i.name, t, col.name)}"
-                                                            for i in shape.indexes]))
+                                                            for i in shape.indexes]), shape, new_type)
 
 
 def _summary(shape: TableShape, new_type: str, settings: OnlineSettings) -> str:
