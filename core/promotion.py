@@ -14,6 +14,8 @@ from core.errors import PlanChangedSinceApproval
 
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from core.cutover.facts import Facts
 
 RELEASE_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
@@ -35,8 +37,8 @@ def verified_release(rows: list[dict]) -> str | None:
 
 # --- digests ----------------------------------------------------------------------------------------------------
 def verified_digests(current_images: dict[str, dict]) -> dict[str, str]:
-    """`{service: repo@sha256:…}` of the running containers (pre-flight's `current_images`); services whose image
-    has no registry digest are left out."""
+    """`{service: repo@sha256:…}` of the stack's containers (pre-flight's `current_images`: the running ones, and
+    a one-shot job's exited one); services whose image has no registry digest are left out."""
     return {s: i["repo_digest"] for s, i in sorted(current_images.items()) if i.get("repo_digest")}
 
 
@@ -94,13 +96,19 @@ def migration_verdict(migrations: dict) -> str:
 
 
 def summary_markdown(release: str, staging: str, prod: str, *,  # noqa: PLR0913 (each a separate part of the summary)
-                     digests: dict[str, str], verdict: str, fp: str, links: dict[str, str], notes: list[str]) -> str:
+                     digests: dict[str, str], verdict: str, fp: str, links: dict[str, str], notes: list[str],
+                     env: Sequence[str] = ()) -> str:
+    """What the approver reads: how staging went, the digests prod will run, prod's migration verdict and env
+    changes (`env`: `report.env_summary` of prod's plan), the links to review, the fingerprint."""
     lines = [f"# Promotion of {release}: {staging} → {prod}", ""]
     lines += [f"- {n}" for n in notes]
     lines += ["", "## Images verified on staging (prod will run exactly these)", "",
               "| service | digest |", "|---|---|"]
     lines += [f"| {s} | `{d}` |" for s, d in sorted(digests.items())]
-    lines += ["", f"## Migration verdict on {prod}", "", verdict, "", "## Review before approving", ""]
+    lines += ["", f"## Migration verdict on {prod}", "", verdict, ""]
+    if env:
+        lines += [f"## Env changes on {prod} (the env diff has every key)", ""] + [f"- {e}" for e in env] + [""]
+    lines += ["## Review before approving", ""]
     lines += [f"- [{title}]({url})" for title, url in links.items()]
     lines += ["", "## Fingerprint", "", f"`{fp}`", "",
               "It covers the digests and prod's plan and env diff as shown. Paste it into the approval form's "

@@ -104,9 +104,7 @@ def env_markdown(environment: str, rows: list[dict], counts: dict[str, int], eff
     marked = [(env_mark(r), r) for r in rows]
     changes = sorted(((m, r) for m, r in marked if m != " "), key=lambda mr: "+~-".index(mr[0]))
     kept = [r for m, r in marked if m == " "]
-    by_mark = {word: sum(m == mark for m, _ in changes) for mark, word in (("+", "added"), ("~", "changed"),
-                                                                            ("-", "dropped"))}
-    summary = ", ".join(f"{n} {word}" for word, n in by_mark.items() if n)
+    summary = _changes_in_words(rows)
     lines = [f"# Env diff for {environment}", "",
              f"**{len(changes)} change(s)** to the .env" + (f": {summary}" if summary else "")
              + f"; {len(kept)} key(s) looked at and kept as they are; {counts.get('unchanged', 0)} unchanged.", ""]
@@ -132,6 +130,33 @@ def env_markdown(environment: str, rows: list[dict], counts: dict[str, int], eff
         lines.append("")
     lines += ["Values of secret-looking keys are never shown, only `(secret)` (docs/env-sync.md, 'Secret env keys')."]
     return "\n".join(lines)
+
+
+def _changes_in_words(rows: list[dict]) -> str:
+    """`43 added, 482 changed, 1 dropped` ('' when nothing changes)."""
+    marks = [env_mark(r) for r in rows]
+    return ", ".join(f"{n} {word}" for mark, word in (("+", "added"), ("~", "changed"), ("-", "dropped"))
+                     if (n := marks.count(mark)))
+
+
+def env_summary(rows: list[dict], copies: list[dict]) -> list[str]:
+    """The env diff in a few lines, for the promotion's summary: the .env's changes; with Dify's split layout, the
+    keys whose default moved to an `envs/**` template, by the file they now live in; each `envs/**.env` copy the
+    operator has, changed by the merge or kept; the copies the target could load that do not exist."""
+    lines = [".env: " + (_changes_in_words(rows) or "no change")]
+    moved: dict[str, int] = {}
+    for r in rows:
+        if r["category"] == "moved":
+            moved[r.get("file") or "?"] = moved.get(r.get("file") or "?", 0) + 1
+    lines += [f"{n} key(s) now defined by `{file}` (the .env keeps its values, and wins)"
+              for file, n in sorted(moved.items())]
+    for c in (c for c in copies if c["existed"]):
+        changed = _changes_in_words(c["rows"]) or "no row"
+        lines.append(f"`{c['path']}`: " + (f"changed by the merge ({changed})" if c["sha256"] else "kept as it is"))
+    absent = [c["path"] for c in copies if not c["existed"]]
+    if absent:
+        lines.append(f"{len(absent)} optional `envs/**.env` file(s) the target can load do not exist; none is created")
+    return lines
 
 
 def _copies_markdown(copies: list[dict]) -> list[str]:

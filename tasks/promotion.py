@@ -10,7 +10,7 @@ from prefect.input import RunInput
 from pydantic import Field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from core import promotion
+from core import promotion, report
 from core.settings import Settings
 from core.cutover.plan import Plan
 from core.io.engine import current_images
@@ -68,7 +68,8 @@ def running_now(cfg: Settings) -> dict[str, Any]:
 
 
 def _running_digests(cfg: Settings) -> dict[str, str]:
-    """`{service: repo@sha256:…}` of the environment's running containers, through the block's engine."""
+    """`{service: repo@sha256:…}` of the environment's containers (one-shot jobs' exited ones too), through the
+    block's engine."""
     return promotion.verified_digests(current_images(StackIO(cfg, cfg.stack.project_name).endpoint.client(),
                                                      cfg.stack.project_name))
 
@@ -86,11 +87,13 @@ def publish_running(cfg: Settings, environment: str) -> dict:
 
 @task(name="publish-approval-facts", task_run_name="publish-approval-facts", **TASK_DEFAULTS)
 def publish_approval_facts(plan: Plan, migrations: dict) -> str:
-    """A dry run's fingerprint and migration verdict (`<env>-approval-facts`), for the promotion's summary."""
+    """A dry run's fingerprint, migration verdict and env changes in a few lines (`<env>-approval-facts`), for the
+    promotion's summary."""
     fp = promotion.fingerprint(plan.facts)
+    env = report.env_summary(plan.facts.env_sync.rows, plan.facts.env_sync.copies)
     create_table_artifact(key=artifact_key(plan.facts.run.environment, APPROVAL_FACTS),
                           table=[{"fingerprint": fp, "verdict": promotion.migration_verdict(migrations),
-                                  "release": plan.facts.target.ref, "commit": plan.facts.target.commit}],
+                                  "release": plan.facts.target.ref, "commit": plan.facts.target.commit, "env": env}],
                           description=f"Fingerprint of the plan {plan.facts.run.environment} → {plan.facts.target.ref}")
     return fp
 

@@ -39,6 +39,7 @@ LONGEST_FIRST = (
     "tests/e2e/test_fault_matrix.py::test_prefect_server_stopped",  # ~4 min, most of it the runner's exit
     "tests/e2e/test_mlflow.py",  # ~4 min, after the images' build when lab/test starts it on a new lab
     "tests/e2e/test_dify.py",  # ~5.5 min, one stack through five paths
+    "tests/e2e/test_dify_promotion.py",  # ~4 min, two Dify stacks through one promotion
     "tests/e2e/test_lock_and_runs.py::test_cli_and_deployment_runs_at_once",  # ten trials
     "tests/e2e/test_lock_and_runs.py::test_two_cli_runs_at_once",  # ten trials
     "tests/e2e/test_rollback_point.py",

@@ -31,31 +31,41 @@ ROWS = 300
 DATABASES = {"postgres", "dify", "dify_plugin"}  # the plugin daemon creates its own, like the real one
 
 
-def stackshift(*args: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k != "STACKSHIFT_DB_PASSWORD"}
-    return subprocess.run([str(ROOT / "stackshift"), *args], capture_output=True, text=True, check=False, env=clean,
+def stackshift(*args: str, docker_host: str | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("STACKSHIFT_DB_PASSWORD", "DOCKER_HOST")}
+    env = clean | ({"DOCKER_HOST": docker_host} if docker_host else {})
+    return subprocess.run([str(ROOT / "stackshift"), *args], capture_output=True, text=True, check=False, env=env,
                           stdin=subprocess.DEVNULL, timeout=600)
+
+
+def init_block(dep, host: str | None = None) -> None:
+    """The block `stackshift init` proposes for the deployment (run with its engine as DOCKER_HOST), saved with the
+    forecast's probe off and FILE_COPY, as in the other e2e tests (the probe is bench/dify_plan.py's subject);
+    `host` names the lab host whose worker may run it (a promotion's environments)."""
+    done = stackshift("init", str(dep.compose_dir), "--name", dep.name, "--backup-dir", str(dep.backup_dir), "--yes",
+                      docker_host=dep.docker_host)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "migration.replace_entrypoint = True" in done.stdout and dep.db_password not in done.stdout
+    block = StackEnvironment.load(dep.name)
+    assert block.stack.compose_files == ("docker-compose.yaml", "docker-compose.override.yaml")
+    assert block.stack.docker_host == dep.docker_host
+    assert block.database.extra_databases == ("dify_plugin",)
+    block.migration = block.migration.model_copy(update={"probe": False})
+    block.rollback_point = block.rollback_point.model_copy(update={"method": "file-copy"})
+    block.stack = block.stack.model_copy(update={"host": host})
+    block.save(dep.name, overwrite=True)
 
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """The stack at 1.12.1 with its seeded rows, and the block `stackshift init` proposed for it (the forecast's
-    probe off and FILE_COPY, as in the other e2e tests: the probe is bench/dify_plan.py's subject)."""
+    """The stack at 1.12.1 with its seeded rows, and the block `stackshift init` proposed for it."""
     build.ensure()
     name = "e2e-dify-" + secrets.token_hex(3)
     server.SESSION.add(name)
     root = tmp_path_factory.mktemp(name)
     dep = dify.create(root, name, "1.12.1", rows=ROWS)
     try:
-        done = stackshift("init", str(dep.compose_dir), "--name", name, "--backup-dir", str(dep.backup_dir), "--yes")
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "migration.replace_entrypoint = True" in done.stdout and dep.db_password not in done.stdout
-        block = StackEnvironment.load(name)
-        assert block.stack.compose_files == ("docker-compose.yaml", "docker-compose.override.yaml")
-        assert block.database.extra_databases == ("dify_plugin",)
-        block.migration = block.migration.model_copy(update={"probe": False})
-        block.rollback_point = block.rollback_point.model_copy(update={"method": "file-copy"})
-        block.save(name, overwrite=True)
+        init_block(dep)
         yield dep, dify.fingerprint(dep)
     finally:
         dep.down()

@@ -52,11 +52,12 @@ TRACK_SECONDS = 1_200  # a background path's own waits are bounded; this only st
 
 
 # --- what the tests observe ---------------------------------------------------------------------------------------
-def running_digests(dep: stack.Deployment) -> dict[str, list[str]]:
-    """Service → repo digests of the image each running container of the stack runs, read from its own engine."""
+def running_digests(dep: stack.Deployment, exited: bool = False) -> dict[str, list[str]]:
+    """Service → repo digests of the image each running container of the stack runs (`exited`: and each stopped
+    one, such as a one-shot job's), read from its own engine."""
     client = docker.DockerClient(base_url=dep.docker_host or LOCAL)
     out = {}
-    for ctr in client.containers.list(filters={"label": f"com.docker.compose.project={dep.name}"}):
+    for ctr in client.containers.list(all=exited, filters={"label": f"com.docker.compose.project={dep.name}"}):
         if ctr.labels.get("com.docker.compose.oneoff") != "True":
             out[ctr.labels["com.docker.compose.service"]] = client.images.get(ctr.attrs["Image"]).attrs["RepoDigests"]
     return out

@@ -73,6 +73,45 @@ def test_a_pinned_plan_verifies_the_running_digests():
     assert [s.id for s in build_plan(facts(), "run1").verify] == ["remove-retired", "verify"]
 
 
+class FakeEngine:
+    """A stand-in for the Docker engine (the fast tier has none), answering as the SDK does for a Dify-shaped
+    project: `api` running (and an older, exited container of it), the one-shot job `init_permissions` exited 0,
+    and a `compose run` one-off. `containers.list` without `all` leaves out stopped containers, as the engine does."""
+
+    IMAGES = {"sha256:api1": ("r/app:1", [f"r/app@{D2}"]), "sha256:api2": ("r/app:2", [f"r/app@{D1}"]),
+              "sha256:bb": ("r/busybox:latest", [f"r/busybox@{D2}"])}
+    CONTAINERS = [  # id, service, state, created, image id
+        ("old-api", "api", "exited", 1, "sha256:api1"), ("api", "api", "running", 2, "sha256:api2"),
+        ("job", "init_permissions", "exited", 2, "sha256:bb"), ("run", "api", "running", 3, "sha256:api1")]
+
+    def __init__(self):
+        from types import SimpleNamespace as NS
+
+        def labels(cid, service):
+            return {"com.docker.compose.service": service} | (
+                {"com.docker.compose.oneoff": "True"} if cid == "run" else {})
+
+        self.listed = [{"Id": cid, "State": state, "Created": created, "Labels": labels(cid, service),
+                        "Image": self.IMAGES[image][0], "ImageID": image}
+                       for cid, service, state, created, image in self.CONTAINERS]
+        by_id = {c["Id"]: NS(id=c["Id"], labels=c["Labels"], status=c["State"],
+                             attrs={"Config": {"Image": c["Image"]}, "Image": c["ImageID"]}) for c in self.listed}
+        self.api = NS(containers=lambda all=False, filters=None: [c for c in self.listed
+                                                                   if all or c["State"] == "running"])
+        self.containers = NS(get=by_id.__getitem__, list=lambda all=False, filters=None: [
+            by_id[c["Id"]] for c in self.api.containers(all=all)])
+        self.images = NS(get=lambda i: NS(id=i, attrs={"RepoDigests": self.IMAGES[i][1]}))
+
+
+def test_the_verified_digests_include_a_one_shot_jobs_image_and_each_services_running_container():
+    """A promotion pins every service of the release, Dify's one-shot `init_permissions` too: staging's verified
+    digests must hold the image its exited container ran (else prod's plan is refused: "no pinned digest")."""
+    from core.io.engine import current_images
+
+    assert promotion.verified_digests(current_images(FakeEngine(), "stack")) == {
+        "api": f"r/app@{D1}", "init_permissions": f"r/busybox@{D2}"}
+
+
 def test_the_fingerprint_covers_state_target_and_env_diff_not_the_run():
     row = {"key": "LOG_LEVEL", "change": "default_moved", "old": "INFO", "new": "WARNING", "note": ""}
     base = facts(env_sync=env([row]))
@@ -118,6 +157,37 @@ def test_summary_names_release_digests_verdict_links_and_fingerprint():
                                     notes=["staging upgraded"])
     for part in ("v2.0.0", f"r/app@{D1}", "ok: 1 pending", "[Prod env diff](http://ui/artifacts/artifact/1)", "f" * 64):
         assert part in md
+
+
+def test_summary_names_the_split_layouts_env_changes_of_prods_plan():
+    """Dify 1.12.1 → 1.15.0 on prod: the summary says what happens to the env files (the .env's changes, the keys
+    now defined by `envs/**` templates, the operator's `envs/**.env` copies), not only a link to the env diff."""
+    from core import report
+
+    def row(key, category, before="a", after="a", file=".env.example"):
+        return {"key": key, "category": category, "before": before, "after": after, "file": file}
+
+    shared, redis = "envs/core-services/shared.env.example", "envs/databases/redis.env.example"
+    rows = [row("NEW", "added", before="(unset)"), row("OLD", "dropped", after="(unset)"), row("MINE", "customized"),
+            row("A", "moved", file=shared), row("B", "moved", file=shared), row("C", "moved", file=redis),
+            row("POSTGRES_MAX_CONNECTIONS", "default_moved", before="100", after="200")]
+    copies = [{"path": "envs/core-services/api.env", "existed": True, "sha256": "ab" * 32,
+               "rows": [row("X", "default_moved", before="1", after="2")], "notes": []},
+              {"path": "envs/databases/redis.env", "existed": True, "sha256": "", "rows": [], "notes": []},
+              {"path": "envs/core-services/web.env", "existed": False, "sha256": "", "rows": [], "notes": []}]
+    env = report.env_summary(rows, copies)
+    assert env == [".env: 1 added, 4 changed, 1 dropped",
+                   f"2 key(s) now defined by `{shared}` (the .env keeps its values, and wins)",
+                   f"1 key(s) now defined by `{redis}` (the .env keeps its values, and wins)",
+                   "`envs/core-services/api.env`: changed by the merge (1 changed)",
+                   "`envs/databases/redis.env`: kept as it is",
+                   "1 optional `envs/**.env` file(s) the target can load do not exist; none is created"]
+    assert report.env_summary([row("MINE", "customized")], []) == [".env: no change"]
+    md = promotion.summary_markdown("1.15.0", "staging", "prod", digests={}, verdict="ok", fp="f" * 64, links={},
+                                    notes=[], env=env)
+    assert "## Env changes on prod" in md and all(f"- {line}" in md for line in env)
+    assert "Env changes" not in promotion.summary_markdown("1.15.0", "staging", "prod", digests={}, verdict="ok",
+                                                           fp="f" * 64, links={}, notes=[])
 
 
 def test_prefect_yaml_deploys_each_environment_on_its_hosts_pool_and_schedules_the_promotion():
