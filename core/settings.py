@@ -194,7 +194,8 @@ class HealthSettings(_Group):
     jobs: tuple[str, ...] = Field(
         default=(),
         description="Services that run once and exit (an init, migrate or setup job): done when exited with 0, failed "
-                    "with their exit code otherwise. A service with no restart policy (or `restart: \"no\"`) that "
+                    "with their exit code otherwise, in the health wait, the verification and the check whether a "
+                    "stack already runs its target. A service with no restart policy (or `restart: \"no\"`) that "
                     "another waits for with `service_completed_successfully` is one already (Dify's "
                     "`init_permissions`); name here the others.")
     version_command: tuple[str, ...] | None = Field(

@@ -209,7 +209,8 @@ def registry_login(io_: StackIO, cfg: Settings) -> None:
 
 @dataclass(frozen=True)
 class Deployed:
-    """What `read_deployed` found: the checkout's commits, the running services and the resolved config."""
+    """What `read_deployed` found: the checkout's commits, the services up as they should be (running, or a one-shot
+    job that exited 0: `ResolvedConfig.jobs`) and the resolved config."""
 
     current_commit: str
     target_commit: str
@@ -230,13 +231,16 @@ def read_deployed(io_: StackIO, cfg: Settings, target: str) -> Deployed:
     check_env_file(compose_dir / cfg.stack.env_file)  # stackshift's own parser, before compose reads it
     current = c.ComposeProject.of(cfg.stack)
     statuses = parse_ps(io_.run(c.Command(c.compose_ps_json(current))).stdout)
-    running = sorted(s.service for s in statuses if s.state == "running")
-    if not running:
+    if not any(s.state == "running" for s in statuses):
         raise NotDeployed(cfg.stack.project_name)
     resolved = io_.run(c.Command(c.compose_config_json(current))).stdout
     read = [*current.files, *filter(None, [current.env_file])]
     kept.keep(c.compose_config_json(current), read, resolved)  # the backup records it
-    return Deployed(current_commit, target_commit, running, ResolvedConfig.parse(resolved))
+    config = ResolvedConfig.parse(resolved)
+    jobs = set(config.jobs(cfg.health.jobs))
+    up = sorted({s.service for s in statuses
+                 if s.state == "running" or (s.service in jobs and s.verdict(job=True) == "ok")})
+    return Deployed(current_commit, target_commit, up, config)
 
 
 def merge_env(cfg: Settings, deployed: Deployed) -> flowmerge.FlowMerge:

@@ -98,6 +98,9 @@ def test_plan_with_the_block_init_proposed(deployed):
     assert f"database {HEADS['1.12.1']} → {HEADS['1.15.0']} (1 pending revision(s))" in out
     assert "--entrypoint flask" not in out and dep.db_password not in out
     print(f"plan wall time: {time.monotonic() - t0:.1f} s")
+    same = stackshift("plan", "-e", dep.name, "-t", "1.12.1")
+    assert same.returncode == 0 and "Already at 1.12.1: nothing to do" in same.stdout, \
+        same.stdout + same.stderr  # init_permissions exited 0 is up as it should be, not "does not run"
 
 
 def test_a_failing_migration_fails_the_upgrade_with_its_exit_code_and_rolls_back(deployed):

@@ -54,6 +54,25 @@ def test_read_deployed_reads_both_commits_and_what_runs(tmp_path):
     assert found.running == ["api", "db"] and found.config.services == ["api", "db"]
 
 
+def test_a_one_shot_job_that_exited_0_is_up_as_it_should_be_and_one_that_failed_is_not(tmp_path):
+    """A stack at its target with a completed init job has nothing to do (`Facts.differences` reads `running`)."""
+    repo = _checkout(tmp_path)
+    config = {"services": CONFIG["services"] | {
+        "init": {"image": "r/busybox:1", "restart": "no"},
+        "api": {"image": "r/app:1", "depends_on": {"init": {"condition": "service_completed_successfully"}}}}}
+    rows = [{"Service": "api", "Name": "s-api-1", "State": "running"},
+            {"Service": "db", "Name": "s-db-1", "State": "running"}]
+    done = {"Service": "init", "Name": "s-init-1", "State": "exited", "ExitCode": 0}
+    found = preflight.read_deployed(FakeIO([*rows, done], config), settings(compose_dir=repo), "v1.0.0")
+    assert found.running == ["api", "db", "init"]
+    failed = preflight.read_deployed(FakeIO([*rows, done | {"ExitCode": 1}], config), settings(compose_dir=repo),
+                                     "v1.0.0")
+    assert failed.running == ["api", "db"]
+    not_a_job = preflight.read_deployed(FakeIO([rows[1], done | {"Service": "api", "Name": "s-api-1"}], CONFIG),
+                                        settings(compose_dir=repo), "v1.0.0")
+    assert not_a_job.running == ["db"], "a long-running service that exited 0 is not up"
+
+
 def test_read_deployed_refuses_local_edits_and_a_stack_that_does_not_run(tmp_path):
     repo = _checkout(tmp_path)
     (repo / "docker-compose.yaml").write_text("services: {x: {}}\n")
