@@ -287,6 +287,26 @@ def online_markdown(lines: list[str], setting: str) -> str:
     return "\n".join(["", "## Online preparation (while the old version serves)", "", *said, ""]) + "\n"
 
 
+def _forecast_cell(f) -> str:
+    fc = f.forecast_seconds
+    when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
+    return f"catalog-only in the downtime ({when}): prepared online" if f.prepared_online is not None else when
+
+
+def _prepared_markdown(statements) -> list[str]:
+    """The statements prepared online: their work, forecast apart, happens while the old version serves."""
+    prepared = [f for f in statements if f.prepared_online is not None]
+    if not prepared:
+        return []
+    lines = ["", "## Prepared online, while the old version serves (not in the downtime)", "",
+             "| # | line | table | forecast | batches |", "|---|---|---|---|---|"]
+    for f in prepared:
+        fc = f.prepared_online["forecast_seconds"]
+        when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
+        lines.append(f"| {f.index} | {f.line} | {f.table or '—'} | {when} | {f.prepared_online['batches']:,} |")
+    return lines
+
+
 def migration_markdown(report, title: str, gate_reasons: list[str], uncertainty: str | None = None) -> str:
     """The migration pre-flight for a person: verdict, lock-hold per table, risky statements, sizes. `uncertainty`:
     what the verdict would be at the load of the moment, when it differs (`migcheck.at_load_note`)."""
@@ -324,11 +344,11 @@ def migration_markdown(report, title: str, gate_reasons: list[str], uncertainty:
               "| # | line | revision | table | lock | effect | rules | forecast | safer alternative | statement |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for f in risky:
-        fc = f.forecast_seconds
-        when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
+        when = _forecast_cell(f)
         lines.append(f"| {f.index} | {f.line} | {f.revision or '—'} | {f.table or '—'} | {f.lock or '—'} "
                      f"| **{f.effect}** | {', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} "
                      f"| {_excerpt(f.sql)} |")
+    lines += _prepared_markdown(report.statements)
     if report.tables:
         lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |",
                   "|---|---|---|---|---|"]
