@@ -68,11 +68,21 @@ def fingerprint_material(f: Facts) -> dict:
                    "services": sorted(f.target.services)},
         "env": [{k: str(v) for k, v in sorted(row.items())} for row in f.env_sync.rows],
     }
+    if f.online.verdicts:  # per pending statement: prepared online, or in the downtime and why (none when off)
+        out["online"] = online_verdicts(f)
     if f.env_sync.copies:  # Dify's split layout: each envs/**.env copy's rows (absent ones too), as reviewed
         out["env_copies"] = [{"path": c["path"], "existed": c["existed"],
                               "rows": [{k: str(v) for k, v in sorted(row.items())} for row in c["rows"]]}
                              for c in f.env_sync.copies]
     return out
+
+
+def online_verdicts(f: Facts) -> list[dict]:
+    """What the approver approves of the online preparation: each flagged statement prepared online or in the
+    downtime, with the reason for the latter (a prepared one's summary holds row estimates, which change run to run,
+    so it is left out)."""
+    return [{"line": v["line"], "table": v["table"], "column": v["column"], "status": v["status"],
+             **({} if v["status"] == "prepared online" else {"reason": v["reason"]})} for v in f.online.verdicts]
 
 
 def fingerprint(f: Facts) -> str:
@@ -97,21 +107,26 @@ def migration_verdict(migrations: dict) -> str:
 
 def summary_markdown(release: str, staging: str, prod: str, *,  # noqa: PLR0913 (each a separate part of the summary)
                      digests: dict[str, str], verdict: str, fp: str, links: dict[str, str], notes: list[str],
-                     env: Sequence[str] = ()) -> str:
-    """What the approver reads: how staging went, the digests prod will run, prod's migration verdict and env
-    changes (`env`: `report.env_summary` of prod's plan), the links to review, the fingerprint."""
+                     env: Sequence[str] = (), online: Sequence[str] = ()) -> str:
+    """What the approver reads: how staging went, the digests prod will run, prod's migration verdict (with each
+    flagged statement's online verdict, `online`) and env changes (`env`: `report.env_summary` of prod's plan), the
+    links to review, the fingerprint."""
     lines = [f"# Promotion of {release}: {staging} → {prod}", ""]
     lines += [f"- {n}" for n in notes]
     lines += ["", "## Images verified on staging (prod will run exactly these)", "",
               "| service | digest |", "|---|---|"]
     lines += [f"| {s} | `{d}` |" for s, d in sorted(digests.items())]
     lines += ["", f"## Migration verdict on {prod}", "", verdict, ""]
+    if online:
+        lines += ["Per statement (online preparation, while the old version serves, or in the downtime):", "",
+                  *[f"- {line}" for line in online], ""]
     if env:
         lines += [f"## Env changes on {prod} (the env diff has every key)", ""] + [f"- {e}" for e in env] + [""]
     lines += ["## Review before approving", ""]
     lines += [f"- [{title}]({url})" for title, url in links.items()]
     lines += ["", "## Fingerprint", "", f"`{fp}`", "",
-              "It covers the digests and prod's plan and env diff as shown. Paste it into the approval form's "
+              "It covers the digests and prod's plan (with each statement's online verdict) and env diff as shown. "
+              "Paste it into the approval form's "
               "Fingerprint field; prod is upgraded only if prod's plan still gives the same fingerprint when the "
               "upgrade starts."]
     return "\n".join(lines) + "\n"

@@ -2,6 +2,8 @@
 the plan holds none, and env values come already masked."""
 from __future__ import annotations
 
+from collections import Counter
+
 from core.cutover.plan import Plan
 
 
@@ -144,10 +146,7 @@ def env_summary(rows: list[dict], copies: list[dict]) -> list[str]:
     keys whose default moved to an `envs/**` template, by the file they now live in; each `envs/**.env` copy the
     operator has, changed by the merge or kept; the copies the target could load that do not exist."""
     lines = [".env: " + (_changes_in_words(rows) or "no change")]
-    moved: dict[str, int] = {}
-    for r in rows:
-        if r["category"] == "moved":
-            moved[r.get("file") or "?"] = moved.get(r.get("file") or "?", 0) + 1
+    moved = Counter(r.get("file") or "?" for r in rows if r["category"] == "moved")
     lines += [f"{n} key(s) now defined by `{file}` (the .env keeps its values, and wins)"
               for file, n in sorted(moved.items())]
     for c in (c for c in copies if c["existed"]):
@@ -312,6 +311,26 @@ def online_markdown(lines: list[str], setting: str) -> str:
     return "\n".join(["", "## Online preparation (while the old version serves)", "", *said, ""]) + "\n"
 
 
+def _forecast_cell(f) -> str:
+    fc = f.forecast_seconds
+    when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
+    return f"catalog-only in the downtime ({when}): prepared online" if f.prepared_online is not None else when
+
+
+def _prepared_markdown(statements) -> list[str]:
+    """The statements prepared online: their work, forecast apart, happens while the old version serves."""
+    prepared = [f for f in statements if f.prepared_online is not None]
+    if not prepared:
+        return []
+    lines = ["", "## Prepared online, while the old version serves (not in the downtime)", "",
+             "| # | line | table | forecast | batches |", "|---|---|---|---|---|"]
+    for f in prepared:
+        fc = f.prepared_online["forecast_seconds"]
+        when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
+        lines.append(f"| {f.index} | {f.line} | {f.table or '—'} | {when} | {f.prepared_online['batches']:,} |")
+    return lines
+
+
 def migration_markdown(report, title: str, gate_reasons: list[str], uncertainty: str | None = None) -> str:
     """The migration pre-flight for a person: verdict, lock-hold per table, risky statements, sizes. `uncertainty`:
     what the verdict would be at the load of the moment, when it differs (`migcheck.at_load_note`)."""
@@ -349,11 +368,11 @@ def migration_markdown(report, title: str, gate_reasons: list[str], uncertainty:
               "| # | line | revision | table | lock | effect | rules | forecast | safer alternative | statement |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for f in risky:
-        fc = f.forecast_seconds
-        when = f"{_secs(fc['low'])}–{_secs(fc['high'])}" if fc else "—"
+        when = _forecast_cell(f)
         lines.append(f"| {f.index} | {f.line} | {f.revision or '—'} | {f.table or '—'} | {f.lock or '—'} "
                      f"| **{f.effect}** | {', '.join(f.rules) or '—'} | {when} | {f.safe_alternative or '—'} "
                      f"| {_excerpt(f.sql)} |")
+    lines += _prepared_markdown(report.statements)
     if report.tables:
         lines += ["", "## Live sizes", "", "| table | heap | TOAST | indexes | rows (estimate) |",
                   "|---|---|---|---|---|"]

@@ -167,7 +167,8 @@ def _prod_plan(p: _Promotion, digests: dict[str, str], deployment: str) -> tuple
     if verdict.startswith("BLOCKED"):
         p.notes.append("the migration gate blocks prod: its upgrade would stop before any change")
     summary = promotion.summary_markdown(p.release, p.staging, p.prod, digests=digests, verdict=verdict, fp=fp,
-                                         links=links, notes=p.notes, env=facts.get("env") or [])
+                                         links=links, notes=p.notes, env=facts.get("env") or [],
+                                         online=tuple(filter(None, str(facts.get("online") or "").split("\n"))))
     pt.publish_summary(summary, p.release)
     return fp, summary
 

@@ -198,10 +198,10 @@ def run_upgrade(r: Request, cfg: Settings | None = None) -> dict:
             record_version(cfg, r.environment, plan.facts.target.ref, plan.facts.target.commit,
                            plan.facts.target.heads)
             return already_at(plan.facts, recovered)
-        if r.approved_fingerprint:
-            promotion.check_approved(r.environment, plan.facts, r.approved_fingerprint)
         migrations = analyze_migrations(plan, cfg, accept_risk=r.accept_migration_risk, dry_run=r.dry_run)
         plan = with_online_preparation(plan, migrations)
+        if r.approved_fingerprint:  # after the online verdicts, which it covers; still before any change
+            promotion.check_approved(r.environment, plan.facts, r.approved_fingerprint)
         if r.dry_run:
             return _plan_only(plan, migrations)
         return _apply(plan, cfg, r, migrations, recovered)

@@ -17,7 +17,7 @@ from core.migrations import rehearsal
 from core.migrations import sqlrules
 from core.errors import MigrationRiskTooHigh, error_line
 from core.stackio import StackIO
-from core.cutover.online import OnlineFacts, check_room, choose
+from core.cutover.online import OnlineFacts, check_room, choose, online_settings
 from core.cutover.plan import Plan
 from core.migrations.revgraph import RevisionState
 from tasks._common import TASK_DEFAULTS, artifact_key
@@ -72,8 +72,9 @@ def migration_report(plan: Plan, cfg: Settings) -> tuple[migcheck.MigrationRepor
     with dbops.DbAccess.of(cfg).connect(f.settings.database.name, autocommit=True) as conn:
         catalog = pgcatalog.LiveCatalog(conn)
         rates = pgcatalog.probe(conn, cfg.migration.probe_seconds) if cfg.migration.probe else None
-        result = migcheck.analyze(sql, catalog, rates, revisions, per_revision=f.target.transaction_per_migration)
         online = choose(sql, conn, catalog, cfg, f.target.transaction_per_migration)
+        result = migcheck.analyze(sql, catalog, rates, revisions, per_revision=f.target.transaction_per_migration,
+                                  catalog_only=online.catalog_only(online_settings(cfg)))
         check_room(conn, online, f.database.room_bytes)
     result.incomplete = sources["incomplete"]  # the rendering's, less what the rehearsal ran
     result.warnings.append(("one transaction per revision" if f.target.transaction_per_migration else

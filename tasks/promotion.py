@@ -88,11 +88,13 @@ def publish_running(cfg: Settings, environment: str) -> dict:
 @task(name="publish-approval-facts", task_run_name="publish-approval-facts", **TASK_DEFAULTS)
 def publish_approval_facts(plan: Plan, migrations: dict) -> str:
     """A dry run's fingerprint, migration verdict and env changes in a few lines (`<env>-approval-facts`), for the
-    promotion's summary."""
+    promotion's summary, with each flagged statement's online verdict (`online`: one line each, prepared online or in
+    the downtime and why)."""
     fp = promotion.fingerprint(plan.facts)
     env = report.env_summary(plan.facts.env_sync.rows, plan.facts.env_sync.copies)
     create_table_artifact(key=artifact_key(plan.facts.run.environment, APPROVAL_FACTS),
                           table=[{"fingerprint": fp, "verdict": promotion.migration_verdict(migrations),
+                                  "online": "\n".join(migrations.get("online") or ()),
                                   "release": plan.facts.target.ref, "commit": plan.facts.target.commit, "env": env}],
                           description=f"Fingerprint of the plan {plan.facts.run.environment} → {plan.facts.target.ref}")
     return fp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import queue
 import threading
 from typing import cast
@@ -18,7 +19,10 @@ from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
 
 @task(name="step", task_run_name="step", **TASK_DEFAULTS)
 def _apply(ctx: st.StepContext, step: st.Step, after: st.Outcome | None = None) -> st.Outcome:
-    """Applies one step of the plan (journalled before and after); raises the step's own error on failure."""
+    """Applies one step of the plan (journalled before and after); raises the step's own error on failure. The
+    online preparation's backfill reports to its own progress artifact."""
+    if isinstance(step, st.PrepareOnline):
+        ctx = dataclasses.replace(ctx, on_backfill=BackfillProgress(ctx.facts.run.environment))
     return st.execute(step, ctx)
 
 
@@ -28,24 +32,21 @@ def step_task(step: st.Step):
     return _apply.with_options(name=step.task_name, task_run_name=step.task_name)
 
 
-class Progress:
-    """A progress artifact that moves through the cutover (0–100 %) and says in its description which step runs and
-    whether the service is down. Best effort: never fails a step, and never delays one: the updates go to the server
-    from a background thread, outside the downtime's critical path."""
+class _Artifact:
+    """A progress artifact (0–100 %, with a description) updated from a background thread. Best effort: never fails
+    a step, and never delays one: the updates go to the server outside the step's critical path, the newest only."""
 
-    def __init__(self, environment: str, total: int):
-        self.environment, self.total, self.done = environment, max(total, 1), 0
+    def __init__(self, key: str, description: str):
         self.id: UUID | None = None
         self.updates: queue.SimpleQueue = queue.SimpleQueue()
-        run_context = contextvars.copy_context()  # the artifact belongs to this flow run
-        threading.Thread(target=run_context.run, args=(self._send,), name="progress", daemon=True).start()
+        run_context = contextvars.copy_context()  # the artifact belongs to this run
+        threading.Thread(target=run_context.run, args=(self._send, key, description), name="progress",
+                         daemon=True).start()
 
-    def _send(self) -> None:
+    def _send(self, key: str, description: str) -> None:
         try:
             # Prefect's sync-compatible functions are typed "result or coroutine"; called from sync code, a result.
-            self.id = cast(UUID, create_progress_artifact(
-                progress=0.0, key=artifact_key(self.environment, "progress"),
-                description=progress_text(self.environment, 0, self.total, None)))
+            self.id = cast(UUID, create_progress_artifact(progress=0.0, key=key, description=description))
         except Exception:
             return
         while True:
@@ -57,6 +58,14 @@ class Progress:
             if self.id is not None and api_reachable():
                 with contextlib.suppress(Exception):
                     update_progress_artifact(self.id, progress=value[0], description=value[1])
+
+
+class Progress(_Artifact):
+    """The cutover's progress artifact (`<env>-progress`): which step runs and whether the service is down."""
+
+    def __init__(self, environment: str, total: int):
+        self.environment, self.total, self.done = environment, max(total, 1), 0
+        super().__init__(artifact_key(environment, "progress"), progress_text(environment, 0, self.total, None))
 
     def at(self, step: st.Step) -> None:
         """`step` starts now."""
@@ -73,6 +82,28 @@ class Progress:
         self.updates.put((round(100.0 * self.done / self.total, 1),
                           f"{self.environment}: the upgrade {what}; rolling back, the service is down until the "
                           f"previous version is back (see the timeline)."))
+
+
+class BackfillProgress:
+    """The online preparation's backfill as a progress artifact (`<env>-backfill`: rows backfilled of the estimate),
+    made at its first batch (a preparation without a backfill makes none); the steps' `on_backfill`."""
+
+    def __init__(self, environment: str):
+        self.environment = environment
+        self.artifact: _Artifact | None = None
+
+    def __call__(self, what: str, copied: int, estimate: float) -> None:
+        if self.artifact is None:
+            self.artifact = _Artifact(artifact_key(self.environment, "backfill"),
+                                      backfill_text(self.environment, what, 0, estimate)[1])
+        self.artifact.updates.put(backfill_text(self.environment, what, copied, estimate))
+
+
+def backfill_text(environment: str, what: str, copied: int, estimate: float) -> tuple[float, str]:
+    """The backfill's progress (%, of the estimate, which a count past it raises) and what its artifact says."""
+    total = max(estimate, copied, 1)
+    return (round(100.0 * copied / total, 1), f"{environment}: prepare-online {what}: {copied:,} of about "
+            f"{total:,.0f} rows backfilled, while the old version serves (the service is up).")
 
 
 def progress_text(environment: str, done: int, total: int, step: st.Step | None) -> str:

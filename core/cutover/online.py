@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from core.migrations.online import OnlinePlan, OnlineSettings, Preparation, TableShape, notnull, widen
+from core.migrations.online import OnlinePlan, OnlineSettings, Preparation, Status, TableShape, notnull, widen
 from core.errors import OnlineInsufficientDisk, OnlineTableNotOwned
 from core.settings import Settings
 
@@ -65,6 +65,22 @@ class OnlineFacts:
         out = {r["table"] for r in self.prepared}
         out |= {fk["table"] for r in self.prepared if r["shape"] for fk in r["shape"]["foreign_keys"]}
         return sorted(out)
+
+    def catalog_only(self, settings: OnlineSettings) -> dict[int, dict]:
+        """The pending statements the preparation makes catalog-only in the downtime (every subcommand of them
+        prepared), by the pre-flight finding's index: {"batches", "pause_seconds"} of the backfill that replaces
+        their rewrite (`migcheck.analyze`'s `catalog_only`)."""
+        rows = {(r["table"], r["column"]): r["shape"]["rows"] for r in self.prepared if r["shape"]}
+        prepared: dict[int, dict] = {}
+        downtime: set[int] = set()
+        for v in self.verdicts:
+            if v["status"] != str(Status.PREPARED):
+                downtime.add(v["finding"])
+                continue
+            key = (v["table"], v["column"])
+            d = prepared.setdefault(v["finding"], {"batches": 0, "pause_seconds": settings.pause_seconds})
+            d["batches"] += int(rows[key] // settings.batch_rows) + 1 if key in rows else 0
+        return {i: d for i, d in prepared.items() if i not in downtime}
 
     def lines(self) -> list[str]:
         """One line per flagged statement, for people: prepared online, or in the downtime and why."""

@@ -43,10 +43,12 @@ def work_seconds(kind: str, info: TableInfo, rates: Rates, which: int) -> float:
     raise ValueError(kind)
 
 
-def apply(analysis: Analysis, catalog, rates: Rates | None) -> tuple[dict[str, float | None], list[str]]:
+def apply(analysis: Analysis, catalog, rates: Rates | None,
+          catalog_only: dict[int, dict] | None = None) -> tuple[dict[str, float | None], list[str]]:
     """Sets each finding's `forecast_seconds` and returns (lock_hold per table in seconds, warnings).
 
-    Without rates (no DSN, or no probe), forecasts stay None and lock_hold lists the tables with None."""
+    Without rates (no DSN, or no probe), forecasts stay None and lock_hold lists the tables with None.
+    `catalog_only`: finding index → {"batches", "pause_seconds"} of the statements prepared online (`prepared`)."""
     warnings: list[str] = []
     missing: set[str] = set()
     for f in analysis.findings:
@@ -62,10 +64,25 @@ def apply(analysis: Analysis, catalog, rates: Rates | None) -> tuple[dict[str, f
             low += work_seconds(kind, info, rates, 0) * SPREAD[0]
             high += work_seconds(kind, info, rates, 1) * SPREAD[1]
         f.forecast_seconds = None if math.isnan(low) else {"low": round(low, 3), "high": round(high, 3)}
+    prepared(analysis, catalog_only or {})
     for table in sorted(missing):
         warnings.append(f"table {table} is not on the server and not created earlier in this SQL: no forecast for "
                         f"its statements (wrong database or search_path?)")
     return lock_hold(analysis, rates is not None), warnings
+
+
+def prepared(analysis: Analysis, catalog_only: dict[int, dict]) -> None:
+    """The statements prepared online while the old version serves: their work (a full write of the table, in
+    batches, with a pause between them) moves out of the downtime into `prepared_online`; in the cutover the app's
+    own statement only changes the catalog (forecast 0 s, so no lock-hold and no gate on it)."""
+    for f in analysis.findings:
+        online = catalog_only.get(f.index)
+        if online is None:
+            continue
+        fc, pauses = f.forecast_seconds, online["batches"] * online["pause_seconds"]
+        f.prepared_online = {"batches": online["batches"], "forecast_seconds": None if fc is None else {
+            "low": round(fc["low"] + pauses, 3), "high": round(fc["high"] + pauses, 3)}}
+        f.forecast_seconds = None if fc is None else {"low": 0.0, "high": 0.0}
 
 
 def lock_hold(analysis: Analysis, forecast: bool) -> dict[str, float | None]:

@@ -54,13 +54,15 @@ class MigrationReport:
         return d
 
 
-def analyze(sql_text: str, catalog=None, rates: Rates | None = None,
-            revisions: RevisionState | None = None, *, per_revision: bool = False) -> MigrationReport:
+def analyze(sql_text: str, catalog=None, rates: Rates | None = None,  # noqa: PLR0913 (the SQL, what it runs on, then options by keyword)
+            revisions: RevisionState | None = None, *, per_revision: bool = False,
+            catalog_only: dict[int, dict] | None = None) -> MigrationReport:
     """The report on `sql_text`; `incomplete` as the rendering's own signs say it (a caller who knows better, for
     SQL a rehearsal captured, sets it afterwards). `per_revision`: the migration commits after each revision (lock
-    holds and MS025 per revision)."""
+    holds and MS025 per revision). `catalog_only`: the statements prepared online (finding index → {"batches",
+    "pause_seconds"}): catalog-only in the downtime, their work forecast apart (`Finding.prepared_online`)."""
     analysis = sqlrules.analyse(sql_text, catalog, per_revision=per_revision)
-    hold, more = forecast.apply(analysis, catalog, rates)
+    hold, more = forecast.apply(analysis, catalog, rates, catalog_only)
     warnings = list(analysis.warnings) + more
     server, tables = None, {}
     if catalog is not None:

@@ -2,7 +2,8 @@
 the runner is SIGKILLed mid-backfill, the old version still serving; `./stackshift recover` then undoes the
 preparation: no shadow column, trigger, function, shadow index or helper constraint is left, the rows are as they
 were, v1 still runs and the run is closed as abandoned. The same upgrade then runs to its end: swapped before the
-writers stop, no helper object left, the column bigint NOT NULL, every seeded row identical."""
+writers stop, no helper object left, the column bigint NOT NULL, every seeded row identical; the migration report
+gives the preparation apart from the downtime, and the backfill has its progress artifact."""
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ import pytest
 from core.cutover.journal import Journal
 from lab import stack
 from lab.demo.releases import HEADS
-from tests.e2e.helpers import revision
+from tests.e2e.helpers import artifacts, revision
 from tests.e2e.test_online_live import HELPERS
 
 pytestmark = pytest.mark.e2e
@@ -94,4 +95,8 @@ def test_a_runner_killed_mid_backfill_is_undone_by_recover(make_deployment):
     assert stack.checksums(dep) == before, "every seeded row identical after the swap and the migration"
     migrate = upgraded.record("migrate")
     assert migrate is not None and migrate.ended is not None
+    made = artifacts(f"{dep.name}-")
+    assert "Prepared online, while the old version serves" in made[f"{dep.name}-migrations"], \
+        "the report gives the preparation apart from the downtime"
+    assert float(made[f"{dep.name}-backfill"]) > 50, "the backfill's progress artifact (rows backfilled / total)"
     print(f"online upgrade: {time.monotonic() - t1:.1f} s; migrate {migrate.ended - migrate.started:.2f} s")

@@ -280,3 +280,19 @@ def test_a_preparation_that_does_not_fit_beside_the_data_directory_is_refused(tm
     assert room is not None and free is not None
     assert abs(room - (free - 2.2 * 10**6)) < 50 * 10**6, "the backup and the rollback point counted on that disk"
     assert check_disk(tmp_path / "backup", [], db_bytes=10**6, volume_bytes=0) is None
+
+
+def test_each_backfill_batch_reaches_the_backfill_progress_artifact(tmp_path):
+    from tasks.steps import backfill_text
+
+    f = auto_facts(online_pause_seconds=0)
+    plan = build_plan(f, "run1")
+    seen: list[tuple] = []
+    ctx = dataclasses.replace(context(tmp_path, f, FakeConn()), on_backfill=lambda *batch: seen.append(batch))
+    st.execute(plan.prepare[0], ctx)
+    assert seen and seen[-1][:2] == ("accounts.id", 2_000), "rows backfilled so far, after each batch"
+    assert all(what == "accounts.id" and estimate == 1_000_000 for what, _, estimate in seen)
+    percent, text = backfill_text("prod", "accounts.id", 250_000, 1_000_000.0)
+    assert percent == 25.0 and "250,000 of about 1,000,000 rows backfilled" in text and "service is up" in text
+    assert backfill_text("prod", "accounts.id", 1_200, 1_000.0)[0] == 100.0, "an estimate short of the rows"
+    assert backfill_text("prod", "accounts.id", 0, 0.0)[0] == 0.0

@@ -69,6 +69,9 @@ class StepContext:
     io: StackIO
     journal: Journal
     verifications: dict[str, Verification] = field(default_factory=dict)
+    # where a backfill reports each batch (what is filled, rows copied, rows estimated): the flow's progress
+    # artifact; None: the log only
+    on_backfill: Callable[[str, int, float], None] | None = None
 
     @property
     def keep_failed_database(self) -> bool:

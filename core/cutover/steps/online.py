@@ -41,10 +41,13 @@ def _steps(conn: Any, steps: tuple[OnlineStep, ...], settings: OnlineSettings) -
     return "; ".join(step.title for step in steps) or "nothing to do"
 
 
-def _logger(prep: Preparation) -> Callable[[int, float], None]:
+def _logger(prep: Preparation, report: Callable[[str, int, float], None] | None) -> Callable[[int, float], None]:
+    """Each batch: reported to `report` (the context's `on_backfill`, if any), and logged every `PROGRESS_EVERY` s."""
     last = [time.monotonic()]
 
     def progress(copied: int, estimate: float) -> None:
+        if report is not None:
+            report(f"{prep.table}.{prep.column}", copied, estimate)
         if time.monotonic() - last[0] >= PROGRESS_EVERY:
             last[0] = time.monotonic()
             log.info("prepare-online %s.%s: %s of about %s rows backfilled", prep.table, prep.column,
@@ -76,7 +79,7 @@ class PrepareOnline(Step):
         fill = prep.backfill
         if fill is not None:
             _part(ctx, prep, "backfill", phase,
-                  lambda: f"{runner.backfill(conn, fill, s, _logger(prep)):,} rows copied")
+                  lambda: f"{runner.backfill(conn, fill, s, _logger(prep, ctx.on_backfill)):,} rows copied")
         if prep.build:
             _part(ctx, prep, "build", phase, lambda: _steps(conn, prep.build, s))
         swap = prep.swap

@@ -27,6 +27,9 @@ class Finding:
     work: list[tuple[str, str]] = field(default_factory=list)  # (kind, table): rewrite | scan | index | dml
     other_locks: dict[str, str] = field(default_factory=dict)  # more tables locked (the referenced side of an FK)
     forecast_seconds: dict | None = None
+    # prepared online (`migcheck.analyze`'s `catalog_only`): catalog-only in the downtime; this is the preparation's
+    # own forecast while the old version serves ({"forecast_seconds", "batches"})
+    prepared_online: dict | None = None
 
     @property
     def safe_alternative(self) -> str | None:
@@ -51,7 +54,8 @@ class Finding:
         return {"index": self.index, "line": self.line, "sql": self.sql, "statement": self.statement,
                 "table": self.table, "lock": self.lock, "effect": self.effect, "rules": self.rules,
                 "forecast_seconds": self.forecast_seconds, "safe_alternative": self.safe_alternative,
-                "revision": self.revision, "notes": self.notes}
+                "revision": self.revision, "notes": self.notes,
+                **({"prepared_online": self.prepared_online} if self.prepared_online is not None else {})}
 
 
 @dataclass
