@@ -28,7 +28,7 @@ from core.cutover.plan import Plan, build_plan
 from core.env import envsync
 from core.stackio import StackIO
 from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key, set_state_if_open
-from tasks.steps import Progress, step_task
+from tasks.steps import BackfillProgress, Progress, step_task
 
 log = logging.getLogger("stackshift")
 JOURNAL_QUIET_SECONDS = 30  # a journal written more recently may still be in the hands of its run (if it lives)
@@ -53,8 +53,10 @@ def open_run(plan: Plan, flow_run_id: str | None) -> st.StepContext:
 
 
 def context_for(facts: Facts, journal: Journal) -> st.StepContext:
-    """The steps' context: the I/O reads the facts' settings, so a step and the I/O see the same ones."""
-    return st.StepContext(facts, StackIO(facts.settings, facts.settings.stack.project_name), journal)
+    """The steps' context: the I/O reads the facts' settings, so a step and the I/O see the same ones; a backfill
+    (the online preparation's) reports to its own progress artifact, made at its first batch."""
+    return st.StepContext(facts, StackIO(facts.settings, facts.settings.stack.project_name), journal,
+                          on_backfill=BackfillProgress(facts.run.environment))
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import queue
 import threading
 from typing import cast
@@ -19,10 +18,7 @@ from tasks._common import TASK_DEFAULTS, api_reachable, artifact_key
 
 @task(name="step", task_run_name="step", **TASK_DEFAULTS)
 def _apply(ctx: st.StepContext, step: st.Step, after: st.Outcome | None = None) -> st.Outcome:
-    """Applies one step of the plan (journalled before and after); raises the step's own error on failure. The
-    online preparation's backfill reports to its own progress artifact."""
-    if isinstance(step, st.PrepareOnline):
-        ctx = dataclasses.replace(ctx, on_backfill=BackfillProgress(ctx.facts.run.environment))
+    """Applies one step of the plan (journalled before and after); raises the step's own error on failure."""
     return st.execute(step, ctx)
 
 
