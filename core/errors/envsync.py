@@ -7,6 +7,7 @@ from core.errors.base import PreflightError
 class EnvSyncError(PreflightError):
     pass
 
+
 class TemplateImplausible(EnvSyncError):
     """An env template that cannot be the one meant: empty, or sharing almost no keys with the .env or the other
     template. Merging onto it would drop the operator's keys or keep every stale default."""
@@ -15,6 +16,7 @@ class TemplateImplausible(EnvSyncError):
         self.path = path
         super().__init__(f"{path}: {finding}, but {expected}. Check that you gave the right template; nothing was "
                          f"written.")
+
 
 class NeededServiceInactive(EnvSyncError):
     """The merged env would leave a service the target stack needs (its database, a `depends_on` target) outside
@@ -25,6 +27,7 @@ class NeededServiceInactive(EnvSyncError):
         super().__init__(f"{env}: {finding}. Set {fix} in the env file, or {override} to go ahead anyway; nothing was "
                          f"written.")
 
+
 class EnvFileUnwritable(EnvSyncError):
     """The env file, or its backup under env-backup/, cannot be written."""
 
@@ -34,6 +37,7 @@ class EnvFileUnwritable(EnvSyncError):
                          f"user (or run as the file's owner) and run again; the file is unchanged and no backup was "
                          f"left behind.")
 
+
 class ComposeUnavailable(EnvSyncError):
     """`docker compose` cannot be run, so the merged env cannot be checked against the target's compose file."""
 
@@ -41,6 +45,7 @@ class ComposeUnavailable(EnvSyncError):
         super().__init__(f"Cannot run `docker compose` to check the merged env ({detail}). Install Docker with the "
                          f"Compose v2 plugin (`docker compose version`), or leave out --compose-file; nothing was "
                          f"written.")
+
 
 class EnvFileEmpty(EnvSyncError):
     """The operator's `.env` has no KEY=value line (0 bytes, or comments only): most likely truncated. Merging onto
@@ -51,6 +56,7 @@ class EnvFileEmpty(EnvSyncError):
         super().__init__(f"{path}: {finding}, which looks like a truncated or emptied file. Restore it from its backup "
                          f"(env-backup/ beside it, or the last upgrade's backup folder), or {override} if it is empty "
                          f"on purpose; nothing was written.")
+
 
 class ComposeTooOld(EnvSyncError):
     """The installed Docker Compose is older than the target's compose file needs: compose would refuse it, or
