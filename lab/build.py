@@ -166,11 +166,9 @@ def ensure_demo_repo() -> None:
     """The demo stack's compose directory as a bare git repository with one tag per release."""
     def commit_releases(git, work: Path) -> None:
         (work / ".gitignore").write_text(".env\nvolumes/\n")
-        for i, rel in enumerate(releases.RELEASES):
-            if rel.tag.endswith("-unhealthy"):
-                git("checkout", "-q", "-B", "broken", "v2.0.0")
-            elif i:
-                git("checkout", "-q", "main")
+        for rel in releases.RELEASES:
+            if rel.after:  # a side line, its own branch: its commit follows that tag; the next ones follow it
+                git("checkout", "-q", "-B", f"after-{rel.after}-{rel.tag}", rel.after)
             (work / "docker-compose.yaml").write_text(releases.compose_yaml(rel))
             (work / ".env.example").write_text(rel.env_example)
             git("add", "-A")
