@@ -2,7 +2,7 @@
 
 - `127.0.0.1:5000/lab/base:bookworm`: Debian 12 minbase with Python, SQLAlchemy, Alembic, psycopg2 and
   PostgreSQL 15, all from Debian packages (debootstrap + `docker import`), since no public image can be pulled.
-- `127.0.0.1:5000/demo/postgres:15` and `127.0.0.1:5000/demo/app:{1.0.0,2.0.0,3.0.0}` built on it.
+- `127.0.0.1:5000/demo/postgres:15` and `127.0.0.1:5000/demo/app:{1.0.0,2.0.0,3.0.0,2.0.1,2.1.0}` built on it.
 - `$STACKSHIFT_LAB_HOME/demo-stack.git`: the demo stack's compose directory, one tag per release.
 
 The MLflow stack (`python -m lab.mlflow.build`, `lab/setup --mlflow`) is built apart: the demo does not need it, and
