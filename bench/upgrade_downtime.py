@@ -47,8 +47,8 @@ CUTOVER = ("stop-writers", "checkout-target", "rollback-point", "install-env", "
 BESIDE = {"checkout-target"}  # runs beside the writers' stop (one Together step): not added to the outage twice
 
 
-def _drop_target_image():
-    subprocess.run(["docker", "rmi", TARGET_IMAGE], check=False, capture_output=True)
+def _drop_target_image(image: str = TARGET_IMAGE):
+    subprocess.run(["docker", "rmi", image], check=False, capture_output=True)
 
 
 def _compose(dep: stack.Deployment, *args: str) -> float:
@@ -72,22 +72,24 @@ def run_stackshift(root: Path, rows: int, seed: stack.Seeded) -> tuple[float, di
     return watch.downtime, result["downtime"], result["rollback_point"]["method"]
 
 
-def run_documented(root: Path, rows: int, seed: stack.Seeded) -> tuple[float, dict]:
-    dep = stack.create(root, "bench-doc", "v1.0.0", rows, from_seed=seed)
-    _drop_target_image()
+def run_documented(root: Path, rows: int, seed: stack.Seeded, release: str = "v1.0.0",
+                   target: str = "v2.0.0") -> tuple[float, dict]:
+    """The documented procedure from `release` to `target` (demo tags: `vX.Y.Z`, whose app image is `X.Y.Z`)."""
+    dep = stack.create(root, "bench-doc", release, rows, from_seed=seed)
+    _drop_target_image(f"127.0.0.1:5000/demo/app:{target[1:]}")
     d = dep.compose_dir
-    old = subprocess.run(["git", "-C", str(d), "show", "v1.0.0:.env.example"], check=False, capture_output=True,
+    old = subprocess.run(["git", "-C", str(d), "show", f"{release}:.env.example"], check=False, capture_output=True,
                          text=True).stdout
-    new = subprocess.run(["git", "-C", str(d), "show", "v2.0.0:.env.example"], check=False, capture_output=True,
+    new = subprocess.run(["git", "-C", str(d), "show", f"{target}:.env.example"], check=False, capture_output=True,
                          text=True).stdout
     merged = envsync.merge_for(d / ".env", old, new).text  # done before the outage, and correctly, to be fair
-    watch = Watch(api_state(dep, "2.0.0"))
+    watch = Watch(api_state(dep, target[1:]))
     watch.start()
     parts = {"down": _compose(dep, "down")}
     t = time.monotonic()
     subprocess.run(["tar", "-czf", str(root / "volumes-backup.tar.gz"), "-C", str(d), "volumes"], check=True)
     parts["tar"] = time.monotonic() - t
-    subprocess.run(["git", "-C", str(d), "checkout", "-q", "v2.0.0"], check=True)
+    subprocess.run(["git", "-C", str(d), "checkout", "-q", target], check=True)
     write_atomic(d / ".env", merged, keep_mode=True)
     parts["up"] = _compose(dep, "up", "-d")
     watch.join(900)

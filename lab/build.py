@@ -2,7 +2,7 @@
 
 - `127.0.0.1:5000/lab/base:bookworm`: Debian 12 minbase with Python, SQLAlchemy, Alembic, psycopg2 and
   PostgreSQL 15, all from Debian packages (debootstrap + `docker import`), since no public image can be pulled.
-- `127.0.0.1:5000/demo/postgres:15` and `127.0.0.1:5000/demo/app:{1.0.0,2.0.0,3.0.0}` built on it.
+- `127.0.0.1:5000/demo/postgres:15` and `127.0.0.1:5000/demo/app:{1.0.0,2.0.0,3.0.0,2.0.1,2.1.0}` built on it.
 - `$STACKSHIFT_LAB_HOME/demo-stack.git`: the demo stack's compose directory, one tag per release.
 
 The MLflow stack (`python -m lab.mlflow.build`, `lab/setup --mlflow`) is built apart: the demo does not need it, and
@@ -166,11 +166,9 @@ def ensure_demo_repo() -> None:
     """The demo stack's compose directory as a bare git repository with one tag per release."""
     def commit_releases(git, work: Path) -> None:
         (work / ".gitignore").write_text(".env\nvolumes/\n")
-        for i, rel in enumerate(releases.RELEASES):
-            if rel.tag.endswith("-unhealthy"):
-                git("checkout", "-q", "-B", "broken", "v2.0.0")
-            elif i:
-                git("checkout", "-q", "main")
+        for rel in releases.RELEASES:
+            if rel.after:  # a side line, its own branch: its commit follows that tag; the next ones follow it
+                git("checkout", "-q", "-B", f"after-{rel.after}-{rel.tag}", rel.after)
             (work / "docker-compose.yaml").write_text(releases.compose_yaml(rel))
             (work / ".env.example").write_text(rel.env_example)
             git("add", "-A")

@@ -153,6 +153,9 @@ def seed(dep: Deployment, rows: int) -> None:
         conn.execute(
             "INSERT INTO events (account_id, total_tokens, payload) "
             "SELECT 1 + g %% 1000, g, md5(g::text) || repeat('x', 96) FROM generate_series(1, %s) g", (rows,))
+        if conn.execute("SELECT to_regclass('event_links')").fetchone() != (None,):  # v2.0.1 on: a link per 100
+            conn.execute("INSERT INTO event_links (event_id, note) SELECT id, 'link ' || id FROM events "
+                         "WHERE id % 100 = 0")
     with dep.connect() as conn:
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")

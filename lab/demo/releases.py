@@ -9,8 +9,12 @@ APP_REVISIONS = {
     "1.0.0": ["a1_baseline.py"],
     "2.0.0": ["a1_baseline.py", "b2_v2_schema.py"],
     "3.0.0": ["a1_baseline.py", "b2_v2_schema.py", "c3_v3_audit.py", "d4_v3_broken.py"],
+    # the seed's case beside v2: 2.0.1 adds a small table pointing at events.id; 2.1.0's only migration widens it
+    "2.0.1": ["a1_baseline.py", "b2_v2_schema.py", "e5_v201_event_links.py"],
+    "2.1.0": ["a1_baseline.py", "b2_v2_schema.py", "e5_v201_event_links.py", "f6_v210_widen_events_id.py"],
 }
-HEADS = {"1.0.0": "a1b2c3d4e5f6", "2.0.0": "b2c3d4e5f6a7", "3.0.0": "d4e5f6a7b8c9"}
+HEADS = {"1.0.0": "a1b2c3d4e5f6", "2.0.0": "b2c3d4e5f6a7", "3.0.0": "d4e5f6a7b8c9", "2.0.1": "e5f6a7b8c9d0",
+         "2.1.0": "f6a7b8c9d0e1"}
 POSTGRES_TAG = "15"
 
 
@@ -21,6 +25,7 @@ class Release:
     db_service: str
     env_example: str
     api_extra_env: dict = field(default_factory=dict)
+    after: str = ""  # the tag this release's commit follows in the demo repository (default: the previous one)
 
 
 def _env_example(*, log_level: str, db_host: str, legacy: bool, v2_keys: bool) -> str:
@@ -73,7 +78,11 @@ RELEASES = [
     Release("v1.0.0", "1.0.0", "db", V1_ENV),
     Release("v2.0.0", "2.0.0", "db_postgres", V2_ENV),
     Release("v3.0.0", "3.0.0", "db_postgres", V2_ENV),
-    Release("v3.0.0-unhealthy", "2.0.0", "db_postgres", V2_ENV, {"SIMULATE_UNHEALTHY": "true"}),
+    Release("v3.0.0-unhealthy", "2.0.0", "db_postgres", V2_ENV, {"SIMULATE_UNHEALTHY": "true"}, "v2.0.0"),
+    # v2.0.1 → v2.1.0: a primary key widened int → bigint on the biggest table (the online preparation's case)
+    Release("v2.0.1", "2.0.1", "db_postgres", V2_ENV, after="v2.0.0"),
+    Release("v2.1.0", "2.1.0", "db_postgres", V2_ENV),
+    Release("v2.1.0-unhealthy", "2.1.0", "db_postgres", V2_ENV, {"SIMULATE_UNHEALTHY": "true"}, "v2.0.1"),
 ]
 
 

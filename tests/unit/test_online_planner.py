@@ -47,6 +47,9 @@ def test_dify_0_15_total_tokens_is_an_online_candidate_offline_and_prepared_on_i
     assert prep.backfill is not None and prep.backfill.key == "id"
     assert 'ORDER BY "id" LIMIT %(rows)s' in as_text(prep.backfill.first)
     assert 'WHERE "id" > %(after)s' in as_text(prep.backfill.next), "keyset batches, any key type (uuid here)"
+    assert all('"id" <= %(upper)s' in as_text(s) for s in (prep.backfill.first, prep.backfill.next)) and \
+        as_text(prep.backfill.bound) == 'SELECT max("id") FROM "workflow_runs"', \
+        "never past the greatest key when the backfill begins: it does not chase the app's inserts"
     swap = texts([prep.swap])
     assert swap[:3] == ['LOCK TABLE "workflow_runs" IN ACCESS EXCLUSIVE MODE',
                         f'ALTER TABLE "workflow_runs" ALTER COLUMN "{prep_shadow(prep)}" SET NOT NULL',

@@ -51,15 +51,18 @@ class Step:
 
 @dataclass(frozen=True)
 class Backfill:
-    """Copies the column into the shadow column in batches in key order: `first` (parameter `rows`), then `next`
-    (parameters `after`, the last key done, and `rows`) until a batch's last key is NULL. Each returns one row:
-    (the batch's last key, or NULL when there was none; rows copied)."""
+    """Copies the column into the shadow column in batches in key order, up to `bound`'s key (the greatest key once
+    the sync trigger exists: a row inserted later has it set by the trigger, so a backfill never chases the inserts
+    of the serving app): `first` (parameters `rows`, `upper`), then `next` (also `after`, the last key done) until
+    a batch's last key is NULL. Each returns one row: (the batch's last key, or NULL when there was none; rows
+    copied)."""
 
     table: str
     key: str
     first: Statement
     next: Statement
     rows_estimate: float
+    bound: Statement
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,15 @@ def run_step(conn: psycopg.Connection[Any], step: Step, settings: OnlineSettings
 
 def backfill(conn: psycopg.Connection[Any], fill: Backfill, settings: OnlineSettings,
              progress: Progress | None = None, after: Any = None) -> int:
-    """Copies every row, batch by batch from `after` (None: from the start); the rows copied."""
+    """Copies every row, batch by batch from `after` (None: from the start) up to the greatest key now (the sync
+    trigger, created before, sets the rows inserted after); the rows copied."""
     conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{settings.lock_timeout_ms}ms")))
+    bound = conn.execute(fill.bound).fetchone()
+    upper = bound[0] if bound is not None else None
     copied = 0
-    while True:
-        statement, params = (fill.first, {"rows": settings.batch_rows}) if after is None else \
-            (fill.next, {"rows": settings.batch_rows, "after": after})
+    while upper is not None:
+        statement, params = (fill.first, {"rows": settings.batch_rows, "upper": upper}) if after is None else \
+            (fill.next, {"rows": settings.batch_rows, "after": after, "upper": upper})
         row = conn.execute(statement, params).fetchone()
         last, n = row if row is not None else (None, 0)
         if last is None:
@@ -50,6 +53,7 @@ def backfill(conn: psycopg.Connection[Any], fill: Backfill, settings: OnlineSett
         if progress is not None:
             progress(copied, fill.rows_estimate)
         time.sleep(settings.pause_seconds)
+    return copied
 
 
 def swap(conn: psycopg.Connection[Any], step: Step, settings: OnlineSettings) -> int:

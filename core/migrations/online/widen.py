@@ -84,8 +84,9 @@ def _summary(shape: TableShape, new_type: str, settings: OnlineSettings) -> str:
 
 
 def _backfill(shape: TableShape, shadow: str) -> Backfill:
-    """Keyset batches in key order: the first from the start, each next one after the last key done (two fixed
-    statements, so a prepared plan stays an index range scan whatever the key's type)."""
+    """Keyset batches in key order: the first from the start, each next one after the last key done, none past the
+    greatest key when the backfill begins (fixed statements, so a prepared plan stays an index range scan whatever
+    the key's type)."""
     rel, key = names.relation(shape.table), sql.Identifier(shape.key or "")
     c, s = sql.Identifier(shape.column.name), sql.Identifier(shadow)
 
@@ -96,8 +97,9 @@ def _backfill(shape: TableShape, shadow: str) -> Backfill:
             "AND t.{s} IS DISTINCT FROM t.{c} RETURNING 1) "
             "SELECT (SELECT {key} FROM batch ORDER BY {key} DESC LIMIT 1), (SELECT count(*) FROM copied)").format(
             key=key, rel=rel, s=s, c=c, where=where)
-    return Backfill(shape.table, shape.key or "", batch(sql.SQL("")),
-                    batch(sql.SQL("WHERE {} > %(after)s").format(key)), shape.rows)
+    return Backfill(shape.table, shape.key or "", batch(sql.SQL("WHERE {} <= %(upper)s").format(key)),
+                    batch(sql.SQL("WHERE {k} > %(after)s AND {k} <= %(upper)s").format(k=key)), shape.rows,
+                    sql.SQL("SELECT max({}) FROM {}").format(key, rel))
 
 
 def _index_build(table: str, index: Index, column: str, shadow: str) -> Step:

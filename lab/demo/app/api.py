@@ -1,4 +1,5 @@
-"""The demo api: GET /health reports version, database revision and connectivity; POST /items writes a row."""
+"""The demo api: GET /health reports version, database revision and connectivity; POST /items writes an account,
+POST /events writes an event (or, given `touch`, adds a token to one)."""
 import json
 import os
 import signal
@@ -39,12 +40,22 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200 if body["status"] == "ok" else 503, body)
 
     def do_POST(self):
-        if self.path != "/items":
+        if self.path not in ("/items", "/events"):
             return self._send(404, {"error": "not found"})
         length = int(self.headers.get("Content-Length", "0"))
-        name = json.loads(self.rfile.read(length) or b"{}").get("name", "item")
+        body = json.loads(self.rfile.read(length) or b"{}")
         with engine.begin() as conn:
-            new_id = conn.execute(sa.text("INSERT INTO accounts (name) VALUES (:n) RETURNING id"), {"n": name}).scalar()
+            if self.path == "/items":
+                new_id = conn.execute(sa.text("INSERT INTO accounts (name) VALUES (:n) RETURNING id"),
+                                      {"n": body.get("name", "item")}).scalar()
+            elif "touch" in body:  # an update: one more token on an existing event
+                new_id = conn.execute(sa.text("UPDATE events SET total_tokens = total_tokens + 1 WHERE id = :i "
+                                              "RETURNING id"), {"i": body["touch"]}).scalar()
+            else:
+                new_id = conn.execute(sa.text("INSERT INTO events (account_id, total_tokens, payload) "
+                                              "VALUES (:a, :t, :p) RETURNING id"),
+                                      {"a": body.get("account_id", 1), "t": body.get("total_tokens", 0),
+                                       "p": body.get("payload", "")}).scalar()
         self._send(201, {"id": new_id})
 
     def log_message(self, fmt, *args):
