@@ -14,6 +14,9 @@ stackshift upgrade: its write latency p50/p99 and errors are reported before the
 the preparation, whose wall time comes from the run's journal (`prepare-online`).
 
     .venv/bin/python -m bench.online_downtime --sizes 10000000,30000000 --rounds 3   (after lab/setup)
+
+`--release v1.0.0 --target v2.0.0 --no-documented` measures the demo's v2 instead (it widens `events.total_tokens`
+and builds an index without CONCURRENTLY, which stays in the downtime).
 """
 from __future__ import annotations
 
@@ -38,22 +41,24 @@ RELEASE, TARGET = "v2.0.1", "v2.1.0"
 BASELINE_SECONDS = 3.0
 
 
-def run_stackshift(root: Path, rows: int, seed: stack.Seeded, online: str) -> dict:
-    """One stackshift upgrade with `online_preparation=online`, a user writing through the app meanwhile."""
+def run_stackshift(root: Path, rows: int, seed: stack.Seeded, online: str,
+                   releases: tuple[str, str] = (RELEASE, TARGET)) -> dict:
+    """One stackshift upgrade (from, to) with `online_preparation=online`, a user writing through the app meanwhile."""
+    release, target = releases
     name = f"bench-online-{online}"
-    dep = stack.create(root, name, RELEASE, rows, from_seed=seed)
+    dep = stack.create(root, name, release, rows, from_seed=seed)
     StackEnvironment(**dep.block_fields(), online_preparation=online).save(name, overwrite=True)
-    _drop_target_image(f"127.0.0.1:5000/demo/app:{TARGET[1:]}")
+    _drop_target_image(f"127.0.0.1:5000/demo/app:{target[1:]}")
     from flows.upgrade import upgrade
 
     writer = AppWriter(dep.api_port, list(range(1, rows + 1, 97)))
     writer.start()
     time.sleep(BASELINE_SECONDS)
     started = time.time()
-    watch = Watch(api_state(dep, TARGET[1:]))
+    watch = Watch(api_state(dep, target[1:]))
     watch.start()
     try:
-        result = upgrade(environment=name, target=TARGET, accept_migration_risk=True)
+        result = upgrade(environment=name, target=target, accept_migration_risk=True)
         watch.join(60)
     finally:
         writer.stop()
@@ -67,14 +72,15 @@ def run_stackshift(root: Path, rows: int, seed: stack.Seeded, online: str) -> di
     return out
 
 
-def one_round(rows: int, seed: stack.Seeded) -> dict:
+def one_round(rows: int, seed: stack.Seeded, release: str, target: str, documented: bool) -> dict:
     out = {}
     for online in ("auto", "off"):
         with tempfile.TemporaryDirectory(prefix="bench-", dir="/var/tmp") as tmp:
-            out[online] = run_stackshift(Path(tmp), rows, seed, online)
-    with tempfile.TemporaryDirectory(prefix="bench-", dir="/var/tmp") as tmp:
-        down, parts = run_documented(Path(tmp), rows, seed, RELEASE, TARGET)
-        out["documented"] = {"downtime": down, "parts": parts}
+            out[online] = run_stackshift(Path(tmp), rows, seed, online, (release, target))
+    if documented:
+        with tempfile.TemporaryDirectory(prefix="bench-", dir="/var/tmp") as tmp:
+            down, parts = run_documented(Path(tmp), rows, seed, release, target)
+            out["documented"] = {"downtime": down, "parts": parts}
     return out
 
 
@@ -84,7 +90,7 @@ def med(values) -> float:
 
 
 def report(rows: int, rounds: list[dict]) -> None:
-    auto, off, doc = ([r[k] for r in rounds] for k in ("auto", "off", "documented"))
+    auto, off, doc = ([r[k] for r in rounds if k in r] for k in ("auto", "off", "documented"))
     print(f"\n{rows:,} rows, {len(rounds)} round(s), medians:")
     print(f"  api downtime: online {med(r['downtime'] for r in auto):.2f} s (migrate step "
           f"{med(r['migrate'] for r in auto):.2f} s) | off {med(r['downtime'] for r in off):.2f} s (migrate step "
@@ -105,6 +111,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="10000000,30000000", help="events rows seeded, comma-separated")
+    ap.add_argument("--release", default=RELEASE, help=f"the release upgraded from (default {RELEASE})")
+    ap.add_argument("--target", default=TARGET, help=f"the release upgraded to (default {TARGET})")
+    ap.add_argument("--no-documented", action="store_true", help="only stackshift, online and off")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, list[dict]] = {n: [] for n in sizes}
@@ -112,12 +121,12 @@ def main() -> None:
         seeds = {}
         for rows in sizes:
             t = time.monotonic()
-            seeds[rows] = stack.seeded(Path(seed_dir), rows, RELEASE)
+            seeds[rows] = stack.seeded(Path(seed_dir), rows, args.release)
             print(f"seeded {rows:,} rows in {time.monotonic() - t:.0f} s (each deployment starts on a copy)",
                   flush=True)
         for i in range(args.rounds):
             for rows in sizes:
-                r = one_round(rows, seeds[rows])
+                r = one_round(rows, seeds[rows], args.release, args.target, not args.no_documented)
                 results[rows].append(r)
                 print(f"round {i + 1}, {rows:,} rows: " + "; ".join(
                     f"{k} {v['downtime']:.2f} s" for k, v in r.items()) + f"; online {r['auto']}", flush=True)
