@@ -7,3 +7,4 @@ from pathlib import Path
 
 LAB_HOME = Path(os.environ.get("STACKSHIFT_LAB_HOME", "/var/lib/stackshift-lab"))
 DEMO_REPO = LAB_HOME / "demo-stack.git"  # the demo stack's compose directory, one tag per release
+PROD_ENGINE = "unix:///var/run/stackshift-prod/docker.sock"  # the lab's second Docker engine: the "prod host"

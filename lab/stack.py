@@ -19,9 +19,9 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from core.io.db import DbAccess
-from lab.paths import DEMO_REPO
+from lab import orphans
+from lab.paths import DEMO_REPO, PROD_ENGINE  # noqa: F401 (PROD_ENGINE: where the tests find it)
 
-PROD_ENGINE = "unix:///var/run/stackshift-prod/docker.sock"  # the lab's second Docker engine: the "prod host"
 SEEDED_TABLES = {"accounts": ("id", "name", "created_at"), "events": ("id", "account_id", "total_tokens", "payload")}
 
 
@@ -102,6 +102,7 @@ class Deployment:
 
     def down(self) -> None:
         self.compose("down", "--remove-orphans", "--timeout", "5", check=False)
+        orphans.unclaim(self.name)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ def create(root: Path, name: str, release: str = "v1.0.0", rows: int = 200_000, 
     env += "\n# Mine: where support tickets go.\nSUPPORT_EMAIL=ops@example.com\n"
     (compose_dir / ".env").write_text(env)
     os.chmod(compose_dir / ".env", 0o600)
+    orphans.claim(name)
     dep.compose("up", "--detach", "--wait", "--wait-timeout", "180")  # a loaded lab machine can take long
     if not from_seed:
         seed(dep, rows)

@@ -25,6 +25,10 @@ def lock_path(backup_dir: Path, project: str) -> Path:
 
 
 RECOVERY = "recovery"  # the `purpose` a recovery's lock record carries
+# A holder writes its record right after it takes the lock, and empties it right before it lets go. Found busy with
+# an empty record, the lock is retried this long (every 50 ms), so a refusal names its holder, and a holder that was
+# letting go is not taken for one that holds (seen in the CLI race test under load: "holder unknown").
+RECORD_WAIT_SECONDS = 2.0
 
 
 class StackLock:
@@ -50,6 +54,9 @@ class StackLock:
             except BlockingIOError:
                 holder = read_holder(self.path)
                 waiting = time.monotonic() - start
+                if not holder and waiting < RECORD_WAIT_SECONDS:
+                    time.sleep(0.05)
+                    continue
                 if (self.wait_for_purpose is None or holder.get("purpose") != self.wait_for_purpose
                         or waiting >= self.wait_seconds):
                     raise StackLocked(str(self.path), holder) from None
@@ -73,8 +80,9 @@ class StackLock:
         """Adds `fields` to the holder's record in the file (what the next holder finds if this one dies)."""
         assert self._fd is not None, "only the holder writes the record"
         self.holder |= fields
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, (json.dumps(self.holder) + "\n").encode(), 0)
+        record = (json.dumps(self.holder) + "\n").encode()
+        os.pwrite(self._fd, record, 0)  # then cut to its length: the file is never empty in between
+        os.ftruncate(self._fd, len(record))
         os.fsync(self._fd)
 
     def __exit__(self, *exc) -> None:

@@ -87,7 +87,11 @@ RELEASES = [
 
 
 def compose_yaml(release: Release) -> str:
-    """The release's docker-compose.yaml (api and worker share one image; the db keeps ./volumes/db/data)."""
+    """The release's docker-compose.yaml (api and worker share one image; the db keeps ./volumes/db/data).
+
+    Health checks every 2 s: each check is a process the engine starts in the container, about 75 ms of CPU with
+    the engine's share (measured: a database container checked every 500 ms took 0.077 of a core while idle). Docker
+    20.10 has no faster `start_interval`, so a start is seen healthy up to 2 s late; the test stacks live long."""
     extra = "".join(f"      {k}: \"{v}\"\n" for k, v in release.api_extra_env.items())
     db = release.db_service
     return f"""\
@@ -117,9 +121,9 @@ services:
         condition: service_healthy
     healthcheck:
       test: ["CMD", "python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:5001/health', timeout=2)"]
-      interval: 500ms
+      interval: 2s
       timeout: 3s
-      retries: 5
+      retries: 3
       start_period: 10s
 
   worker:
@@ -148,8 +152,8 @@ services:
       - "127.0.0.1:${{EXPOSE_DB_PORT:-15432}}:5432"
     healthcheck:
       test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "${{DB_USERNAME:-app}}", "-d", "${{DB_DATABASE:-app}}"]
-      interval: 500ms
+      interval: 2s
       timeout: 3s
-      retries: 30
+      retries: 15
       start_period: 10s
 """

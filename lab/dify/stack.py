@@ -18,6 +18,7 @@ import psycopg
 from pydantic import SecretStr
 
 from core.io.db import DbAccess
+from lab import orphans
 from lab.dify.releases import REPO
 from lab.stack import free_port
 
@@ -77,6 +78,7 @@ class DifyDeployment:
 
     def down(self) -> None:
         self.compose("down", "--remove-orphans", "--timeout", "5", check=False)
+        orphans.unclaim(self.name)
 
 
 def operator_env(example: str, dep: DifyDeployment) -> str:
@@ -110,6 +112,7 @@ def create(root: Path, name: str, release: str = "1.12.1", *, rows: int = 500,
     env_file.write_text(operator_env((dep.compose_dir / ".env.example").read_text(), dep))
     os.chmod(env_file, 0o600)
     (dep.compose_dir / "docker-compose.override.yaml").write_text(OVERRIDE.format(port=dep.db_port))
+    orphans.claim(name)
     dep.compose("up", "--detach", "--wait", "--wait-timeout", "240")
     DbAccess("127.0.0.1", dep.db_port, "postgres", SecretStr(dep.db_password)).wait_until_reachable("dify", 30)
     if rows:

@@ -44,7 +44,7 @@ class Release:
     tag: str
     mlflow_version: str
     health_port: int = 5000  # the port the compose health check probes (the broken release probes a dead one)
-    health_retries: int = 90  # a first start on an empty database creates the schema: it can take a while
+    health_retries: int = 45  # a first start on an empty database creates the schema: it can take a while
 
 
 RELEASES = [Release("3.6.0", "3.6.0"), Release("3.17.2", "3.17.2"), Release("3.17.2-broken", "3.17.2", 5999, 5)]
@@ -78,7 +78,7 @@ services:
         condition: service_healthy
     healthcheck:
       test: ["CMD", "python3", "-c", "{probe}"]
-      interval: 1s
+      interval: 2s
       timeout: 3s
       retries: {r.health_retries}
 
@@ -96,7 +96,7 @@ services:
       - "127.0.0.1:${{EXPOSE_DB_PORT:-15433}}:5432"
     healthcheck:
       test: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "${{DB_USERNAME:-mlflow}}", "-d", "${{DB_DATABASE:-mlflow}}"]
-      interval: 500ms
+      interval: 2s
       timeout: 3s
-      retries: 30
+      retries: 15
 """

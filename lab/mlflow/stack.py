@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from core.discovery.apps import MLFLOW_RENDER_SQL, MLFLOW_VERSION_COMMAND
 from core.io.db import DbAccess
 from lab.mlflow.build import REPO
+from lab import orphans
 from lab.stack import free_port
 
 INSIDE = Path(__file__).resolve().parent / "inside.py"
@@ -82,6 +83,7 @@ class MlflowDeployment:
 
     def down(self) -> None:
         self.compose("down", "--remove-orphans", "--volumes", "--timeout", "5", check=False)
+        orphans.unclaim(self.name)
 
 
 # MLflow renders offline with Alembic and its own env.py, given a URL of the right dialect (no connection is made):
@@ -102,6 +104,7 @@ def create(root: Path, name: str, release: str = "3.6.0", *,  # noqa: PLR0913 (t
     env = env.replace("DB_PASSWORD=mlflow-password", f"DB_PASSWORD={dep.db_password}")
     (compose_dir / ".env").write_text(env)
     os.chmod(compose_dir / ".env", 0o600)
+    orphans.claim(name)
     dep.compose("up", "--detach", "--wait", "--wait-timeout", "180")
     DbAccess("127.0.0.1", dep.db_port, "mlflow", SecretStr(dep.db_password)).wait_until_reachable("mlflow", 30)
     if metric_rows:

@@ -51,6 +51,23 @@ def stop_winner(dep) -> None:
     pytest.fail("the lock holder did not stop")
 
 
+@contextlib.contextmanager
+def reaped(*procs: subprocess.Popen):
+    """The CLI processes a trial started end with it, whatever happens in it: a failed trial must not leave a winner
+    holding the lock of the module's stack (the refusal tests that share it would then all be refused)."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+
+
 # The refusals share the module's deployment on one worker (lab/test runs tests in parallel; the two ten-trial races,
 # long, may run on others, each with a deployment of its own).
 REFUSALS = pytest.mark.xdist_group("lock-and-runs-refusals")
@@ -71,22 +88,23 @@ def test_two_cli_runs_at_once_exactly_one_proceeds_ten_trials(v1, tmp_path):
         folders = run_folders(dep)
         marker = tmp_path / f"marker{trial}"
         a, b = (cli("upgrade", "-e", dep.name, "-t", "v2.0.0", fault=HOLD, marker=marker) for _ in range(2))
-        refused = None
-        deadline = time.monotonic() + 120
-        while refused is None and time.monotonic() < deadline:
-            refused = next((p for p in (a, b) if p.poll() is not None), None)
-            time.sleep(0.05)
-        assert refused is not None, "neither run was refused"
-        err = refused.communicate()[1]
-        assert refused.returncode == 1 and "StackLocked" in err, err[-2000:]
-        winner = b if refused is a else a
-        wait_for_marker(marker, HOLD, winner)
-        holder = journal_of(dep)
-        assert f"run {holder.run}" in err and f"pid {holder.pid}" in err and "since" in err, "the holder is named"
-        assert unchanged(snapshot(dep)) == unchanged(before), "the refused run changed nothing"
-        assert len(run_folders(dep)) == len(folders) + 1, "only the winner made a run folder"
-        stop_winner(dep)
-        winner.communicate(timeout=120)
+        with reaped(a, b):
+            refused = None
+            deadline = time.monotonic() + 120
+            while refused is None and time.monotonic() < deadline:
+                refused = next((p for p in (a, b) if p.poll() is not None), None)
+                time.sleep(0.05)
+            assert refused is not None, "neither run was refused"
+            err = refused.communicate()[1]
+            assert refused.returncode == 1 and "StackLocked" in err, err[-2000:]
+            winner = b if refused is a else a
+            wait_for_marker(marker, HOLD, winner)
+            holder = journal_of(dep)
+            assert f"run {holder.run}" in err and f"pid {holder.pid}" in err and "since" in err, "the holder is named"
+            assert unchanged(snapshot(dep)) == unchanged(before), "the refused run changed nothing"
+            assert len(run_folders(dep)) == len(folders) + 1, "only the winner made a run folder"
+            stop_winner(dep)
+            winner.communicate(timeout=120)
         assert unchanged(snapshot(dep)) == unchanged(before)
 
 
@@ -144,27 +162,28 @@ def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, ser
         folders = run_folders(dep)
         run = run_deployment(f"upgrade/upgrade-{dep.name}", parameters={"target": "v2.0.0"}, timeout=0)
         proc = cli("upgrade", "-e", dep.name, "-t", "v2.0.0", fault=HOLD, marker=marker)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            state = flow_run_state(run.id)
-            if proc.poll() is not None or (state.is_final() and state.is_failed()):
-                break
-            time.sleep(0.2)
-        if proc.poll() is not None:  # the CLI was refused: the deployment run holds the lock
-            err = proc.communicate()[1]
-            assert proc.returncode == 1 and "StackLocked" in err and str(run.id) in err, err[-2000:]
-            wait_for_marker(marker, HOLD, None)
-            outcomes.append("deployment won")
-        else:
-            state = flow_run_state(run.id)
-            assert state.is_failed() and "StackLocked" in state.message, state.message
-            wait_for_marker(marker, HOLD, proc)
-            outcomes.append("cli won")
-        assert unchanged(snapshot(dep)) == unchanged(before), "the refused run changed nothing"
-        assert len(run_folders(dep)) == len(folders) + 1, "only the winner made a run folder"
-        stop_winner(dep)
-        if proc.poll() is None:
-            proc.communicate(timeout=120)
+        with reaped(proc):
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                state = flow_run_state(run.id)
+                if proc.poll() is not None or (state.is_final() and state.is_failed()):
+                    break
+                time.sleep(0.2)
+            if proc.poll() is not None:  # the CLI was refused: the deployment run holds the lock
+                err = proc.communicate()[1]
+                assert proc.returncode == 1 and "StackLocked" in err and str(run.id) in err, err[-2000:]
+                wait_for_marker(marker, HOLD, None)
+                outcomes.append("deployment won")
+            else:
+                state = flow_run_state(run.id)
+                assert state.is_failed() and "StackLocked" in state.message, state.message
+                wait_for_marker(marker, HOLD, proc)
+                outcomes.append("cli won")
+            assert unchanged(snapshot(dep)) == unchanged(before), "the refused run changed nothing"
+            assert len(run_folders(dep)) == len(folders) + 1, "only the winner made a run folder"
+            stop_winner(dep)
+            if proc.poll() is None:
+                proc.communicate(timeout=120)
         marker.unlink(missing_ok=True)
     print("CLI vs deployment:", outcomes)
 

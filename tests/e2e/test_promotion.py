@@ -173,6 +173,7 @@ class UI:
                 return
             except Exception:
                 if attempt == 2:
+                    self.shot("failed-to-show")  # a fixture's teardown never sees the test's exception
                     raise
 
     def custom_run(self, deployment: str, fields: dict[str, str], tick: list[str] = ()) -> str:
@@ -236,7 +237,10 @@ class UI:
         """The deployment's page (its Runs tab, the UI's default filter) lists these runs (id → name)."""
         with get_client(sync_client=True) as client:
             dep = client.read_deployment_by_name(deployment)
-        self.open(f"{UI_URL}/deployments/deployment/{dep.id}", lambda: self.page.get_by_text(next(iter(runs.values()))))
+        # `?tab=Runs` asked for: without it the page opens on its Details tab, and the UI's switch to Runs on a wide
+        # screen reads a CSS variable that is not there yet when the stylesheet loads late (seen under a full run).
+        self.open(f"{UI_URL}/deployments/deployment/{dep.id}?tab=Runs",
+                  lambda: self.page.get_by_text(next(iter(runs.values()))))
         for run_id, name in runs.items():
             links = self.page.locator(f"a[href*='{run_id}']")
             links.first.wait_for(timeout=30_000)
@@ -284,7 +288,7 @@ def shots(request):
 
 
 @pytest.fixture
-def browser(shots):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -295,9 +299,6 @@ def browser(shots):
         page.set_default_timeout(30_000)
         try:
             yield page
-        except BaseException:
-            page.screenshot(path=str(shots / "failure.png"), full_page=True)
-            raise
         finally:
             b.close()
 

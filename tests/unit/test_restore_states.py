@@ -198,3 +198,39 @@ def test_a_recovery_waits_out_another_recovery_and_is_refused_by_anything_else(t
         StackLock(path, {"run": "fourth"}, wait_for_purpose=RECOVERY, wait_seconds=0.6).__enter__()
     release.set()
     other.join()
+
+
+def test_a_refusal_names_a_holder_that_had_not_written_its_record_yet_and_takes_a_lock_let_go_meanwhile(tmp_path):
+    """The moments between taking the lock and writing the record (and between emptying it and letting go): the
+    second run waits for the record (so the refusal names the holder), or takes the lock once it is let go."""
+    import fcntl
+    import json
+    import os
+    import threading
+    import time
+
+    import pytest
+
+    from core.cutover.lock import RECORD_WAIT_SECONDS, StackLock
+    from core.errors import StackLocked
+
+    path = tmp_path / "lock"
+    path.write_text("")
+    fd = os.open(path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    threading.Timer(0.3, lambda: os.pwrite(fd, json.dumps({"run": "slow", "pid": 1}).encode(), 0)).start()
+    with pytest.raises(StackLocked) as refused:
+        StackLock(path, {"run": "second"}).__enter__()
+    assert refused.value.holder["run"] == "slow", "the refusal names the holder"
+
+    os.ftruncate(fd, 0)  # the holder is letting go: record emptied, lock not yet released
+    threading.Timer(0.3, lambda: fcntl.flock(fd, fcntl.LOCK_UN)).start()
+    with StackLock(path, {"run": "third"}) as lock:
+        assert lock.waited >= 0.25, "it took the lock the holder let go"
+
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a holder that never writes: refused after the bounded wait, holder unknown
+    t0 = time.monotonic()
+    with pytest.raises(StackLocked) as refused:
+        StackLock(path, {"run": "fourth"}).__enter__()
+    assert refused.value.holder == {} and RECORD_WAIT_SECONDS <= time.monotonic() - t0 < RECORD_WAIT_SECONDS + 1
+    os.close(fd)
