@@ -43,6 +43,10 @@ LONGEST_FIRST = (
     "tests/e2e/test_lock_and_runs.py::test_cli_and_deployment_runs_at_once",  # ten trials
     "tests/e2e/test_lock_and_runs.py::test_two_cli_runs_at_once",  # ten trials
     "tests/e2e/test_rollback_point.py",
+    "tests/e2e/test_online_pk.py",  # ~1.5 min in two tests: they ran last, alone, until measured (2026-12-05)
+    "tests/e2e/test_online_upgrade.py",
+    "tests/e2e/test_init.py",  # one worker, ~1.5 min
+    "tests/e2e/test_cli.py",  # one worker, ~1 min
     "tests/e2e/test_lock_and_runs.py",
     "tests/e2e/test_upgrade.py",
     "tests/e2e/test_fault_matrix.py",
