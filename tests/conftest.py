@@ -42,7 +42,10 @@ LONGEST_FIRST = (
     "tests/e2e/test_dify_promotion.py",  # ~4 min, two Dify stacks through one promotion
     "tests/e2e/test_lock_and_runs.py::test_cli_and_deployment_runs_at_once",  # ten trials
     "tests/e2e/test_lock_and_runs.py::test_two_cli_runs_at_once",  # ten trials
+    "tests/e2e/test_lock_and_runs.py::test_a_run_whose_worker_died",  # ~2 min, most of it 90 s of silence
+    "tests/e2e/test_rollback_point.py::test_pitr_sigkill",  # ~2 min
     "tests/e2e/test_rollback_point.py",
+    "tests/e2e/test_fault_matrix.py::test_sigkill_of_recover",  # ~1.5 min: it ran last, alone (2026-12-05)
     "tests/e2e/test_online_pk.py",  # ~1.5 min in two tests: they ran last, alone, until measured (2026-12-05)
     "tests/e2e/test_online_upgrade.py",
     "tests/e2e/test_init.py",  # one worker, ~1.5 min
