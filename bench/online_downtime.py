@@ -36,6 +36,7 @@ from lab import stack  # noqa: E402
 from lab.writer import AppWriter  # noqa: E402
 from bench.upgrade_downtime import _drop_target_image, run_documented  # noqa: E402
 from bench.watch import Watch, api_state  # noqa: E402
+from tests.e2e import server  # noqa: E402
 
 RELEASE, TARGET = "v2.0.1", "v2.1.0"
 BASELINE_SECONDS = 3.0
@@ -63,6 +64,7 @@ def run_stackshift(root: Path, rows: int, seed: stack.Seeded, online: str,
     finally:
         writer.stop()
         dep.down()
+        server.remove(name)  # its block and what the run named after it: nothing left on the Prefect server
     journal = Journal.load(Path(result["backup"]) / "journal.json")
     prep = journal.record("prepare-online")
     out = {"downtime": watch.downtime, "migrate": result["downtime"].get("migrate", 0.0),

@@ -48,6 +48,7 @@ LONGEST_FIRST = (
     "tests/e2e/test_fault_matrix.py::test_sigkill_of_recover",  # ~1.5 min: it ran last, alone (2026-12-05)
     "tests/e2e/test_online_pk.py",  # ~1.5 min in two tests: they ran last, alone, until measured (2026-12-05)
     "tests/e2e/test_online_upgrade.py",
+    "tests/e2e/test_online_live.py",  # one worker, five tests: they ran last (2026-12-05)
     "tests/e2e/test_init.py",  # one worker, ~1.5 min
     "tests/e2e/test_cli.py",  # one worker, ~1 min
     "tests/e2e/test_lock_and_runs.py",
