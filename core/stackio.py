@@ -310,7 +310,7 @@ class StackIO:
         _at_once([partial(client.api.stop, cid, timeout=timeouts.get(s)) for s, cid in found.items()])
         return f"stopped {', '.join(sorted(found)) or 'nothing (not running)'}"
 
-    def service_containers(self, project: str, services: list[str]) -> dict[str, str]:
+    def service_containers(self, project: str, services: list[str] | None) -> dict[str, str]:
         return _service_containers(self.endpoint.client(), project, services)
 
     def start_created(self, project: str, containers: dict[str, str], meanwhile: Callable[[], str] | None = None,

@@ -63,7 +63,10 @@ def remove_orphans(base_url: str | None, prefix: str = PREFIX) -> list[str]:
             for container in client.containers.list(all=True, filters=label):
                 container.remove(force=True)
             for network in client.networks.list(filters=label):
-                network.remove()
+                try:
+                    network.remove()
+                except docker.errors.APIError as exc:  # a stale endpoint (dockerd 20.10): said, and left
+                    print(f"[lab] the network {network.name} of {project} could not be removed: {exc}")
             for volume in client.volumes.list(filters=label):
                 volume.remove(force=True)
             unclaim(project)

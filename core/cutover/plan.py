@@ -318,7 +318,7 @@ def rollback_phase(s: Stack) -> list[st.Step]:
         st.StopRunContainers("stop-one-offs", Phase.ROLLBACK, "Remove the stack's one-off containers (a migration "
                              "still running)"),
         st.StopServices("stop-target", Phase.ROLLBACK, "Stop and remove the target's containers",
-                        argv=tuple(c.compose_down(s.new)), timeout=s.up_timeout),
+                        argv=tuple(c.compose_down(s.new)), timeout=s.up_timeout, project_name=stack.project_name),
         st.Checkout("checkout-previous", Phase.ROLLBACK, f"git checkout the previous commit {f.current.commit[:12]}",
                     argv=tuple(c.git_checkout(stack.compose_dir, f.current.commit))),
         st.RestoreEnv("restore-env", Phase.ROLLBACK, f"Restore {stack.env_file} from the backup"

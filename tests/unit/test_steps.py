@@ -413,3 +413,36 @@ def test_the_backup_records_pre_flights_resolved_config_only_while_the_files_com
     (compose_dir / ".env").write_text("SECRET_KEY=rotated\n")
     st.execute(save, ctx)
     assert len(io.commands) == 2, "a changed .env means pre-flight's copy is stale: compose runs"
+
+
+class StaleNetworkIO(StubIO):
+    """`compose down` refused on the project's network, as Debian's dockerd 20.10 does with a stale endpoint."""
+
+    def __init__(self, stderr: str, left: dict):
+        super().__init__()
+        self.stderr, self.left = stderr, left
+
+    def run(self, cmd, *, db_password=False):
+        if "down" in cmd.argv:
+            self.commands.append(cmd.argv)
+            raise CommandFailed(cmd.argv, 1, self.stderr)
+        return super().run(cmd, db_password=db_password)
+
+    def service_containers(self, project, services):
+        return self.left
+
+
+STALE = "Error response from daemon: error while removing network: network dify_default id 16 has active endpoints"
+
+
+def test_stop_target_is_done_when_only_a_stale_network_endpoint_is_left_and_fails_otherwise(tmp_path):
+    from core.errors import RestoreFailed
+
+    plan, ctx = ctx_for(tmp_path, StaleNetworkIO(STALE, left={}))
+    assert "next start reuses" in st.execute(step(plan, "stop-target"), ctx).detail
+    for name, io in (("kept", StaleNetworkIO(STALE, left={"api": "c1"})),
+                     ("other", StaleNetworkIO("permission denied", left={}))):
+        (tmp_path / name).mkdir()
+        plan, ctx = ctx_for(tmp_path / name, io)
+        with pytest.raises(RestoreFailed):  # a container still there, or another failure: the rollback step fails
+            st.execute(step(plan, "stop-target"), ctx)
