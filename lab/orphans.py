@@ -11,6 +11,7 @@ stacks are claimed by live processes, so a run beside another is left alone.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -56,12 +57,15 @@ def remove_orphans(base_url: str | None, prefix: str = PREFIX) -> list[str]:
     """Removes every orphaned test stack (project named `prefix…`) on one engine; returns their project names."""
     client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
     try:
-        projects = {c.labels.get(PROJECT, "") for c in client.containers.list(all=True, filters={"label": PROJECT})}
+        # the low-level listing: `containers.list` inspects each one, and another session's may be gone by then
+        listed = client.api.containers(all=True, filters={"label": PROJECT})
+        projects = {(c.get("Labels") or {}).get(PROJECT, "") for c in listed}
         gone = sorted(p for p in projects if p.startswith(prefix) and is_orphan(p))
         for project in gone:
             label = {"label": f"{PROJECT}={project}"}
-            for container in client.containers.list(all=True, filters=label):
-                container.remove(force=True)
+            for container in client.api.containers(all=True, filters=label):
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.api.remove_container(container["Id"], force=True)
             for network in client.networks.list(filters=label):
                 try:
                     network.remove()

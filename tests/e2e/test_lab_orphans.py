@@ -23,7 +23,8 @@ def test_an_unclaimed_test_stack_is_removed_and_a_claimed_one_stays():
             made.append(client.containers.run(IMAGE, ["sleep", "300"], detach=True, labels=label,
                                               network=f"{project}_default", name=f"{project}-db-1"))
         assert orphans.remove_orphans(None, prefix=prefix) == [left]
-        remaining = {c.name for c in client.containers.list(all=True, filters={"label": orphans.PROJECT})}
+        remaining = {name.lstrip("/") for c in client.api.containers(all=True, filters={"label": orphans.PROJECT})
+                     for name in c["Names"]}
         assert f"{left}-db-1" not in remaining and f"{mine}-db-1" in remaining
         assert not client.networks.list(names=[f"{left}_default"])
         assert client.networks.list(names=[f"{mine}_default"])
