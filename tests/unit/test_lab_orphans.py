@@ -37,3 +37,5 @@ def test_a_reused_pid_does_not_keep_an_orphan(owners):
     assert orphans.is_orphan("e2e-reused")
     (owners / "e2e-garbled").write_text("not a claim\n")
     assert orphans.is_orphan("e2e-garbled")
+    (owners / "e2e-empty").write_text("")
+    assert orphans.is_orphan("e2e-empty")
