@@ -33,10 +33,11 @@ def promotion_name(release: str | None, outcome: str = "") -> str:
     return f"{name}: {outcome}" if outcome else name
 
 
-def run_tags(environment: str | None, *, dry_run: bool = False, promotion: bool = False,
+def run_tags(*environments: str | None, dry_run: bool = False, promotion: bool = False,
              origin: str | None = None) -> list[str]:
-    """The tags a run carries besides its deployment's: the environment, `dry-run`, `promotion`, the origin."""
-    tags = [environment] if environment else []
+    """The tags a run carries besides its deployment's: its environments (a promotion's two), `dry-run`,
+    `promotion`, the origin. Filtering the runs list by an environment's tag finds every run that touched it."""
+    tags = [e for e in environments if e]
     tags += [DRY_RUN_TAG] if dry_run else []
     tags += [PROMOTION_TAG] if promotion else []
     return tags + ([origin] if origin else [])
@@ -59,8 +60,8 @@ def origin_of(run: Any) -> str:
     return "cli" if "cli" in tags else "ui"
 
 
-def label_run(environment: str | None, *, dry_run: bool = False, promotion: bool = False) -> None:
-    """Adds the environment, dry-run, promotion and origin tags to the current flow run (kept: its own tags)."""
+def label_run(*environments: str | None, dry_run: bool = False, promotion: bool = False) -> None:
+    """Adds the environments, dry-run, promotion and origin tags to the current flow run (kept: its own tags)."""
     from prefect.runtime import flow_run
 
     if not flow_run.id or not api_reachable():
@@ -72,7 +73,7 @@ def label_run(environment: str | None, *, dry_run: bool = False, promotion: bool
             run = client.read_flow_run(flow_run.id)
             origin = origin_of(run)
             promotion = promotion or origin == "promotion"
-            new = run_tags(environment, dry_run=dry_run, promotion=promotion,
+            new = run_tags(*environments, dry_run=dry_run, promotion=promotion,
                            origin=None if origin == "promotion" else origin)
             tags = list(dict.fromkeys([*(run.tags or []), *new]))
             if tags != list(run.tags or []):

@@ -66,7 +66,7 @@ def promote(release: str | None = None, staging: str = "staging", prod: str = "p
         run_timeout_minutes: How long each upgrade or plan run on a host's pool may take (a host whose worker is
             down must not hang the promotion).
     """
-    naming.label_run(None, promotion=True)
+    naming.label_run(staging, prod, promotion=True)
     log = get_run_logger()
     prod_cfg, staging_cfg = load_environment(prod), load_environment(staging)
     hosts.check_host(prod_cfg.stack.host, prod)  # the promotion runs on prod's host: it reads prod's engine itself

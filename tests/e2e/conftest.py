@@ -43,7 +43,8 @@ def lab_ready():
 @pytest.fixture(scope="session", autouse=True)
 def server_left_clean(lab_ready):
     """After the session: nothing this session made is left on the Prefect server (deployments, automations,
-    blocks, variables, concurrency limits named after its stacks). Leftovers are removed, and the session fails."""
+    blocks, variables, concurrency limits named after its stacks, their flow runs and artifacts). Leftovers are
+    removed, and the session fails."""
     yield
     left = server.found(server.SESSION)
     if left:

@@ -51,7 +51,8 @@ def _refused(dep, error, environment=None, target="v2.0.0", needle=None):
 
 
 def test_unknown_environment(deployment):
-    _refused(deployment, UnknownEnvironment, environment="no-such-env", needle="prefect block ls")
+    # named after the module's stack: the refused run's flow run goes with the stack's other runs
+    _refused(deployment, UnknownEnvironment, environment=f"{deployment.name}-no-such-env", needle="prefect block ls")
 
 
 def test_unknown_ref(deployment):

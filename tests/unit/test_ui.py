@@ -27,6 +27,7 @@ def test_tags_name_the_environment_a_dry_run_a_promotion_and_the_origin():
     assert naming.run_tags("prod", dry_run=True, origin="ui") == ["prod", "dry-run", "ui"]
     assert naming.run_tags("staging", promotion=True) == ["staging", "promotion"]
     assert naming.run_tags(None, promotion=True, origin="schedule") == ["promotion", "schedule"]
+    assert naming.run_tags("staging", "prod", promotion=True) == ["staging", "prod", "promotion"]
 
 
 def run(**over):
