@@ -86,7 +86,7 @@ def test_init_on_the_mlflow_stack(tmp_path_factory):
 
     from lab.mlflow import build
     from lab.mlflow import stack as mlstack
-    from tests.e2e.conftest import _delete_block
+    from tests.e2e import server
 
     build.ensure()
     name = "e2e-mlflow-init-" + secrets.token_hex(3)
@@ -105,7 +105,7 @@ def test_init_on_the_mlflow_stack(tmp_path_factory):
     finally:
         dep.down()
         shutil.rmtree(root, ignore_errors=True)
-        _delete_block(name)
+        server.remove(name)  # the block init saved, the plan's flow run and its artifacts
 
 
 def by_hand_mlflow(dep):
