@@ -17,6 +17,23 @@ from lab import stack
 from tests.conftest import ROOT
 
 
+def wait_for(flow_run_id, done, seconds: float = 300):
+    """The flow run once `done(its state)`, read every second; the test fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and done(run.state):
+                return run
+            time.sleep(1)
+    pytest.fail(f"flow run {flow_run_id} is still {run.state.name if run.state else None} after {seconds} s")
+
+
+def final(flow_run_id, seconds: float = 500):
+    """The flow run once it has ended (its final state is reported after the flow let go of the stack's lock)."""
+    return wait_for(flow_run_id, lambda s: s.is_final(), seconds)
+
+
 def services(dep: stack.Deployment) -> dict:
     out = subprocess.run(["docker", "compose", "-p", dep.name, "ps", "--all", "--format", "json"],
                          capture_output=True, text=True, check=True).stdout

@@ -20,8 +20,9 @@ from lab.dify.releases import HEADS
 from tasks.promotion import run_artifacts
 from tests.e2e import server
 from tests.e2e.test_dify import init_block
+from tests.e2e.helpers import final
 from tests.e2e.test_fault_matrix import journal_of
-from tests.e2e.test_promotion import children, decide, final, paused, running_digests, start
+from tests.e2e.test_promotion import children, decide, paused, running_digests, start
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("dify-promotion")]
 ROWS = 100  # the path is about runs, digests and env files, not data volume

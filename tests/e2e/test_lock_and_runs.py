@@ -24,7 +24,7 @@ from deployments.serve import automation_name
 from flows.upgrade import upgrade
 from lab import stack
 from tests.e2e.conftest import _delete_block
-from tests.e2e.helpers import snapshot
+from tests.e2e.helpers import final, snapshot
 from tests.e2e.test_fault_matrix import ROOT, assert_whole, cli, flow_run_state, journal_of, wait_for_marker
 
 pytestmark = pytest.mark.e2e
@@ -50,16 +50,6 @@ def stop_winner(dep) -> None:
             return
         time.sleep(0.1)
     pytest.fail("the lock holder did not stop")
-
-
-def wait_final(run_id, timeout: float = 180) -> None:
-    """Waits until a flow run has ended (its final state is reported after the flow has let go of the lock)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if flow_run_state(run_id).is_final():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"flow run {run_id} did not end within {timeout:.0f} s")
 
 
 @contextlib.contextmanager
@@ -208,7 +198,7 @@ def test_cli_and_deployment_runs_at_once_exactly_one_proceeds_ten_trials(v1, ser
                 proc.communicate(timeout=120)
             # the stopped holder lets go of the lock when its flow ends, after its journal says it stopped: the next
             # trial starting before that saw both of its runs refused by this one (seen in a CI under load)
-            wait_final(run.id)
+            final(run.id, 180)
         marker.unlink(missing_ok=True)
     print("CLI vs deployment:", outcomes)
 
@@ -250,11 +240,7 @@ def test_a_crashed_run_is_recovered_by_the_automation_for_the_environment_it_nam
     assert recovery_runs, "the automation started a recovery"
     for recovery_run in recovery_runs:
         assert recovery_run.parameters == {"environment": dep.name}, "the automation passed the run's environment"
-        for _ in range(200):
-            if flow_run_state(recovery_run.id).is_final():
-                break
-            time.sleep(0.5)
-        assert flow_run_state(recovery_run.id).is_completed(), "the automation's recover run did the work"
+        assert final(recovery_run.id, 100).state.is_completed(), "the automation's recover run did the work"
     print(f"automation recovery: {seconds:.1f} s from SIGKILL to the journal closed")
 
 

@@ -42,6 +42,7 @@ from deployments.automations import NOTIFY_BLOCK, URL_FIELD, ensure_notify_block
 from lab import stack
 from lab.paths import LAB_HOME
 from tasks.promotion import run_artifacts
+from tests.e2e.helpers import final, wait_for
 
 # One worker runs the module (lab/test runs tests in parallel): its paths are one scenario, in order.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("promotion")]
@@ -72,21 +73,6 @@ def stack_head(dep: stack.Deployment) -> str:
     import subprocess
     return subprocess.run(["git", "-C", str(dep.compose_dir), "rev-parse", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
-
-
-def wait_for(flow_run_id, done, seconds: float = 300):
-    deadline = time.monotonic() + seconds
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            run = client.read_flow_run(flow_run_id)
-            if run.state and done(run.state):
-                return run
-            time.sleep(1)
-    pytest.fail(f"flow run {flow_run_id} is still {run.state.name if run.state else None} after {seconds} s")
-
-
-def final(flow_run_id, seconds: float = 500):
-    return wait_for(flow_run_id, lambda s: s.is_final(), seconds)
 
 
 def paused(flow_run_id, seconds: float = 450):
